@@ -1,0 +1,23 @@
+/*
+ * compat.h: every difference between the Lua 5.4 API and LuaJIT 2.1's (Lua 5.1) API that
+ * the core uses. No other file tests LUA_VERSION_NUM.
+ */
+#ifndef ASSESSKIT_COMPAT_H
+#define ASSESSKIT_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#if LUA_VERSION_NUM >= 502
+#  define AK_LUA_VERSION LUA_RELEASE
+#else
+/* LuaJIT 2.1 already has luaL_setfuncs, luaL_newlib, luaL_testudata, luaL_setmetatable,
+ * luaL_traceback and luaL_fileresult (lauxlib.h); it lacks these. */
+#  include <luajit.h>
+#  define AK_LUA_VERSION LUAJIT_VERSION
+#  define lua_rawlen(L, i) lua_objlen((L), (i))
+#  define lua_absindex(L, i) \
+     (((i) > 0 || (i) <= LUA_REGISTRYINDEX) ? (i) : lua_gettop(L) + (i) + 1)
+#endif
+
+#endif
