@@ -1,0 +1,559 @@
+-- assesskit.ngx.transport inside a real nginx (nginx-light + libnginx-mod-http-lua, LuaJIT).
+--
+-- The spec (lua5.4) starts one nginx on free loopback ports in a temporary directory: a plain
+-- HTTP server whose locations play the upstream (echo, chunked, raw HTTP written byte by byte
+-- over the downstream socket, slow, ...), three TLS servers (trusted, wrong name, untrusted CA)
+-- and a driver location `/run` that performs a transport request described as JSON and answers
+-- with its results. nginx is stopped by its pid in teardown.
+
+local bench = require("spec.support.ngx_bench")
+local cjson = require("cjson")
+
+local T_REQ = "assesskit.ngx.transport"
+
+describe("assesskit.ngx.transport #ngx", function()
+  local srv, ports
+
+  local http_conf = [[
+    lua_shared_dict results 1m;
+    init_worker_by_lua_block {
+      local ok, err = pcall(function()
+        return require("assesskit.ngx.transport").new():request({ url = "http://127.0.0.1:1/" })
+      end)
+      ngx.shared.results:set("init_worker", tostring(err))
+      ngx.timer.at(0, function()
+        local t = require("assesskit.ngx.transport").new()
+        local status, _, body = t:request({ url = "http://127.0.0.1:@P_PLAIN@/length" })
+        ngx.shared.results:set("timer", tostring(status) .. " " .. tostring(body))
+      end)
+    }
+  ]]
+
+  local servers = [[
+  server {
+    listen 127.0.0.1:@P_PLAIN@;
+    location = /echo {
+      content_by_lua_block {
+        ngx.req.read_body()
+        local body = ngx.req.get_body_data()
+        if not body and ngx.req.get_body_file() then
+          local f = io.open(ngx.req.get_body_file(), "rb"); body = f:read("*a"); f:close()
+        end
+        ngx.header["X-Repeated"] = { "one", "two", "three" }
+        ngx.header["X-Connection"] = ngx.var.connection
+        ngx.say(require("cjson").encode({
+          method = ngx.req.get_method(), uri = ngx.var.request_uri,
+          headers = ngx.req.get_headers(100), body = body or "",
+          connection = ngx.var.connection,
+        }))
+      }
+    }
+    location = /length { return 200 "0123456789"; }
+    location = /chunked {
+      content_by_lua_block {
+        for i = 1, 5 do ngx.print(string.rep(string.char(96 + i), 1000 * i)); ngx.flush(true) end
+      }
+    }
+    location = /big {
+      content_by_lua_block {
+        local n = tonumber(ngx.var.arg_n)
+        if ngx.var.arg_mode == "length" then ngx.header["Content-Length"] = n end
+        local sent = 0
+        while sent < n do
+          local k = math.min(8192, n - sent); ngx.print(string.rep("z", k)); ngx.flush(true)
+          sent = sent + k
+        end
+      }
+    }
+    location = /slow {
+      content_by_lua_block { ngx.sleep(tonumber(ngx.var.arg_s) or 5); ngx.say("late") }
+    }
+    location = /trickle {
+      content_by_lua_block {
+        ngx.header["Content-Length"] = 100
+        for _ = 1, 100 do ngx.print("t"); ngx.flush(true); ngx.sleep(0.05) end
+      }
+    }
+    location = /status { return 503 "busy"; }
+    location = /head { return 200 "0123456789"; }
+    location /raw/ {
+      content_by_lua_block {
+        local raw = {
+          close = "HTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nbody until close",
+          interim = "HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n"
+            .. "HTTP/1.1 200 OK\r\nX-Final: yes\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+          fold = "HTTP/1.1 200 OK\r\nX-Fold: first\r\n  second\r\nContent-Length: 0\r\n\r\n",
+          truncated = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+          badstatus = "HTCPCP/1.0 418 I'm a teapot\r\n\r\n",
+          badchunk = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+          trailer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n"
+            .. "2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n",
+          hugeheader = "HTTP/1.1 200 OK\r\nX-Big: " .. string.rep("h", 200 * 1024) .. "\r\n\r\n",
+          twolengths = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+          empty = "",
+        }
+        local case = ngx.var.uri:match("^/raw/(.*)$")
+        local sock = ngx.req.socket(true)
+        sock:send(raw[case])
+      }
+    }
+    # Answers on a keep-alive connection, then drops the connection without a response when a
+    # second request arrives on it: the client must retry on a fresh connection.
+    location = /flaky-keepalive {
+      content_by_lua_block {
+        local d = ngx.shared.results
+        d:incr("flaky_connections", 1, 0)
+        local sock = ngx.req.socket(true)
+        sock:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        sock:settimeout(5000)
+        sock:receive("*l")  -- the next request's first line: hang up on it
+      }
+    }
+    location = /run {
+      content_by_lua_block {
+        local cjson = require("cjson")
+        ngx.req.read_body()
+        local spec = cjson.decode(ngx.req.get_body_data())
+        local T = require("assesskit.ngx.transport")
+        local t = T.new(spec.opts)
+        local out = {}
+        for i, req in ipairs(spec.requests) do
+          local progress = {}
+          if req.progress == "record" then
+            req.on_progress = function(received, total) progress[#progress + 1] = { received, total } end
+          elseif req.progress == "raise" then
+            req.on_progress = function(received) if received > 0 then error("stop here") end end
+          end
+          req.progress = nil
+          if spec.close_before == i then t:close() end
+          local ok, status, headers, body = pcall(t.request, t, req)
+          if not ok then
+            out[i] = { raised = tostring(status) }
+          elseif status then
+            out[i] = { status = status, headers = headers, body = body, progress = progress }
+          else
+            out[i] = { err = headers, kind = body }
+          end
+        end
+        ngx.header["Content-Type"] = "application/json"
+        ngx.say(cjson.encode(out))
+      }
+    }
+    location = /phase/header_filter {
+      return 200 "x";
+      header_filter_by_lua_block {
+        local ok, err = pcall(function()
+          return require("assesskit.ngx.transport").new():request({ url = "http://127.0.0.1:1/" })
+        end)
+        ngx.header["X-Raised"] = (not ok) and err or "no"
+      }
+    }
+    location = /phase/log {
+      return 200 "x";
+      log_by_lua_block {
+        local ok, err = pcall(function()
+          return require("assesskit.ngx.transport").new():request({ url = "http://127.0.0.1:1/" })
+        end)
+        ngx.shared.results:set("log", (not ok) and err or "no")
+      }
+    }
+    location = /phase/rewrite {
+      rewrite_by_lua_block {
+        local t = require("assesskit.ngx.transport").new()
+        local status, _, body = t:request({ url = "http://127.0.0.1:@P_PLAIN@/length" })
+        ngx.ctx.rewrite = tostring(status) .. " " .. tostring(body)
+      }
+      content_by_lua_block { ngx.print(ngx.ctx.rewrite) }
+    }
+    location = /results {
+      content_by_lua_block {
+        local d = ngx.shared.results
+        ngx.say(require("cjson").encode({ init_worker = d:get("init_worker"), timer = d:get("timer"),
+          log = d:get("log"), flaky_connections = d:get("flaky_connections") }))
+      }
+    }
+  }
+  server {
+    listen 127.0.0.1:@P_TLS@ ssl;
+    ssl_certificate @DIR@/localhost.crt;
+    ssl_certificate_key @DIR@/localhost.key;
+    location / { return 200 "secure hello"; }
+  }
+  server {
+    listen 127.0.0.1:@P_WRONGNAME@ ssl;
+    ssl_certificate @DIR@/wrongname.crt;
+    ssl_certificate_key @DIR@/wrongname.key;
+    location / { return 200 "wrong name"; }
+  }
+  server {
+    listen 127.0.0.1:@P_UNTRUSTED@ ssl;
+    ssl_certificate @DIR@/untrusted.crt;
+    ssl_certificate_key @DIR@/untrusted.key;
+    location / { return 200 "untrusted"; }
+  }
+  ]]
+
+  setup(function()
+    srv = bench.start({
+      ports = { "P_PLAIN", "P_TLS", "P_WRONGNAME", "P_UNTRUSTED" },
+      certs = true,
+      http = http_conf,
+      servers = servers,
+    })
+    ports = srv.ports
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  local function plain(path)
+    return "http://127.0.0.1:" .. ports.P_PLAIN .. path
+  end
+
+  -- Runs the requests in nginx through one transport; returns the array of outcomes.
+  local function run(requests, opts, extra)
+    local spec = { requests = requests, opts = opts or {} }
+    for k, v in pairs(extra or {}) do spec[k] = v end
+    local status, body = srv:http("POST", "/run", cjson.encode(spec), ports.P_PLAIN)
+    assert.are.equal(200, status, body)
+    return cjson.decode(body)
+  end
+
+  local function run1(req, opts)
+    return run({ req }, opts)[1]
+  end
+
+  describe("responses", function()
+    it("returns the status, lower-cased headers and the body of a Content-Length response", function()
+      local r = run1({ url = plain("/length") })
+      assert.are.equal(200, r.status)
+      assert.are.equal("0123456789", r.body)
+      assert.are.equal("10", r.headers["content-length"])
+      assert.is_string(r.headers["content-type"])
+      assert.is_nil(r.headers["Content-Length"])
+    end)
+
+    it("decodes a chunked body sent in several flushes", function()
+      local r = run1({ url = plain("/chunked") })
+      assert.are.equal(200, r.status)
+      assert.are.equal("chunked", r.headers["transfer-encoding"])
+      local want = {}
+      for i = 1, 5 do want[i] = string.rep(string.char(96 + i), 1000 * i) end
+      assert.are.equal(table.concat(want), r.body)
+    end)
+
+    it("ignores chunk extensions and trailer fields", function()
+      local r = run1({ url = plain("/raw/trailer") })
+      assert.are.equal(200, r.status)
+      assert.are.equal("abcde", r.body)
+    end)
+
+    it("reads a body delimited by the server closing the connection", function()
+      local r = run1({ url = plain("/raw/close") })
+      assert.are.equal(200, r.status)
+      assert.are.equal("body until close", r.body)
+      assert.are.equal("1", r.headers["x-a"])
+    end)
+
+    it("keeps a repeated header as an array in arrival order", function()
+      local r = run1({ url = plain("/echo") })
+      assert.are.same({ "one", "two", "three" }, r.headers["x-repeated"])
+    end)
+
+    it("skips 1xx interim responses and keeps only the final response's headers", function()
+      local r = run1({ url = plain("/raw/interim") })
+      assert.are.equal(200, r.status)
+      assert.are.equal("ok", r.body)
+      assert.are.equal("yes", r.headers["x-final"])
+      assert.is_nil(r.headers["x-interim"])
+    end)
+
+    it("joins an obsolete folded header line to its header", function()
+      local r = run1({ url = plain("/raw/fold") })
+      assert.are.equal("first second", r.headers["x-fold"])
+    end)
+
+    it("returns error statuses as results, not errors", function()
+      local r = run1({ url = plain("/status") })
+      assert.are.equal(503, r.status)
+      assert.are.equal("busy", r.body)
+    end)
+
+    it("reads no body for HEAD even when Content-Length is set", function()
+      local r = run1({ method = "HEAD", url = plain("/head") })
+      assert.are.equal(200, r.status)
+      assert.are.equal("", r.body)
+      assert.are.equal("10", r.headers["content-length"])
+    end)
+  end)
+
+  describe("requests", function()
+    it("sends the method, headers, body and Host", function()
+      local r = run1({ method = "PUT", url = plain("/echo?a=1&b=two"),
+        headers = { ["X-One"] = "1", ["X-Many"] = { "a", "b" }, ["Content-Type"] = "application/json" },
+        body = '{"k":"v"}' })
+      local echo = cjson.decode(r.body)
+      assert.are.equal("PUT", echo.method)
+      assert.are.equal("/echo?a=1&b=two", echo.uri)
+      assert.are.equal('{"k":"v"}', echo.body)
+      assert.are.equal("1", echo.headers["x-one"])
+      assert.are.same({ "a", "b" }, echo.headers["x-many"])
+      assert.are.equal("9", echo.headers["content-length"])
+      assert.are.equal("application/json", echo.headers["content-type"])
+      assert.are.equal("127.0.0.1:" .. ports.P_PLAIN, echo.headers["host"])
+    end)
+
+    it("sends Content-Length: 0 on a POST without a body", function()
+      local echo = cjson.decode(run1({ method = "POST", url = plain("/echo") }).body)
+      assert.are.equal("POST", echo.method)
+      assert.are.equal("0", echo.headers["content-length"])
+    end)
+
+    it("reaches localhost without a resolver and names it in Host", function()
+      local r = run1({ url = "http://localhost:" .. ports.P_PLAIN .. "/echo" })
+      assert.are.equal(200, r.status)
+      assert.are.equal("localhost:" .. ports.P_PLAIN, cjson.decode(r.body).headers["host"])
+    end)
+
+    it("sends multipart form data with values and a streamed file", function()
+      local path = srv.dir .. "/upload.bin"
+      local content = string.rep("file-bytes\0", 20000)
+      local f = assert(io.open(path, "wb")); f:write(content); f:close()
+      local r = run1({ method = "POST", url = plain("/echo"), multipart = {
+        { name = "title", value = "CV" },
+        { name = "file", file = path, filename = "cv.pdf", content_type = "application/pdf" },
+      } })
+      local echo = cjson.decode(r.body)
+      local ctype = echo.headers["content-type"]
+      local boundary = ctype:match("^multipart/form%-data; boundary=(.+)$")
+      assert.is_string(boundary)
+      -- split the body on "--boundary\r\n" ... "\r\n--boundary--\r\n"
+      local body, delim = echo.body, "--" .. boundary
+      assert.are.equal(delim .. "\r\n", body:sub(1, #delim + 2))
+      local parts, pos = {}, #delim + 3
+      while true do
+        local s, e = body:find("\r\n" .. delim, pos, true)
+        assert.is_truthy(s)
+        parts[#parts + 1] = body:sub(pos, s - 1)
+        if body:sub(e + 1, e + 2) == "--" then
+          assert.are.equal("--\r\n", body:sub(e + 1))
+          break
+        end
+        pos = e + 3
+      end
+      assert.are.equal(2, #parts)
+      assert.are.equal('Content-Disposition: form-data; name="title"\r\n\r\nCV', parts[1])
+      local head, data = parts[2]:match("^(.-)\r\n\r\n(.*)$")
+      assert.are.equal('Content-Disposition: form-data; name="file"; filename="cv.pdf"\r\n'
+        .. "Content-Type: application/pdf", head)
+      assert.are.equal(#content, #data)
+      assert.is_true(data == content)
+      assert.are.equal(tostring(#echo.body), echo.headers["content-length"])
+    end)
+
+    it("returns io when a multipart file cannot be read", function()
+      local r = run1({ method = "POST", url = plain("/echo"),
+        multipart = { { name = "file", file = srv.dir .. "/does-not-exist" } } })
+      assert.are.equal("io", r.kind)
+    end)
+
+    it("reuses a keep-alive connection for the next request to the same host", function()
+      local rs = run({ { url = plain("/echo") }, { url = plain("/echo") } })
+      local a, b = cjson.decode(rs[1].body), cjson.decode(rs[2].body)
+      assert.are.equal(a.connection, b.connection)
+    end)
+
+    it("opens a new connection after a response that closes it", function()
+      local rs = run({ { url = plain("/raw/close") }, { url = plain("/echo") }, { url = plain("/echo") } })
+      assert.are.equal(200, rs[1].status)
+      local b, c = cjson.decode(rs[2].body), cjson.decode(rs[3].body)
+      assert.are.equal(b.connection, c.connection)
+    end)
+
+    it("retries on a fresh connection when the peer dropped a pooled one", function()
+      local rs = run({ { url = plain("/flaky-keepalive") }, { url = plain("/flaky-keepalive") } })
+      assert.are.equal("ok", rs[1].body)
+      assert.are.equal(200, rs[2].status)
+      assert.are.equal("ok", rs[2].body)
+      local _, results = srv:http("GET", "/results", nil, ports.P_PLAIN)
+      assert.are.equal(2, cjson.decode(results).flaky_connections)
+    end)
+  end)
+
+  describe("TLS", function()
+    it("verifies the server against lua_ssl_trusted_certificate and talks to it", function()
+      local r = run1({ url = "https://localhost:" .. ports.P_TLS .. "/" })
+      assert.are.equal(200, r.status)
+      assert.are.equal("secure hello", r.body)
+    end)
+
+    it("refuses a certificate issued for another name", function()
+      local r = run1({ url = "https://localhost:" .. ports.P_WRONGNAME .. "/" })
+      assert.are.equal("tls", r.kind)
+    end)
+
+    it("refuses a certificate from a CA nginx does not trust", function()
+      local r = run1({ url = "https://localhost:" .. ports.P_UNTRUSTED .. "/" })
+      assert.are.equal("tls", r.kind)
+      assert.matches("lua_ssl_trusted_certificate", r.err, 1, true)
+    end)
+
+    it("reports tls when the server does not speak TLS", function()
+      local r = run1({ url = "https://localhost:" .. ports.P_PLAIN .. "/" })
+      assert.are.equal("tls", r.kind)
+    end)
+
+    it("refuses plain http:// to a non-loopback host unless allow_http", function()
+      local r = run1({ url = "http://api.example.com/x" })
+      assert.are.equal("insecure", r.kind)
+      local allowed = run1({ url = "http://api.example.com/x" }, { allow_http = true })
+      assert.are_not.equal("insecure", allowed.kind)
+      assert.are.equal("network", allowed.kind) -- no resolver in this nginx
+      assert.matches("resolver", allowed.err, 1, true)
+    end)
+  end)
+
+  describe("failures", function()
+    it("reports a refused connection as network", function()
+      local r = run1({ url = "http://127.0.0.1:1/" })
+      assert.are.equal("network", r.kind)
+    end)
+
+    it("ends a transfer that exceeds the whole-transfer timeout", function()
+      local r = run1({ url = plain("/slow?s=5"), timeout = 0.3 })
+      assert.are.equal("timeout", r.kind)
+    end)
+
+    it("counts the timeout over the whole transfer, not per read", function()
+      -- one byte every 50 ms: no single read waits long, the whole body takes 5 s
+      local r = run1({ url = plain("/trickle"), timeout = 0.5 })
+      assert.are.equal("timeout", r.kind, require("cjson").encode(r))
+    end)
+
+    it("reports a body cut short of its Content-Length as network", function()
+      local r = run1({ url = plain("/raw/truncated") })
+      assert.are.equal("network", r.kind)
+    end)
+
+    it("reports an empty reply as network", function()
+      local r = run1({ url = plain("/raw/empty") })
+      assert.are.equal("network", r.kind)
+    end)
+
+    it("reports malformed responses as network", function()
+      for _, case in ipairs({ "badstatus", "badchunk", "hugeheader", "twolengths" }) do
+        local r = run1({ url = plain("/raw/" .. case) })
+        assert.are.equal("network", r.kind, case)
+      end
+    end)
+
+    it("enforces max_response_size for Content-Length, chunked and close-delimited bodies", function()
+      local opts = { max_response_size = 1000 }
+      assert.are.equal("too_large", run1({ url = plain("/big?n=5000&mode=length") }, opts).kind)
+      assert.are.equal("too_large", run1({ url = plain("/big?n=5000") }, opts).kind)
+      assert.are.equal("too_large", run1({ url = plain("/raw/close") }, { max_response_size = 5 }).kind)
+      local ok = run1({ url = plain("/big?n=1000") }, opts)
+      assert.are.equal(1000, #ok.body)
+    end)
+
+    it("keeps secrets from the URL and headers out of error messages", function()
+      local r = run1({ url = "http://127.0.0.1:1/x?access_token=SECRET-QUERY",
+        headers = { Authorization = "Bearer SECRET-HEADER" } })
+      assert.are.equal("network", r.kind)
+      assert.is_nil(r.err:find("SECRET", 1, true))
+      local bad = run1({ url = plain("/echo"), headers = { Authorization = "Bearer SECRET\r\nX: y" } })
+      assert.is_string(bad.raised)
+      assert.is_nil(bad.raised:find("SECRET", 1, true))
+    end)
+
+    it("returns closed after close()", function()
+      local rs = run({ { url = plain("/length") }, { url = plain("/length") } }, nil, { close_before = 2 })
+      assert.are.equal(200, rs[1].status)
+      assert.are.same({ err = "session is closed", kind = "closed" }, rs[2])
+    end)
+  end)
+
+  describe("output and progress", function()
+    it("streams the body to the output file and returns the byte count", function()
+      local path = srv.dir .. "/out.bin"
+      local r = run1({ url = plain("/chunked"), output = path })
+      assert.are.equal(200, r.status)
+      assert.are.equal(15000, r.body)
+      local f = assert(io.open(path, "rb")); local data = f:read("a"); f:close()
+      assert.are.equal(15000, #data)
+      assert.are.equal(string.rep("a", 1000), data:sub(1, 1000))
+    end)
+
+    it("returns io when the output file cannot be written", function()
+      local r = run1({ url = plain("/length"), output = srv.dir .. "/no/such/dir/out.bin" })
+      assert.are.equal("io", r.kind)
+    end)
+
+    it("reports progress up to the full body with the announced total", function()
+      local r = run1({ url = plain("/big?n=50000&mode=length"), progress = "record" })
+      assert.are.equal(200, r.status)
+      local last = r.progress[#r.progress]
+      assert.are.same({ 50000, 50000 }, last)
+      for i = 2, #r.progress do
+        assert.is_true(r.progress[i][1] >= r.progress[i - 1][1])
+      end
+    end)
+
+    it("aborts the transfer when on_progress raises", function()
+      local r = run1({ url = plain("/big?n=50000&mode=length"), progress = "raise" })
+      assert.are.equal("aborted", r.kind)
+      assert.matches("stop here", r.err, 1, true)
+    end)
+  end)
+
+  describe("phases", function()
+    it("works in rewrite, content and timer contexts", function()
+      local status, body = srv:http("GET", "/phase/rewrite", nil, ports.P_PLAIN)
+      assert.are.equal(200, status)
+      assert.are.equal("200 0123456789", body)
+      local _, results = srv:http("GET", "/results", nil, ports.P_PLAIN)
+      assert.are.equal("200 0123456789", cjson.decode(results).timer)
+    end)
+
+    it("raises an error naming ngx.timer.at in init_worker", function()
+      local _, results = srv:http("GET", "/results", nil, ports.P_PLAIN)
+      local msg = cjson.decode(results).init_worker
+      assert.matches("init_worker", msg, 1, true)
+      assert.matches("ngx.timer.at", msg, 1, true)
+    end)
+
+    it("raises an error naming ngx.timer.at in a header filter", function()
+      local _, _, headers = srv:http("GET", "/phase/header_filter", nil, ports.P_PLAIN)
+      assert.matches("header_filter", headers["x-raised"], 1, true)
+      assert.matches("ngx.timer.at", headers["x-raised"], 1, true)
+    end)
+
+    it("raises an error naming ngx.timer.at in the log phase", function()
+      srv:http("GET", "/phase/log", nil, ports.P_PLAIN)
+      local msg
+      for _ = 1, 50 do -- the log phase runs after the response went out
+        local _, results = srv:http("GET", "/results", nil, ports.P_PLAIN)
+        msg = cjson.decode(results).log
+        if msg then break end
+      end
+      assert.matches("'log' phase", msg, 1, true)
+      assert.matches("ngx.timer.at", msg, 1, true)
+    end)
+  end)
+
+  describe("arguments", function()
+    it("raises on a missing url and on body together with multipart", function()
+      local rs = run({ { method = "GET" },
+        { url = plain("/echo"), body = "x", multipart = { { name = "a", value = "b" } } } })
+      assert.matches("url", rs[1].raised, 1, true)
+      assert.matches("mutually exclusive", rs[2].raised, 1, true)
+    end)
+
+    it("refuses outside nginx", function()
+      local T = require(T_REQ)
+      assert.is_false((T.available()))
+      assert.has_error(function() T.new():request({ url = "http://127.0.0.1/" }) end)
+    end)
+  end)
+end)
