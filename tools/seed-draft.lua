@@ -66,13 +66,13 @@ for k, li in ipairs(req) do
   local method, path = raw:match("^(%u+)%s+(%S+)")
   if path == "HTTP/1.1" then path = nil end
   local _, head = prev_text(li)
-  local query, body, required, notes = {}, {}, {}, {}
+  local query, body, required = {}, {}, {}
   local i = li + 1
   while i < stop do
     local t = trim(lines[i])
     if t:match("^Parameter%s+[Tt]ype") then
       local _, label = prev_text(i)
-      local kind = label:match("^[Qq]uery") and "query" or label:match("^[Bb]ody") and "body"
+      local kind = label:lower():match("^query") and "query" or label:lower():match("^body") and "body"
         or label:match("^[Uu][Rr][Ll]") and "url" or nil
       local hdr = t:lower()
       local optional_col = hdr:match("optional")

@@ -33,8 +33,6 @@ for k, li in ipairs(req) do
         print("     " .. trim(lines[i]):sub(1, 110))
         i = i + 1
       end
-    elseif t:match("HTTP Request") or t:match("[Pp]arameters?$") and #t < 30 then
-      -- labels are printed with their table
     end
     i = i + 1
   end
