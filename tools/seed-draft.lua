@@ -70,7 +70,7 @@ for k, li in ipairs(req) do
   local i = li + 1
   while i < stop do
     local t = trim(lines[i])
-    if t:match("^Parameter%s+[Tt]ype") then
+    if t:lower():match("^p*arameters?%s+type") then
       local _, label = prev_text(i)
       local kind = label:lower():match("^query") and "query" or label:lower():match("^body") and "body"
         or label:match("^[Uu][Rr][Ll]") and "url" or nil

@@ -25,7 +25,7 @@ for k, li in ipairs(req) do
   local i = li + 1
   while i < stop do
     local t = trim(lines[i])
-    if t:match("^Parameter%s+[Tt]ype") or t:match("^Field%s+Type") then
+    if t:lower():match("^p*arameters?%s+type") or t:match("^Field%s+Type") then
       local _, label = prev_text(i)
       print(("  -- %d [%s] %s"):format(i, label, t))
       i = i + 1

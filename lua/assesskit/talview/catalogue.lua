@@ -563,6 +563,7 @@ return {
     { name = "models.assessment_category.update", method = "PUT",
       path = "/models/assessment-category/{id}",
       summary = "Update an Assessment Category", seed_line = 4900,
+      body = { "assessment_id", "category_id" },
       response = "object" },
     { name = "models.assessment_category.delete", method = "DELETE",
       path = "/models/assessment-category/{id}",
@@ -794,10 +795,12 @@ return {
       response = "object" },
     { name = "models.candidate_image.list", method = "GET", path = "/models/candidate-image",
       summary = "List all Candidate Image", seed_line = 7044,
+      query = { "id", "ids" },
       paged = true,
       response = "list" },
     { name = "models.candidate_image.get", method = "GET", path = "/models/candidate-image/{id}",
       summary = "Retrieve a Candidate Image", seed_line = 7093,
+      query = { "candidate_id" },
       response = "object" },
     { name = "models.category.list", method = "GET", path = "/models/category",
       summary = "List all Category", seed_line = 7160,
@@ -1861,8 +1864,8 @@ return {
       why = "an illustration of the error format on a placeholder path, not an endpoint" },
     { seed_line = 172, seed = "GET /some-end-point?suppress_error_code=true",
       resolved = nil,
-      why = "an illustration of suppress_error_code on a placeholder path, not an endpoint; the "
-        .. "client exposes error suppression as an option" },
+      why = "an illustration of the API-wide suppress_error_code query parameter on a placeholder "
+        .. "path, not an endpoint" },
     { seed_line = 216, seed = "Profile Image Placeholder",
       resolved = "GET /helpers/placeholder",
       why = "the helpers section lost every path; the image placeholder is served at "
@@ -2189,6 +2192,10 @@ return {
       resolved = "candidate_id .. started_at are body fields (candidate_id, school required)",
       why = "the create table is labelled 'Query Parameters' but documents the fields of the "
         .. "record created by the POST (the sample response echoes them)" },
+    { seed_line = 7123, seed = "candidate_id integer false Filter records based on Candidate ID",
+      resolved = "query parameter candidate_id",
+      why = "listed under URL parameters of the retrieve, but the path has only {id}: it can only "
+        .. "travel as a query filter" },
     { seed_line = 7524, seed = "Parameter Type isOptional Description",
       resolved = "type, label, key are body fields, required",
       why = "the create table is labelled 'Query Parameters' but documents the fields of the "
