@@ -65,7 +65,7 @@ memcheck: deps
 bench: deps build
 	bench/run.sh
 
-sandbox: deps build
+sandbox: deps
 	bin/assesskit-sandbox start --foreground
 
 demo: deps build

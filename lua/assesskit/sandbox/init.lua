@@ -1,0 +1,166 @@
+--- The assesskit sandbox: a local, stateful emulator of Talview v4 and InterviewMocha v2/v3,
+-- running inside nginx (LuaJIT) with one worker.
+--
+-- One base URL serves everything: Talview at the root (`/oauth2/token`, `/models/...`, ...),
+-- InterviewMocha under `/v2/...` and `/v3/...`, the sandbox's own control endpoints under
+-- `/_sandbox/...` (see `assesskit.sandbox.control`). Start it with `bin/assesskit-sandbox`;
+-- nginx.conf.in calls `init` (master, at configuration load), `init_worker` and `handle`.
+-- @module assesskit.sandbox
+
+local ngx = ngx
+local config = require("assesskit.sandbox.config")
+local http = require("assesskit.sandbox.http")
+local log = require("assesskit.sandbox.log")
+local faults = require("assesskit.sandbox.faults")
+local json = require("assesskit.sandbox.json")
+local credentials = require("assesskit.sandbox.credentials")
+
+local type, pcall, tostring, require = type, pcall, tostring, require
+local string_sub, string_format = string.sub, string.format
+
+local M = {}
+
+local function write_file(path, data, mode)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:write(data)
+  f:close()
+  if mode then os.execute(string_format("chmod %s '%s'", mode, path)) end
+  return true
+end
+
+--- The demo credentials as written to `credentials.json` (and printed by `start`).
+-- @treturn table `base_url`, `ca_file` (with TLS), `password` {client_id, client_secret,
+--   username, password}, `viewer` (the same for the user without privileged roles), `jwt`
+--   {client_id, issuer, audience, scope, private_key_file}, `interviewmocha` {api_key}
+function M.credentials_table()
+  local s = config.static
+  local u, viewer, sa = credentials.users[1], credentials.users[2], credentials.service_accounts[1]
+  local sandbox_dir = (s.lua_dir or "lua") .. "/assesskit/sandbox/"
+  return json.object({
+    base_url = s.base_url,
+    ca_file = s.ca_file or nil,
+    password = json.object({
+      client_id = credentials.client.client_id, client_secret = credentials.client.client_secret,
+      username = u.username, password = u.password,
+    }, { "client_id", "client_secret", "username", "password" }),
+    viewer = json.object({
+      client_id = credentials.client.client_id, client_secret = credentials.client.client_secret,
+      username = viewer.username, password = viewer.password,
+    }, { "client_id", "client_secret", "username", "password" }),
+    jwt = json.object({
+      client_id = sa.client_id, issuer = sa.issuer,
+      audience = (s.base_url or "") .. "/oauth2/token",
+      scope = sa.scope, private_key_file = sandbox_dir .. sa.private_key_file,
+    }, { "client_id", "issuer", "audience", "scope", "private_key_file" }),
+    interviewmocha = json.object({ api_key = credentials.interviewmocha.api_key }),
+  }, { "base_url", "ca_file", "password", "viewer", "jwt", "interviewmocha" })
+end
+
+local function credentials_text(c)
+  local lines = {
+    "assesskit sandbox (demo credentials, for this sandbox alone)",
+    "  base URL:        " .. tostring(c.base_url),
+  }
+  if c.ca_file then lines[#lines + 1] = "  CA file:         " .. c.ca_file end
+  lines[#lines + 1] = "  password grant:  client_id=" .. c.password.client_id .. " client_secret="
+    .. c.password.client_secret
+  lines[#lines + 1] = "                   username=" .. c.password.username .. " password=" .. c.password.password
+  lines[#lines + 1] = "  no-role user:    username=" .. c.viewer.username .. " password=" .. c.viewer.password
+  lines[#lines + 1] = "  JWT-bearer:      client_id=" .. c.jwt.client_id .. " iss=" .. c.jwt.issuer
+  lines[#lines + 1] = "                   aud=" .. c.jwt.audience .. " scope=\"" .. c.jwt.scope .. "\""
+  lines[#lines + 1] = "                   key=" .. c.jwt.private_key_file .. " (sandbox demo key)"
+  lines[#lines + 1] = "  InterviewMocha:  x-api-key: " .. c.interviewmocha.api_key
+  lines[#lines + 1] = "  control:         " .. tostring(c.base_url) .. "/_sandbox/"
+  return table.concat(lines, "\n") .. "\n"
+end
+
+--- Configure the sandbox (nginx master, `init_by_lua`). Writes `credentials.json` and
+-- `credentials.txt` into the run directory.
+-- @tparam table conf `dir`, `base_url`, `port`, `tls`, `ca_file`, `lua_dir`, `token_ttl`,
+--   `refresh_ttl`
+function M.init(conf)
+  if type(conf) ~= "table" then error("assesskit.sandbox.init: table expected", 2) end
+  config.init(conf)
+  -- load every module now, in the master, so that a syntax error stops nginx from starting
+  require("assesskit.sandbox.auth")
+  require("assesskit.sandbox.control")
+  require("assesskit.sandbox.talview")
+  require("assesskit.sandbox.interviewmocha")
+  if conf.dir then
+    local c = M.credentials_table()
+    assert(write_file(conf.dir .. "/credentials.json", json.encode(c) .. "\n", "600"))
+    assert(write_file(conf.dir .. "/credentials.txt", credentials_text(c), "600"))
+  end
+end
+
+--- Seed the state (nginx worker, `init_worker_by_lua`).
+function M.init_worker()
+  math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
+  require("assesskit.sandbox.seed").reset()
+end
+
+local function dispatch(req)
+  local path = req.path
+  if path == "/oauth2/token" then
+    return require("assesskit.sandbox.auth").token_endpoint(req)
+  end
+  local head = string_sub(path, 1, 4)
+  if head == "/v2/" or head == "/v3/" or path == "/v2" or path == "/v3" then
+    return require("assesskit.sandbox.interviewmocha").handle(req)
+  end
+  if string_sub(path, 1, 7) == "/files/" then
+    return require("assesskit.sandbox.interviewmocha").serve_file(req)
+  end
+  return require("assesskit.sandbox.talview").handle(req)
+end
+
+local function apply_fault(req, f)
+  req.log_entry.fault = f.kind
+  local kind = f.kind
+  if kind == "reset" then
+    return ngx.exit(444)
+  elseif kind == "slow" then
+    ngx.sleep(f.delay)
+  elseif kind == "status" then
+    local headers = { ["Content-Type"] = "text/html" }
+    if f.retry_after then headers["Retry-After"] = tostring(f.retry_after) end
+    return http.send(req, f.status, http.html_page(f.status), headers)
+  elseif kind == "rate_limit" then
+    req.suppress_ok = false
+    return http.error(req, 429, "Rate limit exceeded.", {
+      ["Retry-After"] = tostring(f.retry_after or 1),
+      ["X-Rate-Limit-Limit"] = "60",
+      ["X-Rate-Limit-Remaining"] = "0",
+      ["X-Rate-Limit-Reset"] = tostring(f.retry_after or 1),
+    })
+  elseif kind == "expire_token" then
+    local auth = require("assesskit.sandbox.auth")
+    local token = auth.bearer(req)
+    if token then auth.expire(token) end
+  else
+    req.output_fault = f -- truncate, slow_body, malformed_json: applied by http.send
+  end
+end
+
+--- Serve one request (nginx worker, `content_by_lua`).
+function M.handle()
+  local req = http.read_request()
+  if string_sub(req.path, 1, 10) == "/_sandbox/" or req.path == "/_sandbox" then
+    return require("assesskit.sandbox.control").handle(req)
+  end
+  req.log_entry = log.record(req)
+  local f, ferr = faults.take(req)
+  if ferr then
+    return http.error(req, 400, "bad X-Sandbox-Fault header: " .. ferr)
+  end
+  if f then apply_fault(req, f) end
+  local ok, err = pcall(dispatch, req)
+  if not ok then
+    ngx.log(ngx.ERR, "sandbox: ", tostring(err))
+    req.output_fault = nil
+    return http.error(req, 500, "An internal server error occurred.")
+  end
+end
+
+return M

@@ -1,0 +1,407 @@
+--- Start the assesskit sandbox from a spec and talk to its control endpoints.
+--
+-- The sandbox (bin/assesskit-sandbox) is a local, stateful emulator of Talview v4 and
+-- InterviewMocha v2/v3 on nginx. Every `start` runs a fresh one on a free port of 127.0.0.1 in
+-- a fresh temporary directory; `stop` stops it by its pid and removes the directory. Runs
+-- under Lua 5.4 and LuaJIT; uses LuaSocket for plain HTTP and the `curl` command for HTTPS.
+--
+-- @usage
+-- local sandbox = require("support.sandbox")
+-- describe("my client", function()
+--   local sb
+--   setup(function() sb = sandbox.start({ token_ttl = 5 }) end)
+--   teardown(function() sb:stop() end)
+--   before_each(function() sb:reset(); sb:clear_requests() end)
+--   it("sends the token", function()
+--     -- ... drive your client against sb.url with sb.credentials.password ...
+--     local log = sb:requests()
+--     assert.equal("Bearer ***", log[#log].headers.authorization)
+--   end)
+-- end)
+--
+-- **Faults** (`sb:fault(spec)`): `spec` is a table, or an array of them:
+--
+-- * `kind` (required): `"reset"` (connection closed with no response), `"slow"` (answer held
+--   `delay` seconds), `"slow_body"` (half the body, `delay` seconds, the rest), `"truncate"`
+--   (Content-Length promises more than is sent, then close), `"status"` (HTML error page with
+--   `status` 500/502/503, default 503, plus `Retry-After` when `retry_after` is set),
+--   `"rate_limit"` (429 with `Retry-After: retry_after`, default 1), `"malformed_json"` (the
+--   real answer cut in half, as application/json), `"expire_token"` (the request's bearer
+--   token expires now: 401, and so for every later use of it).
+-- * `times`: how many matching requests it hits (default 1; -1 for ever). `times = N` is "N
+--   failures, then success".
+-- * `method` (e.g. `"GET"`), `path` (a prefix of the request path, e.g. `"/models/candidate"`),
+--   `path_pattern` (a Lua pattern): which requests match; control requests never do.
+-- * `delay` (seconds, for slow kinds), `status`, `retry_after` (seconds).
+--
+-- The same faults can be asked per request with the header
+-- `X-Sandbox-Fault: <kind>; name=value; ...` (for example `status; status=502; times=2; id=x`:
+-- the first two requests carrying it fail, later ones pass).
+--
+-- **Request log** (`sb:requests()`): one table per client request, oldest first: `seq`,
+-- `time`, `method`, `path`, `query` (raw, secrets masked), `args` (parsed query), `headers`
+-- (lower-case names; `authorization` is `"Bearer ***"`, `x-api-key` is `"***"`),
+-- `content_type`, `body` (raw, with secret fields such as password, client_secret,
+-- refresh_token and assertion replaced by `***`), `body_size`, `status` (what the sandbox
+-- answered), `fault` (the fault kind applied, if any), `auth` (`{token = <n>, subject = ...}`:
+-- the sandbox's number for the bearer token used, so specs can tell tokens apart without
+-- seeing them).
+-- @module support.sandbox
+
+local socket_http = require("socket.http")
+local ltn12 = require("ltn12")
+local cjson = require("cjson")
+
+local type, pairs, ipairs, tostring, tonumber, error, setmetatable, select =
+  type, pairs, ipairs, tostring, tonumber, error, setmetatable, select
+local string_format, string_gsub, string_match, table_concat =
+  string.format, string.gsub, string.match, table.concat
+
+local M = {}
+local Sandbox = {}
+Sandbox.__index = Sandbox
+
+local function this_dir()
+  local src = debug.getinfo(1, "S").source
+  local path = src:sub(1, 1) == "@" and src:sub(2) or "spec/support/sandbox.lua"
+  return (path:match("^(.*)/[^/]*$")) or "."
+end
+
+--- The repository root (where bin/assesskit-sandbox is).
+M.root = (function()
+  local d = this_dir()
+  local root = d .. "/../.."
+  local f = io.popen("cd '" .. root .. "' 2>/dev/null && pwd")
+  local abs = f and f:read("*l")
+  if f then f:close() end
+  return abs or root
+end)()
+
+--- The sandbox script.
+M.script = M.root .. "/bin/assesskit-sandbox"
+
+local function shell_quote(s)
+  return "'" .. string_gsub(tostring(s), "'", "'\\''") .. "'"
+end
+
+-- os.execute's result as a boolean, on Lua 5.1/LuaJIT and 5.2+
+local function exec_ok(...)
+  local a, _, c = ...
+  if select("#", ...) >= 3 then return a == true and c == 0 end
+  return a == 0 or a == true
+end
+
+local function run(cmd)
+  return exec_ok(os.execute(cmd))
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function mkdtemp()
+  local f = assert(io.popen("mktemp -d /tmp/assesskit-sandbox-spec-XXXXXX"))
+  local dir = f:read("*l")
+  f:close()
+  if not dir or dir == "" then error("cannot make a temporary directory", 3) end
+  return dir
+end
+
+local function url_encode(s)
+  return (string_gsub(tostring(s), "[^%w%-%._~]", function(c)
+    return string_format("%%%02X", c:byte())
+  end))
+end
+
+--- Encode a query table: arrays become `name[0]=a&name[1]=b` (Talview's array syntax).
+-- @tparam table q name -> string, number or array
+-- @treturn string without the leading `?`
+function M.query_string(q)
+  local keys = {}
+  for k in pairs(q) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = q[k]
+    if type(v) == "table" then
+      for i, x in ipairs(v) do
+        parts[#parts + 1] = url_encode(k .. "[" .. (i - 1) .. "]") .. "=" .. url_encode(x)
+      end
+    else
+      parts[#parts + 1] = url_encode(k) .. "=" .. url_encode(v)
+    end
+  end
+  return table_concat(parts, "&")
+end
+
+-- One HTTP exchange. Returns status, headers (lower-case names), body; or nil, message.
+local function http_exchange(self, method, url, headers, body, timeout)
+  if url:sub(1, 8) == "https://" then
+    local hfile = os.tmpname()
+    local bfile = os.tmpname()
+    local infile
+    local cmd = { "curl -sS -o", shell_quote(bfile), "-D", shell_quote(hfile), "-X", shell_quote(method),
+      "--max-time", tostring(timeout or 30) }
+    if self.ca_file then cmd[#cmd + 1] = "--cacert " .. shell_quote(self.ca_file) end
+    for k, v in pairs(headers or {}) do cmd[#cmd + 1] = "-H " .. shell_quote(k .. ": " .. v) end
+    if body then
+      infile = os.tmpname()
+      local f = assert(io.open(infile, "wb"))
+      f:write(body)
+      f:close()
+      cmd[#cmd + 1] = "--data-binary @" .. shell_quote(infile)
+    end
+    cmd[#cmd + 1] = shell_quote(url)
+    local ok = run(table_concat(cmd, " ") .. " 2>/dev/null")
+    local head, rbody = read_file(hfile) or "", read_file(bfile) or ""
+    os.remove(hfile); os.remove(bfile)
+    if infile then os.remove(infile) end
+    if not ok and head == "" then return nil, "curl failed: " .. url end
+    local status, hdrs = nil, {}
+    for line in head:gmatch("[^\r\n]+") do
+      local code = line:match("^HTTP/%S+%s+(%d+)")
+      if code then
+        status, hdrs = tonumber(code), {}
+      else
+        local k, v = line:match("^([^:]+):%s*(.*)$")
+        if k then
+          k = k:lower()
+          hdrs[k] = hdrs[k] and (hdrs[k] .. ", " .. v) or v
+        end
+      end
+    end
+    return status, hdrs, rbody
+  end
+  local chunks = {}
+  local req = {
+    url = url, method = method, headers = headers or {},
+    sink = ltn12.sink.table(chunks),
+  }
+  if body then
+    req.source = ltn12.source.string(body)
+    req.headers["content-length"] = tostring(#body)
+  end
+  local old = socket_http.TIMEOUT
+  socket_http.TIMEOUT = timeout or 30
+  local ok, status, hdrs = socket_http.request(req)
+  socket_http.TIMEOUT = old
+  if not ok then return nil, tostring(status) end
+  return status, hdrs, table_concat(chunks)
+end
+
+local function decode(body)
+  if not body or body == "" then return nil end
+  local ok, v = pcall(cjson.decode, body)
+  if ok then return v end
+  return nil
+end
+
+local function control(self, method, path, value)
+  local body = value ~= nil and cjson.encode(value) or nil
+  local headers = body and { ["content-type"] = "application/json" } or {}
+  local status, hdrs, rbody = http_exchange(self, method, self.url .. path, headers, body)
+  if not status then error("sandbox control " .. method .. " " .. path .. ": " .. tostring(hdrs), 3) end
+  if status >= 400 then
+    local v = decode(rbody)
+    error(string_format("sandbox control %s %s: %d %s", method, path, status,
+      v and v.error or rbody), 3)
+  end
+  return decode(rbody), status
+end
+
+--- Start a sandbox on a free port in a fresh temporary directory.
+-- @tparam[opt] table opts `tls` (boolean: HTTPS with a generated CA, see `sb.ca_file`),
+--   `token_ttl` (seconds: lifetime of access tokens), `refresh_ttl` (seconds),
+--   `log_level` (nginx error log level, default "warn")
+-- @treturn table `sb`: `url`, `ca_file` (with tls), `dir`, `pid`, `credentials` (the decoded
+--   credentials.json: `base_url`, `ca_file`, `password` {client_id, client_secret, username,
+--   password}, `viewer` (a user without privileged roles, same fields), `jwt` {client_id,
+--   issuer, audience, scope, private_key_file}, `interviewmocha` {api_key})
+-- @raise when the sandbox cannot start (the message has the tail of its error log)
+function M.start(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("sandbox.start: options table expected", 2) end
+  local dir = mkdtemp()
+  local args = { shell_quote(M.script), "start --port 0 --dir", shell_quote(dir) }
+  if opts.tls then args[#args + 1] = "--tls" end
+  if opts.token_ttl then args[#args + 1] = "--token-ttl " .. string_format("%d", opts.token_ttl) end
+  if opts.refresh_ttl then args[#args + 1] = "--refresh-ttl " .. string_format("%d", opts.refresh_ttl) end
+  if opts.log_level then args[#args + 1] = "--log-level " .. shell_quote(opts.log_level) end
+  local out = dir .. ".start.out"
+  local ok = run(table_concat(args, " ") .. " >" .. shell_quote(out) .. " 2>&1")
+  local text = read_file(out) or ""
+  os.remove(out)
+  if not ok then
+    local errlog = read_file(dir .. "/logs/error.log") or ""
+    run("rm -rf " .. shell_quote(dir))
+    error("sandbox did not start:\n" .. text .. "\n" .. errlog:sub(-2000), 2)
+  end
+  local raw = read_file(dir .. "/credentials.json")
+  local okc, creds = pcall(cjson.decode, raw or "")
+  if not okc or type(creds) ~= "table" then
+    run(shell_quote(M.script) .. " stop --dir " .. shell_quote(dir) .. " >/dev/null 2>&1")
+    run("rm -rf " .. shell_quote(dir))
+    error("sandbox started but its credentials.json is unreadable", 2)
+  end
+  local self = setmetatable({
+    dir = dir,
+    url = creds.base_url,
+    ca_file = creds.ca_file,
+    credentials = creds,
+    pid = tonumber((read_file(dir .. "/nginx.pid") or ""):match("%d+")),
+    output = text,
+  }, Sandbox)
+  return self
+end
+
+--- Stop the sandbox (by its pid, waiting until it is gone) and remove its directory.
+-- Idempotent.
+-- @raise when the sandbox does not stop
+function Sandbox:stop()
+  if self.stopped then return end
+  local ok = run(shell_quote(M.script) .. " stop --dir " .. shell_quote(self.dir) .. " >/dev/null 2>&1")
+  if not ok then error("sandbox did not stop (" .. self.dir .. ")", 2) end
+  self.stopped = true
+  if self.dir:match("^/tmp/assesskit%-sandbox%-spec%-") then
+    run("rm -rf " .. shell_quote(self.dir))
+  end
+end
+
+--- Whether the sandbox's nginx master is still running.
+-- @treturn boolean
+function Sandbox:running()
+  return run(shell_quote(M.script) .. " status --dir " .. shell_quote(self.dir) .. " >/dev/null 2>&1")
+end
+
+--- The request log, oldest first.
+-- @tparam[opt] table filter `method`, `path` (exact), `path_prefix`, `since` (a seq number)
+-- @treturn table array of entries (see the module description)
+function Sandbox:requests(filter)
+  local path = "/_sandbox/requests"
+  if filter and filter.since then path = path .. "?since=" .. tostring(filter.since) end
+  local all = control(self, "GET", path) or {}
+  if not filter then return all end
+  local out = {}
+  for _, e in ipairs(all) do
+    if (not filter.method or e.method == filter.method)
+      and (not filter.path or e.path == filter.path)
+      and (not filter.path_prefix or e.path:sub(1, #filter.path_prefix) == filter.path_prefix) then
+      out[#out + 1] = e
+    end
+  end
+  return out
+end
+
+--- The last logged request (or nil).
+-- @treturn ?table
+function Sandbox:last_request()
+  local all = self:requests()
+  return all[#all]
+end
+
+--- Clear the request log.
+function Sandbox:clear_requests()
+  control(self, "DELETE", "/_sandbox/requests")
+end
+
+--- Arm a fault (or an array of faults) through the control endpoint.
+-- @tparam table spec see the module description
+-- @treturn table the armed faults (each with its `id`)
+-- @raise on a bad spec
+function Sandbox:fault(spec)
+  if type(spec) ~= "table" then error("sb:fault: table expected", 2) end
+  return control(self, "POST", "/_sandbox/faults", spec)
+end
+
+--- The faults still armed.
+-- @treturn table
+function Sandbox:faults()
+  return control(self, "GET", "/_sandbox/faults")
+end
+
+--- Disarm every fault.
+function Sandbox:clear_faults()
+  control(self, "DELETE", "/_sandbox/faults")
+end
+
+--- Put the state back to the seed; faults are disarmed and settings restored.
+-- @tparam[opt] table opts `all = true` also forgets issued tokens and clears the request log
+function Sandbox:reset(opts)
+  control(self, "POST", "/_sandbox/reset" .. ((opts and opts.all) and "?all=1" or ""))
+end
+
+--- Read or change run-time settings (`token_ttl`, `jwt_token_ttl`, `refresh_ttl`,
+-- `default_page_size`, `max_page_size`, `jwt_max_lifetime`, `jwt_leeway`).
+-- @tparam[opt] table changes name -> number; nil to read
+-- @treturn table the settings in force
+function Sandbox:config(changes)
+  if changes == nil then return control(self, "GET", "/_sandbox/config") end
+  return control(self, "PUT", "/_sandbox/config", changes)
+end
+
+--- Expire every access token issued so far (refresh tokens stay valid).
+-- @treturn number how many expired
+function Sandbox:expire_tokens()
+  return control(self, "POST", "/_sandbox/tokens/expire").expired
+end
+
+--- Read the stored state directly: every record of a resource, or one.
+-- @tparam string resource e.g. "candidate", "assessment_candidate"
+-- @param[opt] id
+-- @treturn table records (array) or one record
+function Sandbox:state(resource, id)
+  return control(self, "GET", "/_sandbox/state/" .. resource .. (id and ("/" .. tostring(id)) or ""))
+end
+
+--- Make a raw HTTP request to the sandbox (for specs that must not use assesskit's client).
+-- @tparam string method
+-- @tparam string path e.g. "/models/candidate"; may carry a query string
+-- @tparam[opt] table opts `query` (table, see `query_string`), `headers`, `body` (string, or a
+--   table sent as JSON), `form` (table sent form-encoded), `token` (adds
+--   `Authorization: Bearer <token>`), `timeout` (seconds)
+-- @treturn table `status`, `headers` (lower-case names), `body`, `json` (decoded body or nil)
+function Sandbox:request(method, path, opts)
+  opts = opts or {}
+  local url = self.url .. path
+  if opts.query then url = url .. (path:find("?", 1, true) and "&" or "?") .. M.query_string(opts.query) end
+  local headers = {}
+  for k, v in pairs(opts.headers or {}) do headers[k:lower()] = v end
+  local body = opts.body
+  if type(body) == "table" then
+    body = cjson.encode(body)
+    headers["content-type"] = headers["content-type"] or "application/json"
+  elseif opts.form then
+    local parts = {}
+    for k, v in pairs(opts.form) do parts[#parts + 1] = url_encode(k) .. "=" .. url_encode(v) end
+    table.sort(parts)
+    body = table_concat(parts, "&")
+    headers["content-type"] = headers["content-type"] or "application/x-www-form-urlencoded"
+  end
+  if opts.token then headers["authorization"] = "Bearer " .. opts.token end
+  local status, hdrs, rbody = http_exchange(self, method, url, headers, body, opts.timeout)
+  if not status then return { error = hdrs } end
+  return { status = status, headers = hdrs, body = rbody, json = decode(rbody) }
+end
+
+--- Get an access token with the demo credentials (password grant).
+-- @tparam[opt] string who `"password"` (the demo recruiter, default) or `"viewer"` (no
+--   privileged roles)
+-- @treturn string access token
+-- @treturn table the whole token response
+function Sandbox:token(who)
+  local c = self.credentials[who or "password"]
+  if not c then error("sb:token: unknown user " .. tostring(who), 2) end
+  local r = self:request("POST", "/oauth2/token", { body = {
+    grant_type = "password", client_id = c.client_id, client_secret = c.client_secret,
+    username = c.username, password = c.password } })
+  if r.status ~= 200 or not r.json then
+    error("sb:token: token endpoint answered " .. tostring(r.status) .. " " .. tostring(r.body), 2)
+  end
+  return r.json.access_token, r.json
+end
+
+return M
