@@ -474,7 +474,6 @@ return {
       query = {
         "id", "ids", "external_id", "title", "start_date", "end_date", "cf", "status", "owned_by",
       },
-      required = { "title" },
       paged = true,
       response = "list" },
     { name = "models.assessment.get", method = "GET", path = "/models/assessment/{id}",
@@ -573,7 +572,6 @@ return {
       path = "/models/assessment-collaborator",
       summary = "List all Assessment Collaborator", seed_line = 4961,
       query = { "id", "ids", "role", "assessment_id", "user_id" },
-      required = { "role", "assessment_id", "user_id" },
       paged = true,
       response = "list" },
     { name = "models.assessment_collaborator.get", method = "GET",
@@ -1566,7 +1564,6 @@ return {
     { name = "user.me_permission.list", method = "GET", path = "/user/me/permission",
       summary = "List all permissions", seed_line = 14276,
       query = { "type" },
-      required = { "type" },
       paged = true,
       response = "list" },
     { name = "user.me_permission.get", method = "GET", path = "/user/me/permission/{id}",
@@ -1851,6 +1848,18 @@ return {
       response = "object" },
   },
   resolutions = {
+    { seed_line = 4143, seed = "title string true Filter records based on title",
+      resolved = "GET /models/assessment",
+      why = "a list filter marked mandatory: list calls take at least page and pageSize (the seed's "
+        .. "introduction) and every other filter is optional, so no list filter is required" },
+    { seed_line = 4993, seed = "role integer true Filter records based on role",
+      resolved = "GET /models/assessment-collaborator",
+      why = "list filters (role, assessment_id, user_id) marked mandatory; treated as optional "
+        .. "filters like every other list's" },
+    { seed_line = 14297, seed = "type integer false Filter records based on the type",
+      resolved = "GET /user/me/permission",
+      why = "'is optional: false' on a list filter; treated as an optional filter like every "
+        .. "other list's" },
     { seed_line = 31, seed = "POST /oauth2/token",
       resolved = nil,
       why = "the OAuth2 token endpoint is not a resource: assesskit.talview.auth implements POST "
