@@ -88,7 +88,12 @@ describe("assesskit.ngx.transport #ngx", function()
           badchunk = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
           trailer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n"
             .. "2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n",
-          hugeheader = "HTTP/1.1 200 OK\r\nX-Big: " .. string.rep("h", 200 * 1024) .. "\r\n\r\n",
+          bigheader = "HTTP/1.1 200 OK\r\nX-Big: " .. string.rep("h", 50 * 1024)
+            .. "\r\nContent-Length: 2\r\n\r\nok",
+          longline = "HTTP/1.1 200 OK\r\nX-Long: " .. string.rep("l", 110 * 1024)
+            .. "\r\nContent-Length: 2\r\n\r\nok",
+          hugeheaders = "HTTP/1.1 200 OK\r\n"
+            .. string.rep("X-Many: " .. string.rep("h", 1000) .. "\r\n", 400) .. "\r\n",
           twolengths = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
           empty = "",
         }
@@ -243,10 +248,11 @@ describe("assesskit.ngx.transport #ngx", function()
       assert.are.equal(table.concat(want), r.body)
     end)
 
-    it("ignores chunk extensions and trailer fields", function()
+    it("ignores chunk extensions and adds trailer fields to the headers", function()
       local r = run1({ url = plain("/raw/trailer") })
       assert.are.equal(200, r.status)
       assert.are.equal("abcde", r.body)
+      assert.are.equal("t", r.headers["x-trailer"])
     end)
 
     it("reads a body delimited by the server closing the connection", function()
@@ -442,10 +448,17 @@ describe("assesskit.ngx.transport #ngx", function()
     end)
 
     it("reports malformed responses as network", function()
-      for _, case in ipairs({ "badstatus", "badchunk", "hugeheader", "twolengths" }) do
+      for _, case in ipairs({ "badstatus", "badchunk", "twolengths" }) do
         local r = run1({ url = plain("/raw/" .. case) })
         assert.are.equal("network", r.kind, case)
       end
+    end)
+
+    it("refuses response headers over 300 KiB, as libcurl does", function()
+      local r = run1({ url = plain("/raw/hugeheaders") })
+      assert.are.equal("network", r.kind)
+      local ok = run1({ url = plain("/raw/bigheader") })
+      assert.are.equal(50 * 1024, #ok.headers["x-big"])
     end)
 
     it("enforces max_response_size for Content-Length, chunked and close-delimited bodies", function()
@@ -539,6 +552,102 @@ describe("assesskit.ngx.transport #ngx", function()
       end
       assert.matches("'log' phase", msg, 1, true)
       assert.matches("ngx.timer.at", msg, 1, true)
+    end)
+  end)
+
+  describe("parity with the libcurl core", function()
+    local core = require("assesskit.core")
+
+    -- What a user sees from one request, comparable across transports.
+    local function outcome(status, headers, body)
+      if not status then
+        return { kind = body }
+      end
+      local h = {}
+      for k, v in pairs(headers) do
+        if k ~= "date" and k ~= "x-connection" and k ~= "connection" and k ~= "keep-alive" then
+          h[k] = v
+        end
+      end
+      return { status = status, headers = h, body = body }
+    end
+
+    local function both(req, opts)
+      local s = core.session(opts)
+      local c = outcome(s:request(req))
+      s:close()
+      local r = run1(req, opts)
+      local n = r.kind and { kind = r.kind } or outcome(r.status, r.headers, r.body)
+      return c, n
+    end
+
+    local cases = {
+      { "a Content-Length body", { url = "/length" } },
+      { "a chunked body", { url = "/chunked" } },
+      { "a close-delimited body", { url = "/raw/close" } },
+      { "1xx interim responses", { url = "/raw/interim" } },
+      { "trailers and chunk extensions", { url = "/raw/trailer" } },
+      { "a 50 KiB header", { url = "/raw/bigheader" } },
+      { "a header line over 100 KiB", { url = "/raw/longline" } },
+      { "headers over 300 KiB", { url = "/raw/hugeheaders" } },
+      { "an error status", { url = "/status" } },
+      { "a HEAD request", { method = "HEAD", url = "/head" } },
+      { "a truncated body", { url = "/raw/truncated" } },
+      { "an empty reply", { url = "/raw/empty" } },
+      { "a non-HTTP status line", { url = "/raw/badstatus" } },
+      { "a bad chunk size", { url = "/raw/badchunk" } },
+      { "a body over max_response_size (Content-Length)", { url = "/big?n=5000&mode=length" },
+        { max_response_size = 1000 } },
+      { "a body over max_response_size (chunked)", { url = "/big?n=5000" },
+        { max_response_size = 1000 } },
+      { "a body at max_response_size", { url = "/big?n=1000" }, { max_response_size = 1000 } },
+      { "a whole-transfer timeout", { url = "/trickle", timeout = 0.5 } },
+      { "a refused connection", { url = "http://127.0.0.1:1/" } },
+      { "plain http to a non-loopback host", { url = "http://api.example.com/" } },
+    }
+    for _, case in ipairs(cases) do
+      it("gives the same result as the core for " .. case[1], function()
+        local req = {}
+        for k, v in pairs(case[2]) do req[k] = v end
+        if req.url:sub(1, 1) == "/" then req.url = plain(req.url) end
+        local c, n = both(req, case[3])
+        assert.are.same(c, n)
+      end)
+    end
+
+    it("gives the same TLS results as the core", function()
+      for _, port in ipairs({ ports.P_TLS, ports.P_WRONGNAME, ports.P_UNTRUSTED }) do
+        local req = { url = "https://localhost:" .. port .. "/" }
+        local c = outcome(core.session({ ca_file = srv.dir .. "/ca.crt", http2 = false }):request(req))
+        local r = run1(req)
+        local n = r.kind and { kind = r.kind } or outcome(r.status, r.headers, r.body)
+        assert.are.same(c, n)
+      end
+    end)
+
+    it("sends the same request as the core", function()
+      local req = { method = "PATCH", url = plain("/echo?x=1"), body = "payload",
+        headers = { ["X-One"] = "1", ["X-Many"] = { "a", "b" }, ["Content-Type"] = "text/plain" } }
+      local c = cjson.decode(select(3, core.session():request(req)))
+      local n = cjson.decode(run1(req).body)
+      for _, e in ipairs({ c, n }) do
+        e.connection = nil
+        e.headers["user-agent"] = nil
+      end
+      assert.are.same(c, n)
+    end)
+
+    it("writes the same output file and reports the same final progress as the core", function()
+      local calls = {}
+      local path = srv.dir .. "/core-out.bin"
+      local status, _, written = core.session():request({ url = plain("/big?n=50000&mode=length"),
+        output = path, on_progress = function(received, total) calls[#calls + 1] = { received, total } end })
+      assert.are.equal(200, status)
+      local r = run1({ url = plain("/big?n=50000&mode=length"), output = srv.dir .. "/ngx-out.bin",
+        progress = "record" })
+      assert.are.equal(written, r.body)
+      assert.are.same(calls[#calls], r.progress[#r.progress])
+      assert.are.equal(bench.read(path), bench.read(srv.dir .. "/ngx-out.bin"))
     end)
   end)
 

@@ -19,6 +19,7 @@
 
 local ngx = ngx
 local io_open = io.open
+local io_type = io.type
 local math_ceil = math.ceil
 local math_floor = math.floor
 local math_min = math.min
@@ -44,12 +45,17 @@ local M = { _VERSION = "0.1.0" }
 local mt = { __index = M }
 
 local DEFAULT_MAX_RESPONSE = 64 * 1024 * 1024
-local MAX_HEADER_BYTES = 100 * 1024     -- whole response header block, like libcurl's limit
+local MAX_HEADER_BYTES = 300 * 1024     -- whole response header block (libcurl's limit)
+local MAX_HEADER_LINE = 100 * 1024      -- one header line (libcurl's limit)
 local MAX_LINE_BYTES = 4096             -- a chunk-size or trailer line
 local CHUNK = 64 * 1024                 -- read and file-write granularity
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_MS = 60 * 1000
-local DEFAULT_USER_AGENT = "assesskit-ngx/" .. M._VERSION
+local DEFAULT_USER_AGENT = "assesskit/scm ngx_lua"
+local KNOWN_OPTIONS = {
+  ca_file = true, ca_path = true, proxy = true, user_agent = true, max_response_size = true,
+  http2 = true, allow_http = true, pool_size = true, keepalive_timeout = true,
+}
 
 --- Phases in which nginx lets Lua use cosockets.
 local COSOCKET_PHASES = {
@@ -118,6 +124,11 @@ function M.new(opts)
     error("assesskit.ngx.transport.new: opts must be a table", 2)
   end
   opts = opts or {}
+  for k in pairs(opts) do
+    if not KNOWN_OPTIONS[k] then
+      error("assesskit.ngx.transport.new: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
   for _, k in ipairs({ "ca_file", "ca_path", "proxy" }) do
     if opts[k] ~= nil then
       error("assesskit.ngx.transport.new: '" .. k .. "' is not supported inside nginx "
@@ -125,8 +136,8 @@ function M.new(opts)
     end
   end
   local max = opts.max_response_size
-  if max ~= nil and (type(max) ~= "number" or max < 0) then
-    error("assesskit.ngx.transport.new: max_response_size must be a non-negative number", 2)
+  if max ~= nil and (type(max) ~= "number" or max < 0 or max ~= math_floor(max)) then
+    error("assesskit.ngx.transport.new: max_response_size must be an integer >= 0", 2)
   end
   local pool_size = opts.pool_size
   if pool_size ~= nil and (type(pool_size) ~= "number" or pool_size < 1) then
@@ -147,6 +158,8 @@ function M.new(opts)
     pool_size = pool_size and math_floor(pool_size) or DEFAULT_POOL_SIZE,
     keepalive_timeout = keepalive and math_floor(keepalive) or DEFAULT_KEEPALIVE_MS,
     closed = false,
+    requests = 0,
+    connects = 0,
   }, mt)
 end
 
@@ -159,6 +172,12 @@ end
 
 mt.__close = M.close
 
+--- Counters for tests and diagnostics, as the core session's.
+-- @treturn table `{requests=, connects=}`: requests performed, new connections opened
+function M:stats()
+  return { requests = self.requests, connects = self.connects }
+end
+
 function mt.__tostring(self)
   return str_format("assesskit.ngx.transport (%s)", self.closed and "closed" or "open")
 end
@@ -167,7 +186,7 @@ end
 
 local function is_loopback(host)
   host = str_lower(host)
-  if host == "localhost" or host == "::1" or host == "0:0:0:0:0:0:0:1" then
+  if host == "localhost" or host == "localhost." or host == "::1" or host == "0:0:0:0:0:0:0:1" then
     return true
   end
   local a, b, c, d = str_match(host, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
@@ -223,7 +242,7 @@ local function parse_url(url)
   local connect_host = host
   if ipv6 then
     connect_host = "[" .. host .. "]"
-  elseif str_lower(host) == "localhost" then
+  elseif str_lower(host) == "localhost" or str_lower(host) == "localhost." then
     connect_host = "127.0.0.1" -- no resolver needed for the loopback name
   end
   return {
@@ -283,76 +302,107 @@ local function add_user_headers(out, headers)
   return seen
 end
 
-local function quote_param(s)
-  s = str_gsub(s, '"', "%%22")
-  s = str_gsub(s, "\r", "%%0D")
-  s = str_gsub(s, "\n", "%%0A")
-  return s
+-- io.open's message without the path it starts with.
+local function io_reason(path, err)
+  err = tostring(err)
+  if str_sub(err, 1, #path + 2) == path .. ": " then
+    return str_sub(err, #path + 3)
+  end
+  return err
 end
 
 local function basename(path)
   return str_match(path, "([^/]+)$") or path
 end
 
+-- The content types libcurl guesses from a file name's extension (others: octet-stream).
+local CONTENT_TYPES = {
+  gif = "image/gif", jpg = "image/jpeg", jpeg = "image/jpeg", png = "image/png",
+  svg = "image/svg+xml", txt = "text/plain", htm = "text/html", html = "text/html",
+  pdf = "application/pdf", xml = "application/xml",
+}
+
+local function guess_content_type(filename)
+  local ext = str_match(filename, "%.([%w]+)$")
+  return ext and CONTENT_TYPES[str_lower(ext)] or "application/octet-stream"
+end
+
 local function new_boundary()
   boundary_seq = boundary_seq + 1
   local seed = tbl_concat({ tostring(ngx.now()), tostring(ngx.worker.pid()),
     tostring(boundary_seq), tostring({}) }, "|")
-  return "assesskit-" .. ngx.md5(seed)
+  return "------------------------" .. str_sub(ngx.md5(seed), 1, 24)
 end
 
--- Validates req.multipart; returns a plan: { boundary=, pieces = { string | {path=} }, length = }.
--- Files are opened here to learn their size (and closed); run-time failure is nil, msg, "io".
+local function part_string(part, i, field)
+  local v = part[field]
+  if v ~= nil and type(v) ~= "string" then
+    error(str_format("assesskit.ngx.transport: multipart[%d].%s: string expected, got %s",
+      i, field, type(v)), 4)
+  end
+  return v
+end
+
+-- Validates req.multipart (raising on misuse, as the core does) and plans the body:
+-- { boundary=, pieces = { string | {path=, size=} }, length = }. File parts are opened here to
+-- learn their size; an unreadable file is nil, message, "io".
 local function plan_multipart(parts)
   if type(parts) ~= "table" then
     error("assesskit.ngx.transport: req.multipart must be an array of parts", 3)
   end
   local boundary = new_boundary()
   local pieces, length = {}, 0
-  local function add(s)
-    pieces[#pieces + 1] = s
-    length = length + #s
+  local function add(str)
+    pieces[#pieces + 1] = str
+    length = length + #str
   end
-  for i, part in ipairs(parts) do
-    if type(part) ~= "table" or type(part.name) ~= "string" then
-      error("assesskit.ngx.transport: multipart part " .. i .. " needs a string name", 3)
+  local checked = {}
+  for i = 1, #parts do
+    local part = parts[i]
+    if type(part) ~= "table" then
+      error(str_format("assesskit.ngx.transport: multipart[%d]: table expected, got %s",
+        i, type(part)), 3)
     end
-    local head = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\""
-      .. quote_param(part.name) .. "\""
-    if part.file ~= nil then
-      if type(part.file) ~= "string" then
-        error("assesskit.ngx.transport: multipart part " .. i .. ": file must be a path", 3)
-      end
-      local ct = part.content_type or "application/octet-stream"
-      if type(ct) ~= "string" or str_find(ct, "[\r\n%z]") then
-        error("assesskit.ngx.transport: multipart part " .. i .. ": bad content_type", 3)
-      end
-      local fname = part.filename or basename(part.file)
-      if type(fname) ~= "string" then
-        error("assesskit.ngx.transport: multipart part " .. i .. ": filename must be a string", 3)
-      end
-      local f, ferr = io_open(part.file, "rb")
+    local c = {
+      name = part_string(part, i, "name"), value = part_string(part, i, "value"),
+      file = part_string(part, i, "file"), filename = part_string(part, i, "filename"),
+      content_type = part_string(part, i, "content_type"),
+    }
+    if c.name == nil then
+      error(str_format("assesskit.ngx.transport: multipart[%d].name is required", i), 3)
+    end
+    if (c.value == nil) == (c.file == nil) then
+      error(str_format("assesskit.ngx.transport: multipart[%d] needs exactly one of value, file",
+        i), 3)
+    end
+    if str_find(c.name, '[%z\r\n"]') or (c.filename and str_find(c.filename, '[%z\r\n"]'))
+      or (c.file and str_find(c.file, "%z")) or (c.content_type and str_find(c.content_type, "[%z\r\n]")) then
+      error(str_format("assesskit.ngx.transport: multipart[%d]: NUL, CR, LF or quote in a name",
+        i), 3)
+    end
+    checked[i] = c
+  end
+  for _, c in ipairs(checked) do
+    local head = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"" .. c.name .. "\""
+    if c.file then
+      local f, ferr = io_open(c.file, "rb")
       if not f then
-        return nil, "cannot read multipart file: " .. tostring(ferr), "io"
+        return nil, "cannot read multipart file '" .. c.file .. "': " .. io_reason(c.file, ferr), "io"
       end
       local size = f:seek("end")
       f:close()
       if not size then
-        return nil, "cannot read multipart file: " .. part.file, "io"
+        return nil, "cannot read multipart file '" .. c.file .. "'", "io"
       end
-      add(head .. "; filename=\"" .. quote_param(fname) .. "\"\r\nContent-Type: " .. ct .. "\r\n\r\n")
-      pieces[#pieces + 1] = { path = part.file, size = size }
+      local fname = c.filename or basename(c.file)
+      add(head .. "; filename=\"" .. fname .. "\"\r\nContent-Type: "
+        .. (c.content_type or guess_content_type(fname)) .. "\r\n\r\n")
+      pieces[#pieces + 1] = { path = c.file, size = size }
       length = length + size
       add("\r\n")
     else
-      local v = part.value
-      if type(v) == "number" then
-        v = tostring(v)
-      end
-      if type(v) ~= "string" then
-        error("assesskit.ngx.transport: multipart part " .. i .. " needs a string value or a file", 3)
-      end
-      add(head .. "\r\n\r\n" .. v .. "\r\n")
+      local ct = c.content_type and ("\r\nContent-Type: " .. c.content_type) or ""
+      add(head .. ct .. "\r\n\r\n" .. c.value .. "\r\n")
     end
   end
   add("--" .. boundary .. "--\r\n")
@@ -401,6 +451,11 @@ function Transfer:fail(message, kind)
     self.sock = nil
   end
   return nil
+end
+
+function Transfer:too_large()
+  return self:fail(str_format("response body larger than max_response_size (%d bytes)", self.max),
+    "too_large")
 end
 
 function Transfer:timed_out()
@@ -480,7 +535,7 @@ function Transfer:read_until(pattern, max, what)
       return str_sub(buf, 1, s - 1)
     end
     if #buf > max then
-      return self:fail(what .. " too long", "network")
+      return self:fail(what .. " too large", "network")
     end
     from = #buf - #pattern + 2
     if from < 1 then
@@ -495,6 +550,28 @@ function Transfer:read_until(pattern, max, what)
     end
     buf = buf .. data
   end
+end
+
+-- Adds one "Name: value" line to headers (lower-cased name; repeated -> array); returns the
+-- name, or nil when the line is malformed or longer than libcurl accepts.
+local function add_header(headers, line)
+  if #line > MAX_HEADER_LINE then
+    return nil
+  end
+  local name, value = str_match(line, "^([^:%s]+):%s*(.-)%s*$")
+  if not name then
+    return nil
+  end
+  name = str_lower(name)
+  local old = headers[name]
+  if old == nil then
+    headers[name] = value
+  elseif type(old) == "table" then
+    old[#old + 1] = value
+  else
+    headers[name] = { old, value }
+  end
+  return name
 end
 
 -- Parses one header block; returns status, version, headers (or nil after fail()).
@@ -517,20 +594,10 @@ local function parse_head(t, block)
           headers[last] = v .. " " .. cont
         end
       else
-        local name, value = str_match(line, "^([^:%s]+):%s*(.-)%s*$")
-        if not name then
+        last = add_header(headers, line)
+        if not last then
           return t:fail("malformed response header line", "network")
         end
-        name = str_lower(name)
-        local old = headers[name]
-        if old == nil then
-          headers[name] = value
-        elseif type(old) == "table" then
-          old[#old + 1] = value
-        else
-          headers[name] = { old, value }
-        end
-        last = name
       end
     end
   end
@@ -552,15 +619,11 @@ local function header_tokens(v)
 end
 
 -- The body sink: memory or an output file; enforces max size and reports progress.
-function Transfer:open_sink(req, total)
+function Transfer:open_sink(total)
   self.received = 0
-  self.total = total or 0
-  if req.output ~= nil then
-    local f, err = io_open(req.output, "wb")
-    if not f then
-      return self:fail("cannot write output file: " .. tostring(err), "io")
-    end
-    self.file = f
+  self.total = total -- nil while unknown, as the core
+  if self.out then
+    self.file = self.out
   else
     self.parts = {}
   end
@@ -572,7 +635,11 @@ function Transfer:progress()
   if cb then
     local ok, err = pcall(cb, self.received, self.total)
     if not ok then
-      return self:fail("transfer aborted by on_progress: " .. tostring(err), "aborted")
+      local te = type(err)
+      if te ~= "string" and te ~= "number" then
+        err = "on_progress raised a " .. te .. " value"
+      end
+      return self:fail(tostring(err), "aborted")
     end
   end
   return true
@@ -585,12 +652,12 @@ function Transfer:sink(data)
   end
   self.received = self.received + n
   if self.received > self.max then
-    return self:fail("response body exceeds max_response_size (" .. self.max .. " bytes)", "too_large")
+    return self:too_large()
   end
   if self.file then
     local ok, err = self.file:write(data)
     if not ok then
-      return self:fail("cannot write output file: " .. tostring(err), "io")
+      return self:fail("cannot write output: " .. tostring(err), "io")
     end
   else
     self.parts[#self.parts + 1] = data
@@ -603,7 +670,7 @@ function Transfer:close_sink()
     local ok, err = self.file:close()
     self.file = nil
     if not ok and not self.err then
-      return self:fail("cannot write output file: " .. tostring(err), "io")
+      return self:fail("cannot write output: " .. tostring(err), "io")
     end
   end
   return true
@@ -635,7 +702,8 @@ function Transfer:read_fixed(n)
   return true
 end
 
-function Transfer:read_chunked()
+-- Trailer fields join the response headers, as libcurl reports them.
+function Transfer:read_chunked(headers)
   while true do
     local line = self:read_until("\r\n", MAX_LINE_BYTES, "chunk size line")
     if not line then
@@ -656,10 +724,13 @@ function Transfer:read_chunked()
         if trailer == "" then
           return true
         end
+        if not add_header(headers, trailer) then
+          return self:fail("malformed trailer line", "network")
+        end
       end
     end
     if self.received + size > self.max then
-      return self:fail("response body exceeds max_response_size (" .. self.max .. " bytes)", "too_large")
+      return self:too_large()
     end
     if not self:read_fixed(size) then
       return nil
@@ -715,6 +786,9 @@ function Transfer:connect(u, transport)
     return self:fail(msg, classify(err))
   end
   self.reused = (sock:getreusedtimes() or 0) > 0
+  if not self.reused then
+    transport.connects = transport.connects + 1
+  end
   if u.scheme == "https" and not self.reused then
     if not self:arm(self.connect_ms) then
       return self:timed_out()
@@ -745,14 +819,15 @@ function Transfer:send_request(head, body, plan)
         buf = {}
         local f, err = io_open(piece.path, "rb")
         if not f then
-          return self:fail("cannot read multipart file: " .. tostring(err), "io")
+          return self:fail("cannot read multipart file '" .. piece.path .. "': "
+            .. io_reason(piece.path, err), "io")
         end
         local left = piece.size
         while left > 0 do
           local data = f:read(math_min(left, CHUNK))
           if not data then
             f:close()
-            return self:fail("cannot read multipart file: " .. piece.path .. " changed size", "io")
+            return self:fail("cannot read multipart file '" .. piece.path .. "': it changed size", "io")
           end
           left = left - #data
           if not self:send(data) then
@@ -775,7 +850,7 @@ end
 function Transfer:receive_response(req, method, transport)
   local status, version, headers
   repeat
-    local block = self:read_until("\r\n\r\n", MAX_HEADER_BYTES, "response header")
+    local block = self:read_until("\r\n\r\n", MAX_HEADER_BYTES, "response headers")
     if not block then
       return nil
     end
@@ -805,17 +880,17 @@ function Transfer:receive_response(req, method, transport)
   end
 
   local no_body = method == "HEAD" or status == 204 or status == 304 or status < 200
-  if not self:open_sink(req, (not no_body) and length or nil) then
+  if not self:open_sink((not no_body) and length or nil) then
     return nil
   end
 
   local ok, to_close = true, false
   if not no_body then
     if chunked then
-      ok = self:read_chunked()
+      ok = self:read_chunked(headers)
     elseif length then
       if length > self.max then
-        return self:fail("response body exceeds max_response_size (" .. self.max .. " bytes)", "too_large")
+        return self:too_large()
       end
       ok = self:read_fixed(length)
     else
@@ -887,6 +962,9 @@ function M:request(req)
   if type(self) ~= "table" or getmetatable(self) ~= mt then
     error("assesskit.ngx.transport: use transport:request(req)", 2)
   end
+  if self.closed then
+    return nil, "session is closed", "closed"
+  end
   if type(req) ~= "table" then
     error("assesskit.ngx.transport: request expects a table", 2)
   end
@@ -912,19 +990,15 @@ function M:request(req)
   end
   check_timeout(req.timeout, "timeout")
   check_timeout(req.connect_timeout, "connect_timeout")
-
-  if self.closed then
-    return nil, "session is closed", "closed"
-  end
   check_phase()
 
   local u, uerr = parse_url(req.url)
   if not u then
-    return nil, uerr, "network"
+    error("assesskit.ngx.transport: bad req.url: " .. uerr, 2)
   end
   if u.scheme == "http" and not self.allow_http and not is_loopback(u.host) then
-    return nil, "plain http:// refused for non-loopback host " .. u.host
-      .. " (use https:// or set allow_http)", "insecure"
+    return nil, "plain http to a non-loopback host is refused (use https, or allow_http = true)",
+      "insecure"
   end
 
   -- request head
@@ -958,6 +1032,15 @@ function M:request(req)
   lines[#lines + 1] = "\r\n"
   local head = tbl_concat(lines)
 
+  local out
+  if req.output ~= nil then
+    local oerr
+    out, oerr = io_open(req.output, "wb")
+    if not out then
+      return nil, "cannot open output '" .. req.output .. "': " .. io_reason(req.output, oerr), "io"
+    end
+  end
+
   local start = now()
   local deadline = req.timeout and req.timeout > 0 and (start + req.timeout) or nil
   local connect_ms = req.connect_timeout and req.connect_timeout > 0 and req.connect_timeout * 1000 or nil
@@ -969,21 +1052,22 @@ function M:request(req)
     attempts = attempts + 1
     local t = setmetatable({
       deadline = deadline, connect_ms = connect_ms, max = self.max_response_size,
-      on_progress = req.on_progress, buf = "",
+      on_progress = req.on_progress, buf = "", out = out,
     }, Transfer)
     local status, headers, rbody
     if t:connect(u, self) and t:send_request(head, body, plan) then
       status, headers, rbody = t:receive_response(req, method, self)
     end
     if status then
+      self.requests = self.requests + 1
       return status, headers, rbody
-    end
-    if t.file then
-      t.file:close()
-      t.file = nil
     end
     local stale = t.reused and not t.received_any and t.kind == "network"
     if not stale or attempts > self.pool_size then
+      if out and io_type(out) == "file" then
+        out:close()
+      end
+      self.requests = self.requests + 1
       return nil, t.err, t.kind
     end
   end
