@@ -5,13 +5,14 @@
 -- headers, error bodies); everything else happens here. Users normally meet it only through
 -- those clients; its interface (for people building an API client) is in docs/DESIGN.md.
 --
--- **Results.** A successful call returns `value, response`. `value` is the decoded JSON body
--- (a table, with JSON `null` as `client.null`), `true` for a 204 or an empty body, or the
--- body string when it is not JSON. `response` is a plain table `{status =, headers =,
--- method =, url =, attempts =, paging =}` (`headers` with lower-cased names, `url` with
--- secrets masked, `paging` only on list calls). For table values, `client.response(value)`
--- returns the same response later, without touching the value's own fields; and
--- `c:last_response()` returns the latest one.
+-- **Results.** A successful call returns `value, nil, response` (so the usual
+-- `local v, err = ...` idiom holds, and the response is the third value). `value` is the
+-- decoded JSON body (a table, with JSON `null` as `client.null`), `true` for a 204 or an
+-- empty body, or the body string when it is not JSON. `response` is a plain table
+-- `{status =, headers =, method =, url =, attempts =, paging =}` (`headers` with lower-cased
+-- names, `url` with secrets masked, `paging` only on list calls). For table values,
+-- `client.response(value)` returns the same response later, without touching the value's own
+-- fields; and `c:last_response()` returns the latest one.
 --
 -- **Errors.** `nil, err` with `err` from `assesskit.errors`.
 --
@@ -455,7 +456,7 @@ end
 --   `allow_http`
 -- @usage
 -- local c = client.new{ base_url = "https://api.example.com", max_retries = 3 }
--- local v, res = c:request("GET", "/things/1")
+-- local v, err, res = c:request("GET", "/things/1")
 function M.new(opts)
   if type(opts) ~= "table" then error("assesskit.client.new: opts must be a table", 2) end
   local base_url = opts.base_url
@@ -757,7 +758,7 @@ end
 -- @tparam table res from `send`
 -- @tparam[opt] table opts `expect` (`"raw"`: return the body string as is), `paged` (compute
 --   `res.paging`)
--- @return value, response or nil, error
+-- @return the value, nil and the response; or nil and the error
 function Client:result(res, opts)
   local status, body, headers = res.status, res.body, res.headers
   res.body = nil
@@ -810,7 +811,7 @@ function Client:result(res, opts)
     res.paging = self.paging(res, value) or {}
   end
   if type(value) == "table" and value ~= null then responses[value] = res end
-  return value, res
+  return value, nil, res
 end
 
 --- Prepare and send a request; decode the answer.
@@ -894,10 +895,10 @@ end
 -- @tparam string method
 -- @tparam string path
 -- @tparam[opt] table opts as for `request` (`opts.query.page` is the first page)
--- @treturn function iterator yielding `items, response` per page; on a failure it yields
---   `false, err` once and ends
--- @usage for items, res in c:pages("GET", "/things", { query = { pageSize = 100 } }) do
---   if not items then error(tostring(res)) end
+-- @treturn function iterator yielding `items, nil, response` per page; on a failure it
+--   yields `false, err` once and ends
+-- @usage for items, err, res in c:pages("GET", "/things", { query = { pageSize = 100 } }) do
+--   if not items then error(tostring(err)) end
 -- end
 function Client:pages(method, path, opts)
   opts = copy(opts)
@@ -911,10 +912,10 @@ function Client:pages(method, path, opts)
     if done then return nil end
     local o = copy(opts)
     if next_path == path then o.query = query else o.query = nil end
-    local items, res = self:request(method, next_path, o)
+    local items, err, res = self:request(method, next_path, o)
     if not items then
       done = true
-      return false, res
+      return false, err
     end
     local p = res.paging or {}
     local n = type(items) == "table" and #items or 0
@@ -938,7 +939,7 @@ function Client:pages(method, path, opts)
     else
       done = true
     end
-    return items, res
+    return items, nil, res
   end
 end
 

@@ -1,0 +1,351 @@
+--- Talview v4 token manager: password, refresh_token, JWT-bearer and static-token auth.
+--
+-- An authenticator for `assesskit.client` (interface in docs/DESIGN.md). It obtains the
+-- access token from the token endpoint, caches it, renews it before it expires (a margin of
+-- `min(token_margin, 10% of its lifetime)`), through the `refresh_token` grant when the server
+-- issued a refresh token, and again when the API answers 401. One renewal is in flight per
+-- client at a time: other coroutines sharing the client wait for it (with the client's
+-- `sleep`) instead of starting their own.
+--
+-- Grants (the `auth` option of `assesskit.talview.new`):
+--
+-- * `{grant = "password", client_id =, client_secret =, username =, password =}`: a JSON
+--   body `{"grant_type": "password", ...}`;
+-- * `{grant = "jwt", client_id =, issuer =, private_key = <PEM> | private_key_file =,
+--   passphrase =, scope =, audience =, lifetime =}`: an RS256 assertion with `iss`
+--   (`issuer`, default `client_id`), `scope` (a string, or an array joined with spaces), `aud`
+--   (`audience`, default the token URL), `iat` and `exp` (`iat + lifetime`, default 3600 s,
+--   at most 86400), sent form-encoded as `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer
+--   &assertion=...` (plus `client_id` when given);
+-- * `{access_token = "..."}`: used as is, never renewed.
+--
+-- Credentials and tokens live in a private table, not in fields of the object: they never
+-- show in `tostring`, in errors, in hook arguments or in a dump of the client.
+-- @module assesskit.talview.auth
+local type, tostring, tonumber, setmetatable, error, pcall, ipairs =
+  type, tostring, tonumber, setmetatable, error, pcall, ipairs
+local string_sub, string_find = string.sub, string.find
+local table_concat = table.concat
+local math_floor, math_min = math.floor, math.min
+local coroutine_running = coroutine.running
+local io_open = io.open
+
+local M = {}
+
+local JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+local MAX_JWT_LIFETIME = 86400
+
+-- authenticator -> its secrets and state (never reachable from the object's fields)
+local private = setmetatable({}, { __mode = "k" })
+
+local Auth = {}
+Auth.__index = Auth
+
+local function need_string(spec, name)
+  local v = spec[name]
+  if type(v) ~= "string" or v == "" then
+    error("assesskit.talview: auth." .. name .. " must be a non-empty string", 3)
+  end
+  return v
+end
+
+local function opt_string(spec, name)
+  local v = spec[name]
+  if v ~= nil and type(v) ~= "string" then
+    error("assesskit.talview: auth." .. name .. " must be a string", 3)
+  end
+  return v
+end
+
+--- Create an authenticator.
+-- @tparam table spec the `auth` option (see the module description)
+-- @tparam table opts `token_url` (required), `token_margin` (seconds, default 60),
+--   `wait_timeout` (seconds a waiter waits for another coroutine's renewal, default 60)
+-- @treturn table the authenticator
+-- @raise on a malformed spec
+function M.new(spec, opts)
+  if type(spec) ~= "table" then
+    error("assesskit.talview: auth must be a table", 2)
+  end
+  opts = opts or {}
+  local p = { token_url = opts.token_url }
+  local grant
+  if spec.access_token ~= nil then
+    grant = "access_token"
+    p.token = need_string(spec, "access_token")
+    p.expires_at = math.huge
+  elseif spec.grant == "password" then
+    grant = "password"
+    p.client_id = need_string(spec, "client_id")
+    p.client_secret = opt_string(spec, "client_secret")
+    p.username = need_string(spec, "username")
+    p.password = need_string(spec, "password")
+  elseif spec.grant == "jwt" then
+    grant = "jwt"
+    p.client_id = opt_string(spec, "client_id")
+    p.issuer = opt_string(spec, "issuer") or p.client_id
+    if not p.issuer then
+      error("assesskit.talview: auth.issuer (or auth.client_id) is required for the jwt grant", 2)
+    end
+    p.private_key = opt_string(spec, "private_key")
+    p.private_key_file = opt_string(spec, "private_key_file")
+    if not p.private_key and not p.private_key_file then
+      error("assesskit.talview: auth.private_key or auth.private_key_file is required", 2)
+    end
+    p.passphrase = opt_string(spec, "passphrase")
+    local scope = spec.scope
+    if type(scope) == "table" then
+      for _, s in ipairs(scope) do
+        if type(s) ~= "string" then error("assesskit.talview: auth.scope items must be strings", 2) end
+      end
+      scope = table_concat(scope, " ")
+    elseif scope ~= nil and type(scope) ~= "string" then
+      error("assesskit.talview: auth.scope must be a string or an array of strings", 2)
+    end
+    p.scope = scope
+    p.audience = opt_string(spec, "audience") or opts.token_url
+    local lifetime = spec.lifetime
+    if lifetime ~= nil and (type(lifetime) ~= "number" or lifetime <= 0
+      or lifetime > MAX_JWT_LIFETIME) then
+      error("assesskit.talview: auth.lifetime must be a number in (0, 86400]", 2)
+    end
+    p.lifetime = math_floor(lifetime or 3600)
+  else
+    error("assesskit.talview: auth.grant must be \"password\" or \"jwt\" (or give access_token)", 2)
+  end
+  local margin = opts.token_margin
+  if margin ~= nil and (type(margin) ~= "number" or margin < 0) then
+    error("assesskit.talview: token_margin must be a number >= 0", 2)
+  end
+  p.margin = margin or 60
+  p.wait_timeout = opts.wait_timeout or 60
+  local self = setmetatable({ grant = grant }, Auth)
+  private[self] = p
+  return self
+end
+
+--- `tostring(auth)`: the grant type only.
+-- @treturn string
+function Auth:__tostring()
+  return "assesskit.talview.auth(" .. self:describe() .. ")"
+end
+
+--- The grant, for display: `grant=password`, `grant=jwt` or `grant=access_token`.
+-- @treturn string
+function Auth:describe()
+  return "grant=" .. self.grant
+end
+
+--- Every secret value this authenticator knows (to redact from errors).
+-- @treturn table array of strings
+function Auth:secrets()
+  local p = private[self]
+  local out = {}
+  for _, k in ipairs({ "token", "refresh_token", "client_secret", "password", "passphrase",
+    "assertion" }) do
+    if type(p[k]) == "string" then out[#out + 1] = p[k] end
+  end
+  return out
+end
+
+local function auth_error(client, fields)
+  fields.kind = fields.kind or "auth"
+  return client:error(fields)
+end
+
+-- An error from the token endpoint: rejections (4xx) become `auth` errors; transport
+-- failures and 5xx keep their kind (they are retryable, not a credentials problem).
+local function token_error(client, err, what)
+  if err.kind == "http" or err.kind == "auth" or err.kind == "decode" then
+    if err.status and err.status >= 500 then return err end
+    return auth_error(client, {
+      status = err.status, name = err.name, code = err.code, fields = err.fields,
+      message = what .. " was rejected: " .. tostring(err.message),
+      method = err.method, url = err.url,
+    })
+  end
+  return err
+end
+
+local function read_key_file(path)
+  local f, msg = io_open(path, "rb")
+  if not f then return nil, msg end
+  local pem = f:read("*a")
+  f:close()
+  return pem
+end
+
+local function jwt_assertion(client, p)
+  local jwt = require("assesskit.jwt")
+  if not p.key then
+    local pem = p.private_key
+    if not pem then
+      local e
+      pem, e = read_key_file(p.private_key_file)
+      if not pem then
+        return nil, auth_error(client, { kind = "io",
+          message = "cannot read the private key file: " .. tostring(e) })
+      end
+    end
+    local key, kerr = jwt.load_key(pem, p.passphrase)
+    if not key then
+      return nil, auth_error(client, {
+        message = "cannot load the private key: " .. tostring(kerr) })
+    end
+    p.key = key
+  end
+  local iat = math_floor(client.clock())
+  local claims = {
+    iss = p.issuer, scope = p.scope, aud = p.audience, iat = iat, exp = iat + p.lifetime,
+  }
+  local assertion, err = jwt.encode(claims, p.key)
+  if not assertion then
+    return nil, auth_error(client, { message = "cannot sign the assertion: " .. tostring(err) })
+  end
+  return assertion
+end
+
+-- One token request; stores the token on success.
+local function request_token(self, client, p, kind)
+  local opts = { auth = false, retry = true }
+  local what
+  if kind == "refresh" then
+    what = "the refresh_token grant"
+    opts.body = {
+      grant_type = "refresh_token", refresh_token = p.refresh_token,
+      client_id = p.client_id, client_secret = p.client_secret,
+    }
+  elseif self.grant == "password" then
+    what = "the password grant"
+    opts.body = {
+      grant_type = "password", client_id = p.client_id, client_secret = p.client_secret,
+      username = p.username, password = p.password,
+    }
+  else
+    what = "the jwt-bearer grant"
+    local assertion, err = jwt_assertion(client, p)
+    if not assertion then return nil, err end
+    p.assertion = assertion
+    opts.form = { grant_type = JWT_GRANT, assertion = assertion, client_id = p.client_id }
+  end
+  local started = client.clock()
+  local value, err, res = client:request("POST", p.token_url, opts)
+  p.assertion = nil
+  if not value then return nil, token_error(client, err, what) end
+  if type(value) ~= "table" or type(value.access_token) ~= "string" or value.access_token == "" then
+    return nil, auth_error(client, { status = res.status, method = "POST", url = res.url,
+      message = what .. " returned no access_token" })
+  end
+  local expires_in = tonumber(value.expires_in) or 3600
+  p.token = value.access_token
+  p.expires_at = started + expires_in
+  p.lifetime_s = expires_in
+  if type(value.refresh_token) == "string" and value.refresh_token ~= "" then
+    p.refresh_token = value.refresh_token
+  end
+  return p.token
+end
+
+local function fresh(p, now)
+  if not p.token then return false end
+  local margin = math_min(p.margin, (p.lifetime_s or 0) * 0.1)
+  return now + margin < p.expires_at
+end
+
+local function renew(self, client, p)
+  if p.refresh_token then
+    local tok, err = request_token(self, client, p, "refresh")
+    if tok then return tok end
+    p.refresh_token = nil
+    if err.kind ~= "auth" then return nil, err end
+    -- the refresh token was refused: start over with the primary grant
+  end
+  return request_token(self, client, p, "primary")
+end
+
+--- A valid access token, renewing it when it is missing or about to expire.
+-- @tparam table client the `assesskit.client` sending the token request
+-- @treturn string|nil the token
+-- @treturn table|nil the error
+function Auth:token(client)
+  local p = private[self]
+  if self.grant == "access_token" then return p.token end
+  local me = coroutine_running() or "main"
+  if p.renewing then
+    if p.renewing == me then
+      return nil, auth_error(client, { message = "token renewal re-entered (from a hook?)" })
+    end
+    local waited, step = 0, 0.005
+    while p.renewing do
+      if waited >= p.wait_timeout then
+        return nil, client:error({ kind = "timeout",
+          message = "timed out waiting for another token renewal" })
+      end
+      client.sleep(step)
+      waited = waited + step
+    end
+    if fresh(p, client.clock()) then return p.token end
+    if p.last_error then return nil, p.last_error end
+  end
+  if fresh(p, client.clock()) then return p.token end
+  p.renewing = me
+  local ok, tok, err = pcall(renew, self, client, p)
+  p.renewing = nil
+  if not ok then
+    p.last_error = nil
+    error(tok, 0)
+  end
+  p.last_error = err
+  return tok, err
+end
+
+--- Add the Authorization header (fetching a token if needed).
+-- @tparam table client
+-- @tparam table headers the request headers (modified)
+-- @treturn true|nil
+-- @treturn table|nil the error
+function Auth:authorize(client, headers)
+  local tok, err = self:token(client)
+  if not tok then return nil, err end
+  headers.authorization = "Bearer " .. tok
+  return true
+end
+
+--- After a 401: renew the token unless another request already did.
+-- @tparam table client
+-- @tparam table headers the headers the rejected request was sent with
+-- @treturn boolean|nil true when the request should be sent again, false when the token
+--   cannot be renewed (static token)
+-- @treturn table|nil the error when the renewal failed
+function Auth:renew(client, headers)
+  local p = private[self]
+  if self.grant == "access_token" then return false end
+  local sent = headers.authorization
+  if type(sent) == "string" and string_find(sent, "Bearer ", 1, true) == 1 then
+    sent = string_sub(sent, 8)
+  end
+  if p.token and p.token ~= sent and fresh(p, client.clock()) then
+    return true -- someone renewed it meanwhile
+  end
+  p.token, p.expires_at = nil, 0
+  local tok, err = self:token(client)
+  if not tok then return nil, err end
+  return true
+end
+
+--- Drop the cached token (the next request fetches a new one).
+function Auth:invalidate()
+  local p = private[self]
+  if self.grant ~= "access_token" then
+    p.token, p.expires_at = nil, 0
+  end
+end
+
+--- When the cached token expires (epoch seconds), or nil when there is none.
+-- @treturn number|nil
+function Auth:expires_at()
+  local p = private[self]
+  return p.token and p.expires_at or nil
+end
+
+return M

@@ -1,0 +1,659 @@
+--- Talview API v4 client.
+--
+-- Every endpoint of the Talview v4 documentation is a method, built from the declarative
+-- catalogue `assesskit.talview.catalogue`; the transport, retries, JSON, errors and paging
+-- come from `assesskit.client`, the tokens from `assesskit.talview.auth`. The user guide is
+-- docs/talview.md.
+--
+-- **Naming.** A catalogue name `<area>.<resource>.<action>` is the method
+-- `tv.<area>.<resource>:<action>(...)`, and `<area>.<action>` is `tv.<area>:<action>(...)`:
+-- `tv.models.candidate:get(42)`, `tv.user.me:update_password{...}`, `tv.actions:invite{...}`.
+-- REST actions are `list`, `get`, `create`, `update`, `delete`; other actions are named
+-- after their path (`invite`, `change_status`). Resources with a paged `list` also have
+-- `each` (every item, fetching pages lazily) and `pages` (page by page).
+--
+-- **Arguments.** `method(p1, p2, ..., params, opts)`: first the path placeholders in the
+-- order of the path (`/admin/organization/{oid}/category/{id}` takes `oid, id`), then
+-- `params`, then `opts`. Or `method(params, opts)` with the placeholders inside `params` by
+-- name (`tv.models.candidate:get{id = 42}`). For GET and DELETE `params` is the query; for
+-- POST, PUT and PATCH it is the JSON body, except the parameters the catalogue documents as
+-- query parameters, `expand` and `suppress_error_code`, which go in the query. `expand` may be
+-- a Lua array (sent as a comma list); other arrays are sent `name[0]=a&name[1]=b`.
+-- `opts`: `query` (extra query parameters), `headers`, `retry` (true: retry this POST too),
+-- `max_retries`, `timeout`, `output` (stream the body to a file).
+--
+-- **Results.** `value, nil, response` (the usual `local v, err = ...` idiom holds): the
+-- decoded JSON (`talview.null` for JSON null), `true` for 204, the body string for non-JSON
+-- answers; `response` has `status`, `headers`, `url`, `attempts`, and for lists
+-- `paging = {total =, page_count =, page =, per_page =, next =}`. `talview.response(value)`
+-- finds the response of a table result later; `tv:last_response()` is the latest one.
+--
+-- **Errors.** `nil, err` (see `assesskit.errors`).
+--
+-- @module assesskit.talview
+-- @usage
+-- local talview = require("assesskit.talview")
+-- local tv = talview.new{
+--   auth = { grant = "password", client_id = "...", client_secret = "...",
+--            username = "...", password = "..." },
+-- }
+-- local cand, err = tv.models.candidate:get(42, { expand = { "status" } })
+-- for c, e in tv.models.candidate:each{ pageSize = 100 } do
+--   if not c then error(tostring(e)) end
+--   print(c.id, c.name)
+-- end
+local type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget,
+  rawset, require, pcall =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget,
+  rawset, require, pcall
+local string_find, string_sub, string_gsub, string_format, string_match, string_upper, string_rep =
+  string.find, string.sub, string.gsub, string.format, string.match, string.upper, string.rep
+local math_floor = math.floor
+local table_concat, table_sort = table.concat, table.sort
+local io_open = io.open
+
+local client_mod = require("assesskit.client")
+
+local null = client_mod.null
+local url_encode = client_mod.url_encode
+
+local M = {}
+M._VERSION = client_mod._VERSION
+
+--- The JSON `null` sentinel (`cjson.null`), also `assesskit.client.null`.
+M.null = null
+
+--- The response a table result came from: `talview.response(value)`.
+-- @function response
+M.response = client_mod.response
+
+local DEFAULT_BASE_URL = "https://apiv4.talview.com"
+local ALWAYS_QUERY = { expand = true, suppress_error_code = true, fields = true }
+local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
+local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
+
+---------------------------------------------------------------------------------------------
+-- The catalogue, compiled once per catalogue table
+
+local compiled_cache = setmetatable({}, { __mode = "k" })
+
+local function set_of(list)
+  if not list then return nil end
+  local s = {}
+  for _, v in ipairs(list) do s[v] = true end
+  return s
+end
+
+-- "/a/{x}/b/{y}" -> lits {"/a/", "/b/", ""}, names {"x", "y"}
+local function split_template(path)
+  local lits, names = {}, {}
+  local pos = 1
+  while true do
+    local a, b, name = string_find(path, "{([%w_]+)}", pos)
+    if not a then break end
+    lits[#lits + 1] = string_sub(path, pos, a - 1)
+    names[#names + 1] = name
+    pos = b + 1
+  end
+  lits[#lits + 1] = string_sub(path, pos)
+  return lits, names
+end
+
+local invoke, prepare, node_each, node_pages -- defined below
+
+local function new_node(path)
+  return { path = path, methods = {}, children = {}, eps = {} }
+end
+
+local function compile(cat)
+  local c = compiled_cache[cat]
+  if c then return c end
+  if type(cat) ~= "table" or type(cat.endpoints) ~= "table" then
+    error("assesskit.talview: catalogue must have an endpoints array", 3)
+  end
+  c = { list = {}, by_name = {}, tree = new_node("") }
+  for i, e in ipairs(cat.endpoints) do
+    local lits, names = split_template(e.path)
+    local ep = {
+      name = e.name, method = string_upper(e.method), path = e.path,
+      lits = lits, names = names, np = #names, name_set = set_of(names),
+      required = e.required, query_set = set_of(e.query), paged = e.paged == true,
+      upload = e.upload, file_field = e.file_field or (e.upload == "base64" and "data" or "file"),
+      expect = (e.response == "binary") and "raw" or nil,
+    }
+    if c.by_name[ep.name] then
+      error("assesskit.talview: duplicate catalogue name " .. ep.name, 3)
+    end
+    c.list[i] = ep
+    c.by_name[ep.name] = ep
+    ep.fn = function(self, ...) return invoke(self._tv, ep, ...) end
+    -- place it in the tree
+    local node = c.tree
+    local parts = {}
+    for part in string.gmatch(ep.name, "[^.]+") do parts[#parts + 1] = part end
+    for k = 1, #parts - 1 do
+      local child = node.children[parts[k]]
+      if not child then
+        child = new_node(node.path == "" and parts[k] or (node.path .. "." .. parts[k]))
+        node.children[parts[k]] = child
+      end
+      node = child
+    end
+    local action = parts[#parts]
+    if node.methods[action] or node.children[action] then
+      error("assesskit.talview: catalogue name clash at " .. ep.name, 3)
+    end
+    node.methods[action] = ep.fn
+    node.eps[action] = ep
+    if action == "list" and ep.paged then
+      node.methods.each = function(self, ...) return node_each(self._tv, ep, ...) end
+      node.methods.pages = function(self, ...) return node_pages(self._tv, ep, ...) end
+    end
+  end
+  compiled_cache[cat] = c
+  return c
+end
+
+---------------------------------------------------------------------------------------------
+-- Parameters
+
+local function validation(tv, ep, field, message)
+  return tv._client:error({
+    kind = "validation", method = ep.method, url = tv._client.base_url .. ep.path,
+    message = string_format("%s: parameter '%s' %s", ep.name, field, message),
+    fields = { { field = field, message = message } },
+  })
+end
+
+-- One path value, percent-encoded, or nil and an error.
+local function path_value(tv, ep, name, v)
+  local t = type(v)
+  if t == "string" then
+    if v == "" or v == "." or v == ".." then
+      return nil, validation(tv, ep, name, "must not be empty, '.' or '..'")
+    end
+    return url_encode(v)
+  elseif t == "number" then
+    if v == math_floor(v) and v > -2^53 and v < 2^53 then
+      return string_format("%d", v)
+    end
+    return nil, validation(tv, ep, name, "must be an integer or a string")
+  elseif v == nil or v == null then
+    return nil, validation(tv, ep, name, "is required")
+  end
+  return nil, validation(tv, ep, name, "must be an integer or a string, not a " .. t)
+end
+
+local function fill_positional(tv, ep, ...)
+  local lits = ep.lits
+  if ep.np == 1 then
+    local v, err = path_value(tv, ep, ep.names[1], (...))
+    if not v then return nil, err end
+    return lits[1] .. v .. lits[2]
+  end
+  local buf = { lits[1] }
+  for i = 1, ep.np do
+    local v, err = path_value(tv, ep, ep.names[i], (select(i, ...)))
+    if not v then return nil, err end
+    buf[#buf + 1] = v
+    buf[#buf + 1] = lits[i + 1]
+  end
+  return table_concat(buf)
+end
+
+local function fill_named(tv, ep, params)
+  local lits, names = ep.lits, ep.names
+  local buf = { lits[1] }
+  for i = 1, ep.np do
+    local v, err = path_value(tv, ep, names[i], params and params[names[i]])
+    if not v then return nil, err end
+    buf[#buf + 1] = v
+    buf[#buf + 1] = lits[i + 1]
+  end
+  local rest
+  if params then
+    rest = {}
+    local ns = ep.name_set
+    for k, v in pairs(params) do
+      if not ns[k] then rest[k] = v end
+    end
+  end
+  return table_concat(buf), rest
+end
+
+local function basename(path)
+  return string_match(path, "([^/\\]+)$") or path
+end
+
+local function readable(path)
+  local f = io_open(path, "rb")
+  if not f then return false end
+  f:close()
+  return true
+end
+
+local function base64(s)
+  local core = require("assesskit.core")
+  local b = core.b64url_encode(s)
+  b = string_gsub(b, "[-_]", { ["-"] = "+", ["_"] = "/" })
+  local pad = (4 - #b % 4) % 4
+  return b .. string_rep("=", pad)
+end
+
+-- base64 upload: `file` (a path) or `content` (a string) becomes `data`.
+local function base64_params(tv, ep, params)
+  local field = ep.file_field
+  if params == nil or params[field] ~= nil then return params end
+  local content, name = params.content, nil
+  if params.file ~= nil then
+    if type(params.file) ~= "string" then
+      return nil, validation(tv, ep, "file", "must be a file path")
+    end
+    local data, err = client_mod.read_file(params.file)
+    if not data then
+      return nil, tv._client:error({ kind = "io", method = ep.method, url = tv._client.base_url .. ep.path,
+        message = "cannot read the file to upload: " .. tostring(err) })
+    end
+    content, name = data, basename(params.file)
+  elseif content ~= nil and type(content) ~= "string" then
+    return nil, validation(tv, ep, "content", "must be a string")
+  end
+  if content == nil then return params end
+  local out = {}
+  for k, v in pairs(params) do
+    if k ~= "file" and k ~= "content" then out[k] = v end
+  end
+  out[field] = base64(content)
+  if out.name == nil and name then out.name = name end
+  return out
+end
+
+-- multipart upload: `file` is a path; the other parameters are form fields.
+local function multipart_parts(tv, ep, params, opts)
+  local field = ep.file_field
+  local path = params and params[field]
+  if path == nil or path == null then
+    return nil, validation(tv, ep, field, "is required (a file path)")
+  end
+  if type(path) ~= "string" or path == "" then
+    return nil, validation(tv, ep, field, "must be a file path")
+  end
+  if not readable(path) then
+    return nil, tv._client:error({ kind = "io", method = ep.method, url = tv._client.base_url .. ep.path,
+      message = "cannot read the file to upload: " .. path })
+  end
+  local rest = {}
+  for k, v in pairs(params) do
+    if k ~= field and not ALWAYS_QUERY[k] then rest[k] = v end
+  end
+  local ok, flat = pcall(client_mod.flatten, rest)
+  if not ok then error(flat, 4) end
+  local parts = {
+    { name = field, file = path, filename = (opts and opts.filename) or basename(path),
+      content_type = opts and opts.content_type },
+  }
+  for i = 1, #flat do parts[#parts + 1] = { name = flat[i][1], value = flat[i][2] } end
+  return parts
+end
+
+local function check_required(tv, ep, params)
+  local req = ep.required
+  if not req then return true end
+  for i = 1, #req do
+    local name = req[i]
+    local v = params and params[name]
+    if v == nil or v == null then
+      return nil, validation(tv, ep, name, "is required")
+    end
+  end
+  return true
+end
+
+-- Resolve an endpoint call's arguments into the path and the client's request options.
+prepare = function(tv, ep, named, ...)
+  local path, params, opts, err
+  if ep.np == 0 then
+    params, opts = ...
+    path = ep.lits[1]
+  elseif named or (type((...)) == "table") then
+    local p
+    p, opts = ...
+    if p ~= nil and type(p) ~= "table" then
+      error(ep.name .. ": params must be a table", 4)
+    end
+    path, params = fill_named(tv, ep, p)
+    if not path then return nil, params end
+  else
+    path, err = fill_positional(tv, ep, ...)
+    if not path then return nil, err end
+    params, opts = select(ep.np + 1, ...)
+  end
+  if params ~= nil and type(params) ~= "table" then
+    error(ep.name .. ": params must be a table", 4)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(ep.name .. ": opts must be a table", 4)
+  end
+  local method = ep.method
+  local o = { paged = ep.paged, expect = ep.expect }
+  if ep.upload == "base64" then
+    params, err = base64_params(tv, ep, params)
+    if err then return nil, err end
+  end
+  local ok
+  ok, err = check_required(tv, ep, params)
+  if not ok then return nil, err end
+  local query = opts and opts.query
+  if ep.upload == "multipart" then
+    o.multipart, err = multipart_parts(tv, ep, params, opts)
+    if not o.multipart then return nil, err end
+    if params then
+      for k in pairs(ALWAYS_QUERY) do
+        if params[k] ~= nil then
+          query = query or {}
+          query[k] = params[k]
+        end
+      end
+    end
+  elseif params then
+    if BODY_METHODS[method] then
+      local qset, split = ep.query_set, false
+      for k in pairs(params) do
+        if ALWAYS_QUERY[k] or (qset and qset[k]) then split = true break end
+      end
+      if split then
+        local body, q = {}, {}
+        if query then for k, v in pairs(query) do q[k] = v end end
+        for k, v in pairs(params) do
+          if ALWAYS_QUERY[k] or (qset and qset[k]) then q[k] = v else body[k] = v end
+        end
+        o.body, query = body, q
+      else
+        o.body = params
+      end
+    else
+      if query then
+        local q = {}
+        for k, v in pairs(params) do q[k] = v end
+        for k, v in pairs(query) do q[k] = v end
+        query = q
+      else
+        query = params
+      end
+    end
+  end
+  o.query = query
+  if opts then
+    o.headers, o.retry, o.max_retries, o.timeout, o.connect_timeout, o.output, o.on_progress =
+      opts.headers, opts.retry, opts.max_retries, opts.timeout, opts.connect_timeout,
+      opts.output, opts.on_progress
+    if opts.expect then o.expect = opts.expect end
+  end
+  return path, o
+end
+
+local function reraise(msg, level)
+  if type(msg) == "string" then msg = string_gsub(msg, "^[^:]*:%d+: ", "") end
+  error(msg, level + 1)
+end
+
+invoke = function(tv, ep, ...)
+  local path, o = prepare(tv, ep, false, ...)
+  if not path then return nil, o end
+  local ok, v, err, res = pcall(tv._client.request, tv._client, ep.method, path, o)
+  if not ok then reraise(v, 3) end
+  return v, err, res
+end
+
+local function failed_iterator(err)
+  local done = false
+  return function()
+    if done then return nil end
+    done = true
+    return false, err
+  end
+end
+
+node_each = function(tv, ep, ...)
+  local path, o = prepare(tv, ep, false, ...)
+  if not path then return failed_iterator(o) end
+  return tv._client:each(ep.method, path, o)
+end
+
+node_pages = function(tv, ep, ...)
+  local path, o = prepare(tv, ep, false, ...)
+  if not path then return failed_iterator(o) end
+  return tv._client:pages(ep.method, path, o)
+end
+
+---------------------------------------------------------------------------------------------
+-- Resource objects (built lazily)
+
+local Node = {}
+
+Node.__index = function(self, key)
+  local node = rawget(self, "_node")
+  local fn = node.methods[key]
+  if fn then
+    rawset(self, key, fn)
+    return fn
+  end
+  local child = node.children[key]
+  if child then
+    local obj = setmetatable({ _tv = rawget(self, "_tv"), _node = child }, Node)
+    rawset(self, key, obj)
+    return obj
+  end
+  if type(key) == "string" and string_sub(key, 1, 2) ~= "__" then
+    error("assesskit.talview: no resource or action '" .. key .. "' in " .. node.path, 2)
+  end
+  return nil
+end
+
+Node.__tostring = function(self)
+  return "assesskit.talview resource " .. rawget(self, "_node").path
+end
+
+--- The method names available on a resource object (actions and sub-resources).
+-- @usage for _, name in ipairs(talview.names(tv.models.candidate)) do print(name) end
+-- @tparam table obj a resource object (`tv.models.candidate`) or the client
+-- @treturn table sorted array of names
+function M.names(obj)
+  local node = rawget(obj, "_node") or (rawget(obj, "_compiled") and rawget(obj, "_compiled").tree)
+  if not node then error("talview.names: not a Talview resource object", 2) end
+  local out = {}
+  for k in pairs(node.methods) do out[#out + 1] = k end
+  for k in pairs(node.children) do out[#out + 1] = k end
+  table_sort(out)
+  return out
+end
+
+---------------------------------------------------------------------------------------------
+-- The client
+
+local TV = {}
+
+local function tv_index(self, key)
+  local m = TV[key]
+  if m ~= nil then return m end
+  local child = rawget(self, "_compiled").tree.children[key]
+  if child then
+    local obj = setmetatable({ _tv = self, _node = child }, Node)
+    rawset(self, key, obj)
+    return obj
+  end
+  return nil
+end
+
+local TV_MT = { __index = tv_index }
+
+function TV_MT.__tostring(self)
+  return tostring(rawget(self, "_client"))
+end
+
+local function unwrap_envelope(value, _, opts)
+  if type(value) ~= "table" or value.success == nil or value.data == nil then
+    return value
+  end
+  if value.success == false then
+    local d = value.data
+    if type(d) ~= "table" then d = { message = tostring(d) } end
+    local info = client_mod.parse_error(422, d)
+    local status = tonumber(d.status) or (info.fields and 422) or 400
+    return nil, {
+      kind = status == 401 and "auth" or "http", status = status,
+      name = info.name, message = info.message, code = info.code, fields = info.fields,
+      retryable = RETRY_STATUS[status] == true,
+    }
+  end
+  local q = opts and opts.query
+  if value.success == true and q and q.suppress_error_code ~= nil then
+    return value.data
+  end
+  return value
+end
+
+local function check_opt(opts, name, want)
+  local v = opts[name]
+  if v ~= nil and type(v) ~= want then
+    error("assesskit.talview.new: option '" .. name .. "' must be a " .. want, 3)
+  end
+  return v
+end
+
+--- Create a Talview v4 client.
+-- @tparam table opts
+-- @tparam[opt="https://apiv4.talview.com"] string opts.base_url
+-- @tparam[opt] string opts.token_url default `base_url .. "/oauth2/token"`
+-- @tparam[opt] table opts.auth `{grant = "password", ...}`, `{grant = "jwt", ...}` or
+--   `{access_token = "..."}` (see `assesskit.talview.auth`); without it no credentials are sent
+-- @tparam[opt=30] number opts.timeout seconds for a whole transfer
+-- @tparam[opt=10] number opts.connect_timeout seconds
+-- @tparam[opt=2] number opts.max_retries
+-- @tparam[opt] string opts.ca_file CA bundle
+-- @tparam[opt] string opts.user_agent
+-- @tparam[opt=false] boolean opts.allow_http plain HTTP to a non-loopback host
+-- @tparam[opt] function opts.on_request hook (see `assesskit.client.new`)
+-- @tparam[opt] function opts.on_response hook (see `assesskit.client.new`)
+-- @tparam[opt] table opts.transport an object with the core session's `request` method
+-- @tparam[opt=60] number opts.token_margin renew the token this long (at most 10% of its
+--   lifetime) before it expires
+-- @param[opt] opts.... also `ca_path`, `proxy`, `max_response_size`, `retry_base_delay`,
+--   `retry_max_delay`, `max_retry_after`, `headers`, `sleep`, `clock`, `random` (see
+--   `assesskit.client.new`)
+-- @treturn table the client
+-- @raise on a wrong option (including plain `http://` to a non-loopback host without
+--   `allow_http`)
+-- @usage local tv = require("assesskit.talview").new{ auth = { access_token = token } }
+function M.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error("assesskit.talview.new: opts must be a table", 2) end
+  local base_url = check_opt(opts, "base_url", "string") or DEFAULT_BASE_URL
+  base_url = string_gsub(base_url, "/+$", "")
+  local token_url = check_opt(opts, "token_url", "string") or (base_url .. "/oauth2/token")
+  local scheme, host = client_mod.parse_url(token_url)
+  if not scheme or (scheme ~= "https" and scheme ~= "http") then
+    error("assesskit.talview.new: token_url must be an http(s) URL", 2)
+  end
+  if scheme == "http" and not opts.allow_http and not client_mod.is_loopback(host) then
+    error("assesskit.talview.new: refusing plain http:// token_url to " .. host
+      .. " (use https, or allow_http = true)", 2)
+  end
+  local auth
+  if opts.auth ~= nil then
+    auth = require("assesskit.talview.auth").new(opts.auth, {
+      token_url = token_url, token_margin = opts.token_margin,
+    })
+  end
+  local catalogue = opts.catalogue or require("assesskit.talview.catalogue")
+  local compiled = compile(catalogue)
+  local copts = {}
+  for _, k in ipairs({ "transport", "timeout", "connect_timeout", "max_retries", "ca_file",
+    "ca_path", "proxy", "user_agent", "allow_http", "max_response_size", "on_request",
+    "on_response", "retry_base_delay", "retry_max_delay", "max_retry_after", "headers",
+    "sleep", "clock", "random" }) do
+    copts[k] = opts[k]
+  end
+  copts.base_url = base_url
+  copts.user_agent = copts.user_agent or ("assesskit/" .. M._VERSION)
+  copts.auth = auth
+  copts.unwrap = unwrap_envelope
+  copts.paging = client_mod.yii2_paging
+  copts.comma_params = { expand = true }
+  copts.page_param, copts.per_page_param = "page", "pageSize"
+  copts.name = "assesskit.talview"
+  local ok, c = pcall(client_mod.new, copts)
+  if not ok then error((string_gsub(c, "assesskit%.client%.new", "assesskit.talview.new")), 2) end
+  return setmetatable({ _client = c, _auth = auth, _compiled = compiled }, TV_MT)
+end
+
+--- Every endpoint, as `{name =, method =, path =}` (`path` a template with `{placeholders}`),
+-- in catalogue order.
+-- @treturn table array
+function TV:endpoints()
+  local out = {}
+  for i, ep in ipairs(self._compiled.list) do
+    out[i] = { name = ep.name, method = ep.method, path = ep.path }
+  end
+  return out
+end
+
+--- Call an endpoint by its catalogue name.
+-- Placeholders are taken from `params` by name; the other parameters are the query (GET,
+-- DELETE) or the JSON body (POST, PUT, PATCH).
+-- @tparam string name e.g. `"models.candidate.get"`
+-- @tparam[opt] table params
+-- @tparam[opt] table opts as for the resource methods
+-- @return the value, nil and the response; or nil and the error
+-- @raise when `name` is not in the catalogue
+-- @usage local cand, err = tv:call("models.candidate.get", { id = 42, expand = { "status" } })
+function TV:call(name, params, opts)
+  local ep = type(name) == "string" and self._compiled.by_name[name]
+  if not ep then error("talview:call: unknown endpoint " .. tostring(name), 2) end
+  if params ~= nil and type(params) ~= "table" then
+    error("talview:call: params must be a table", 2)
+  end
+  local path, o = prepare(self, ep, true, params or {}, opts)
+  if not path then return nil, o end
+  return self._client:request(ep.method, path, o)
+end
+
+--- Send any request (the escape hatch), with the client's auth, retries and decoding.
+-- @tparam string method
+-- @tparam string path `/...` under `base_url`
+-- @tparam[opt] table opts `query`, `body` (table: JSON), `headers`, `retry`, `timeout`,
+--   `expect` (`"raw"`), `paged` (see `assesskit.client`)
+-- @return the value, nil and the response; or nil and the error
+-- @usage local v, err = tv:request("GET", "/models/candidate", { query = { page = 2 } })
+function TV:request(method, path, opts)
+  if type(method) ~= "string" then error("talview:request: method must be a string", 2) end
+  if type(path) ~= "string" then error("talview:request: path must be a string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("talview:request: opts must be a table", 2) end
+  local ok, v, err, res = pcall(self._client.request, self._client, method, path, opts)
+  if not ok then reraise(v, 2) end
+  return v, err, res
+end
+
+--- Fetch a token now (instead of on the first call), to check the credentials.
+-- @treturn true|nil
+-- @treturn table|nil the error
+function TV:authenticate()
+  if not self._auth then return true end
+  local tok, err = self._auth:token(self._client)
+  if not tok then return nil, err end
+  return true
+end
+
+--- The response of the latest completed request.
+-- @treturn table|nil
+function TV:last_response()
+  return self._client:last_response()
+end
+
+--- Close the default transport. Idempotent.
+function TV:close()
+  self._client:close()
+end
+
+M._compile = compile
+return M

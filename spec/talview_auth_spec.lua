@@ -1,0 +1,362 @@
+-- Talview v4 auth against the real sandbox: the password, JWT-bearer and static-token grants,
+-- token caching, renewal before expiry (refresh_token grant), renewal on 401, one renewal in
+-- flight per client, and no secret anywhere a user could see it.
+
+local sandbox = require("support.sandbox")
+local talview = require("assesskit.talview")
+local core = require("assesskit.core")
+local cjson = require("cjson")
+local socket = require("socket")
+
+local function token_requests(sb)
+  return sb:requests({ path = "/oauth2/token" })
+end
+
+local function grant_of(entry)
+  if entry.content_type and entry.content_type:find("json", 1, true) then
+    return cjson.decode(entry.body).grant_type
+  end
+  return entry.body:match("grant_type=([^&]*)")
+end
+
+-- A transport over a real core session that remembers what went through it.
+local function recording_transport(ca_file)
+  local inner = core.session({ ca_file = ca_file })
+  local t = { sent = {}, received = {} }
+  function t.request(_, req)
+    t.sent[#t.sent + 1] = req
+    local status, headers, body = inner:request(req)
+    t.received[#t.received + 1] = { status = status, headers = headers, body = body }
+    return status, headers, body
+  end
+  function t.close() inner:close() end
+  return t
+end
+
+describe("talview auth", function()
+  local sb, creds
+
+  setup(function()
+    sb = sandbox.start({ tls = true })
+    creds = sb.credentials
+  end)
+
+  teardown(function()
+    if sb then sb:stop() end
+  end)
+
+  before_each(function()
+    sb:reset()
+    sb:clear_requests()
+  end)
+
+  local function password_auth(overrides)
+    local a = {
+      grant = "password", client_id = creds.password.client_id,
+      client_secret = creds.password.client_secret, username = creds.password.username,
+      password = creds.password.password,
+    }
+    for k, v in pairs(overrides or {}) do a[k] = v end
+    return a
+  end
+
+  local function jwt_auth(overrides)
+    local j = creds.jwt
+    local a = {
+      grant = "jwt", client_id = j.client_id, issuer = j.issuer, audience = j.audience,
+      scope = j.scope, private_key_file = j.private_key_file,
+    }
+    for k, v in pairs(overrides or {}) do
+      if v == false then a[k] = nil else a[k] = v end
+    end
+    return a
+  end
+
+  local function new_tv(opts)
+    opts = opts or {}
+    opts.base_url = sb.url
+    opts.ca_file = sb.ca_file
+    return talview.new(opts)
+  end
+
+  describe("password grant", function()
+    it("posts a JSON body to /oauth2/token and sends the token as a Bearer header", function()
+      local tv = new_tv({ auth = password_auth() })
+      local me, err = tv.user.me:get()
+      assert.is_nil(err)
+      assert.is_table(me)
+      local log = sb:requests()
+      assert.equal("POST", log[1].method)
+      assert.equal("/oauth2/token", log[1].path)
+      assert.matches("application/json", log[1].content_type)
+      local body = cjson.decode(log[1].body)
+      assert.equal("password", body.grant_type)
+      assert.equal(creds.password.client_id, body.client_id)
+      assert.equal(creds.password.username, body.username)
+      assert.equal("/user/me", log[2].path)
+      assert.equal("Bearer ***", log[2].headers.authorization)
+      assert.equal(200, log[2].status)
+    end)
+
+    it("caches the token across calls", function()
+      local tv = new_tv({ auth = password_auth() })
+      for _ = 1, 3 do assert.is_table((tv.user.me:get())) end
+      assert.equal(1, #token_requests(sb))
+    end)
+
+    it("returns an auth error for wrong credentials, without the password", function()
+      local tv = new_tv({ auth = password_auth({ password = "wrong-password-xyz" }) })
+      local v, err = tv.user.me:get()
+      assert.is_nil(v)
+      assert.equal("auth", err.kind)
+      assert.is_number(err.status)
+      assert.is_nil(tostring(err):find("wrong-password-xyz", 1, true))
+      assert.is_nil(tostring(err):find(creds.password.client_secret, 1, true))
+      -- nothing but the token request went out
+      assert.equal(1, #sb:requests())
+    end)
+
+    it("authenticate() fetches a token up front", function()
+      local tv = new_tv({ auth = password_auth() })
+      assert.is_true(tv:authenticate())
+      assert.equal(1, #token_requests(sb))
+      local bad = new_tv({ auth = password_auth({ client_secret = "nope-nope" }) })
+      local ok, err = bad:authenticate()
+      assert.is_nil(ok)
+      assert.equal("auth", err.kind)
+    end)
+  end)
+
+  describe("JWT-bearer grant", function()
+    it("signs an RS256 assertion with iss, scope, aud, iat, exp and posts it form-encoded", function()
+      local t = recording_transport(sb.ca_file)
+      local tv = new_tv({ auth = jwt_auth({ lifetime = 600 }), transport = t })
+      local me, err = tv.user.me:get()
+      assert.is_nil(err)
+      assert.is_table(me)
+      local req = t.sent[1]
+      assert.equal("POST", req.method)
+      assert.equal(sb.url .. "/oauth2/token", req.url)
+      assert.equal("application/x-www-form-urlencoded", req.headers["content-type"])
+      assert.equal("urn:ietf:params:oauth:grant-type:jwt-bearer",
+        core.url_decode(req.body:match("grant_type=([^&]*)")))
+      local assertion = core.url_decode(req.body:match("assertion=([^&]*)"))
+      local h64, p64, s64 = assertion:match("^([^.]+)%.([^.]+)%.([^.]+)$")
+      assert.is_string(s64)
+      local header = cjson.decode(core.b64url_decode(h64))
+      local claims = cjson.decode(core.b64url_decode(p64))
+      assert.equal("RS256", header.alg)
+      assert.equal(creds.jwt.issuer, claims.iss)
+      assert.equal(creds.jwt.scope, claims.scope)
+      assert.equal(creds.jwt.audience, claims.aud)
+      assert.equal(600, claims.exp - claims.iat)
+      assert.is_true(math.abs(claims.iat - os.time()) < 120)
+      -- the sandbox verified the signature and accepted it
+      assert.equal(200, token_requests(sb)[1].status)
+      t.close()
+    end)
+
+    it("takes the key as a PEM string and the scope as an array", function()
+      local f = assert(io.open(creds.jwt.private_key_file, "rb"))
+      local pem = f:read("*a")
+      f:close()
+      local scope = {}
+      for s in creds.jwt.scope:gmatch("%S+") do scope[#scope + 1] = s end
+      local tv = new_tv({ auth = jwt_auth({ private_key_file = false, private_key = pem, scope = scope }) })
+      assert.is_table((tv.user.me:get()))
+    end)
+
+    it("refuses a lifetime over 24 hours (misuse)", function()
+      assert.has_error(function() new_tv({ auth = jwt_auth({ lifetime = 86401 }) }) end)
+    end)
+
+    it("returns an auth error for an unreadable or bad key, sending nothing", function()
+      local tv = new_tv({ auth = jwt_auth({ private_key_file = "/nonexistent/key.pem" }) })
+      local _, err = tv.user.me:get()
+      assert.is_truthy(err)
+      assert.equal("io", err.kind)
+      tv = new_tv({ auth = jwt_auth({ private_key_file = false, private_key = "not a pem" }) })
+      _, err = tv.user.me:get()
+      assert.equal("auth", err.kind)
+      assert.equal(0, #sb:requests())
+    end)
+
+    it("returns an auth error when the sandbox rejects the issuer", function()
+      local tv = new_tv({ auth = jwt_auth({ issuer = "someone-else@example.test" }) })
+      local _, err = tv.user.me:get()
+      assert.equal("auth", err.kind)
+      assert.is_number(err.status)
+    end)
+  end)
+
+  describe("static access token", function()
+    it("sends the given token and never asks for another", function()
+      -- fetch a real token through a recording transport
+      local t = recording_transport(sb.ca_file)
+      local tv1 = new_tv({ auth = password_auth(), transport = t })
+      assert.is_true(tv1:authenticate())
+      local token = cjson.decode(t.received[1].body).access_token
+      sb:clear_requests()
+      local tv = new_tv({ auth = { access_token = token } })
+      assert.is_table((tv.user.me:get()))
+      assert.equal(0, #token_requests(sb))
+      t.close()
+    end)
+
+    it("returns an auth error on 401 without trying to renew", function()
+      local tv = new_tv({ auth = { access_token = "not-a-valid-token-0000" } })
+      local _, err = tv.user.me:get()
+      assert.equal("auth", err.kind)
+      assert.equal(401, err.status)
+      assert.equal(0, #token_requests(sb))
+      assert.equal(1, #sb:requests())
+      assert.is_nil(tostring(err):find("not-a-valid-token-0000", 1, true))
+    end)
+  end)
+
+  describe("renewal", function()
+    it("renews a token about to expire through the refresh_token grant, before any 401", function()
+      sb:config({ token_ttl = 1 })
+      local tv = new_tv({ auth = password_auth() })
+      assert.is_table((tv.user.me:get()))
+      socket.sleep(1.2) -- the real token expires in the sandbox
+      local me, err = tv.user.me:get()
+      assert.is_nil(err)
+      assert.is_table(me)
+      local grants = {}
+      for _, e in ipairs(token_requests(sb)) do grants[#grants + 1] = grant_of(e) end
+      assert.same({ "password", "refresh_token" }, grants)
+      for _, e in ipairs(sb:requests({ path = "/user/me" })) do assert.equal(200, e.status) end
+    end)
+
+    it("renews ahead of expiry by the margin, on the client's clock", function()
+      local now = socket.gettime()
+      local tv = new_tv({ auth = password_auth(), clock = function() return now end })
+      assert.is_table((tv.user.me:get()))
+      now = now + 86400 - 30 -- within the 60 s margin of a 24 h token
+      assert.is_table((tv.user.me:get()))
+      local grants = {}
+      for _, e in ipairs(token_requests(sb)) do grants[#grants + 1] = grant_of(e) end
+      assert.same({ "password", "refresh_token" }, grants)
+    end)
+
+    it("renews on a 401 (token expired in the sandbox) and sends the request once more", function()
+      local tv = new_tv({ auth = password_auth() })
+      assert.is_table((tv.user.me:get()))
+      sb:expire_tokens()
+      sb:clear_requests()
+      local me, err = tv.user.me:get()
+      assert.is_nil(err)
+      assert.is_table(me)
+      local log = sb:requests()
+      assert.equal(3, #log)
+      assert.equal(401, log[1].status)
+      assert.equal("refresh_token", grant_of(log[2]))
+      assert.equal(200, log[3].status)
+      assert.are_not.equal(log[1].auth.token, log[3].auth.token)
+    end)
+
+    it("renews on a 401 from the expire_token fault", function()
+      local tv = new_tv({ auth = password_auth() })
+      assert.is_table((tv.user.me:get()))
+      sb:fault({ kind = "expire_token", path = "/user/me" })
+      sb:clear_requests()
+      assert.is_table((tv.user.me:get()))
+      assert.equal(1, #token_requests(sb))
+      local log = sb:requests({ path = "/user/me" })
+      assert.equal(401, log[1].status)
+      assert.equal(200, log[2].status)
+    end)
+
+    it("falls back to the password grant when the refresh token is refused", function()
+      sb:config({ refresh_ttl = 1 })
+      local tv = new_tv({ auth = password_auth() })
+      assert.is_table((tv.user.me:get()))
+      socket.sleep(1.2)
+      sb:expire_tokens()
+      assert.is_table((tv.user.me:get()))
+      local grants = {}
+      for _, e in ipairs(token_requests(sb)) do grants[#grants + 1] = grant_of(e) end
+      assert.same({ "password", "refresh_token", "password" }, grants)
+    end)
+
+    it("renews a JWT token by signing a new assertion", function()
+      local tv = new_tv({ auth = jwt_auth() })
+      assert.is_table((tv.user.me:get()))
+      sb:expire_tokens()
+      assert.is_table((tv.user.me:get()))
+      local log = token_requests(sb)
+      assert.equal(2, #log)
+      assert.equal(200, log[2].status)
+    end)
+
+    it("keeps one renewal in flight per client: other coroutines wait for it", function()
+      local inner = core.session({ ca_file = sb.ca_file })
+      local transport = {
+        request = function(_, req)
+          if req.url:find("/oauth2/token", 1, true) then coroutine.yield("token") end
+          return inner:request(req)
+        end,
+      }
+      local tv = new_tv({ auth = password_auth(), transport = transport,
+        sleep = function() coroutine.yield("waiting") end })
+      local co1 = coroutine.create(function() return tv.user.me:get() end)
+      local co2 = coroutine.create(function() return tv.user.me:get() end)
+      assert.same({ true, "token" }, { coroutine.resume(co1) })
+      assert.same({ true, "waiting" }, { coroutine.resume(co2) })
+      assert.same({ true, "waiting" }, { coroutine.resume(co2) })
+      local ok1, me1 = coroutine.resume(co1)
+      assert.is_true(ok1)
+      assert.is_table(me1)
+      local ok2, me2 = coroutine.resume(co2)
+      assert.is_true(ok2)
+      assert.is_table(me2)
+      assert.equal(1, #token_requests(sb))
+      inner:close()
+    end)
+  end)
+
+  describe("secrets", function()
+    it("never show in tostring, errors, hook arguments or the client's fields", function()
+      local seen = {}
+      local function hook(info) seen[#seen + 1] = info end
+      local t = recording_transport(sb.ca_file)
+      local auth = password_auth()
+      local tv = new_tv({ auth = auth, transport = t, on_request = hook, on_response = hook })
+      assert.is_table((tv.user.me:get()))
+      sb:expire_tokens()
+      assert.is_table((tv.user.me:get()))
+      local _, err = tv.models.candidate:get(987654321)
+      local token = cjson.decode(t.received[1].body).access_token
+      local refresh = cjson.decode(t.received[1].body).refresh_token
+      assert.is_string(token)
+      local texts = { tostring(tv), tostring(err), cjson.encode(seen) }
+      -- walk the client's reachable fields (but not our own recording transport)
+      local visited = { [t] = true }
+      local function walk(v)
+        if type(v) == "string" then texts[#texts + 1] = v
+        elseif type(v) == "table" and not visited[v] then
+          visited[v] = true
+          for k, x in pairs(v) do walk(k); walk(x) end
+        end
+      end
+      walk(tv)
+      local all = table.concat(texts, "\n")
+      for _, secret in ipairs({ token, refresh, auth.client_secret, auth.password }) do
+        assert.is_nil(all:find(secret, 1, true), "leaked a secret")
+      end
+      assert.matches("grant=password", tostring(tv))
+      t.close()
+    end)
+  end)
+
+  describe("options", function()
+    it("raise on a malformed auth table", function()
+      assert.has_error(function() new_tv({ auth = { grant = "password" } }) end)
+      assert.has_error(function() new_tv({ auth = { grant = "magic" } }) end)
+      assert.has_error(function() new_tv({ auth = { grant = "jwt", issuer = "x" } }) end)
+      assert.has_error(function() new_tv({ auth = "token" }) end)
+      assert.has_error(function() new_tv({ auth = { access_token = 5 } }) end)
+    end)
+  end)
+end)
