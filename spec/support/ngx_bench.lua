@@ -107,6 +107,15 @@ function M.fill(template, vars)
   end))
 end
 
+--- The line that keeps nginx's workers as the user running the spec when that is root (else
+-- they run as nobody and cannot use the private temporary directory); empty otherwise.
+function M.user_line()
+  local p = io.popen("id -u")
+  local uid = p:read("*l")
+  p:close()
+  return uid == "0" and "user root root;" or ""
+end
+
 local Server = {}
 Server.__index = Server
 
@@ -118,8 +127,6 @@ Server.__index = Server
 function M.start(opts)
   local dir = M.tmpdir()
   assert(sh("mkdir -p " .. shell_quote(dir) .. "/logs " .. shell_quote(dir) .. "/tmp"))
-  -- nginx workers run as nobody when the master is root: let them write in the directory
-  sh("chmod 0777 " .. shell_quote(dir))
   local ports = {}
   for _, name in ipairs(opts.ports or {}) do
     ports[name] = M.free_port()
@@ -139,6 +146,7 @@ function M.start(opts)
     conf = table.concat({
       "load_module " .. MODULES .. "/ndk_http_module.so;",
       "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
+      M.user_line(),
       table.concat(env_lines, "\n"),
       "worker_processes " .. (opts.workers or 1) .. ";",
       "pid @DIR@/nginx.pid;",
