@@ -413,7 +413,8 @@ end
 -- @tparam table opts
 -- @tparam string opts.base_url the API root, e.g. `https://apiv4.talview.com` (required)
 -- @tparam[opt] table opts.transport an object with `request(self, req)` following the core
---   session (docs/DESIGN.md); default: a `core.session` built from the options below, closed
+--   session (docs/DESIGN.md); default: a `core.session` built from the options below (inside
+--   nginx, `assesskit.ngx.transport` instead, which has no `ca_file`, `ca_path`, `proxy`), closed
 --   by `c:close()`
 -- @tparam[opt] string opts.ca_file CA bundle for the default transport
 -- @tparam[opt] string opts.ca_path CA directory for the default transport
@@ -492,12 +493,19 @@ function M.new(opts)
       error("assesskit.client.new: transport must have a request method", 2)
     end
   else
-    local core = require("assesskit.core")
-    transport = core.session({
+    local topts = {
       ca_file = opts.ca_file, ca_path = opts.ca_path, proxy = opts.proxy,
       user_agent = opts.user_agent, allow_http = opts.allow_http,
       max_response_size = opts.max_response_size,
-    })
+    }
+    local ngx = rawget(_G, "ngx")
+    if type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.get_phase) == "function" then
+      -- inside nginx: its non-blocking cosockets, never a libcurl transfer that would block
+      -- the worker (docs/openresty.md); it raises on ca_file, ca_path and proxy
+      transport = require("assesskit.ngx.transport").new(topts)
+    else
+      transport = require("assesskit.core").session(topts)
+    end
     owned = true
   end
   local base = string_gsub(base_url, "/+$", "")
