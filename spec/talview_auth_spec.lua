@@ -316,6 +316,61 @@ describe("talview auth", function()
     end)
   end)
 
+  describe("token store", function()
+    -- an in-process store with the token-store interface (docs/DESIGN.md)
+    local function memory_store()
+      local st = { entries = {}, locked = {}, sets = 0 }
+      function st.get(self, key) return self.entries[key] end
+      function st.set(self, key, e) self.sets = self.sets + 1; self.entries[key] = e; return true end
+      function st.delete(self, key) self.entries[key] = nil end
+      function st.lock(self, key)
+        if self.locked[key] then return nil, "timeout" end
+        self.locked[key] = true
+        return function() self.locked[key] = nil end
+      end
+      return st
+    end
+
+    it("lets clients share one token: one token request for two clients", function()
+      local store = memory_store()
+      local a = new_tv({ auth = password_auth(), token_store = store })
+      local b = new_tv({ auth = password_auth(), token_store = store })
+      assert.is_table((a.user.me:get()))
+      assert.is_table((b.user.me:get()))
+      assert.equal(1, #token_requests(sb))
+      assert.equal(1, store.sets)
+      local log = sb:requests({ path = "/user/me" })
+      assert.equal(log[1].auth.token, log[2].auth.token)
+    end)
+
+    it("renews a refused token once and shares the new one", function()
+      local store = memory_store()
+      local a = new_tv({ auth = password_auth(), token_store = store })
+      local b = new_tv({ auth = password_auth(), token_store = store })
+      assert.is_table((a.user.me:get()))
+      assert.is_table((b.user.me:get()))
+      sb:expire_tokens()
+      assert.is_table((a.user.me:get()))
+      assert.is_table((b.user.me:get()))
+      local grants = {}
+      for _, e in ipairs(token_requests(sb)) do grants[#grants + 1] = grant_of(e) end
+      assert.same({ "password", "refresh_token" }, grants)
+    end)
+
+    it("reports a lock it cannot take as a timeout error", function()
+      local store = memory_store()
+      local tv = new_tv({ auth = password_auth(), token_store = store, token_store_key = "k" })
+      store.locked.k = true
+      local _, err = tv.user.me:get()
+      assert.equal("timeout", err.kind)
+      assert.equal(0, #sb:requests())
+    end)
+
+    it("raises on a store without the interface", function()
+      assert.has_error(function() new_tv({ auth = password_auth(), token_store = {} }) end)
+    end)
+  end)
+
   describe("secrets", function()
     it("never show in tostring, errors, hook arguments or the client's fields", function()
       local seen = {}

@@ -19,6 +19,10 @@
 --   &assertion=...` (plus `client_id` when given);
 -- * `{access_token = "..."}`: used as is, never renewed.
 --
+-- With a `token_store` (for instance `assesskit.ngx.token_cache`, shared by nginx workers) the
+-- token is read from the store and renewed under the store's lock, so one holder at a time
+-- asks the token endpoint and the others use its token.
+--
 -- Credentials and tokens live in a private table, not in fields of the object: they never
 -- show in `tostring`, in errors, in hook arguments or in a dump of the client.
 -- @module assesskit.talview.auth
@@ -60,7 +64,10 @@ end
 --- Create an authenticator.
 -- @tparam table spec the `auth` option (see the module description)
 -- @tparam table opts `token_url` (required), `token_margin` (seconds, default 60),
---   `wait_timeout` (seconds a waiter waits for another coroutine's renewal, default 60)
+--   `wait_timeout` (seconds a waiter waits for another coroutine's renewal, default 60),
+--   `token_store` (a shared store, e.g. `assesskit.ngx.token_cache`: `get(key)`,
+--   `set(key, entry)`, `lock(key, timeout) -> release`; docs/DESIGN.md), `token_store_key`
+--   (default: grant, client id, username or issuer, and token URL; never a secret)
 -- @treturn table the authenticator
 -- @raise on a malformed spec
 function M.new(spec, opts)
@@ -119,6 +126,22 @@ function M.new(spec, opts)
   end
   p.margin = margin or 60
   p.wait_timeout = opts.wait_timeout or 60
+  local store = opts.token_store
+  if store ~= nil then
+    for _, m in ipairs({ "get", "set", "lock" }) do
+      if type(store[m]) ~= "function" then
+        error("assesskit.talview: token_store must have get, set and lock methods", 2)
+      end
+    end
+    if grant ~= "access_token" then
+      p.store = store
+      p.store_key = opts.token_store_key or table_concat({ "talview", grant,
+        p.client_id or "", p.username or p.issuer or "", opts.token_url or "" }, "|")
+      if type(p.store_key) ~= "string" then
+        error("assesskit.talview: token_store_key must be a string", 2)
+      end
+    end
+  end
   local self = setmetatable({ grant = grant }, Auth)
   private[self] = p
   return self
@@ -246,10 +269,15 @@ local function request_token(self, client, p, kind)
   return p.token
 end
 
-local function fresh(p, now)
-  if not p.token then return false end
-  local margin = math_min(p.margin, (p.lifetime_s or 0) * 0.1)
-  return now + margin < p.expires_at
+local function fresh(token, expires_at, lifetime, margin, now, stale)
+  if type(token) ~= "string" or token == stale or type(expires_at) ~= "number" then
+    return false
+  end
+  return now + math_min(margin, (tonumber(lifetime) or 0) * 0.1) < expires_at
+end
+
+local function fresh_p(p, now, stale)
+  return fresh(p.token, p.expires_at, p.lifetime_s, p.margin, now, stale)
 end
 
 local function renew(self, client, p)
@@ -263,13 +291,51 @@ local function renew(self, client, p)
   return request_token(self, client, p, "primary")
 end
 
---- A valid access token, renewing it when it is missing or about to expire.
+local function adopt(p, e)
+  p.token, p.expires_at, p.lifetime_s = e.token, e.expires_at, e.lifetime
+  if type(e.refresh_token) == "string" then p.refresh_token = e.refresh_token end
+end
+
+-- With a shared token store: read it, and renew under its lock.
+local function store_token(self, client, p, stale)
+  local store, key = p.store, p.store_key
+  if fresh_p(p, client.clock(), stale) then return p.token end
+  local e = store:get(key)
+  if e and fresh(e.token, e.expires_at, e.lifetime, p.margin, client.clock(), stale) then
+    adopt(p, e)
+    return p.token
+  end
+  local release, lerr = store:lock(key, p.wait_timeout)
+  if not release then
+    return nil, client:error({ kind = lerr == "timeout" and "timeout" or "auth",
+      message = "cannot take the token renewal lock: " .. tostring(lerr) })
+  end
+  e = store:get(key) -- another holder may have renewed it while we waited
+  if e and fresh(e.token, e.expires_at, e.lifetime, p.margin, client.clock(), stale) then
+    release()
+    adopt(p, e)
+    return p.token
+  end
+  if e and type(e.refresh_token) == "string" then p.refresh_token = e.refresh_token end
+  local ok, tok, err = pcall(renew, self, client, p)
+  if ok and tok then
+    store:set(key, { token = p.token, expires_at = p.expires_at, lifetime = p.lifetime_s,
+      refresh_token = p.refresh_token })
+  end
+  release()
+  if not ok then error(tok, 0) end
+  return tok, err
+end
+
+--- A valid access token, renewing it when it is missing, about to expire, or `stale`.
 -- @tparam table client the `assesskit.client` sending the token request
+-- @tparam[opt] string stale a token the server refused (it is not reused)
 -- @treturn string|nil the token
 -- @treturn table|nil the error
-function Auth:token(client)
+function Auth:token(client, stale)
   local p = private[self]
   if self.grant == "access_token" then return p.token end
+  if p.store then return store_token(self, client, p, stale) end
   local me = coroutine_running() or "main"
   if p.renewing then
     if p.renewing == me then
@@ -284,10 +350,10 @@ function Auth:token(client)
       client.sleep(step)
       waited = waited + step
     end
-    if fresh(p, client.clock()) then return p.token end
+    if fresh_p(p, client.clock(), stale) then return p.token end
     if p.last_error then return nil, p.last_error end
   end
-  if fresh(p, client.clock()) then return p.token end
+  if fresh_p(p, client.clock(), stale) then return p.token end
   p.renewing = me
   local ok, tok, err = pcall(renew, self, client, p)
   p.renewing = nil
@@ -324,11 +390,9 @@ function Auth:renew(client, headers)
   if type(sent) == "string" and string_find(sent, "Bearer ", 1, true) == 1 then
     sent = string_sub(sent, 8)
   end
-  if p.token and p.token ~= sent and fresh(p, client.clock()) then
-    return true -- someone renewed it meanwhile
-  end
-  p.token, p.expires_at = nil, 0
-  local tok, err = self:token(client)
+  if p.token == sent then p.expires_at = 0 end
+  -- a token other than the refused one (renewed meanwhile) is used as is
+  local tok, err = self:token(client, sent)
   if not tok then return nil, err end
   return true
 end

@@ -15,7 +15,9 @@
 -- **Arguments.** `method(p1, p2, ..., params, opts)`: first the path placeholders in the
 -- order of the path (`/admin/organization/{oid}/category/{id}` takes `oid, id`), then
 -- `params`, then `opts`. Or `method(params, opts)` with the placeholders inside `params` by
--- name (`tv.models.candidate:get{id = 42}`). For GET and DELETE `params` is the query; for
+-- name (`tv.models.candidate:get{id = 42}`). Path values must be integers or non-empty
+-- strings other than `.` and `..`, without `/` or `\` (a validation error otherwise, sent
+-- nowhere); they are percent-encoded. For GET and DELETE `params` is the query; for
 -- POST, PUT and PATCH it is the JSON body, except the parameters the catalogue documents as
 -- query parameters, `expand` and `suppress_error_code`, which go in the query. `expand` may be
 -- a Lua array (sent as a comma list); other arrays are sent `name[0]=a&name[1]=b`.
@@ -171,6 +173,10 @@ local function path_value(tv, ep, name, v)
   if t == "string" then
     if v == "" or v == "." or v == ".." then
       return nil, validation(tv, ep, name, "must not be empty, '.' or '..'")
+    end
+    -- servers decode %2F before resolving dot segments: a slash in an id is refused outright
+    if string_find(v, "[/\\]") then
+      return nil, validation(tv, ep, name, "must not contain '/' or '\\'")
     end
     return url_encode(v)
   elseif t == "number" then
@@ -538,6 +544,10 @@ end
 -- @tparam[opt] table opts.transport an object with the core session's `request` method
 -- @tparam[opt=60] number opts.token_margin renew the token this long (at most 10% of its
 --   lifetime) before it expires
+-- @tparam[opt] table opts.token_store share tokens between clients (and nginx workers):
+--   `assesskit.ngx.token_cache`, or any object with `get`, `set` and `lock` (docs/DESIGN.md)
+-- @tparam[opt] string opts.token_store_key the key in the store (default from the grant,
+--   client id, username or issuer, and token URL)
 -- @param[opt] opts.... also `ca_path`, `proxy`, `max_response_size`, `retry_base_delay`,
 --   `retry_max_delay`, `max_retry_after`, `headers`, `sleep`, `clock`, `random` (see
 --   `assesskit.client.new`)
@@ -563,6 +573,7 @@ function M.new(opts)
   if opts.auth ~= nil then
     auth = require("assesskit.talview.auth").new(opts.auth, {
       token_url = token_url, token_margin = opts.token_margin,
+      token_store = opts.token_store, token_store_key = opts.token_store_key,
     })
   end
   local catalogue = opts.catalogue or require("assesskit.talview.catalogue")

@@ -1,0 +1,262 @@
+-- The Talview v4 client against the real sandbox: construction, naming and introspection,
+-- parameters (path, required, query arrays, expand, paging, body/query split), results (JSON,
+-- null, 204, response, paging, each), the suppress_error_code envelope, and uploads.
+
+local sandbox = require("support.sandbox")
+local talview = require("assesskit.talview")
+local catalogue = require("assesskit.talview.catalogue")
+local core = require("assesskit.core")
+local cjson = require("cjson")
+
+-- A transport over a real core session that remembers what went through it.
+local function recording_transport(ca_file)
+  local inner = core.session({ ca_file = ca_file })
+  local t = { sent = {} }
+  function t.request(_, req)
+    t.sent[#t.sent + 1] = req
+    return inner:request(req)
+  end
+  function t.close() inner:close() end
+  return t
+end
+
+local function tmpfile(content)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  return path
+end
+
+describe("talview client", function()
+  local sb, tv, rec
+
+  setup(function()
+    sb = sandbox.start({})
+    local p = sb.credentials.password
+    rec = recording_transport()
+    tv = talview.new({
+      base_url = sb.url, transport = rec,
+      auth = { grant = "password", client_id = p.client_id, client_secret = p.client_secret,
+               username = p.username, password = p.password },
+    })
+    assert(tv:authenticate())
+  end)
+
+  teardown(function()
+    if rec then rec.close() end
+    if sb then sb:stop() end
+  end)
+
+  before_each(function()
+    sb:reset()
+    sb:clear_requests()
+    rec.sent = {}
+  end)
+
+  local function api_requests()
+    local out = {}
+    for _, e in ipairs(sb:requests()) do
+      if e.path ~= "/oauth2/token" then out[#out + 1] = e end
+    end
+    return out
+  end
+
+  describe("construction", function()
+    it("defaults to https://apiv4.talview.com and shows only base_url and grant", function()
+      local c = talview.new({ auth = { access_token = "tok-abcdef-123456" } })
+      assert.equal("assesskit.talview(https://apiv4.talview.com, grant=access_token)", tostring(c))
+      c:close()
+    end)
+
+    it("refuses plain http:// to a non-loopback host without allow_http; loopback needs nothing", function()
+      assert.has_error(function() talview.new({ base_url = "http://apiv4.talview.com" }) end)
+      assert.has_error(function()
+        talview.new({ base_url = "https://x.example", token_url = "http://x.example/oauth2/token" })
+      end)
+      assert.has_no.errors(function()
+        talview.new({ base_url = "http://apiv4.talview.com", allow_http = true }):close()
+      end)
+      assert.has_no.errors(function() talview.new({ base_url = sb.url }):close() end)
+    end)
+
+    it("raises on wrong option types", function()
+      assert.has_error(function() talview.new("x") end)
+      assert.has_error(function() talview.new({ timeout = "soon" }) end)
+      assert.has_error(function() talview.new({ max_retries = -2 }) end)
+      assert.has_error(function() talview.new({ on_request = "log" }) end)
+      assert.has_error(function() talview.new({ transport = { request = 1 } }) end)
+    end)
+
+    it("builds resource objects lazily, once", function()
+      local c = talview.new({ base_url = sb.url })
+      assert.is_nil(rawget(c, "models"))
+      local models = c.models
+      assert.equal(models, rawget(c, "models"))
+      assert.equal(models.candidate, c.models.candidate)
+      assert.equal("function", type(c.models.candidate.get))
+      assert.has_error(function() return c.models.no_such_thing end)
+      c:close()
+    end)
+  end)
+
+  describe("introspection", function()
+    it("lists every endpoint of the catalogue as {name, method, path}", function()
+      local eps = tv:endpoints()
+      assert.equal(#catalogue.endpoints, #eps)
+      local found
+      for _, e in ipairs(eps) do
+        if e.name == "models.candidate.get" then found = e end
+      end
+      assert.same({ name = "models.candidate.get", method = "GET", path = "/models/candidate/{id}" }, found)
+    end)
+
+    it("has a method for every endpoint, at the place its name says", function()
+      for _, e in ipairs(tv:endpoints()) do
+        local obj = tv
+        local parts = {}
+        for part in e.name:gmatch("[^.]+") do parts[#parts + 1] = part end
+        for i = 1, #parts - 1 do obj = obj[parts[i]] end
+        assert.equal("function", type(obj[parts[#parts]]), e.name)
+      end
+      assert.equal("function", type(tv.models.candidate.each))
+      assert.equal("function", type(tv.actions.invite))
+      assert.equal("function", type(tv.user.me.get))
+    end)
+
+    it("calls an endpoint by name, filling placeholders from params and querying the rest", function()
+      local v, err = tv:call("admin.category.get", { oid = 2, id = 3, expand = { "items" } })
+      assert.is_nil(err)
+      assert.is_truthy(v)
+      local log = api_requests()
+      assert.equal("GET", log[1].method)
+      assert.equal("/admin/organization/2/category/3", log[1].path)
+      assert.equal("expand=items", log[1].query)
+    end)
+
+    it("raises for an unknown endpoint name", function()
+      assert.has_error(function() tv:call("models.nothing.get", {}) end)
+    end)
+
+    it("sends anything through request(), with auth", function()
+      local v, err = tv:request("GET", "/user/me", { query = { expand = "x" } })
+      assert.is_nil(err)
+      assert.is_table(v)
+      local log = api_requests()
+      assert.equal("/user/me", log[1].path)
+      assert.equal("Bearer ***", log[1].headers.authorization)
+    end)
+  end)
+
+  describe("path parameters", function()
+    it("take positional values or named ones", function()
+      assert.is_truthy((tv.admin.category:get(2, 3)))
+      assert.is_truthy((tv.admin.category:get({ oid = 2, id = 3 })))
+      local log = api_requests()
+      assert.equal("/admin/organization/2/category/3", log[1].path)
+      assert.equal("/admin/organization/2/category/3", log[2].path)
+    end)
+
+    it("are percent-encoded", function()
+      tv.models.candidate:get("a b?c#d%e")
+      assert.equal(sb.url .. "/models/candidate/a%20b%3Fc%23d%25e", rec.sent[1].url)
+    end)
+
+    it("cannot change the path: '1/../2', '..', '' and nil are validation errors, nothing sent", function()
+      for _, bad in ipairs({ "1/../2", "..", ".", "", "a\\b" }) do
+        local v, err = tv.models.candidate:get(bad)
+        assert.is_nil(v)
+        assert.equal("validation", err.kind)
+        assert.equal("id", err.fields[1].field)
+      end
+      local _, err = tv.models.candidate:get(nil)
+      assert.equal("validation", err.kind)
+      assert.matches("'id'", err.message)
+      _, err = tv.admin.category:get(2, talview.null)
+      assert.equal("validation", err.kind)
+      _, err = tv.admin.category:get({ oid = 2 })
+      assert.equal("id", err.fields[1].field)
+      assert.equal(0, #rec.sent)
+      assert.equal(0, #api_requests())
+    end)
+
+    it("print integral numbers without a fraction (JSON ids decode as floats on Lua 5.4)", function()
+      tv.models.candidate:get(7.0)
+      assert.equal(sb.url .. "/models/candidate/7", rec.sent[1].url)
+      local _, err = tv.models.candidate:get(7.5)
+      assert.equal("validation", err.kind)
+    end)
+  end)
+
+  describe("required parameters", function()
+    it("are checked before anything is sent, naming the field", function()
+      local v, err = tv.models.candidate:create({ name = "Ada" })
+      assert.is_nil(v)
+      assert.equal("validation", err.kind)
+      assert.equal("email", err.fields[1].field)
+      assert.matches("email", tostring(err))
+      _, err = tv.actions:invite({ candidates = { 1 } })
+      assert.equal("validation", err.kind)
+      assert.equal(0, #rec.sent)
+    end)
+
+    it("treat null as missing", function()
+      local _, err = tv.models.candidate:create({ name = "Ada", email = talview.null })
+      assert.equal("email", err.fields[1].field)
+    end)
+  end)
+
+  describe("query and body", function()
+    it("writes arrays as name[0]=a&name[1]=b and expand as a comma list", function()
+      tv.models.file:list({ file_type_id = { 4, 5 }, expand = { "fileType", "candidate.status" } })
+      local log = api_requests()
+      assert.equal("expand=fileType%2Ccandidate.status&file_type_id%5B0%5D=4&file_type_id%5B1%5D=5",
+        log[1].query)
+    end)
+
+    it("passes page and pageSize", function()
+      tv.models.candidate:list({ page = 2, pageSize = 5 })
+      assert.equal("page=2&pageSize=5", api_requests()[1].query)
+    end)
+
+    it("sends POST/PUT params as a JSON body, documented query params and expand in the query", function()
+      tv.attend.answer:update(5, { fields = "id", text = "hello", expand = { "question" } })
+      local e = api_requests()[1]
+      assert.equal("PUT", e.method)
+      assert.equal("/attend/answer/5", e.path)
+      assert.equal("expand=question&fields=id", e.query)
+      assert.same({ text = "hello" }, cjson.decode(e.body))
+      assert.matches("application/json", e.content_type)
+    end)
+
+    it("merges opts.query and sends opts.headers", function()
+      tv.models.candidate:list({ page = 1 }, { query = { pageSize = 3 }, headers = { ["X-Trace"] = "t1" } })
+      local e = api_requests()[1]
+      assert.equal("page=1&pageSize=3", e.query)
+      assert.equal("t1", e.headers["x-trace"])
+    end)
+
+    it("raises on misuse: params or opts that are not tables", function()
+      assert.has_error(function() tv.models.candidate:list("x") end)
+      assert.has_error(function() tv.models.candidate:get(1, {}, "x") end)
+      assert.has_error(function() tv.models.candidate:create({ name = print, email = "a@b.test" }) end)
+    end)
+  end)
+
+  describe("results", function()
+    it("decode JSON, keep the response, and find it again from the value", function()
+      local me, err, res = tv.user.me:get()
+      assert.is_nil(err)
+      assert.is_table(me)
+      assert.equal(200, res.status)
+      assert.matches("json", res.headers["content-type"])
+      assert.equal(res, talview.response(me))
+      assert.equal(res, tv:last_response())
+    end)
+
+    it("use talview.null for JSON null", function()
+      assert.equal(cjson.null, talview.null)
+      assert.equal(require("assesskit.client").null, talview.null)
+    end)
+  end)
+end)
