@@ -47,6 +47,7 @@ typedef struct {
   size_t written;
   int buffering;            /* the body is held in memory (no output file) */
   int nobody;               /* HEAD */
+  unsigned long long announced;  /* Content-Length over the cap, or 0 */
   int too_large, head_too_large, out_of_memory, write_failed, write_errno, cb_failed;
   lua_State *L;             /* only during curl_easy_perform */
   int progress_idx, error_idx;
@@ -105,6 +106,7 @@ static void req_release(ak_session *s)
   s->buffering = 1;
   s->nobody = 0;
   s->too_large = s->head_too_large = s->out_of_memory = 0;
+  s->announced = 0;
   s->write_failed = s->write_errno = s->cb_failed = 0;
   s->L = NULL;
   s->progress_idx = s->error_idx = 0;
@@ -163,6 +165,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     }
     if (digits > 0 && v > (unsigned long long)s->max_response) {
       s->too_large = 1;
+      s->announced = v;
       return 0;
     }
   }
@@ -634,7 +637,8 @@ static int session_new(lua_State *L)
 /***
  * Perform one HTTP request on the session's connection.
  * @function session:request
- * @tparam table req `url` (required), `method` (default "GET"), `headers` (name ->
+ * @tparam table req `url` (required), `method` (default "GET", or "POST" with a body or
+ *   multipart), `headers` (name ->
  *   string or array), `body` (string) or `multipart` (array of `{name=, value=}` or
  *   `{name=, file=path, filename=, content_type=}`), `timeout` and `connect_timeout`
  *   (seconds), `output` (path: stream the body there), `on_progress`
@@ -713,6 +717,8 @@ static int session_request(lua_State *L)
   lua_getfield(L, 2, "multipart");                             /* 6 */
   has_body = !lua_isnil(L, 5);
   has_multipart = !lua_isnil(L, 6);
+  if (lua_isnil(L, 4) && (has_body || has_multipart))
+    method = "POST";
   if (has_body && lua_type(L, 5) != LUA_TSTRING)
     return ak_fielderror(L, 2, "body", "string");
   if (has_body && has_multipart)
@@ -815,9 +821,15 @@ static int session_request(lua_State *L)
     return result_fail(L, lua_tostring(L, -1), "io");
   }
   if (s->too_large) {
-    lua_pushfstring(L, "response body larger than max_response_size (%d bytes)",
-                    (int)(s->max_response > INT_MAX ? INT_MAX : s->max_response));
-    return result_fail(L, lua_tostring(L, -1), "too_large");
+    char msg[160];
+    if (s->announced)
+      snprintf(msg, sizeof msg, "response body of %llu bytes announced, over "
+               "max_response_size (%llu bytes)", s->announced,
+               (unsigned long long)s->max_response);
+    else
+      snprintf(msg, sizeof msg, "response body larger than max_response_size (%llu bytes)",
+               (unsigned long long)s->max_response);
+    return result_fail(L, msg, "too_large");
   }
   if (s->head_too_large)
     return result_fail(L, "response headers larger than 1 MiB", "too_large");

@@ -1,0 +1,330 @@
+--- The test bench: a real nginx (with the Lua module) on free 127.0.0.1 ports, configured from
+-- a template in a fresh temporary directory, stopped by its own pid.
+--
+-- `core_locations` are the locations the C core's specs, memcheck and bench talk to.
+-- @module support.nginx
+-- @usage
+-- local nginx = require "support.nginx"
+-- local srv = nginx.start{ locations = nginx.core_locations, tls = { { cert = c, key = k } } }
+-- local url = srv:url("/json")            -- http://127.0.0.1:<port>/json
+-- local surl = srv:tls_url(1, "/json")    -- https://127.0.0.1:<tls port>/json
+-- for _, e in ipairs(srv:log()) do print(e.connection, e.requests, e.uri) end
+-- srv:stop()
+
+local sys = require "support.sys"
+
+local setmetatable, ipairs, tonumber, error, assert = setmetatable, ipairs, tonumber, error, assert
+local concat = table.concat
+local q = sys.quote
+
+local M = {}
+
+local MODULES = "/usr/lib/nginx/modules"
+
+--- Absolute path of the repository (holds lua/ and build/).
+M.repo = (function()
+  local src = debug.getinfo(1, "S").source:sub(2)
+  local dir = src:match("^(.*)/spec/support/[^/]+$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local _, pwd = sys.run("pwd")
+    pwd = pwd:gsub("%s+$", "")
+    dir = dir == "." and pwd or pwd .. "/" .. dir
+  end
+  return dir
+end)()
+
+--- The locations the core's specs, memcheck and bench use.
+--
+-- * `/json`: a small JSON document.
+-- * `/bytes?n=N[&chunked=1]`: N bytes of "0123456789abcdef" repeated, with Content-Length
+--   (or chunked), written in 64 KiB blocks, stopping when the client goes away.
+-- * `/slow?s=S`: answers after S seconds. `/trickle?n=N&s=S`: N bytes, one per S seconds.
+-- * `/echo[?raw=1]`: JSON `{method, uri, headers, body_hex, body_length}` of the request;
+--   with raw=1 the request body itself, method and content type in X-Echo-* headers.
+-- * `/headers`: repeated response headers (X-Multi three times, two Set-Cookie).
+-- * `/status?code=C`: that status with a short body.
+-- * `/drop`: closes the connection without answering. `/truncated`: announces 1000 bytes,
+--   sends 7, closes. `/early_hints`: a 103 response (X-Interim) before the 200 (X-Final).
+M.core_locations = [[
+    location = /json {
+      default_type application/json;
+      return 200 '{"id":42,"name":"Ada Lovelace","tags":["math","engines"]}';
+    }
+    location = /bytes {
+      content_by_lua_block {
+        local n = tonumber(ngx.var.arg_n) or 0
+        ngx.header["Content-Type"] = "application/octet-stream"
+        if not ngx.var.arg_chunked then ngx.header["Content-Length"] = n end
+        local block = string.rep("0123456789abcdef", 4096)
+        local sent = 0
+        while sent < n do
+          local take = math.min(#block, n - sent)
+          if not ngx.print(take == #block and block or block:sub(1, take)) then return end
+          if not ngx.flush(true) then return end
+          sent = sent + take
+        end
+      }
+    }
+    location = /slow {
+      content_by_lua_block {
+        ngx.sleep(tonumber(ngx.var.arg_s) or 1)
+        ngx.say("late")
+      }
+    }
+    location = /trickle {
+      content_by_lua_block {
+        local n = tonumber(ngx.var.arg_n) or 5
+        ngx.header["Content-Length"] = n
+        for _ = 1, n do
+          ngx.print("x")
+          if not ngx.flush(true) then return end
+          ngx.sleep(tonumber(ngx.var.arg_s) or 0.1)
+        end
+      }
+    }
+    location = /echo {
+      content_by_lua_block {
+        ngx.req.read_body()
+        local body = ngx.req.get_body_data()
+        if not body then
+          local path = ngx.req.get_body_file()
+          if path then
+            local f = assert(io.open(path, "rb"))
+            body = f:read("*a")
+            f:close()
+          end
+        end
+        body = body or ""
+        if ngx.var.arg_raw then
+          ngx.header["X-Echo-Method"] = ngx.req.get_method()
+          ngx.header["X-Echo-Content-Type"] = ngx.var.content_type or ""
+          ngx.header["Content-Type"] = "application/octet-stream"
+          ngx.print(body)
+          return
+        end
+        local hex = body:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+        ngx.header["Content-Type"] = "application/json"
+        ngx.print(require("cjson").encode({ method = ngx.req.get_method(),
+          uri = ngx.var.request_uri, headers = ngx.req.get_headers(200),
+          body_hex = hex, body_length = #body }))
+      }
+    }
+    location = /headers {
+      content_by_lua_block {
+        ngx.header["X-Multi"] = { "one", "two", "three" }
+        ngx.header["Set-Cookie"] = { "a=1; Path=/", "b=2; Path=/" }
+        ngx.header["X-Single"] = "only"
+        ngx.say("ok")
+      }
+    }
+    location = /status {
+      content_by_lua_block {
+        ngx.status = tonumber(ngx.var.arg_code) or 200
+        ngx.header["Content-Type"] = "application/json"
+        ngx.say('{"status":', ngx.status, '}')
+      }
+    }
+    location = /drop {
+      return 444;
+    }
+    location = /early_hints {
+      content_by_lua_block {
+        local sock = assert(ngx.req.socket(true))
+        sock:send("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nX-Interim: yes\r\n\r\n"
+          .. "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: yes\r\nConnection: close\r\n\r\nok")
+        ngx.exit(444)
+      }
+    }
+    location = /truncated {
+      content_by_lua_block {
+        local sock = assert(ngx.req.socket(true))
+        sock:send("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: text/plain\r\n\r\npartial")
+        ngx.exit(444)
+      }
+    }
+]]
+
+local LOG_FORMAT = "$connection $connection_requests $request_method $request_uri $status "
+  .. "$bytes_sent $request_length $ssl_session_reused $ssl_protocol $server_protocol"
+
+local Server = {}
+Server.__index = Server
+
+local function build_conf(opts, dir, port, tls_ports)
+  local lines = {
+    "daemon on;",
+    "master_process on;",
+    "worker_processes 1;",
+    "pid " .. dir .. "/nginx.pid;",
+    "error_log " .. dir .. "/error.log warn;",
+  }
+  -- The master runs as root here: keep the worker as root so it can use the private dir.
+  if sys.is_root() then lines[#lines + 1] = "user root root;" end
+  if opts.lua ~= false then
+    lines[#lines + 1] = "load_module " .. MODULES .. "/ndk_http_module.so;"
+    lines[#lines + 1] = "load_module " .. MODULES .. "/ngx_http_lua_module.so;"
+  end
+  lines[#lines + 1] = "events { worker_connections 1024; }"
+  lines[#lines + 1] = "http {"
+  lines[#lines + 1] = "  log_format ak '" .. LOG_FORMAT .. "';"
+  lines[#lines + 1] = "  access_log " .. dir .. "/access.log ak;"
+  for _, t in ipairs({ "client_body", "proxy", "fastcgi", "uwsgi", "scgi" }) do
+    lines[#lines + 1] = "  " .. t .. "_temp_path " .. dir .. "/tmp/" .. t .. ";"
+  end
+  lines[#lines + 1] = "  client_max_body_size 64m; client_body_buffer_size 1m;"
+  lines[#lines + 1] = "  keepalive_requests 100000; keepalive_timeout 60s;"
+  if opts.lua ~= false then
+    lines[#lines + 1] = "  lua_package_path '" .. M.repo .. "/lua/?.lua;" .. M.repo
+      .. "/lua/?/init.lua;;';"
+    lines[#lines + 1] = "  lua_package_cpath '/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;';"
+  end
+  lines[#lines + 1] = opts.http or ""
+  lines[#lines + 1] = "  server {"
+  lines[#lines + 1] = "    listen 127.0.0.1:" .. port .. ";"
+  lines[#lines + 1] = opts.server or ""
+  lines[#lines + 1] = opts.locations or ""
+  lines[#lines + 1] = "  }"
+  for i, t in ipairs(opts.tls or {}) do
+    lines[#lines + 1] = "  server {"
+    lines[#lines + 1] = "    listen 127.0.0.1:" .. tls_ports[i] .. " ssl" .. (t.http2 == false and "" or " http2") .. ";"
+    lines[#lines + 1] = "    ssl_certificate " .. t.cert .. "; ssl_certificate_key " .. t.key .. ";"
+    lines[#lines + 1] = "    ssl_session_cache shared:AK" .. i .. ":1m; ssl_session_tickets on;"
+      .. " ssl_protocols TLSv1.2 TLSv1.3;"
+    lines[#lines + 1] = t.server or opts.server or ""
+    lines[#lines + 1] = opts.locations or ""
+    lines[#lines + 1] = "  }"
+  end
+  lines[#lines + 1] = "}"
+  return concat(lines, "\n") .. "\n"
+end
+
+local function try_start(opts)
+  local dir = sys.tmpdir("nginx")
+  sys.must("mkdir -p " .. q(dir .. "/tmp"))
+  local port = sys.free_port()
+  local tls_ports = {}
+  for i = 1, #(opts.tls or {}) do tls_ports[i] = sys.free_port() end
+  local srv = setmetatable({ dir = dir, port = port, tls_ports = tls_ports }, Server)
+  sys.write(dir .. "/nginx.conf", build_conf(opts, dir, port, tls_ports))
+  local ok, out = sys.run("nginx -p " .. q(dir .. "/") .. " -c " .. q(dir .. "/nginx.conf")
+    .. " -e " .. q(dir .. "/error.log"))
+  if not ok then
+    local why = out .. (sys.read(dir .. "/error.log") or "")
+    sys.rmdir(dir)
+    return nil, why
+  end
+  for _ = 1, 250 do
+    local pid = tonumber((sys.read(dir .. "/nginx.pid") or ""):match("%d+"))
+    if pid then srv.pid = pid break end
+    sys.sleep(0.02)
+  end
+  if not srv.pid then
+    sys.rmdir(dir)
+    return nil, "nginx wrote no pid file"
+  end
+  local ports = { port }
+  for _, p in ipairs(tls_ports) do ports[#ports + 1] = p end
+  for _, p in ipairs(ports) do
+    local up = false
+    for _ = 1, 250 do
+      if sys.accepts(p) then up = true break end
+      sys.sleep(0.02)
+    end
+    if not up then
+      local why = sys.read(dir .. "/error.log") or ""
+      srv:stop()
+      return nil, "nginx does not accept on port " .. p .. ": " .. why
+    end
+  end
+  return srv
+end
+
+--- Start nginx.
+-- @tparam table opts `locations` (location blocks, in every server), `server` (more
+--   server-level lines), `http` (http-level lines), `tls` (array of `{cert=, key=, http2=}`:
+--   one TLS server each, on its own port), `lua` (false: do not load the Lua module)
+-- @treturn table the server: `dir`, `port`, `tls_ports`, `pid`, methods below
+function M.start(opts)
+  opts = opts or {}
+  local err
+  for _ = 1, 3 do  -- a port handed out by the kernel may be taken again before nginx binds it
+    local srv
+    srv, err = try_start(opts)
+    if srv then return srv end
+  end
+  error("nginx did not start: " .. tostring(err), 2)
+end
+
+--- URL on the plain HTTP port.
+-- @string path
+-- @string[opt="127.0.0.1"] host
+function Server:url(path, host)
+  return "http://" .. (host or "127.0.0.1") .. ":" .. self.port .. (path or "/")
+end
+
+--- URL on the i-th TLS port.
+-- @int i
+-- @string path
+-- @string[opt="127.0.0.1"] host
+function Server:tls_url(i, path, host)
+  return "https://" .. (host or "127.0.0.1") .. ":" .. assert(self.tls_ports[i]) .. (path or "/")
+end
+
+--- The access log, parsed: array of `{connection, requests, method, uri, status, bytes_sent,
+-- request_length, ssl_reused, ssl_protocol, protocol}`.
+-- @string[opt] pattern only entries whose uri contains this plain string
+function Server:log(pattern)
+  local entries = {}
+  for line in (sys.read(self.dir .. "/access.log") or ""):gmatch("[^\n]+") do
+    local f = {}
+    for w in line:gmatch("%S+") do f[#f + 1] = w end
+    local e = { connection = tonumber(f[1]), requests = tonumber(f[2]), method = f[3], uri = f[4],
+      status = tonumber(f[5]), bytes_sent = tonumber(f[6]), request_length = tonumber(f[7]),
+      ssl_reused = f[8], ssl_protocol = f[9], protocol = f[10] }
+    if not pattern or e.uri:find(pattern, 1, true) then entries[#entries + 1] = e end
+  end
+  return entries
+end
+
+--- Wait until the access log holds `n` entries matching `pattern` (nginx logs a request when
+-- it finishes it, which may be after the client has gone).
+-- @int n
+-- @string[opt] pattern
+-- @number[opt=5] timeout seconds
+-- @treturn table the entries
+function Server:wait_log(n, pattern, timeout)
+  local deadline = sys.now() + (timeout or 5)
+  local entries = self:log(pattern)
+  while #entries < n and sys.now() < deadline do
+    sys.sleep(0.02)
+    entries = self:log(pattern)
+  end
+  return entries
+end
+
+--- The error log's text.
+function Server:error_log()
+  return sys.read(self.dir .. "/error.log") or ""
+end
+
+--- Stop nginx (by its own pid) and remove its directory. Idempotent.
+function Server:stop()
+  local pid = self.pid
+  if pid then
+    self.pid = nil
+    sys.run("kill -TERM " .. pid)
+    for _ = 1, 250 do
+      if not sys.alive(pid) then break end
+      sys.sleep(0.02)
+    end
+    if sys.alive(pid) then
+      sys.run("pkill -KILL -P " .. pid .. "; kill -KILL " .. pid)
+    end
+  end
+  if self.dir then
+    sys.rmdir(self.dir)
+    self.dir = nil
+  end
+end
+
+return M
