@@ -109,6 +109,30 @@ local function oauth_error(req, status, code, description, headers)
   return http.json(req, status, body, h)
 end
 
+local passwords = {}       -- user id -> password changed through user/me/update-password
+
+--- The current password of a user (the demo one unless changed since the last reset).
+-- @tparam number id user id
+-- @treturn ?string
+function M.password_of(id)
+  if passwords[id] then return passwords[id] end
+  for _, u in ipairs(credentials.users) do
+    if u.id == id then return u.password end
+  end
+end
+
+--- Change a user's password (until the next state reset).
+-- @tparam number id
+-- @tparam string password
+function M.set_password(id, password)
+  passwords[id] = password
+end
+
+--- Put every password back to the demo one.
+function M.reset_passwords()
+  passwords = {}
+end
+
 local function find_user(username)
   for _, u in ipairs(credentials.users) do
     if u.username == username then return u end
@@ -187,7 +211,7 @@ local function password_grant(req, p)
     return oauth_error(req, 400, "invalid_request", 'Missing parameters: "username" and "password" required')
   end
   local u = find_user(p.username)
-  if not u or u.password ~= p.password then
+  if not u or M.password_of(u.id) ~= p.password then
     return oauth_error(req, 401, "invalid_grant", "Invalid username and password combination")
   end
   local body = issue(principal_of_user(u, "user"), config.settings.token_ttl, "password", client_id, true)

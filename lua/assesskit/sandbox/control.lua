@@ -58,6 +58,8 @@ local routes = {}
 
 routes["/_sandbox/health"] = function(req)
   if req.method ~= "GET" then return method_not_allowed(req, "GET") end
+  local seed_error = require("assesskit.sandbox").seed_error
+  if seed_error then return reply(req, 500, { ok = false, error = "seeding failed: " .. seed_error }) end
   return reply(req, 200, { ok = true, base_url = config.static.base_url, pid = ngx.worker.pid() })
 end
 
@@ -119,7 +121,9 @@ end
 
 routes["/_sandbox/reset"] = function(req)
   if req.method ~= "POST" then return method_not_allowed(req, "POST") end
-  require("assesskit.sandbox.seed").reset()
+  local ok, err = pcall(require("assesskit.sandbox.seed").reset)
+  require("assesskit.sandbox").seed_error = not ok and tostring(err) or nil
+  if not ok then return fail(req, 500, "seeding failed: " .. tostring(err)) end
   faults.clear()
   config.reset()
   local all = req.args.all

@@ -261,7 +261,7 @@ end
 -- @tparam ?table headers
 function M.json(req, status, value, headers)
   if value ~= nil and req.suppress_ok ~= false and M.suppressed(req) then
-    value = { success = status >= 200 and status < 300, data = value }
+    value = json.object({ success = status >= 200 and status < 300, data = value }, { "success", "data" })
     status = 200
   end
   local body = value ~= nil and json.encode(value) or ""

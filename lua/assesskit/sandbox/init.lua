@@ -97,7 +97,11 @@ end
 --- Seed the state (nginx worker, `init_worker_by_lua`).
 function M.init_worker()
   math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
-  require("assesskit.sandbox.seed").reset()
+  local ok, err = pcall(require("assesskit.sandbox.seed").reset)
+  if not ok then
+    M.seed_error = tostring(err)
+    ngx.log(ngx.ERR, "sandbox: seeding failed: ", M.seed_error)
+  end
 end
 
 local function dispatch(req)

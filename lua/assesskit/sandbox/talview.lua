@@ -1,27 +1,235 @@
---- Talview v4 emulation: routing from the catalogue, then the checks every Talview path goes
--- through, then the handler.
+--- Talview v4 emulation: every endpoint of `assesskit.talview.catalogue` is routed, checked
+-- and served here.
+--
+-- Order of checks (Yii2's): unknown path 404 (`Page not found.`), known path with another
+-- method 405 (with `Allow`), `Accept` without JSON or a body in an unsupported media type 415,
+-- no or bad Bearer token 401, a `roles`-restricted endpoint and a user without the role 403,
+-- an unreadable JSON body 400, a required parameter missing 422 (a list of `{field,
+-- message}`), then the handler (404 `Object not found: <id>` for an unknown id). Errors are
+-- `{name, message, code, status}`; `suppress_error_code=true` or `suppress_response_code=true`
+-- turns any answer into `200 {"success": ..., "data": ...}`.
+--
+-- Handlers: `actions.*` (`assesskit.sandbox.actions`), a few endpoints with their own
+-- behaviour (`special` below), REST endpoints over the store (`assesskit.sandbox.resources`),
+-- and everything else answers the seed's sample for that endpoint.
 -- @module assesskit.sandbox.talview
 
+local ngx = ngx
+local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 local auth = require("assesskit.sandbox.auth")
 local router = require("assesskit.sandbox.router")
+local resources = require("assesskit.sandbox.resources")
+local actions = require("assesskit.sandbox.actions")
+local store = require("assesskit.sandbox.store")
 local catalogue = require("assesskit.talview.catalogue")
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local string_find, string_lower, string_match, string_gmatch, string_sub =
+  string.find, string.lower, string.match, string.gmatch, string.sub
 
 local M = {}
 
 local routes = router.new(catalogue.endpoints)
 
+local body_methods = { POST = true, PUT = true, PATCH = true }
+
+--- Media types a request body may have.
+M.body_types = {
+  ["application/json"] = true,
+  ["application/x-www-form-urlencoded"] = true,
+  ["multipart/form-data"] = true,
+}
+
+local function accepts_json(accept)
+  for item in string_gmatch(accept, "[^,]+") do
+    local media = string_lower(string_match(item, "^%s*([^;%s]+)") or "")
+    local q = tonumber(string_match(item, ";%s*q=([%d%.]+)") or "1")
+    if q and q > 0 and (media == "*/*" or media == "application/*" or media == "application/json"
+      or string_find(media, "+json", 1, true)) then
+      return true
+    end
+  end
+  return false
+end
+
+local function parse_body(req)
+  local raw = req.body
+  if not raw or raw == "" then return json.object({}) end
+  local media = req.content_type
+  if media == "application/json" then
+    local v, err = json.decode(raw)
+    if v == nil then return nil, 400, "Invalid JSON data in request body: " .. err .. "." end
+    if type(v) ~= "table" or v == json.null or json.is_array(v) then
+      return nil, 400, "Invalid JSON data in request body: a JSON object is expected."
+    end
+    return v
+  elseif media == "application/x-www-form-urlencoded" then
+    return http.parse_query(raw)
+  elseif media == "multipart/form-data" then
+    local boundary = string_match(req.content_type_params or "", 'boundary="?([^";]+)"?')
+    local mp, err = http.parse_multipart(raw, boundary)
+    if not mp then return nil, 400, "Invalid multipart body: " .. err .. "." end
+    local out = {}
+    for k, v in pairs(mp.fields) do out[k] = v end
+    for k, f in pairs(mp.files) do out[k] = f end
+    return out
+  end
+  return nil, 415, "Unsupported Content-Type: " .. tostring(media) .. "."
+end
+
+local function base64_ok(s)
+  if type(s) ~= "string" or s == "" then return false end
+  local data = string.gsub(s, "^data:[^,]*,", "")
+  data = string.gsub(data, "%s", "")
+  if string_find(data, "[^%w%+/=%-_]") then return false end
+  return true
+end
+
+-- Endpoints with behaviour of their own ------------------------------------------------------
+
+local special = {}
+
+local function find_user(principal)
+  return store.get("user", principal.id)
+end
+
+special["user.me.update_password"] = function(req, _, _, principal, body)
+  if principal.kind ~= "user" then return http.error(req, 403, "A service account has no password.") end
+  local current = auth.password_of(principal.id)
+  local errs = {}
+  if body.current_password ~= current then
+    errs[#errs + 1] = { field = "current_password", message = "Current Password is incorrect." }
+  end
+  if type(body.new_password) ~= "string" or #body.new_password < 8 then
+    errs[#errs + 1] = { field = "new_password", message = "New Password should contain at least 8 characters." }
+  elseif body.new_password ~= body.new_password_repeat then
+    errs[#errs + 1] = { field = "new_password_repeat", message = "New Password Repeat must be equal to \"New Password\"." }
+  end
+  if #errs > 0 then return http.validation_error(req, errs) end
+  auth.set_password(principal.id, body.new_password)
+  local u = find_user(principal)
+  return http.json(req, 200, u and resources.present("user", u) or json.object({ success = true }))
+end
+
+special["user.me.password_strength"] = function(req, _, _, _, body)
+  local p = tostring(body.password or "")
+  local score = 0
+  if #p >= 8 then score = score + 1 end
+  if string_find(p, "%l") and string_find(p, "%u") then score = score + 1 end
+  if string_find(p, "%d") then score = score + 1 end
+  if string_find(p, "[^%w]") then score = score + 1 end
+  local labels = { [0] = "Very Weak", "Weak", "Fair", "Good", "Strong" }
+  return http.json(req, 200, json.object({ score = score, strength = labels[score] }, { "score", "strength" }))
+end
+
+-- a 1x1 PNG; the real service draws the text, the sandbox only promises an image
+local png = ngx and ngx.decode_base64(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+special["helpers.placeholder"] = function(req)
+  return http.send(req, 200, png, { ["Content-Type"] = "image/png", ["Cache-Control"] = "max-age=86400" })
+end
+
+special["user.me.generate_otp_uri"] = function(req, _, _, principal)
+  return http.json(req, 200, json.object({
+    uri = "otpauth://totp/Talview:" .. ngx.escape_uri(principal.username or "user")
+      .. "?issuer=Talview&secret=JBSWY3DPEHPK3PXP",
+  }))
+end
+
+-- Fallback: the seed's sample for the endpoint --------------------------------------------------
+
+local function sample_answer(req, ep, principal, body)
+  if ep.response == "empty" then return http.send(req, 204, "") end
+  local v = resources.sample(ep.name)
+  if ep.response == "list" then
+    if v == nil then v = json.array() end
+    if not json.is_array(v) then v = json.array({ v }) end
+    return resources.send_page(req, v)
+  end
+  if type(v) == "table" and json.is_array(v) then v = v[1] end
+  if v == nil then v = json.object({}) end
+  if type(v) == "table" and v ~= json.null and body_methods[req.method] then
+    -- echo what was sent, as a create or an update would
+    for k, x in pairs(body) do
+      if type(k) == "string" and v[k] ~= nil and type(x) ~= "table" then v[k] = x end
+    end
+    if v.created_by ~= nil then v.created_by = principal.id end
+  end
+  return http.json(req, 200, v)
+end
+
 --- Serve a Talview request.
--- @tparam table req
+-- @tparam table req from `http.read_request`
 function M.handle(req)
-  local ep, params = routes:match(req.method, req.path)
+  local path = req.path
+  if #path > 1 and string_sub(path, -1) == "/" then path = string_sub(path, 1, -2) end
+  local ep, params = routes:match(req.method, path)
   if not ep then
-    if params then return http.error(req, 405, "Method Not Allowed. This URL can only handle the following request methods: " .. params .. ".", { Allow = params }) end
+    if params then
+      return http.error(req, 405, "Method Not Allowed. This URL can only handle the following request methods: "
+        .. params .. ".", { Allow = params })
+    end
     return http.error(req, 404, "Page not found.")
+  end
+  local accept = http.header(req, "accept")
+  if accept and accept ~= "" and not accepts_json(accept) then
+    return http.error(req, 415, "None of your requested content types is supported.")
+  end
+  local has_body = req.body ~= nil and req.body ~= ""
+  if has_body and body_methods[req.method] and not M.body_types[req.content_type or ""] then
+    return http.error(req, 415, "Unsupported Media Type: " .. tostring(req.content_type or "no Content-Type")
+      .. ". Use application/json.")
   end
   local principal = auth.authenticate(req)
   if not principal then return end
-  return http.json(req, 200, { endpoint = ep.name })
+  if not auth.has_role(principal, ep.roles) then
+    return http.error(req, 403, "You are not allowed to perform this action.")
+  end
+  local body = json.object({})
+  if body_methods[req.method] then
+    local b, status, msg = parse_body(req)
+    if not b then return http.error(req, status, msg) end
+    body = b
+  end
+  local params_in = body_methods[req.method] and body or req.args
+  local errs = resources.validate(ep, params_in)
+  if ep.upload == "multipart" and ep.file_field and body_methods[req.method] then
+    local f = body[ep.file_field]
+    if type(f) ~= "table" or not f.filename then
+      errs = errs or {}
+      local seen = false
+      for _, e in ipairs(errs) do if e.field == ep.file_field then seen = true end end
+      if not seen then
+        errs[#errs + 1] = { field = ep.file_field, message = "Please upload a file." }
+      end
+    end
+  elseif ep.upload == "base64" and body_methods[req.method] then
+    local field = ep.file_field or "data"
+    if body[field] ~= nil and not base64_ok(body[field]) then
+      errs = errs or {}
+      errs[#errs + 1] = { field = field, message = resources.label(field) .. " is not valid base64." }
+    end
+  end
+  if errs then return http.validation_error(req, errs) end
+
+  if string_sub(ep.name, 1, 8) == "actions." then
+    return actions.handle(req, ep, body, principal)
+  end
+  local sp = special[ep.name]
+  if sp then return sp(req, ep, params, principal, body) end
+  local res, action = resources.resource_of(ep)
+  if res and resources.crud[action] and not (ep.upload and action == "create") then
+    return resources.serve(req, ep, params, principal, body, res, action)
+  end
+  if res and ep.upload and action == "create" then
+    local fields = {}
+    for k, v in pairs(body) do fields[k] = type(v) == "table" and v.filename or v end
+    local rec = resources.create_record(res, fields, principal)
+    return http.json(req, 201, resources.present(res, rec))
+  end
+  return sample_answer(req, ep, principal, body)
 end
 
 return M
