@@ -1,0 +1,742 @@
+--- InterviewMocha (iMocha) API v2 and v3 client.
+--
+-- Built from the declarative catalogue `assesskit.interviewmocha.catalogue` on the shared
+-- client machinery (`assesskit.client`: transport, hooks, retries, JSON, the error object of
+-- `assesskit.errors`), like the Talview client. The user guide is docs/interviewmocha.md.
+--
+-- **Resources.** `im.tests:links(test_id [, opts])` (v2) and
+-- `im.reports:get(test_invitation_id [, params [, opts]])` (v3) are built from the
+-- catalogue; `im.reports:download_pdf(report_or_id, path [, opts])` is written by hand.
+-- `im:endpoints()` lists the catalogue, `im:call(name, params [, opts])` calls an endpoint by
+-- its name with the catalogue's parameter names.
+--
+-- **Arguments.** Path values (`test_id`, `test_invitation_id`) must be positive integers
+-- (Int64 in the documentation): a Lua integer, an integral float, or a string of decimal
+-- digits (for ids beyond 2^53); anything else is a `validation` error and nothing is sent.
+-- `params` use snake_case names in resource methods (`report_type`) and the catalogue's
+-- names in `call` (`reportType`); other keys are sent in the query as given.
+-- `opts`: `timeout`, `connect_timeout`, `max_retries`, `retry`, `headers`.
+--
+-- **Results.** `value, nil, response`, as for every assesskit client; `interviewmocha.response(v)`
+-- finds the response of a table result later and `im:last_response()` is the latest one.
+--
+-- **Errors.** `nil, err` (see `assesskit.errors`). A v2 envelope whose `statuscode` is not
+-- `200` or `200.<n>` is an error whose `message` is the envelope's `description`, `code` the
+-- `statuscode` and `status` its leading number. A v3 `{"errors": [...]}` body becomes
+-- `message` (the list joined with "; ") and `fields`. A 400/401/403 whose message is about
+-- the API key, and any 401, are `kind = "auth"`. A missing `api_key` is a `validation` error
+-- returned before anything is sent.
+--
+-- **The API key** is sent as the `x-api-key` header, only to the origins of `v2_url` and
+-- `v3_url`; it never appears in an error, a hook's arguments, a log line or `tostring(im)`.
+--
+-- Runs on Lua 5.4 and LuaJIT (inside nginx with `transport = assesskit.ngx.transport`).
+-- @module assesskit.interviewmocha
+-- @usage
+-- local im = require("assesskit.interviewmocha").new{ api_key = os.getenv("IMOCHA_KEY") }
+-- local links, err = im.tests:links(114110)
+-- if not links then error(tostring(err)) end
+-- for _, l in ipairs(links) do print(l.testLinkId, l.testLinkName) end
+-- local report = assert(im.reports:get(2807324, { report_type = 3 }))
+-- print(report.status, report.sections[1].sectionId)
+-- assert(im.reports:download_pdf(report, "/tmp/2807324.pdf"))
+local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, select, rawget,
+  rawset, require =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, select, rawget,
+  rawset, require
+local string_find, string_sub, string_gsub, string_format, string_match, string_upper,
+  string_lower =
+  string.find, string.sub, string.gsub, string.format, string.match, string.upper,
+  string.lower
+local math_floor, math_random = math.floor, math.random
+local table_concat = table.concat
+local io_open, os_remove, os_rename, os_time = io.open, os.remove, os.rename, os.time
+
+local client_mod = require("assesskit.client")
+local errors = require("assesskit.errors")
+local normalise = require("assesskit.interviewmocha.normalise")
+
+local null = client_mod.null
+local url_encode = client_mod.url_encode
+
+local M = {}
+M._VERSION = client_mod._VERSION
+
+--- The JSON `null` sentinel (`cjson.null`), also `assesskit.client.null`.
+M.null = null
+
+--- The response a table result came from: `interviewmocha.response(value)`.
+-- @function response
+M.response = client_mod.response
+
+local NAME = "assesskit.interviewmocha"
+local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
+local MAX_ERROR_BODY = 65536 -- bytes of a failed download read back for its error message
+local MAX_INT64 = "9223372036854775807"
+
+---------------------------------------------------------------------------------------------
+-- The API key authenticator (the `auth` interface of assesskit.client)
+
+-- authenticator -> key, out of reach of the object's fields (and so of dumps and hooks)
+local keys = setmetatable({}, { __mode = "k" })
+
+local KeyAuth = {}
+KeyAuth.__index = KeyAuth
+
+local function new_key_auth(key, header)
+  local self = setmetatable({ header = header }, KeyAuth)
+  keys[self] = key
+  return self
+end
+
+function KeyAuth:authorize(client, headers)
+  local key = keys[self]
+  if not key then
+    return nil, client:error({ kind = "validation",
+      message = "api_key is required (InterviewMocha authenticates with an API key)",
+      fields = { { field = "api_key", message = "is required" } } })
+  end
+  headers[self.header] = key
+  return true
+end
+
+function KeyAuth:describe()
+  return keys[self] and "api_key=***" or "api_key=none"
+end
+
+function KeyAuth:secrets()
+  local key = keys[self]
+  if key then return { key } end
+  return {}
+end
+
+KeyAuth.__tostring = function(self) return NAME .. ".auth(" .. self:describe() .. ")" end
+
+---------------------------------------------------------------------------------------------
+-- Responses: the v2 envelope, result extraction, normalisers, error bodies
+
+local function str(v)
+  return type(v) == "string" and v ~= "" and v or nil
+end
+
+-- "200", "200.1" (or the number 200 / 200.1) -> "200.1", 200; unreadable text -> text, nil;
+-- not a string or number -> nil
+local function statuscode(sc)
+  if type(sc) == "number" then sc = tostring(sc) end
+  if type(sc) ~= "string" then return nil, nil end
+  local major = string_match(sc, "^%s*(%d%d%d)%s*$") or string_match(sc, "^%s*(%d%d%d)%.%d+%s*$")
+  return sc, major and tonumber(major)
+end
+
+local function is_key_message(msg)
+  return type(msg) == "string" and string_find(string_lower(msg), "api%s*%-?_?key") ~= nil
+end
+
+-- The unwrap hook of both clients: checks the v2 envelope, then takes the catalogue's
+-- `result` field and runs its normaliser (`opts` is the request's options table).
+local function unwrap(value, _, opts)
+  local ep = opts and opts.im_endpoint
+  if not ep then return value end
+  if ep.envelope then
+    if type(value) ~= "table" then
+      return nil, { kind = "decode", message = "the v2 response is not a JSON envelope" }
+    end
+    local sc, major = statuscode(value.statuscode)
+    if not sc then
+      return nil, { kind = "decode", message = "the v2 response has no statuscode" }
+    end
+    if not major then
+      return nil, { kind = "decode", message = "the v2 response has an unreadable statuscode" }
+    end
+    if major ~= 200 then
+      local desc = str(value.description)
+      return nil, {
+        kind = (major == 401 or major == 403 or is_key_message(desc)) and "auth" or "http",
+        status = major, code = sc, name = errors.REASONS[major],
+        message = desc or ("statuscode " .. sc),
+        retryable = RETRY_STATUS[major] == true,
+      }
+    end
+    value = value.result
+    if ep.result then
+      if type(value) ~= "table" then
+        return nil, { kind = "decode", message = "the v2 response has no result object" }
+      end
+    end
+  end
+  if ep.result then
+    value = value[ep.result]
+    if value == nil or value == null then
+      value = {} -- a test without links
+    elseif type(value) ~= "table" then
+      return nil, { kind = "decode", message = "result." .. ep.result .. " is not a list" }
+    end
+  end
+  if ep.response == "object" and type(value) ~= "table" then
+    return nil, { kind = "decode", message = "the response is not a JSON object" }
+  end
+  if ep.normalise then value = normalise[ep.normalise](value) end
+  return value
+end
+
+-- Error bodies: the shared reading ({"errors": [...]} joined with "; ", description, ...),
+-- plus the v2 envelope's statuscode as the error's code.
+local function parse_error(status, body)
+  local info = client_mod.parse_error(status, body)
+  if type(body) == "table" and info.code == nil then
+    local sc = statuscode(body.statuscode)
+    if sc then info.code = sc end
+  end
+  return info
+end
+
+-- A 400/403 about the API key is an authentication failure, as is every 401.
+local function classify(err)
+  if err and err.kind == "http" and (err.status == 400 or err.status == 403)
+    and is_key_message(err.message) then
+    err.kind = "auth"
+  end
+  return err
+end
+
+---------------------------------------------------------------------------------------------
+-- The catalogue, compiled once per catalogue table
+
+local compiled_cache = setmetatable({}, { __mode = "k" })
+
+local function snake(name)
+  return (string_gsub(name, "%u", function(c) return "_" .. string_lower(c) end))
+end
+
+local function set_of(list)
+  local s = {}
+  for _, v in ipairs(list or {}) do s[v] = true end
+  return s
+end
+
+local function compile(cat)
+  local c = compiled_cache[cat]
+  if c then return c end
+  if type(cat) ~= "table" or type(cat.endpoints) ~= "table" or type(cat.apis) ~= "table" then
+    error(NAME .. ": catalogue must have apis and endpoints", 3)
+  end
+  c = { list = {}, by_name = {}, resources = {} }
+  for i, e in ipairs(cat.endpoints) do
+    local api = cat.apis[e.api]
+    if not api then error(NAME .. ": catalogue endpoint " .. tostring(e.name) .. " has no api", 3) end
+    local resource, action = string_match(e.name, "^([%w_]+)%.([%w_]+)$")
+    if not resource then error(NAME .. ": bad catalogue name " .. tostring(e.name), 3) end
+    if c.by_name[e.name] then error(NAME .. ": duplicate catalogue name " .. e.name, 3) end
+    local params, aliases = {}, {}
+    for k, p in ipairs(e.params or {}) do
+      params[k] = p.name
+      aliases[snake(p.name)] = p.name
+    end
+    for _, q in ipairs(e.query or {}) do aliases[snake(q)] = q end
+    local ep = {
+      name = e.name, api = e.api, method = string_upper(e.method), path = e.path,
+      summary = e.summary, params = params, np = #params, param_set = set_of(params),
+      aliases = aliases, query_set = set_of(e.query), defaults = e.defaults or {},
+      enum = e.enum or {}, result = e.result, normalise = e.normalise,
+      response = e.response, envelope = api.envelope == "statuscode",
+    }
+    if ep.normalise and type(normalise[ep.normalise]) ~= "function" then
+      error(NAME .. ": catalogue endpoint " .. e.name .. " names an unknown normaliser", 3)
+    end
+    c.list[i] = ep
+    c.by_name[e.name] = ep
+    local r = c.resources[resource]
+    if not r then r = {}; c.resources[resource] = r end
+    r[action] = ep
+  end
+  compiled_cache[cat] = c
+  return c
+end
+
+---------------------------------------------------------------------------------------------
+-- Parameters
+
+local function validation(im, ep, field, message)
+  local cl = im._clients[ep.api]
+  return cl:error({
+    kind = "validation", method = ep.method, url = cl.base_url .. ep.path,
+    message = string_format("%s: parameter '%s' %s", ep.name, field, message),
+    fields = { { field = field, message = message } },
+  })
+end
+
+-- A positive Int64, as the text sent in the path, or nil and an error.
+local function int64(im, ep, name, v)
+  local t = type(v)
+  if t == "number" then
+    if v == math_floor(v) and v >= 1 and v < 2^53 then
+      return url_encode(string_format("%d", v))
+    end
+    return nil, validation(im, ep, name, "must be a positive integer")
+  elseif t == "string" then
+    if string_find(v, "^[1-9]%d*$")
+      and (#v < #MAX_INT64 or (#v == #MAX_INT64 and v <= MAX_INT64)) then
+      return url_encode(v)
+    end
+    return nil, validation(im, ep, name, "must be a positive integer")
+  elseif v == nil or v == null then
+    return nil, validation(im, ep, name, "is required")
+  end
+  return nil, validation(im, ep, name, "must be a positive integer, not a " .. t)
+end
+
+local function in_enum(list, v)
+  for i = 1, #list do
+    if list[i] == v then return true end
+  end
+  return false
+end
+
+-- Build the path and the client's request options for an endpoint.
+-- `values`: path values by catalogue name; `params`: the other parameters (already in the
+-- catalogue's names); `opts`: per-call options.
+local function prepare(im, ep, values, params, opts)
+  local buf, pos = {}, 1
+  local path = ep.path
+  for i = 1, ep.np do
+    local name = ep.params[i]
+    local a, b = string_find(path, "{" .. name .. "}", pos, true)
+    local v, err = int64(im, ep, name, values[name])
+    if not v then return nil, err end
+    buf[#buf + 1] = string_sub(path, pos, a - 1)
+    buf[#buf + 1] = v
+    pos = b + 1
+  end
+  buf[#buf + 1] = string_sub(path, pos)
+  local query
+  for k, v in pairs(ep.defaults) do
+    query = query or {}
+    query[k] = v
+  end
+  if params then
+    for k, v in pairs(params) do
+      if v ~= nil and v ~= null then
+        query = query or {}
+        query[k] = v
+      end
+    end
+  end
+  for k, allowed in pairs(ep.enum) do
+    local v = query and query[k]
+    if v ~= nil and not in_enum(allowed, tonumber(v)) then
+      local texts = {}
+      for i = 1, #allowed do texts[i] = tostring(allowed[i]) end
+      return nil, validation(im, ep, k, "must be one of " .. table_concat(texts, ", "))
+    end
+  end
+  local o = { query = query, im_endpoint = ep }
+  if opts then
+    o.headers, o.retry, o.max_retries, o.timeout, o.connect_timeout =
+      opts.headers, opts.retry, opts.max_retries, opts.timeout, opts.connect_timeout
+  end
+  return table_concat(buf), o
+end
+
+local function check_key(im, ep)
+  if im._has_key then return true end
+  return nil, validation(im, ep, "api_key", "is required (the client was made without one)")
+end
+
+local function reraise(msg, level)
+  if type(msg) == "string" then msg = string_gsub(msg, "^[^:]*:%d+: ", "") end
+  error(msg, level + 1)
+end
+
+-- Remember the client's latest response as the IM client's, when this call produced one.
+local function track(im, cl, before)
+  local last = cl:last_response()
+  if last ~= before then im._last = last end
+end
+
+local function send(im, ep, path, o)
+  local ok, err = check_key(im, ep)
+  if not ok then return nil, err end
+  local cl = im._clients[ep.api]
+  local before = cl:last_response()
+  local pok, v, e, res = pcall(cl.request, cl, ep.method, path, o)
+  if not pok then reraise(v, 3) end
+  track(im, cl, before)
+  if v == nil then return nil, classify(e) end
+  return v, nil, res
+end
+
+-- Resource method: ep(self, id1, ..., [params], [opts]) with snake_case params.
+local function invoke(im, ep, ...)
+  local values = {}
+  for i = 1, ep.np do values[ep.params[i]] = (select(i, ...)) end
+  local params, opts = select(ep.np + 1, ...)
+  if params ~= nil and type(params) ~= "table" then
+    error(ep.name .. ": params must be a table", 3)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(ep.name .. ": opts must be a table", 3)
+  end
+  local q
+  if params then
+    q = {}
+    for k, v in pairs(params) do
+      local name = ep.aliases[k] or k
+      if ep.param_set[name] then
+        error(ep.name .. ": '" .. tostring(k) .. "' is a path value: pass it as an argument", 3)
+      end
+      if q[name] ~= nil then
+        error(ep.name .. ": parameter '" .. name .. "' given twice", 3)
+      end
+      q[name] = v
+    end
+  end
+  local path, o = prepare(im, ep, values, q, opts)
+  if not path then return nil, o end
+  return send(im, ep, path, o)
+end
+
+---------------------------------------------------------------------------------------------
+-- PDF download
+
+local function file_exists(path)
+  local f = io_open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function read_head(path, n)
+  local f = io_open(path, "rb")
+  if not f then return nil end
+  local s = f:read(n)
+  f:close()
+  return s
+end
+
+local temp_counter = 0
+
+-- A fresh name beside `path` (same directory, so the final rename is atomic). The counter
+-- and a table address keep names apart within a process, time and randomness across them.
+local function temp_name(path)
+  for _ = 1, 100 do
+    temp_counter = temp_counter + 1
+    local addr = string_match(tostring({}), "(%x+)$") or "0"
+    local t = string_format("%s.part-%s-%d-%d-%06x", path, addr, temp_counter,
+      os_time() % 100000, math_random(0, 0xffffff))
+    if not file_exists(t) then return t end
+  end
+  return nil
+end
+
+local Reports = {}
+
+--- Save a report's PDF to a file, streaming it to disk.
+-- The PDF at the report's `pdfReportUrl` is written to a temporary file beside `path`,
+-- checked (an HTTP error, or a body that is not a PDF, fails), then renamed to `path`; on any
+-- failure the temporary file is removed and `path` is left as it was. The API key is sent only
+-- when the PDF URL is on the origin of `v3_url` or `v2_url`; plain `http://` to a non-loopback
+-- host is refused unless `allow_http`.
+-- @tparam table|number|string report_or_id a report (from `reports:get`) or a test
+--   invitation id (the report is fetched first, `report_type` 1)
+-- @tparam string path the file to write
+-- @tparam[opt] function|table opts `on_progress` (`function(received, total)`, called during
+--   the transfer; `total` may be nil or 0 when unknown; raising aborts the download), or a
+--   table with `on_progress`, `timeout`, `connect_timeout`, `max_retries`, `headers`,
+--   `check_pdf` (default true: the body must start with `%PDF-`)
+-- @treturn number the number of bytes written
+-- @treturn nil
+-- @treturn table the response
+-- @return or nil and the error (`validation`, `http`, `auth`, `decode` when the body is not a
+--   PDF, `io`, `aborted`, `network`, `timeout`, `tls`, `insecure`, `too_large`)
+-- @raise when `path` is not a non-empty string, or `opts` is of a wrong type
+-- @usage local n, err = im.reports:download_pdf(2807324, "report.pdf", function(got, total)
+--   io.write(("\r%d / %s"):format(got, total or "?"))
+-- end)
+function Reports:download_pdf(report_or_id, path, opts)
+  local im = rawget(self, "_im")
+  if type(path) ~= "string" or path == "" then
+    error("download_pdf: path must be a non-empty string", 2)
+  end
+  if type(opts) == "function" then opts = { on_progress = opts } end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("download_pdf: opts must be a function or a table", 2)
+  end
+  opts = opts or {}
+  if opts.on_progress ~= nil and type(opts.on_progress) ~= "function" then
+    error("download_pdf: on_progress must be a function", 2)
+  end
+  local ep = im._compiled.by_name["reports.get"]
+  local report = report_or_id
+  if type(report) ~= "table" then
+    local err
+    report, err = invoke(im, ep, report_or_id, nil, opts)
+    if not report then return nil, err end
+  end
+  local v3 = im._clients.v3
+  local url = report.pdfReportUrl
+  if type(url) ~= "string" or url == "" then
+    return nil, v3:error({ kind = "validation",
+      message = "download_pdf: the report has no pdfReportUrl",
+      fields = { { field = "pdfReportUrl", message = "is required" } } })
+  end
+  if string_sub(url, 1, 1) == "/" then url = v3.origin .. url end
+  local scheme, host = client_mod.parse_url(url)
+  if not scheme or (scheme ~= "https" and scheme ~= "http") or host == "" then
+    return nil, v3:error({ kind = "validation", url = url,
+      message = "download_pdf: pdfReportUrl is not an http(s) URL",
+      fields = { { field = "pdfReportUrl", message = "must be an http(s) URL" } } })
+  end
+  if scheme == "http" and not im._allow_http and not client_mod.is_loopback(host) then
+    return nil, v3:error({ kind = "insecure", method = "GET", url = url,
+      message = "refusing plain http:// to " .. host .. " (use https, or allow_http = true)" })
+  end
+  -- the key goes to the API's own origins only
+  local cl, auth = v3, false
+  if v3:same_origin(url) then
+    cl, auth = v3, true
+  elseif im._clients.v2:same_origin(url) then
+    cl, auth = im._clients.v2, true
+  end
+  if auth and not im._has_key then
+    return nil, validation(im, ep, "api_key", "is required (the client was made without one)")
+  end
+  local tmp = temp_name(path)
+  if not tmp then
+    return nil, cl:error({ kind = "io", message = "cannot choose a temporary file beside " .. path })
+  end
+  local headers = { accept = "application/pdf" }
+  if opts.headers then for k, v in pairs(opts.headers) do headers[string_lower(k)] = v end end
+  local send_auth -- nil: the client's authenticator; false: no credentials
+  if not auth then send_auth = false end
+  local pok, res, err = pcall(cl.send, cl, {
+    method = "GET", url = url, headers = headers, auth = send_auth,
+    output = tmp, on_progress = opts.on_progress, timeout = opts.timeout,
+    connect_timeout = opts.connect_timeout, max_retries = opts.max_retries,
+  })
+  if not pok then
+    os_remove(tmp)
+    reraise(res, 2)
+  end
+  if not res then
+    os_remove(tmp)
+    return nil, classify(err)
+  end
+  if res.status >= 300 then
+    -- read back a bounded part of the error body for the error's message
+    res.body = read_head(tmp, MAX_ERROR_BODY) or ""
+    os_remove(tmp)
+    local _, e = cl:result(res, {})
+    im._last = cl:last_response()
+    return nil, classify(e)
+  end
+  if opts.check_pdf ~= false then
+    local head = read_head(tmp, 5)
+    if head ~= "%PDF-" then
+      os_remove(tmp)
+      local ctype = res.headers and res.headers["content-type"]
+      if type(ctype) == "table" then ctype = ctype[#ctype] end
+      return nil, cl:error({ kind = "decode", status = res.status, method = "GET", url = url,
+        message = "the downloaded body is not a PDF"
+          .. (ctype and (" (content-type " .. tostring(ctype) .. ")") or "") })
+    end
+  end
+  local ok, rerr = os_rename(tmp, path)
+  if not ok then
+    os_remove(tmp)
+    return nil, cl:error({ kind = "io", method = "GET", url = url,
+      message = "cannot move the download to " .. path .. ": " .. tostring(rerr) })
+  end
+  local n, e, r = cl:result(res, {})
+  if r then im._last = r end
+  return n, e, r
+end
+
+---------------------------------------------------------------------------------------------
+-- Resource objects
+
+local Resource = {}
+
+Resource.__index = function(self, key)
+  local eps = rawget(self, "_eps")
+  local ep = eps[key]
+  if ep then
+    local fn = function(obj, ...) return invoke(rawget(obj, "_im"), ep, ...) end
+    rawset(self, key, fn)
+    return fn
+  end
+  local extra = rawget(self, "_extra")
+  if extra and extra[key] then return extra[key] end
+  if type(key) == "string" and string_sub(key, 1, 2) ~= "__" then
+    error(NAME .. ": no action '" .. key .. "' in " .. rawget(self, "_name"), 2)
+  end
+  return nil
+end
+
+Resource.__tostring = function(self)
+  return NAME .. " resource " .. rawget(self, "_name")
+end
+
+-- hand-written actions, by resource
+local EXTRA = { reports = Reports }
+
+---------------------------------------------------------------------------------------------
+-- The client
+
+local IM = {}
+
+local function im_index(self, key)
+  local m = IM[key]
+  if m ~= nil then return m end
+  local eps = rawget(self, "_compiled").resources[key]
+  if eps then
+    local obj = setmetatable({ _im = self, _name = key, _eps = eps, _extra = EXTRA[key] },
+      Resource)
+    rawset(self, key, obj)
+    return obj
+  end
+  return nil
+end
+
+local IM_MT = { __index = im_index }
+
+function IM_MT.__tostring(self)
+  local c = rawget(self, "_clients")
+  return string_format("%s(v2=%s, v3=%s, %s)", NAME, errors.mask_url(c.v2.base_url),
+    errors.mask_url(c.v3.base_url),
+    rawget(self, "_auth"):describe())
+end
+
+local function check_opt(opts, name, want)
+  local v = opts[name]
+  if v ~= nil and type(v) ~= want then
+    error(NAME .. ".new: option '" .. name .. "' must be a " .. want, 3)
+  end
+  return v
+end
+
+local PASSED = { "transport", "timeout", "connect_timeout", "max_retries", "ca_file",
+  "ca_path", "proxy", "user_agent", "allow_http", "max_response_size", "on_request",
+  "on_response", "retry_base_delay", "retry_max_delay", "max_retry_after", "headers",
+  "sleep", "clock", "random" }
+
+--- Create an InterviewMocha client.
+-- @tparam[opt] table opts
+-- @tparam[opt] string opts.api_key the API key, sent as the `x-api-key` header to the API's
+--   own origins; without it every call is a `validation` error and nothing is sent
+-- @tparam[opt="https://api.interviewmocha.com/v2"] string opts.v2_url
+-- @tparam[opt="https://apiv3.interviewmocha.com/v3"] string opts.v3_url (iMocha also serves
+--   `https://apiv3.imocha.io/v3`)
+-- @tparam[opt=30] number opts.timeout seconds for a whole transfer
+-- @tparam[opt=10] number opts.connect_timeout seconds
+-- @tparam[opt=2] number opts.max_retries retries of a failed GET (network, timeout, 429,
+--   502, 503, 504), with backoff and jitter, honouring `Retry-After`
+-- @tparam[opt] string opts.ca_file CA bundle
+-- @tparam[opt] string opts.user_agent
+-- @tparam[opt=false] boolean opts.allow_http plain HTTP to a non-loopback host
+-- @tparam[opt] function opts.on_request hook (see `assesskit.client.new`; the key is masked)
+-- @tparam[opt] function opts.on_response hook (see `assesskit.client.new`)
+-- @tparam[opt] table opts.transport an object with the core session's `request` method
+--   (shared by v2 and v3)
+-- @param[opt] opts.... also `ca_path`, `proxy`, `max_response_size`, `retry_base_delay`,
+--   `retry_max_delay`, `max_retry_after`, `headers`, `sleep`, `clock`, `random` (see
+--   `assesskit.client.new`)
+-- @treturn table the client
+-- @raise on a wrong option (including plain `http://` to a non-loopback host without
+--   `allow_http`)
+-- @usage local im = require("assesskit.interviewmocha").new{ api_key = key }
+function M.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error(NAME .. ".new: opts must be a table", 2) end
+  local key = check_opt(opts, "api_key", "string")
+  if key == "" then key = nil end
+  local catalogue = opts.catalogue or require("assesskit.interviewmocha.catalogue")
+  local compiled = compile(catalogue)
+  local urls = {
+    v2 = check_opt(opts, "v2_url", "string") or (catalogue.apis.v2 and catalogue.apis.v2.base_url),
+    v3 = check_opt(opts, "v3_url", "string") or (catalogue.apis.v3 and catalogue.apis.v3.base_url),
+  }
+  local auth = new_key_auth(key, catalogue.auth_header or "x-api-key")
+  local clients = {}
+  local transport = opts.transport
+  for _, api in ipairs({ "v3", "v2" }) do
+    local copts = {}
+    for _, k in ipairs(PASSED) do copts[k] = opts[k] end
+    copts.transport = transport
+    copts.base_url = urls[api]
+    copts.user_agent = copts.user_agent or ("assesskit/" .. M._VERSION)
+    copts.auth = auth
+    copts.unwrap = unwrap
+    copts.parse_error = parse_error
+    copts.name = NAME .. "." .. api
+    local ok, c = pcall(client_mod.new, copts)
+    if not ok then
+      if clients.v3 then clients.v3:close() end
+      c = string_gsub(tostring(c), "assesskit%.client%.new", NAME .. ".new")
+      c = string_gsub(c, "base_url", api .. "_url")
+      error(c, 2)
+    end
+    clients[api] = c
+    -- one transport (and connection pool) for both APIs; the first client owns it
+    transport = transport or c.transport
+  end
+  return setmetatable({
+    _clients = clients, _compiled = compiled, _auth = auth, _has_key = key ~= nil,
+    _allow_http = opts.allow_http == true,
+  }, IM_MT)
+end
+
+--- Every endpoint, as `{name =, api =, method =, path =, url =, summary =}` (`path` a
+-- template with `{placeholders}`, `url` the same under the configured base URL), in catalogue
+-- order.
+-- @treturn table array
+-- @usage for _, e in ipairs(im:endpoints()) do print(e.name, e.method, e.url) end
+function IM:endpoints()
+  local out = {}
+  for i, ep in ipairs(self._compiled.list) do
+    out[i] = { name = ep.name, api = ep.api, method = ep.method, path = ep.path,
+      url = self._clients[ep.api].base_url .. ep.path, summary = ep.summary }
+  end
+  return out
+end
+
+--- Call an endpoint by its catalogue name, with the catalogue's parameter names.
+-- Path values are taken from `params` by name (`testId`, `testInvitationId`); the other
+-- parameters are the query. The result is the same as the resource method's.
+-- @tparam string name `"tests.links"` or `"reports.get"`
+-- @tparam[opt] table params
+-- @tparam[opt] table opts per-call options (`timeout`, `max_retries`, `headers`, ...)
+-- @return the value, nil and the response; or nil and the error
+-- @raise when `name` is not in the catalogue, or `params`/`opts` is not a table
+-- @usage local report, err = im:call("reports.get", { testInvitationId = 2807324, reportType = 3 })
+function IM:call(name, params, opts)
+  local ep = type(name) == "string" and self._compiled.by_name[name]
+  if not ep then error("interviewmocha:call: unknown endpoint " .. tostring(name), 2) end
+  if params ~= nil and type(params) ~= "table" then
+    error("interviewmocha:call: params must be a table", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("interviewmocha:call: opts must be a table", 2)
+  end
+  local values, rest = {}, {}
+  for k, v in pairs(params or {}) do
+    if ep.param_set[k] then values[k] = v else rest[k] = v end
+  end
+  local path, o = prepare(self, ep, values, rest, opts)
+  if not path then return nil, o end
+  return send(self, ep, path, o)
+end
+
+--- The response of the latest completed request (v2, v3 or a download).
+-- @treturn table|nil `{status =, headers =, method =, url =, attempts =}`
+function IM:last_response()
+  return self._last
+end
+
+--- Close the default transport (a transport given in `opts` is left to its owner).
+-- Idempotent.
+function IM:close()
+  self._clients.v3:close()
+  self._clients.v2:close()
+end
+
+M._compile = compile
+return M
