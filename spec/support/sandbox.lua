@@ -193,10 +193,24 @@ local function http_exchange(self, method, url, headers, body, timeout)
   return status, hdrs, table_concat(chunks)
 end
 
+-- lua-cjson 2.1.0 decodes every number as a float; on Lua 5.4 give whole numbers back as
+-- integers, so that ids print as 10001 and not 10001.0.
+local tointeger = math.tointeger
+local function integers(v, depth)
+  if type(v) == "number" then
+    if tointeger and v == math.floor(v) and v > -2^53 and v < 2^53 then return tointeger(v) end
+    return v
+  end
+  if type(v) == "table" and depth < 64 then
+    for k, x in pairs(v) do v[k] = integers(x, depth + 1) end
+  end
+  return v
+end
+
 local function decode(body)
   if not body or body == "" then return nil end
   local ok, v = pcall(cjson.decode, body)
-  if ok then return v end
+  if ok then return integers(v, 0) end
   return nil
 end
 
