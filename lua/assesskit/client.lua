@@ -28,9 +28,9 @@ local type, tostring, tonumber, pairs, ipairs, next, setmetatable, error, pcall,
   type, tostring, tonumber, pairs, ipairs, next, setmetatable, error, pcall,
   require, rawget
 local string_find, string_sub, string_lower, string_gsub, string_format, string_byte,
-  string_match, string_gmatch =
+  string_match, string_gmatch, string_upper =
   string.find, string.sub, string.lower, string.gsub, string.format, string.byte,
-  string.match, string.gmatch
+  string.match, string.gmatch, string.upper
 local table_concat, table_sort = table.concat, table.sort
 local math_floor, math_min, math_max, math_random, math_huge =
   math.floor, math.min, math.max, math.random, math.huge
@@ -69,6 +69,7 @@ local MASKED_HEADERS = {
   cookie = true, ["set-cookie"] = true,
 }
 local MASK = "***"
+local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
 ---------------------------------------------------------------------------------------------
 -- Small helpers
@@ -661,7 +662,7 @@ function Client:send(req)
   local auth = self.auth
   if req.auth == false then
     auth = nil
-  elseif auth and not self:same_origin(url) then
+  elseif auth and not req.local_path and not self:same_origin(url) then
     return nil, self:error({ kind = "validation", method = method, url = url,
       message = "refusing to send credentials to another origin" })
   end
@@ -678,9 +679,14 @@ function Client:send(req)
   local masked_url = hooks and errors.mask_url(url)
   while true do
     attempt = attempt + 1
-    local headers = {}
-    if base_headers then for k, v in pairs(base_headers) do headers[k] = v end end
-    if req.headers then for k, v in pairs(req.headers) do headers[k] = v end end
+    local headers
+    if req.own_headers and not base_headers and attempt == 1 then
+      headers = req.headers -- built by `request` for this call alone
+    else
+      headers = {}
+      if base_headers then for k, v in pairs(base_headers) do headers[k] = v end end
+      if req.headers then for k, v in pairs(req.headers) do headers[k] = v end end
+    end
     if auth then
       local ok, err = auth:authorize(self, headers)
       if not ok then return nil, err end
@@ -782,7 +788,8 @@ function Client:result(res, opts)
     value = body
   else
     local ctype = header_value(headers, "content-type")
-    local jsonish = ctype and string_find(string_lower(ctype), "json", 1, true)
+    local jsonish = ctype and (string_find(ctype, "json", 1, true)
+      or string_find(string_lower(ctype), "json", 1, true))
     if jsonish or (not ctype and looks_json(body)) or (status >= 400 and looks_json(body)) then
       local ok, decoded = pcall(json_decode, body)
       if ok then
@@ -845,8 +852,8 @@ function Client:request(method, path, opts)
   if type(method) ~= "string" then error("request: method must be a string", 2) end
   if type(path) ~= "string" then error("request: path must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("request: opts must be a table", 2) end
-  opts = opts or {}
-  method = string.upper(method)
+  opts = opts or EMPTY
+  method = string_upper(method)
   local query = opts.query
   local qs
   if query ~= nil then
@@ -878,6 +885,8 @@ function Client:request(method, path, opts)
     headers["content-type"] = "application/x-www-form-urlencoded"
   end
   local res, err = self:send({
+    local_path = string_byte(path, 1) == 47, -- "/...": on base_url, so on its origin
+    own_headers = true,
     method = method, url = self:url(path, qs), headers = headers, body = body,
     multipart = opts.multipart, retry = opts.retry, max_retries = opts.max_retries,
     timeout = opts.timeout, connect_timeout = opts.connect_timeout, auth = opts.auth,

@@ -107,7 +107,7 @@ end
 -- @tparam string url
 -- @treturn string the masked URL
 function M.mask_url(url)
-  if type(url) ~= "string" then return url end
+  if type(url) ~= "string" or not string_find(url, "[?@]") then return url end
   -- userinfo: scheme://user:pass@host
   url = string_gsub(url, "^(%a[%w+.-]*://)[^/@?#]*@", "%1" .. MASK .. "@")
   local q = string_find(url, "?", 1, true)

@@ -165,7 +165,7 @@ function Auth:secrets()
   local p = private[self]
   local out = {}
   for _, k in ipairs({ "token", "refresh_token", "client_secret", "password", "passphrase",
-    "assertion" }) do
+    "assertion", "header" }) do
     if type(p[k]) == "string" then out[#out + 1] = p[k] end
   end
   return out
@@ -373,7 +373,9 @@ end
 function Auth:authorize(client, headers)
   local tok, err = self:token(client)
   if not tok then return nil, err end
-  headers.authorization = "Bearer " .. tok
+  local p = private[self]
+  if p.header_token ~= tok then p.header_token, p.header = tok, "Bearer " .. tok end
+  headers.authorization = p.header
   return true
 end
 

@@ -123,6 +123,7 @@ local function compile(cat)
       upload = e.upload, file_field = e.file_field or (e.upload == "base64" and "data" or "file"),
       expect = (e.response == "binary") and "raw" or nil,
     }
+    ep.plain_opts = { paged = ep.paged, expect = ep.expect }
     if c.by_name[ep.name] then
       error("assesskit.talview: duplicate catalogue name " .. ep.name, 3)
     end
@@ -341,6 +342,9 @@ prepare = function(tv, ep, named, ...)
     error(ep.name .. ": opts must be a table", 4)
   end
   local method = ep.method
+  if params == nil and opts == nil and not ep.upload then
+    return path, ep.plain_opts -- shared, never modified
+  end
   local o = { paged = ep.paged, expect = ep.expect }
   if ep.upload == "base64" then
     params, err = base64_params(tv, ep, params)

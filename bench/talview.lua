@@ -1,0 +1,171 @@
+--- Bench: the cost of the Talview client over the bare core session.
+--
+-- What it shows: requests per second of `tv.models.candidate:get(id)` (path building, auth
+-- header, retries bookkeeping, JSON decoding, response object) against a bare
+-- `core.session:request` of the same URL with the same headers, on the same server, and the
+-- ratio between them (target: at least 0.90).
+--
+-- How to run (from the repository root, after `make`):
+--
+--     lua5.4 bench/talview.lua [--sandbox | --static] [--requests N] [--rounds R]
+--
+-- Two servers, each started on a free loopback port in a temporary directory and stopped by
+-- its pid: the assesskit sandbox (the server the target is set against: it authenticates,
+-- reads its store and logs, as an API server does), and a bare static nginx answering the
+-- seed's sample candidate, where the exchange is so cheap that the ratio shows the client's
+-- whole cost, JSON decoding included (informational). Prints figures; exits 0 unless a
+-- server cannot be started (timings are never a test).
+local root = arg and arg[0] and arg[0]:match("^(.*)/bench/[^/]*$") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/spec/?.lua;"
+  .. package.path
+package.cpath = root .. "/build/lua5.4/?.so;" .. package.cpath
+
+local socket = require("socket")
+local core = require("assesskit.core")
+local talview = require("assesskit.talview")
+
+local opts = { requests = 3000, rounds = 5, server = "both" }
+do
+  local i = 1
+  while arg and arg[i] do
+    local a = arg[i]
+    if a == "--sandbox" then opts.server = "sandbox"
+    elseif a == "--static" then opts.server = "static"
+    elseif a == "--requests" then i = i + 1; opts.requests = tonumber(arg[i])
+    elseif a == "--rounds" then i = i + 1; opts.rounds = tonumber(arg[i])
+    else io.stderr:write("usage: lua5.4 bench/talview.lua [--sandbox | --static] [--requests N] [--rounds R]\n"); os.exit(2)
+    end
+    i = i + 1
+  end
+end
+
+-- The candidate object of the seed (002_*.txt, "Retrieve a Candidate").
+local CANDIDATE = [[{"id":6506985,"email":"","first_name":"Trdp","middle_name":null,"last_name":null,]]
+  .. [["phone":"454545454545","external_id":null,"assigned_to":null,"status_id":25,]]
+  .. [["profile_pic":null,"bio":null,"cf":[],"organization_id":488,"customFields":[],]]
+  .. [["industry":null,"isRegistered":false,"icard":null,"created_at":"2019-03-12 05:31:21+00",]]
+  .. [["updated_at":"2019-03-12 11:35:31+00","_links":{"image":{"href":"/models/candidate-image/6506985"},]]
+  .. [["resume":{"href":"/models/file?candidate_id=6506985&file_type_id=11"},]]
+  .. [["calendar":{"href":"/models/candidate-calendar?candidate_id=6506985"},]]
+  .. [["assessmentCandidates":{"href":"/models/assessment-candidate?candidate_id=6506985"},]]
+  .. [["candidateFileAttachments":{"href":"/models/candidate-file-attachment?candidate_id=6506985"}}}]]
+
+local function start_server(kind)
+  local server, base_url, auth, id
+  if kind == "sandbox" then
+    local sandbox = require("support.sandbox")
+    server = sandbox.start({})
+    base_url = server.url
+    local p = server.credentials.password
+    auth = { grant = "password", client_id = p.client_id, client_secret = p.client_secret,
+             username = p.username, password = p.password }
+    local tv = talview.new({ base_url = base_url, auth = auth })
+    local list = tv.models.candidate:list({ pageSize = 1 })
+    id = list and list[1] and list[1].id or 1
+    tv:close()
+  else
+    local bench = require("support.ngx_bench")
+    local body = CANDIDATE:gsub("'", "\\'")
+    server = bench.start({
+      ports = { "P" },
+      servers = [[
+        server {
+          listen 127.0.0.1:@P@;
+          keepalive_requests 1000000;
+          location = /oauth2/token {
+            default_type application/json;
+            return 200 '{"access_token":"bench-token","expires_in":86400,"token_type":"Bearer"}';
+          }
+          location /models/candidate/ {
+            default_type application/json;
+            if ($http_authorization != "Bearer bench-token") { return 401 '{"status":401}'; }
+            return 200 ']] .. body .. [[';
+          }
+        }
+      ]],
+    })
+    base_url = "http://127.0.0.1:" .. server.ports.P
+    auth = { grant = "password", client_id = "bench", client_secret = "bench-secret",
+             username = "bench", password = "bench-password" }
+    id = 6506985
+  end
+  return server, base_url, auth, id
+end
+
+local function measure(kind)
+  local server, base_url, auth, id = start_server(kind)
+  local url = base_url .. "/models/candidate/" .. string.format("%d", id)
+  local n = opts.requests
+
+  local function run_core()
+    local s = core.session({})
+    -- the headers the client sends, token included (taken through a recording transport)
+    local headers
+    local rec = { request = function(_, req) headers = req.headers; return s:request(req) end }
+    local t = talview.new({ base_url = base_url, auth = auth, transport = rec })
+    assert(t.models.candidate:get(id))
+    local req = { method = "GET", url = url, headers = headers, timeout = 30, connect_timeout = 10 }
+    for _ = 1, 50 do assert(s:request(req) == 200) end
+    local t0 = socket.gettime()
+    for _ = 1, n do
+      local status = s:request(req)
+      if status ~= 200 then error("core request failed: " .. tostring(status)) end
+    end
+    local dt = socket.gettime() - t0
+    s:close()
+    return n / dt
+  end
+
+  local function run_talview()
+    local tv = talview.new({ base_url = base_url, auth = auth })
+    local candidate = tv.models.candidate
+    for _ = 1, 50 do assert(candidate:get(id)) end
+    local t0 = socket.gettime()
+    for _ = 1, n do
+      local v, err = candidate:get(id)
+      if not v then error("talview request failed: " .. tostring(err)) end
+    end
+    local dt = socket.gettime() - t0
+    tv:close()
+    return n / dt
+  end
+
+  local ok, err = pcall(function()
+    local core_rates, tv_rates = {}, {}
+    for r = 1, opts.rounds do
+      -- alternate, so that drift in the machine's load hits both sides alike
+      if r % 2 == 1 then
+        core_rates[r] = run_core(); tv_rates[r] = run_talview()
+      else
+        tv_rates[r] = run_talview(); core_rates[r] = run_core()
+      end
+    end
+    table.sort(core_rates)
+    table.sort(tv_rates)
+    local mid = math.floor((opts.rounds + 1) / 2)
+    local c, t = core_rates[mid], tv_rates[mid]
+    local ratio = t / c
+    print(string.format("talview bench: %s (%d requests x %d rounds, median)",
+      kind == "sandbox" and "the sandbox" or "a bare static nginx", n, opts.rounds))
+    print(string.format("  core session:request      %9.0f req/s  (%6.1f us/request)", c, 1e6 / c))
+    print(string.format("  tv.models.candidate:get   %9.0f req/s  (%6.1f us/request)", t, 1e6 / t))
+    if kind == "sandbox" then
+      print(string.format("  ratio                     %9.3f  (target >= 0.90: %s)", ratio,
+        ratio >= 0.90 and "met" or "NOT met"))
+    else
+      print(string.format("  ratio                     %9.3f  (informational: the client's whole cost,"
+        .. " JSON decoding included, over a ~%.0f us exchange)", ratio, 1e6 / c))
+    end
+  end)
+  server:stop()
+  if not ok then error(err, 0) end
+end
+
+local ok, err = pcall(function()
+  if opts.server == "sandbox" or opts.server == "both" then measure("sandbox") end
+  if opts.server == "static" or opts.server == "both" then measure("static") end
+end)
+if not ok then
+  io.stderr:write("bench failed: ", tostring(err), "\n")
+  os.exit(1)
+end
