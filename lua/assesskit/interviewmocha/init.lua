@@ -439,7 +439,7 @@ local Reports = {}
 --   invitation id (the report is fetched first, `report_type` 1)
 -- @tparam string path the file to write
 -- @tparam[opt] function|table opts `on_progress` (`function(received, total)`, called during
---   the transfer; `total` may be nil or 0 when unknown; raising aborts the download), or a
+--   the transfer; `total` is nil when unknown; raising aborts the download), or a
 --   table with `on_progress`, `timeout`, `connect_timeout`, `max_retries`, `headers`,
 --   `check_pdf` (default true: the body must start with `%PDF-`)
 -- @treturn number the number of bytes written
@@ -670,7 +670,8 @@ function M.new(opts)
     local ok, c = pcall(client_mod.new, copts)
     if not ok then
       if clients.v3 then clients.v3:close() end
-      c = string_gsub(tostring(c), "assesskit%.client%.new", NAME .. ".new")
+      c = string_gsub(tostring(c), "^[^:]*:%d+: ", "")
+      c = string_gsub(c, "assesskit%.client%.new", NAME .. ".new")
       c = string_gsub(c, "base_url", api .. "_url")
       error(c, 2)
     end
