@@ -1,0 +1,380 @@
+--- Where the `assesskit` command line (and the examples) find their base URLs and
+-- credentials. Credentials are never taken from the command line.
+--
+-- Three sources, documented in docs/cli.md:
+--
+-- 1. **A running sandbox**: when `ASSESSKIT_SANDBOX_DIR` is set, the sandbox's
+--    `credentials.json` in that run directory is the whole configuration (base URL, demo
+--    credentials, InterviewMocha key); the config file and the other connection variables
+--    are not read, so the sandbox's demo credentials can never be sent anywhere else.
+--    `ASSESSKIT_GRANT` (`jwt`, the default, or `password`) picks the Talview grant.
+-- 2. **Environment variables** (`ASSESSKIT_TALVIEW_URL`, `ASSESSKIT_CLIENT_ID`, ...,
+--    `ASSESSKIT_IM_API_KEY`), each overriding the same setting of the file.
+-- 3. **A config file**: `$ASSESSKIT_CONFIG`, else `$XDG_CONFIG_HOME/assesskit/config.lua` or
+--    `config.json` (`~/.config/...` when `XDG_CONFIG_HOME` is unset). A Lua file runs with no
+--    access to globals and returns (or assigns) `talview = {base_url =, token_url =,
+--    auth = {...}}`, `interviewmocha = {api_key =, v2_url =, v3_url =}`, `ca_file = ...`; a
+--    JSON file is the same object. A file that other users can read draws a warning.
+--
+-- @module assesskit.cli.config
+local type, pairs, ipairs, tostring, tonumber, error, pcall, next, load =
+  type, pairs, ipairs, tostring, tonumber, error, pcall, next, load
+local string_format, string_gsub, string_match =
+  string.format, string.gsub, string.match
+local table_concat, table_sort = table.concat, table.sort
+local io_open, io_popen, os_getenv = io.open, io.popen, os.getenv
+
+local cjson = require("cjson")
+
+local M = {}
+
+--- The environment variables read, in the order docs/cli.md lists them; `secret` ones are
+-- never printed.
+M.VARIABLES = {
+  { name = "ASSESSKIT_SANDBOX_DIR", what = "use the sandbox running in this run directory" },
+  { name = "ASSESSKIT_CONFIG", what = "config file path" },
+  { name = "ASSESSKIT_TALVIEW_URL", key = "base_url", what = "Talview base URL" },
+  { name = "ASSESSKIT_TOKEN_URL", key = "token_url", what = "Talview token URL" },
+  { name = "ASSESSKIT_GRANT", auth = "grant", what = "password, jwt or token" },
+  { name = "ASSESSKIT_CLIENT_ID", auth = "client_id", what = "OAuth2 client id" },
+  { name = "ASSESSKIT_CLIENT_SECRET", auth = "client_secret", secret = true,
+    what = "OAuth2 client secret (password grant)" },
+  { name = "ASSESSKIT_USERNAME", auth = "username", what = "user name (password grant)" },
+  { name = "ASSESSKIT_PASSWORD", auth = "password", secret = true, what = "password (password grant)" },
+  { name = "ASSESSKIT_JWT_ISSUER", auth = "issuer", what = "assertion issuer (jwt grant)" },
+  { name = "ASSESSKIT_JWT_KEY_FILE", auth = "private_key_file", what = "RSA private key PEM file (jwt grant)" },
+  { name = "ASSESSKIT_JWT_KEY_PASSPHRASE", auth = "passphrase", secret = true,
+    what = "passphrase of the key (jwt grant)" },
+  { name = "ASSESSKIT_JWT_SCOPE", auth = "scope", what = "assertion scope (jwt grant)" },
+  { name = "ASSESSKIT_JWT_AUDIENCE", auth = "audience", what = "assertion audience (jwt grant)" },
+  { name = "ASSESSKIT_ACCESS_TOKEN", auth = "access_token", secret = true, what = "a ready access token" },
+  { name = "ASSESSKIT_IM_API_KEY", im = "api_key", secret = true, what = "InterviewMocha API key" },
+  { name = "ASSESSKIT_IM_V2_URL", im = "v2_url", what = "InterviewMocha v2 base URL" },
+  { name = "ASSESSKIT_IM_V3_URL", im = "v3_url", what = "InterviewMocha v3 base URL" },
+  { name = "ASSESSKIT_CA_FILE", ca = true, what = "CA bundle for both APIs" },
+}
+
+local SECRET_KEYS = {
+  client_secret = true, password = true, passphrase = true, access_token = true,
+  api_key = true, private_key = true, refresh_token = true,
+}
+
+local AUTH_KEYS = {
+  password = { "client_id", "client_secret", "username", "password" },
+  jwt = { "client_id", "issuer", "private_key", "private_key_file", "passphrase", "scope",
+    "audience", "lifetime" },
+  token = { "access_token" },
+}
+
+local function env_value(getenv, name)
+  local v = getenv(name)
+  if v == nil or v == "" then return nil end
+  return v
+end
+
+local function read_file(path)
+  local f, err = io_open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("a")
+  f:close()
+  if not s then return nil, "cannot read " .. path end
+  return s
+end
+
+local function shell_quote(s)
+  return "'" .. string_gsub(s, "'", "'\\''") .. "'"
+end
+
+local function command_line(cmd)
+  local f = io_popen(cmd .. " 2>/dev/null")
+  if not f then return nil end
+  local line = f:read("l")
+  f:close()
+  return line
+end
+
+--- The sandbox run directory: `$ASSESSKIT_SANDBOX_DIR`, else the directory
+-- `bin/assesskit-sandbox start` uses by default (`/tmp/assesskit-sandbox-<uid>`).
+-- @tparam[opt] function getenv default `os.getenv`
+-- @treturn string
+function M.sandbox_dir(getenv)
+  getenv = getenv or os_getenv
+  local dir = env_value(getenv, "ASSESSKIT_SANDBOX_DIR")
+  if dir then return dir end
+  return "/tmp/assesskit-sandbox-" .. (command_line("id -u") or "0")
+end
+
+--- Read a sandbox's `credentials.json`.
+-- The result is the file's object (`base_url`, `ca_file`, `password`, `viewer`, `jwt`,
+-- `interviewmocha`) plus `dir`, and `interviewmocha.v2_url`/`v3_url` when the file does not
+-- give them (the sandbox serves InterviewMocha under `/v2` and `/v3` of its base URL).
+-- @tparam[opt] string dir the run directory (default `sandbox_dir()`)
+-- @treturn[1] table the credentials
+-- @treturn[2] nil
+-- @treturn[2] string why (no sandbox there, unreadable file)
+-- @usage local sb = assert(require("assesskit.cli.config").sandbox())
+-- print(sb.base_url, sb.jwt.client_id)
+function M.sandbox(dir)
+  if dir ~= nil and type(dir) ~= "string" then error("config.sandbox: dir must be a string", 2) end
+  dir = dir or M.sandbox_dir()
+  local path = dir .. "/credentials.json"
+  local raw = read_file(path)
+  if not raw then
+    return nil, "no sandbox credentials at " .. path
+      .. " (start the sandbox with bin/assesskit-sandbox start, and set ASSESSKIT_SANDBOX_DIR to its run directory)"
+  end
+  local ok, creds = pcall(cjson.decode, raw)
+  if not ok or type(creds) ~= "table" or type(creds.base_url) ~= "string" then
+    return nil, path .. " is not a sandbox credentials file"
+  end
+  if creds.ca_file == cjson.null then creds.ca_file = nil end
+  creds.dir = dir
+  local im = type(creds.interviewmocha) == "table" and creds.interviewmocha or {}
+  creds.interviewmocha = im
+  im.v2_url = im.v2_url or (creds.base_url .. "/v2")
+  im.v3_url = im.v3_url or (creds.base_url .. "/v3")
+  return creds
+end
+
+--- The Talview `auth` option for a sandbox's credentials.
+-- @tparam table creds from `sandbox`
+-- @tparam[opt="jwt"] string grant `"jwt"` (the service account and the sandbox demo key) or
+--   `"password"` (the demo recruiter)
+-- @treturn[1] table the auth spec for `assesskit.talview.new`
+-- @treturn[2] nil
+-- @treturn[2] string why
+function M.sandbox_auth(creds, grant)
+  if type(creds) ~= "table" then error("config.sandbox_auth: creds must be a table", 2) end
+  grant = grant or "jwt"
+  if grant == "jwt" then
+    local j = creds.jwt
+    if type(j) ~= "table" then return nil, "the sandbox credentials have no jwt service account" end
+    return { grant = "jwt", client_id = j.client_id, issuer = j.issuer, audience = j.audience,
+      scope = j.scope, private_key_file = j.private_key_file }
+  elseif grant == "password" then
+    local p = creds.password
+    if type(p) ~= "table" then return nil, "the sandbox credentials have no password user" end
+    return { grant = "password", client_id = p.client_id, client_secret = p.client_secret,
+      username = p.username, password = p.password }
+  end
+  return nil, "ASSESSKIT_GRANT must be jwt or password with a sandbox (got " .. tostring(grant) .. ")"
+end
+
+--- The default config file: `$ASSESSKIT_CONFIG`, else `config.lua` then `config.json` in
+-- `$XDG_CONFIG_HOME/assesskit` (default `~/.config/assesskit`).
+-- @tparam[opt] function getenv
+-- @treturn string|nil the path (nil when no default exists)
+-- @treturn boolean true when the path was named explicitly (so it must exist)
+function M.config_path(getenv)
+  getenv = getenv or os_getenv
+  local explicit = env_value(getenv, "ASSESSKIT_CONFIG")
+  if explicit then return explicit, true end
+  local base = env_value(getenv, "XDG_CONFIG_HOME")
+  if not base then
+    local home = env_value(getenv, "HOME")
+    if not home then return nil, false end
+    base = home .. "/.config"
+  end
+  for _, name in ipairs({ "config.lua", "config.json" }) do
+    local p = base .. "/assesskit/" .. name
+    local f = io_open(p, "rb")
+    if f then
+      f:close()
+      return p, false
+    end
+  end
+  return nil, false
+end
+
+--- The permission bits of a file (a number, e.g. 420 for 0644), or nil.
+-- @tparam string path
+-- @treturn number|nil
+function M.file_mode(path)
+  local line = command_line("stat -c %a -- " .. shell_quote(path))
+  if not line or not string_match(line, "^%d+$") then return nil end
+  return tonumber(line, 8)
+end
+
+local function load_file(path)
+  local src, err = read_file(path)
+  if not src then return nil, "cannot read config file " .. path .. ": " .. tostring(err) end
+  local first = string_match(src, "^%s*(.)")
+  if string_match(path, "%.json$") or first == "{" then
+    local ok, v = pcall(cjson.decode, src)
+    if not ok or type(v) ~= "table" then
+      return nil, "config file " .. path .. " is not a JSON object"
+    end
+    return v
+  end
+  local env = {}
+  local chunk, lerr = load(src, "=" .. path, "t", env)
+  if not chunk then return nil, "config file " .. tostring(lerr) end
+  local ok, v = pcall(chunk)
+  if not ok then return nil, "config file " .. path .. ": " .. tostring(v) end
+  if v == nil then v = env end
+  if type(v) ~= "table" then return nil, "config file " .. path .. " must return a table" end
+  return v
+end
+
+local function check_strings(t, where, path)
+  for k, v in pairs(t) do
+    if type(v) ~= "string" and not (k == "lifetime" and type(v) == "number") and k ~= "auth" then
+      return nil, string_format("config file %s: %s.%s must be a string", path, where, tostring(k))
+    end
+  end
+  return true
+end
+
+local function infer_grant(auth)
+  if auth.grant then return auth.grant end
+  if auth.access_token then return "token" end
+  if auth.private_key_file or auth.private_key then return "jwt" end
+  if auth.username then return "password" end
+  return nil
+end
+
+-- Keep the fields of one grant; the library's shape (`{access_token =}` for a static token).
+local function auth_spec(auth)
+  local grant = infer_grant(auth)
+  if grant == nil then return nil end
+  local keys = AUTH_KEYS[grant]
+  if not keys then
+    return nil, "the Talview grant must be password, jwt or token (got " .. tostring(grant) .. ")"
+  end
+  local spec = {}
+  for _, k in ipairs(keys) do spec[k] = auth[k] end
+  if grant ~= "token" then spec.grant = grant end
+  if grant == "password" and not (spec.client_id and spec.username and spec.password) then
+    return nil, "the password grant needs ASSESSKIT_CLIENT_ID, ASSESSKIT_USERNAME and ASSESSKIT_PASSWORD"
+  end
+  if grant == "jwt" and not ((spec.issuer or spec.client_id) and (spec.private_key_file or spec.private_key)) then
+    return nil, "the jwt grant needs ASSESSKIT_JWT_ISSUER (or ASSESSKIT_CLIENT_ID) and ASSESSKIT_JWT_KEY_FILE"
+  end
+  if grant == "token" and not spec.access_token then
+    return nil, "the token grant needs ASSESSKIT_ACCESS_TOKEN"
+  end
+  return spec
+end
+
+--- Load the configuration in force.
+-- @tparam[opt] table opts `getenv` (default `os.getenv`), `warn` (`function(message)`, for
+--   a config file other users can read)
+-- @treturn[1] table `{source =, sandbox =, talview = {base_url =, token_url =, ca_file =,
+--   auth =}, interviewmocha = {api_key =, v2_url =, v3_url =, ca_file =}}` (fields absent
+--   when not configured; `talview.auth` is the `auth` option of `assesskit.talview.new`)
+-- @treturn[2] nil
+-- @treturn[2] string what is wrong (a configuration error: the caller exits with status 2)
+function M.load(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("config.load: opts must be a table", 2) end
+  local getenv = opts.getenv or os_getenv
+  local warn = opts.warn or function() end
+  local cfg = { talview = {}, interviewmocha = {} }
+
+  local sandbox_dir = env_value(getenv, "ASSESSKIT_SANDBOX_DIR")
+  if sandbox_dir then
+    local creds, err = M.sandbox(sandbox_dir)
+    if not creds then return nil, err end
+    local auth, aerr = M.sandbox_auth(creds, env_value(getenv, "ASSESSKIT_GRANT"))
+    if not auth then return nil, aerr end
+    cfg.source = "sandbox " .. sandbox_dir
+    cfg.sandbox = true
+    cfg.talview = { base_url = creds.base_url, ca_file = creds.ca_file, auth = auth }
+    cfg.interviewmocha = { api_key = creds.interviewmocha.api_key, v2_url = creds.interviewmocha.v2_url,
+      v3_url = creds.interviewmocha.v3_url, ca_file = creds.ca_file }
+    return cfg
+  end
+
+  local file = {}
+  local path, explicit = M.config_path(getenv)
+  local sources = {}
+  if path then
+    local f = io_open(path, "rb")
+    if not f then
+      if explicit then return nil, "config file " .. path .. " (ASSESSKIT_CONFIG) does not exist" end
+    else
+      f:close()
+      local v, err = load_file(path)
+      if not v then return nil, err end
+      file = v
+      sources[#sources + 1] = "file " .. path
+      local mode = M.file_mode(path)
+      if mode and ((mode // 8) % 8 >= 4 or mode % 8 >= 4) then -- group or others may read it
+        warn(string_format("config file %s is readable by other users (chmod 600 %s)", path, path))
+      end
+    end
+  end
+
+  local tv = type(file.talview) == "table" and file.talview or {}
+  local im = type(file.interviewmocha) == "table" and file.interviewmocha or {}
+  if file.talview ~= nil and type(file.talview) ~= "table" then
+    return nil, "config file " .. path .. ": talview must be a table"
+  end
+  if file.interviewmocha ~= nil and type(file.interviewmocha) ~= "table" then
+    return nil, "config file " .. path .. ": interviewmocha must be a table"
+  end
+  local ok, err = check_strings(tv, "talview", path)
+  if not ok then return nil, err end
+  ok, err = check_strings(im, "interviewmocha", path)
+  if not ok then return nil, err end
+  if tv.auth ~= nil and type(tv.auth) ~= "table" then
+    return nil, "config file " .. path .. ": talview.auth must be a table"
+  end
+  ok, err = check_strings(tv.auth or {}, "talview.auth", path)
+  if not ok then return nil, err end
+  if file.ca_file ~= nil and type(file.ca_file) ~= "string" then
+    return nil, "config file " .. path .. ": ca_file must be a string"
+  end
+
+  local auth = {}
+  for k, v in pairs(tv.auth or {}) do auth[k] = v end
+  local t = { base_url = tv.base_url, token_url = tv.token_url, ca_file = tv.ca_file or file.ca_file }
+  local i = { api_key = im.api_key, v2_url = im.v2_url, v3_url = im.v3_url,
+    ca_file = im.ca_file or file.ca_file }
+  local from_env = false
+  for _, var in ipairs(M.VARIABLES) do
+    local v = env_value(getenv, var.name)
+    if v and (var.key or var.auth or var.im or var.ca) then
+      from_env = true
+      if var.key then t[var.key] = v end
+      if var.auth then auth[var.auth] = v end
+      if var.im then i[var.im] = v end
+      if var.ca then t.ca_file, i.ca_file = v, v end
+    end
+  end
+  if from_env then sources[#sources + 1] = "environment" end
+  if next(auth) ~= nil then
+    local spec, aerr = auth_spec(auth)
+    if aerr then return nil, aerr end
+    t.auth = spec
+  end
+  cfg.talview, cfg.interviewmocha = t, i
+  cfg.source = #sources > 0 and table_concat(sources, " + ") or "nothing configured"
+  return cfg
+end
+
+--- A printable description of a configuration: every value, secrets as `***`.
+-- @tparam table cfg from `load`
+-- @treturn table array of lines
+function M.describe(cfg)
+  if type(cfg) ~= "table" then error("config.describe: cfg must be a table", 2) end
+  local lines = { "source: " .. tostring(cfg.source) }
+  local function add(prefix, t)
+    local keys = {}
+    for k in pairs(t or {}) do keys[#keys + 1] = k end
+    table_sort(keys)
+    for _, k in ipairs(keys) do
+      local v = t[k]
+      if type(v) == "table" then
+        add(prefix .. k .. ".", v)
+      else
+        lines[#lines + 1] = prefix .. k .. " = " .. (SECRET_KEYS[k] and "***" or tostring(v))
+      end
+    end
+  end
+  add("talview.", cfg.talview)
+  add("interviewmocha.", cfg.interviewmocha)
+  return lines
+end
+
+return M

@@ -1,0 +1,545 @@
+--- The `assesskit` command line.
+--
+-- `bin/assesskit` calls `main(arg)` and exits with its result. Everything the command line
+-- touches outside Lua (environment, standard streams, terminal detection) goes through the
+-- `sys` table, so the specs can drive it as a subprocess and the code stays testable.
+--
+-- Exit status: 0 success, 1 API or network error, 2 usage or configuration error (also a
+-- parameter the client refuses before sending anything). Errors are one line on standard
+-- error, never with a secret in them. The user guide is docs/cli.md.
+-- @module assesskit.cli
+-- @usage os.exit(require("assesskit.cli").main(arg))
+local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatable,
+  getmetatable =
+  type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatable,
+  getmetatable
+local string_format, string_lower, string_find, string_gsub, string_match, string_rep =
+  string.format, string.lower, string.find, string.gsub, string.match, string.rep
+local table_concat, table_remove = table.concat, table.remove
+
+local args_mod = require("assesskit.cli.args")
+local config = require("assesskit.cli.config")
+local output = require("assesskit.cli.output")
+local help = require("assesskit.cli.help")
+
+local M = {}
+
+--- Exit statuses.
+M.OK, M.FAILED, M.USAGE = 0, 1, 2
+
+local VERSION = "scm"
+
+-- A usage error travels as a table raised with error(); anything else raised is a bug.
+local Usage = {}
+Usage.__index = Usage
+Usage.__tostring = function(self) return self.message end
+
+local function usage(message)
+  error(setmetatable({ message = message }, Usage), 0)
+end
+
+local function is_usage(v)
+  return type(v) == "table" and getmetatable(v) == Usage
+end
+
+-- Options every command accepts (also before the command).
+local GLOBAL_FLAGS = {
+  help = "help", ["dry-run"] = "dry_run", pretty = "pretty", compact = "compact",
+  version = "version",
+}
+local GLOBAL_OPTIONS = { timeout = "timeout" }
+
+local function spec_with(extra_flags, extra_options, more)
+  local s = { flags = {}, options = {} }
+  for k, v in pairs(GLOBAL_FLAGS) do s.flags[k] = v end
+  for k, v in pairs(GLOBAL_OPTIONS) do s.options[k] = v end
+  for k, v in pairs(extra_flags or {}) do s.flags[k] = v end
+  for k, v in pairs(extra_options or {}) do s.options[k] = v end
+  for k, v in pairs(more or {}) do s[k] = v end
+  return s
+end
+
+local function parse(argv, spec, globals)
+  local r, err = args_mod.parse(argv, spec)
+  if not r then usage(err) end
+  for k, v in pairs(globals) do
+    if r[k] == nil then r[k] = v end
+  end
+  if r.pretty and r.compact then usage("--pretty and --compact exclude each other") end
+  if r.timeout ~= nil then
+    local t = tonumber(r.timeout)
+    if not t or t <= 0 then usage("--timeout wants a number of seconds > 0") end
+    r.timeout = t
+  end
+  return r
+end
+
+---------------------------------------------------------------------------------------------
+-- The run context: streams, flags, printing
+
+local Ctx = {}
+Ctx.__index = Ctx
+
+function Ctx:out(s)
+  self.sys.stdout:write(s)
+end
+
+-- Every secret value of the configuration (to keep out of any message, whatever its origin).
+function Ctx:secrets()
+  local out = {}
+  local cfg = self._cfg
+  if not cfg then return out end
+  local function add(t)
+    for _, k in ipairs({ "client_secret", "password", "passphrase", "access_token", "api_key",
+      "private_key" }) do
+      if type(t[k]) == "string" then out[#out + 1] = t[k] end
+    end
+  end
+  add(cfg.talview or {})
+  add(cfg.talview and cfg.talview.auth or {})
+  add(cfg.interviewmocha or {})
+  return out
+end
+
+-- One line on standard error, prefixed, with any configured secret redacted.
+function Ctx:err_line(s)
+  local line = string_gsub(tostring(s), "[\r\n]+", " ")
+  line = require("assesskit.errors").redact(line, self:secrets())
+  self.sys.stderr:write("assesskit: ", line, "\n")
+end
+
+function Ctx:pretty()
+  if self.flags.pretty then return true end
+  if self.flags.compact then return false end
+  if self._tty_out == nil then self._tty_out = self.sys.isatty(1) end
+  return self._tty_out
+end
+
+function Ctx:stderr_tty()
+  if self._tty_err == nil then self._tty_err = self.sys.isatty(2) end
+  return self._tty_err
+end
+
+function Ctx:print_json(v, list)
+  self:out(output.json(v, { pretty = self:pretty(), list = list }) .. "\n")
+end
+
+-- Print a call's value: JSON for tables and scalars, nothing for `true` (204/empty), the raw
+-- body for a string (a non-JSON answer).
+function Ctx:print_value(v, list)
+  if v == true then return end
+  if type(v) == "string" then
+    self:out(v)
+    if v ~= "" and not string_find(v, "\n$") and self:pretty() then self:out("\n") end
+    return
+  end
+  self:print_json(v, list)
+end
+
+function Ctx:config()
+  if not self._cfg then
+    local cfg, err = config.load({
+      getenv = self.sys.getenv,
+      warn = function(msg) self:err_line("warning: " .. msg) end,
+    })
+    if not cfg then usage(err) end
+    self._cfg = cfg
+  end
+  return self._cfg
+end
+
+-- The API error of a call: one line, and the exit status for its kind.
+function Ctx:fail(err)
+  self:err_line(tostring(err))
+  if type(err) == "table" and err.kind == "validation" then return M.USAGE end
+  return M.FAILED
+end
+
+---------------------------------------------------------------------------------------------
+-- endpoints
+
+local function load_catalogue()
+  return require("assesskit.talview.catalogue")
+end
+
+local function cmd_endpoints(ctx, argv)
+  local r = parse(argv, spec_with({ json = "json" }, nil, { max_positional = 1 }), ctx.flags)
+  if r.help then ctx:out(help.endpoints) return M.OK end
+  local filter = r.positional[1] and string_lower(r.positional[1])
+  local rows, width_name, width_method = {}, 0, 0
+  for _, e in ipairs(load_catalogue().endpoints) do
+    if not filter or string_find(string_lower(e.name), filter, 1, true)
+      or string_find(string_lower(e.path), filter, 1, true) then
+      rows[#rows + 1] = e
+      if #e.name > width_name then width_name = #e.name end
+      if #e.method > width_method then width_method = #e.method end
+    end
+  end
+  if #rows == 0 then
+    ctx:err_line("no endpoint matches '" .. r.positional[1] .. "'")
+    return M.FAILED
+  end
+  for _, e in ipairs(rows) do
+    if r.json then
+      ctx:out(output.json({ name = e.name, method = e.method, path = e.path }) .. "\n")
+    else
+      ctx:out(e.name .. string_rep(" ", width_name - #e.name + 2) .. e.method
+        .. string_rep(" ", width_method - #e.method + 2) .. e.path .. "\n")
+    end
+  end
+  return M.OK
+end
+
+---------------------------------------------------------------------------------------------
+-- talview
+
+local function find_endpoint(name)
+  for _, e in ipairs(load_catalogue().endpoints) do
+    if e.name == name then return e end
+  end
+  return nil
+end
+
+local function suggestions(name)
+  local out = {}
+  local needle = string_lower(string_gsub(name, "^.*%.", ""))
+  for _, e in ipairs(load_catalogue().endpoints) do
+    if #out < 3 and string_find(e.name, needle, 1, true) then out[#out + 1] = e.name end
+  end
+  return out
+end
+
+local function endpoint_help(e)
+  local lines = {
+    "Usage: assesskit talview " .. e.name .. " [--PARAM VALUE ...]",
+    "",
+    (e.summary or e.name) .. ": " .. e.method .. " " .. e.path,
+  }
+  local placeholders = {}
+  for p in string.gmatch(e.path, "{([%w_]+)}") do placeholders[#placeholders + 1] = "--" .. p end
+  if #placeholders > 0 then
+    lines[#lines + 1] = "Path parameters (required): " .. table_concat(placeholders, " ")
+  end
+  local req = {}
+  for _, p in ipairs(e.required or {}) do req[p] = true end
+  local function list(title, names)
+    if not names or #names == 0 then return end
+    local items = {}
+    for i, p in ipairs(names) do items[i] = "--" .. p .. (req[p] and " (required)" or "") end
+    lines[#lines + 1] = title .. ": " .. table_concat(items, " ")
+  end
+  list("Query parameters", e.query)
+  list("Body fields", e.body)
+  if e.paged then lines[#lines + 1] = "Paged: --page N --pageSize N, or --all for every page" end
+  if e.roles then lines[#lines + 1] = "Roles: " .. table_concat(e.roles, ", ") end
+  if e.upload then
+    lines[#lines + 1] = "Upload: --" .. (e.file_field or "file") .. " PATH (" .. e.upload .. ")"
+  end
+  lines[#lines + 1] = "See `assesskit talview --help` for the options."
+  return table_concat(lines, "\n") .. "\n"
+end
+
+local function read_stdin_params(ctx)
+  local src = ctx.sys.stdin:read("a")
+  if not src or string_match(src, "^%s*$") then
+    usage("standard input is empty (expected a JSON object of parameters)")
+  end
+  local ok, v = pcall(require("cjson").decode, src)
+  if not ok or type(v) ~= "table" or (v[1] ~= nil) then
+    usage("standard input is not a JSON object of parameters")
+  end
+  return v
+end
+
+local function talview_client(ctx, list_answer)
+  local cfg = ctx:config()
+  local t = cfg.talview
+  local opts = { base_url = t.base_url, token_url = t.token_url, ca_file = t.ca_file,
+    timeout = ctx.flags.timeout }
+  if ctx.flags.dry_run then
+    ctx.recorder = require("assesskit.cli.dryrun").transport({ body = list_answer and "[]" or "{}" })
+    opts.transport = ctx.recorder
+    opts.auth = { access_token = "dry-run" } -- never sent: the curl command shows Bearer ***
+  else
+    if not t.auth then
+      usage("no Talview credentials configured (see `assesskit help config`)")
+    end
+    opts.auth = t.auth
+  end
+  local ok, tv = pcall(require("assesskit.talview").new, opts)
+  if not ok then usage("configuration: " .. string_gsub(tostring(tv), "^[^:]*:%d+: ", "")) end
+  return tv
+end
+
+local function print_dry_run(ctx, ca_file)
+  local dryrun = require("assesskit.cli.dryrun")
+  for _, req in ipairs(ctx.recorder.requests) do
+    ctx:out(dryrun.curl(req, { ca_file = ca_file }) .. "\n")
+  end
+end
+
+-- Resource object of a catalogue name: tv.models.candidate for models.candidate.list.
+local function resource_of(tv, name)
+  local obj = tv
+  local parts = {}
+  for part in string.gmatch(name, "[^.]+") do parts[#parts + 1] = part end
+  for i = 1, #parts - 1 do obj = obj[parts[i]] end
+  return obj
+end
+
+local function talview_all(ctx, tv, e, params, opts)
+  local obj = resource_of(tv, e.name)
+  local bar = (not ctx.flags.dry_run and ctx:stderr_tty())
+    and output.progress({ stream = ctx.sys.stderr, label = "items" }) or nil
+  local count = 0
+  for items, err, res in obj:pages(params, opts) do
+    if not items then
+      if bar then bar:finish() end
+      if ctx.flags.dry_run and #ctx.recorder.requests > 0 then break end
+      return ctx:fail(err)
+    end
+    for _, item in ipairs(items) do
+      ctx:out(output.json(item) .. "\n")
+      count = count + 1
+    end
+    if bar then bar:update(count, res and res.paging and res.paging.total) end
+  end
+  if bar then bar:finish() end
+  if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().talview.ca_file) end
+  return M.OK
+end
+
+local function cmd_talview(ctx, argv)
+  local r = parse(argv, spec_with({ all = "all" }, { save = "save" }, { params = true }), ctx.flags)
+  local name = r.positional[1]
+  if not name then
+    if r.help then ctx:out(help.talview) return M.OK end
+    usage("talview: which endpoint? (`assesskit endpoints` lists them)")
+  end
+  if r.positional[2] then usage("talview: unexpected argument '" .. r.positional[2] .. "'") end
+  local e = find_endpoint(name)
+  if not e then
+    local s = suggestions(name)
+    usage("talview: unknown endpoint '" .. name .. "'"
+      .. (#s > 0 and (" (did you mean " .. table_concat(s, ", ") .. "?)") or " (see `assesskit endpoints`)"))
+  end
+  if r.help then ctx:out(endpoint_help(e)) return M.OK end
+  ctx.flags = r
+  local params = {}
+  if r.stdin then params = read_stdin_params(ctx) end
+  for k, v in pairs(r.params) do params[k] = v end
+  local list = e.response == "list" or e.paged
+  if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
+  if r.save and r.all then usage("talview: --save and --all exclude each other") end
+  local tv = talview_client(ctx, list)
+  local opts = r.save and { output = r.save } or nil
+  local ok, status = pcall(function()
+    if r.all then return talview_all(ctx, tv, e, params, opts) end
+    local value, err = tv:call(e.name, params, opts)
+    if value == nil then return ctx:fail(err) end
+    if ctx.flags.dry_run then
+      print_dry_run(ctx, ctx:config().talview.ca_file)
+      return M.OK
+    end
+    if r.save then
+      ctx:err_line(string_format("saved %s bytes to %s", tostring(value), r.save))
+      return M.OK
+    end
+    ctx:print_value(value, list)
+    return M.OK
+  end)
+  if not ok then
+    if is_usage(status) then error(status, 0) end
+    usage("talview " .. e.name .. ": " .. string_gsub(tostring(status), "^[^:]*:%d+: ", ""))
+  end
+  return status
+end
+
+---------------------------------------------------------------------------------------------
+-- im
+
+local function im_client(ctx)
+  local i = ctx:config().interviewmocha
+  local opts = { v2_url = i.v2_url, v3_url = i.v3_url, ca_file = i.ca_file, timeout = ctx.flags.timeout }
+  if ctx.flags.dry_run then
+    ctx.recorder = require("assesskit.cli.dryrun").transport({ body = "{}" })
+    opts.transport = ctx.recorder
+    opts.api_key = "dry-run" -- never shown: the curl command shows x-api-key: ***
+  else
+    if not i.api_key then
+      usage("no InterviewMocha API key configured (ASSESSKIT_IM_API_KEY; see `assesskit help config`)")
+    end
+    opts.api_key = i.api_key
+  end
+  local ok, im = pcall(require("assesskit.interviewmocha").new, opts)
+  if not ok then usage("configuration: " .. string_gsub(tostring(im), "^[^:]*:%d+: ", "")) end
+  return im
+end
+
+local function id_arg(s, what)
+  if not s then usage(what .. " is required") end
+  if not string_match(s, "^%d+$") then usage(what .. " must be a positive integer, got '" .. s .. "'") end
+  return tonumber(s)
+end
+
+local function guarded(fn)
+  local ok, status = pcall(fn)
+  if not ok then
+    if is_usage(status) then error(status, 0) end
+    usage(string_gsub(tostring(status), "^[^:]*:%d+: ", ""))
+  end
+  return status
+end
+
+local function cmd_im_links(ctx, argv)
+  local r = parse(argv, spec_with(nil, nil, { max_positional = 1 }), ctx.flags)
+  if r.help then ctx:out(help.im_links) return M.OK end
+  ctx.flags = r
+  local test_id = id_arg(r.positional[1], "TEST_ID")
+  local im = im_client(ctx)
+  return guarded(function()
+    local links, err = im.tests:links(test_id)
+    if links == nil and not (ctx.flags.dry_run and #ctx.recorder.requests > 0) then
+      return ctx:fail(err)
+    end
+    if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().interviewmocha.ca_file) return M.OK end
+    ctx:print_value(links, true)
+    return M.OK
+  end)
+end
+
+local function cmd_im_report(ctx, argv)
+  local r = parse(argv, spec_with(nil, { type = "type", pdf = "pdf" }, { max_positional = 1 }), ctx.flags)
+  if r.help then ctx:out(help.im_report) return M.OK end
+  ctx.flags = r
+  local id = id_arg(r.positional[1], "ID")
+  local report_type
+  if r.type then
+    report_type = tonumber(r.type)
+    if report_type ~= 1 and report_type ~= 2 and report_type ~= 3 then
+      usage("--type must be 1, 2 or 3")
+    end
+  end
+  local im = im_client(ctx)
+  return guarded(function()
+    local report, err = im.reports:get(id, { report_type = report_type })
+    if report == nil and not (ctx.flags.dry_run and #ctx.recorder.requests > 0) then
+      return ctx:fail(err)
+    end
+    if ctx.flags.dry_run then
+      print_dry_run(ctx, ctx:config().interviewmocha.ca_file)
+      if r.pdf then ctx:out("# then the report's PDF (its pdf URL) would be saved to " .. r.pdf .. "\n") end
+      return M.OK
+    end
+    if report == nil then return ctx:fail(err) end
+    ctx:print_value(report)
+    if r.pdf then
+      local bar = ctx:stderr_tty() and output.progress({ stream = ctx.sys.stderr, label = "bytes" }) or nil
+      local size, perr = im.reports:download_pdf(report, r.pdf, {
+        on_progress = bar and function(got, total) bar:update(got, total) end or nil,
+      })
+      if bar then bar:finish() end
+      if size == nil then return ctx:fail(perr) end
+      ctx:err_line(string_format("saved the PDF report to %s (%s bytes)", r.pdf, tostring(size)))
+    end
+    return M.OK
+  end)
+end
+
+local function cmd_im(ctx, argv)
+  local sub = argv[1]
+  if sub == "links" or sub == "report" then
+    table_remove(argv, 1)
+    return (sub == "links" and cmd_im_links or cmd_im_report)(ctx, argv)
+  end
+  local r = parse(argv, spec_with(nil, nil, { max_positional = 1 }), ctx.flags)
+  if r.help or sub == "help" then ctx:out(help.im) return M.OK end
+  if r.positional[1] then usage("im: unknown command '" .. r.positional[1] .. "' (links or report)") end
+  usage("im: which command? links or report (see `assesskit im --help`)")
+end
+
+---------------------------------------------------------------------------------------------
+-- config, help
+
+local function cmd_config(ctx, argv)
+  local r = parse(argv, spec_with(nil, nil, { max_positional = 0 }), ctx.flags)
+  if r.help then ctx:out(help.config) return M.OK end
+  for _, line in ipairs(config.describe(ctx:config())) do ctx:out(line .. "\n") end
+  return M.OK
+end
+
+local COMMANDS = {
+  endpoints = cmd_endpoints, talview = cmd_talview, im = cmd_im, config = cmd_config,
+}
+
+local function cmd_help(ctx, argv)
+  local topic, sub = argv[1], argv[2]
+  if topic == nil then ctx:out(help.main) return M.OK end
+  if topic == "im" and (sub == "links" or sub == "report") then
+    ctx:out(help["im_" .. sub]) return M.OK
+  end
+  if topic == "talview" and sub then
+    local e = find_endpoint(sub)
+    if not e then usage("help: unknown endpoint '" .. sub .. "'") end
+    ctx:out(endpoint_help(e)) return M.OK
+  end
+  if help[topic] and topic ~= "main" then ctx:out(help[topic]) return M.OK end
+  usage("help: no help on '" .. topic .. "'")
+end
+COMMANDS.help = cmd_help
+
+---------------------------------------------------------------------------------------------
+-- main
+
+--- The default `sys`: the process's environment and standard streams.
+-- @treturn table `getenv`, `stdout`, `stderr`, `stdin`, `isatty(fd)`
+function M.default_sys()
+  return { getenv = os.getenv, stdout = io.stdout, stderr = io.stderr, stdin = io.stdin,
+    isatty = output.isatty }
+end
+
+--- Run the command line.
+-- @tparam table argv the arguments (`arg` of the script)
+-- @tparam[opt] table sys `getenv`, `stdout`, `stderr`, `stdin`, `isatty` (default
+--   `default_sys()`)
+-- @treturn number the exit status: 0 ok, 1 API or network error, 2 usage error
+function M.main(argv, sys)
+  if type(argv) ~= "table" then error("assesskit.cli.main: argv must be a table", 2) end
+  sys = sys or M.default_sys()
+  local list = {}
+  for i = 1, #argv do list[i] = tostring(argv[i]) end
+  local ctx = setmetatable({ sys = sys, flags = {} }, Ctx)
+  local ok, status = pcall(function()
+    -- global options before the command
+    local i = 1
+    while list[i] and string_find(list[i], "^%-") do i = i + 1 end
+    local before = {}
+    for k = 1, i - 1 do before[k] = list[k] end
+    local g = parse(before, spec_with(nil, nil, { max_positional = 0 }), {})
+    ctx.flags = g
+    if g.version then ctx:out("assesskit " .. VERSION .. "\n") return M.OK end
+    local cmd = list[i]
+    if cmd == nil then
+      if g.help then ctx:out(help.main) return M.OK end
+      usage("which command? (see `assesskit --help`)")
+    end
+    local rest = {}
+    for k = i + 1, #list do rest[#rest + 1] = list[k] end
+    if g.help and cmd ~= "help" then
+      return cmd_help(ctx, { cmd, rest[1] and not string_find(rest[1], "^%-") and rest[1] or nil })
+    end
+    local fn = COMMANDS[cmd]
+    if not fn then usage("unknown command '" .. cmd .. "' (see `assesskit --help`)") end
+    return fn(ctx, rest)
+  end)
+  if ok then return status or M.OK end
+  if is_usage(status) then
+    ctx:err_line(status.message)
+    return M.USAGE
+  end
+  ctx:err_line("internal error: " .. tostring(status))
+  return M.FAILED
+end
+
+M._VERSION = VERSION
+return M
