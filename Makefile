@@ -59,7 +59,7 @@ lint: deps
 	luacheck lua spec bin examples bench
 
 memcheck: deps
-	$(MAKE) build LUA=lua5.4 CFLAGS="-O0 -g"
+	$(MAKE) build LUA=lua5.4 BUILD=build/memcheck CFLAGS="-O0 -g"
 	.ci/memcheck.sh
 
 bench: deps build

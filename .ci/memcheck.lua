@@ -1,0 +1,122 @@
+-- Driver for .ci/memcheck.sh: runs the C core through every path (requests of all kinds,
+-- every error kind, keys, codecs) against the test nginx, under valgrind. Prints a summary;
+-- valgrind decides the verdict.
+
+local core = require "assesskit.core"
+local jwt = require "assesskit.jwt"
+local nginx = require "support.nginx"
+local pki_lib = require "support.pki"
+local sys = require "support.sys"
+
+local ROUNDS = tonumber(os.getenv("MEMCHECK_ROUNDS")) or 10
+
+local pki = pki_lib.new()
+local srv = nginx.start { locations = nginx.core_locations,
+  tls = { { cert = pki.server_cert, key = pki.server_key } } }
+local tmp = sys.tmpdir("memcheck")
+
+local counts = {}
+local function note(what) counts[what] = (counts[what] or 0) + 1 end
+
+local function expect(kind_wanted, ok, msg, kind)
+  if kind_wanted == "ok" then
+    assert(ok, msg)
+  else
+    assert(ok == nil and kind == kind_wanted, ("wanted %s, got %s %s %s"):format(kind_wanted,
+      tostring(ok), tostring(msg):sub(1, 200), tostring(kind)))
+  end
+  note(kind_wanted)
+end
+
+local upload = tmp .. "/upload.bin"
+sys.write(upload, string.rep("\0\1\2\3binary", 5000))
+local rsa = pki:rsa_key(2048, "pass phrase")
+local private_pem, public_pem = sys.read(rsa.private), sys.read(rsa.public)
+local encrypted_pem, ec_pem = sys.read(rsa.encrypted), sys.read(pki:ec_key())
+
+local closed_port = sys.free_port()
+local shared = core.session { ca_file = pki.ca, max_response_size = 250000 }
+for round = 1, ROUNDS do
+  local s = (round % 2 == 0) and shared or core.session { ca_file = pki.ca, max_response_size = 100000 }
+  for _ = 1, 10 do
+    expect("ok", s:request { url = srv:url("/json"), headers = { Accept = "application/json",
+      ["X-Rep"] = { "a", "b" } } })
+  end
+  for _ = 1, 4 do
+    expect("ok", s:request { method = "POST", url = srv:url("/echo?raw=1"), body = string.rep("x", 3000),
+      headers = { ["Content-Type"] = "text/plain" } })
+  end
+  expect("ok", s:request { url = srv:url("/echo?raw=1"), multipart = {
+    { name = "a", value = "1" },
+    { name = "f", file = upload, filename = "u.bin", content_type = "application/octet-stream" } } })
+  expect("ok", s:request { url = srv:url("/bytes?n=200000"), output = tmp .. "/out.bin",
+    on_progress = function() end })
+  expect("ok", s:request { url = srv:url("/headers") })
+  expect("ok", s:request { method = "HEAD", url = srv:url("/json") })
+  expect("ok", s:request { url = srv:tls_url(1, "/json") })
+  expect("ok", s:request { url = srv:tls_url(1, "/bytes?n=50000") })
+  expect("network", s:request { url = "http://127.0.0.1:" .. closed_port .. "/" })
+  expect("network", s:request { url = srv:url("/drop") })
+  expect("network", s:request { url = srv:url("/truncated") })
+  expect("timeout", s:request { url = srv:url("/slow?s=2"), timeout = 0.1 })
+  expect("too_large", s:request { url = srv:url("/bytes?n=300000") })
+  expect("too_large", s:request { url = srv:url("/bytes?chunked=1&n=2000000") })
+  expect("aborted", s:request { url = srv:url("/bytes?n=100000"), on_progress = function() error("stop") end })
+  expect("aborted", s:request { url = srv:url("/json"), on_progress = function() error({}) end })
+  expect("aborted", s:request { url = srv:url("/json"), on_progress = function() s:request { url = "x" } end })
+  expect("io", s:request { url = srv:url("/json"), output = tmp .. "/no/such/dir" })
+  expect("io", s:request { url = srv:url("/json"), multipart = { { name = "f", file = tmp .. "/missing" } } })
+  expect("insecure", s:request { url = "http://example.com/" })
+  assert(not pcall(s.request, s, { url = "not a url" }))
+  assert(not pcall(s.request, s, { url = srv:url("/json"), headers = { X = "a\r\nb" } }))
+  assert(not pcall(s.request, s, { url = srv:url("/json"), multipart = { { name = "a" } } }))
+  assert(not pcall(core.session, { bogus = 1 }))
+  assert(not pcall(core.session, { ca_file = "x", proxy = 1 }))
+  local bad_ca = core.session { ca_file = pki.other_ca }
+  expect("tls", bad_ca:request { url = srv:tls_url(1, "/json") })
+  if round % 2 == 1 then bad_ca:close() end -- the others are left to __gc
+  if s ~= shared then
+    if round % 3 == 0 then s:close() end
+    s = nil -- luacheck: ignore
+  end
+
+  for _ = 1, 5 do
+    local key = assert(core.load_key(private_pem))
+    local sig = assert(key:sign("payload"))
+    assert(key:verify("payload", sig))
+    local pub = assert(core.load_key(public_pem))
+    assert(pub:verify("payload", sig))
+    assert(not pub:sign("x"))
+    if round % 2 == 0 then key:close() end
+    note("key")
+  end
+  assert(core.load_key(encrypted_pem, "pass phrase"))
+  assert(not core.load_key(encrypted_pem, "wrong"))
+  assert(not core.load_key(encrypted_pem))
+  assert(not core.load_key(ec_pem))
+  assert(not core.load_key("garbage"))
+  assert(not core.load_key(private_pem:sub(1, 300)))
+  assert(jwt.encode({ sub = "x", n = round }, private_pem))
+  assert(not jwt.encode({ sub = "x" }, "bad"))
+  for i = 0, 40 do
+    local s = string.rep("\255\0a", i)
+    assert(core.b64url_decode(core.b64url_encode(s)) == s)
+    assert(core.url_decode(core.url_encode(s)) == s)
+  end
+  assert(not core.b64url_decode("Zm9v!"))
+  assert(not core.b64url_decode("Z"))
+  collectgarbage()
+end
+shared:close()
+shared:close()
+expect("closed", shared:request { url = srv:url("/json") })
+
+srv:stop()
+pki:cleanup()
+sys.rmdir(tmp)
+local names = {}
+for k, v in pairs(counts) do names[#names + 1] = k .. "=" .. v end
+table.sort(names)
+print("memcheck driver: " .. table.concat(names, " "))
+collectgarbage()
+os.exit(0, true) -- close the state: every handle goes through __gc
