@@ -108,7 +108,7 @@ local function report(req, inv_id)
     "scorePercentage", "candidatePoints", "totalTestPoints", "testName", "pdfReportUrl", "sections", "skills" }
   local out = json.object({}, order)
   for _, k in ipairs(order) do
-    if r[k] ~= nil then out[k] = json.copy(r[k]) end
+    if r[k] ~= nil and k ~= "sections" and k ~= "skills" then out[k] = json.copy(r[k]) end
   end
   out.testInvitationId = r.id
   out.pdfReportUrl = M.pdf_url(r)

@@ -1,0 +1,107 @@
+-- The sandbox's request log: what each client request carried, with secrets masked.
+local sandbox = require("support.sandbox")
+local mime = require("mime")
+
+describe("sandbox request log", function()
+  local sb
+
+  setup(function() sb = sandbox.start() end)
+  teardown(function() sb:stop() end)
+  before_each(function() sb:clear_requests() end)
+
+  -- the raw JSON of the log, to look for leaked secrets anywhere in it
+  local function raw_log()
+    return sb:request("GET", "/_sandbox/requests").body
+  end
+
+  it("records method, path, query, parsed arguments, headers, body and status", function()
+    local tok = sb:token()
+    sb:request("GET", "/models/candidate?ids%5B0%5D=10001&ids%5B1%5D=10002&expand=assessmentCandidates",
+      { token = tok, headers = { ["X-Trace"] = "spec-1" } })
+    sb:request("POST", "/models/candidate", { token = tok, body = { email = "log@example.test" } })
+    local log = sb:requests()
+    assert.equal(3, #log) -- the token request, the list, the create
+    local list, create = log[2], log[3]
+    assert.equal("GET", list.method)
+    assert.equal("/models/candidate", list.path)
+    assert.equal("ids%5B0%5D=10001&ids%5B1%5D=10002&expand=assessmentCandidates", list.query)
+    assert.same({ "10001", "10002" }, list.args.ids)
+    assert.equal("assessmentCandidates", list.args.expand)
+    assert.equal("spec-1", list.headers["x-trace"])
+    assert.equal(200, list.status)
+    assert.equal("POST", create.method)
+    assert.equal("application/json", create.content_type)
+    assert.equal('{"email":"log@example.test"}', create.body)
+    assert.equal(201, create.status)
+    assert.is_true(log[1].seq < log[2].seq and log[2].seq < log[3].seq)
+  end)
+
+  it("masks the bearer token, and tells tokens apart by number", function()
+    local tok1 = sb:token()
+    local tok2 = sb:token()
+    sb:request("GET", "/user/me", { token = tok1 })
+    sb:request("GET", "/user/me", { token = tok2 })
+    local me = sb:requests({ path = "/user/me" })
+    assert.equal(2, #me)
+    assert.equal("Bearer ***", me[1].headers.authorization)
+    assert.are_not.equal(me[1].auth.token, me[2].auth.token)
+    assert.equal(sb.credentials.password.username, me[1].auth.subject)
+    local raw = raw_log()
+    assert.falsy(raw:find(tok1, 1, true))
+    assert.falsy(raw:find(tok2, 1, true))
+  end)
+
+  it("masks passwords, client secrets, refresh tokens and assertions in bodies", function()
+    local c = sb.credentials.password
+    local _, resp = sb:token()
+    sb:request("POST", "/oauth2/token", { form = { grant_type = "refresh_token",
+      refresh_token = resp.refresh_token, client_id = c.client_id, client_secret = c.client_secret } })
+    sb:request("POST", "/oauth2/token", { form = { grant_type = "urn:ietf:params:oauth:grant-type:jwt-bearer",
+      assertion = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl" } })
+    sb:request("POST", "/oauth2/token", { headers = {
+      Authorization = "Basic " .. mime.b64(c.client_id .. ":" .. c.client_secret) },
+      form = { grant_type = "password", username = c.username, password = c.password } })
+    local log = sb:requests({ path = "/oauth2/token" })
+    assert.equal(4, #log)
+    assert.matches('"password":"%*%*%*"', log[1].body)
+    assert.matches('"client_secret":"%*%*%*"', log[1].body)
+    assert.matches(c.username, log[1].body, 1, true)
+    assert.matches("refresh_token=%*%*%*", log[2].body)
+    assert.matches("client_secret=%*%*%*", log[2].body)
+    assert.matches("assertion=%*%*%*", log[3].body)
+    assert.equal("Basic ***", log[4].headers.authorization)
+    local raw = raw_log()
+    for _, secret in ipairs({ c.password, c.client_secret, resp.refresh_token, resp.access_token,
+                              "c2lnbmF0dXJl" }) do
+      assert.falsy(raw:find(secret, 1, true), secret)
+    end
+  end)
+
+  it("masks the InterviewMocha key and secrets in the query string", function()
+    local key = sb.credentials.interviewmocha.api_key
+    sb:request("GET", "/v3/reports/225634", { headers = { ["x-api-key"] = key } })
+    sb:request("GET", "/models/candidate?access-token=topsecretvalue&page=2")
+    local log = sb:requests()
+    assert.equal("***", log[1].headers["x-api-key"])
+    assert.equal("access-token=***&page=2", log[2].query)
+    assert.equal("***", log[2].args["access-token"])
+    local raw = raw_log()
+    assert.falsy(raw:find(key, 1, true))
+    assert.falsy(raw:find("topsecretvalue", 1, true))
+  end)
+
+  it("does not log control requests, clears, and reads from a sequence number on", function()
+    sb:request("GET", "/helpers/settings")
+    sb:requests()
+    sb:config()
+    local log = sb:requests()
+    assert.equal(1, #log)
+    local since = log[1].seq
+    sb:request("GET", "/helpers/settings/1")
+    local newer = sb:requests({ since = since })
+    assert.equal(1, #newer)
+    assert.equal("/helpers/settings/1", newer[1].path)
+    sb:clear_requests()
+    assert.same({}, sb:requests())
+  end)
+end)
