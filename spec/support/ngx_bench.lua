@@ -121,8 +121,10 @@ Server.__index = Server
 
 --- Starts nginx. `opts`: `ports` (names of ports to allocate, usable as @NAME@), `vars` (more
 -- @NAME@ values), `http` (lines for the http block), `servers` (server blocks), `workers`
--- (default 1), `env` (names for nginx's env directive), `certs` (make test certificates and
--- trust ca.crt), `conf` (a complete configuration instead of http/servers).
+-- (default 1), `env` (names for nginx's env directive), `environ` (name -> value: the
+-- environment nginx starts with), `certs` (make test certificates and trust ca.crt), `conf` (a
+-- complete configuration instead of http/servers; @NAME@ placeholders are filled in it too),
+-- `pid` (where `conf` puts the pid file, relative to the directory; default nginx.pid).
 -- @treturn table server: `dir`, `ports`, `pid`, `:http()`, `:log()`, `:stop()`
 function M.start(opts)
   local dir = M.tmpdir()
@@ -169,7 +171,13 @@ function M.start(opts)
   end
   conf = M.fill(conf, vars)
   write(dir .. "/nginx.conf", conf)
-  local cmd = "nginx -p " .. shell_quote(dir .. "/") .. " -c " .. shell_quote(dir .. "/nginx.conf")
+  local environ = {}
+  for k, v in pairs(opts.environ or {}) do
+    environ[#environ + 1] = k .. "=" .. shell_quote(tostring(v))
+  end
+  table.sort(environ)
+  local cmd = (#environ > 0 and ("env " .. table.concat(environ, " ") .. " ") or "")
+    .. "nginx -p " .. shell_quote(dir .. "/") .. " -c " .. shell_quote(dir .. "/nginx.conf")
     .. " -g 'daemon on; master_process on;' >" .. shell_quote(dir .. "/logs/start.log") .. " 2>&1"
   local started = sh(cmd)
   local srv = setmetatable({ dir = dir, ports = ports, conf = conf }, Server)
@@ -178,7 +186,7 @@ function M.start(opts)
       .. (read(dir .. "/logs/error.log") or ""))
   end
   for _ = 1, 200 do
-    local pid = read(dir .. "/nginx.pid")
+    local pid = read(dir .. "/" .. (opts.pid or "nginx.pid"))
     if pid and tonumber(pid:match("%d+")) then
       srv.pid = tonumber(pid:match("%d+"))
       break
