@@ -296,3 +296,51 @@ describe("interviewmocha PDF download #luajit", function()
     end)
   end)
 end)
+
+describe("interviewmocha inside nginx (OpenResty transport)", function()
+  local nginx = require("support.nginx")
+  local sb, srv, dir
+
+  setup(function()
+    sb = sandbox.start({})
+    local p = assert(io.popen("mktemp -d /tmp/assesskit-im-dl-XXXXXX"))
+    dir = p:read("*l")
+    p:close()
+    local key = sb.credentials.interviewmocha.api_key
+    srv = nginx.start({ locations = [[
+      location = /im {
+        content_by_lua_block {
+          local im = require("assesskit.interviewmocha").new{ api_key = "]] .. key .. [[",
+            v2_url = "]] .. sb.url .. [[/v2", v3_url = "]] .. sb.url .. [[/v3", max_retries = 0 }
+          local links, err = im.tests:links(114110)
+          if not links then ngx.say("links: ", tostring(err)) return end
+          local r, err2 = im.reports:get(225634, { report_type = 3 })
+          if not r then ngx.say("report: ", tostring(err2)) return end
+          local n, err3 = im.reports:download_pdf(r, "]] .. dir .. [[/ngx.pdf")
+          if not n then ngx.say("pdf: ", tostring(err3)) return end
+          ngx.say(#links, " ", string.format("%d", r.sections[1].sectionId), " ", n, " ",
+            r.pdfReportUrl)
+        }
+      }
+    ]] })
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    if sb then sb:stop() end
+    if dir and dir:match("^/tmp/assesskit%-im%-dl%-") then os.execute("rm -rf '" .. dir .. "'") end
+  end)
+
+  it("lists links, reads a report and saves its PDF byte for byte from a content handler", function()
+    local h = assert(io.popen("curl -s --max-time 20 '" .. srv:url("/im") .. "'"))
+    local out = h:read("*a")
+    h:close()
+    local nlinks, section, n, url = out:match("^(%d+) (%d+) (%d+) (%S+)")
+    assert.is_not_nil(nlinks, out)
+    assert.equal("3", nlinks)
+    assert.equal("1465186", section)
+    local want = sb:request("GET", url:sub(#sb.url + 1)).body
+    assert.equal(#want, tonumber(n))
+    assert.equal(want, read(dir .. "/ngx.pdf"))
+  end)
+end)

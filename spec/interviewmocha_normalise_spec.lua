@@ -6,7 +6,20 @@ local normalise = require("assesskit.interviewmocha.normalise")
 local catalogue = require("assesskit.interviewmocha.catalogue")
 
 -- The seed's sample response (001_c95dd0603bbe8262.txt, line 155), verbatim.
-local SAMPLE = [[{ "testInvitationId": 225634, "testId": 11223, "candidateEmail": "dave@yopmail.com", "attemptedOn": "2020-03-12T11:33:48.04Z", "status": "Complete", "score": 1.0, "candidatePoints": 1.0, "totalTestPoints": 89.0, "testName": "Test with All question types", "pdfReportUrl": "https://app.interviewmocha.com/PDFReport?id=Hp2MdRaTmBEnI7%2bbD2G%2f", "sections": [ { "candidateScore": 1.0, "sectionScore": 4.0, "noOfQue": 4, "sectionID": 1465186, "sectionName": "YARN", "sectionTime": 8, "sectionTimeTaken": 9, "Skills": [ { "candidateQbScore": 1.0, "qbScore": 4.0, "noOfQue": 4, "qbId": 78689, "qbName": "YARN", "sectionId": 1465186, "sectionName": "YARN" } ] }, { "candidateScore": 0.0, "sectionScore": 20.0, "noOfQue": 4, "sectionID": 1465193, "sectionName": "Essay Writing", "sectionTime": 8, "sectionTimeTaken": 15, "Skills": [ { "candidateQbScore": 0.0, "qbScore": 20.0, "noOfQue": 4, "qbId": 31164, "qbName": "Essay Writing", "sectionId": 1465193, "sectionName": "Essay Writing" } ] } ] }]]
+local SAMPLE = table.concat({
+  [[{ "testInvitationId": 225634, "testId": 11223, "candidateEmail": "dave@yopmail.com"]],
+  [[, "attemptedOn": "2020-03-12T11:33:48.04Z", "status": "Complete", "score": 1.0]],
+  [[, "candidatePoints": 1.0, "totalTestPoints": 89.0, "testName": "Test with All question types"]],
+  [[, "pdfReportUrl": "https://app.interviewmocha.com/PDFReport?id=Hp2MdRaTmBEnI7%2bbD2G%2f"]],
+  [[, "sections": [ { "candidateScore": 1.0, "sectionScore": 4.0, "noOfQue": 4]],
+  [[, "sectionID": 1465186, "sectionName": "YARN", "sectionTime": 8, "sectionTimeTaken": 9]],
+  [[, "Skills": [ { "candidateQbScore": 1.0, "qbScore": 4.0, "noOfQue": 4, "qbId": 78689]],
+  [[, "qbName": "YARN", "sectionId": 1465186, "sectionName": "YARN" } ] }, { "candidateScore": 0.0]],
+  [[, "sectionScore": 20.0, "noOfQue": 4, "sectionID": 1465193, "sectionName": "Essay Writing"]],
+  [[, "sectionTime": 8, "sectionTimeTaken": 15, "Skills": [ { "candidateQbScore": 0.0]],
+  [[, "qbScore": 20.0, "noOfQue": 4, "qbId": 31164, "qbName": "Essay Writing", "sectionId": 1465193]],
+  [[, "sectionName": "Essay Writing" } ] } ] }]],
+})
 
 describe("interviewmocha report normaliser #luajit", function()
   it("offers sectionId and skills on the seed's sample and keeps sectionID and Skills", function()

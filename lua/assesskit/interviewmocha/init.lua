@@ -74,7 +74,7 @@ local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 local MAX_ERROR_BODY = 65536 -- bytes of a failed download read back for its error message
 local MAX_INT64 = "9223372036854775807"
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- The API key authenticator (the `auth` interface of assesskit.client)
 
 -- authenticator -> key, out of reach of the object's fields (and so of dumps and hooks)
@@ -112,7 +112,7 @@ end
 
 KeyAuth.__tostring = function(self) return NAME .. ".auth(" .. self:describe() .. ")" end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- Responses: the v2 envelope, result extraction, normalisers, error bodies
 
 local function str(v)
@@ -199,7 +199,7 @@ local function classify(err)
   return err
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- The catalogue, compiled once per catalogue table
 
 local compiled_cache = setmetatable({}, { __mode = "k" })
@@ -253,7 +253,7 @@ local function compile(cat)
   return c
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- Parameters
 
 local function validation(im, ep, field, message)
@@ -395,7 +395,7 @@ local function invoke(im, ep, ...)
   return send(im, ep, path, o)
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- PDF download
 
 local function file_exists(path)
@@ -550,7 +550,7 @@ function Reports:download_pdf(report_or_id, path, opts)
   return n, e, r
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- Resource objects
 
 local Resource = {}
@@ -578,7 +578,7 @@ end
 -- hand-written actions, by resource
 local EXTRA = { reports = Reports }
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- The client
 
 local IM = {}
