@@ -61,6 +61,8 @@ local SECRET_PARAM = {
 }
 
 local MASK = "***"
+local INTEGRAL = { "status", "code", "retry_after" }
+local math_floor = math.floor
 
 local Error = {}
 Error.__index = Error
@@ -138,6 +140,13 @@ function M.new(fields, secrets)
   end
   local e = {}
   for k, v in pairs(fields) do e[k] = v end
+  -- JSON numbers decode as floats on Lua 5.4: show 404, not 404.0
+  for _, k in ipairs(INTEGRAL) do
+    local v = e[k]
+    if type(v) == "number" and v == math_floor(v) and v > -2^53 and v < 2^53 then
+      e[k] = math_floor(v)
+    end
+  end
   if e.message == nil then
     e.message = e.status and (M.REASONS[e.status] or ("HTTP " .. e.status)) or e.kind
   end
