@@ -79,7 +79,8 @@ describe("sandbox token endpoint", function()
 
   it("accepts the password grant form-encoded and with HTTP Basic client authentication", function()
     local r = sb:request("POST", "/oauth2/token", {
-      headers = { Authorization = "Basic " .. mime.b64(creds.password.client_id .. ":" .. creds.password.client_secret) },
+      headers = { Authorization = "Basic "
+        .. mime.b64(creds.password.client_id .. ":" .. creds.password.client_secret) },
       form = { grant_type = "password", username = creds.password.username, password = creds.password.password } })
     assert.equal(200, r.status)
     assert.truthy(r.json.access_token)

@@ -310,7 +310,8 @@ describe("sandbox Talview emulation", function()
     end)
 
     it("inlines related objects with expand, nested with dots", function()
-      local r = get("/models/assessment-candidate/30001", { query = { expand = "candidate,assessment.assessmentSections" } })
+      local r = get("/models/assessment-candidate/30001",
+        { query = { expand = "candidate,assessment.assessmentSections" } })
       assert.equal(200, r.status)
       assert.equal(10001, r.json.candidate.id)
       assert.equal("candidate001@example.test", r.json.candidate.email)

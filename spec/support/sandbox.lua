@@ -54,8 +54,7 @@ local cjson = require("cjson")
 
 local type, pairs, ipairs, tostring, tonumber, error, setmetatable, select =
   type, pairs, ipairs, tostring, tonumber, error, setmetatable, select
-local string_format, string_gsub, string_match, table_concat =
-  string.format, string.gsub, string.match, table.concat
+local string_format, string_gsub, table_concat = string.format, string.gsub, table.concat
 
 local M = {}
 local Sandbox = {}
@@ -195,7 +194,7 @@ end
 
 -- lua-cjson 2.1.0 decodes every number as a float; on Lua 5.4 give whole numbers back as
 -- integers, so that ids print as 10001 and not 10001.0.
-local tointeger = math.tointeger
+local tointeger = math["tointeger"] -- Lua 5.3+; nil on LuaJIT
 local function integers(v, depth)
   if type(v) == "number" then
     if tointeger and v == math.floor(v) and v > -2^53 and v < 2^53 then return tointeger(v) end

@@ -359,7 +359,8 @@ handlers.evaluate = function(body, principal)
     evaluated_at = resources.now(), evaluated_by = principal.id,
   }, principal)
   if type(body.evaluationComment) == "string" and body.evaluationComment ~= "" then
-    resources.create_record("evaluation_comment", { evaluation_id = ev.id, content = body.evaluationComment }, principal)
+    resources.create_record("evaluation_comment", { evaluation_id = ev.id, content = body.evaluationComment },
+      principal)
   end
   if type(body.rating) == "table" then
     for _, r in ipairs(body.rating) do

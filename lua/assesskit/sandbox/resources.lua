@@ -35,8 +35,8 @@ local catalogue = require("assesskit.talview.catalogue")
 local type, pairs, ipairs, tostring, tonumber, next = type, pairs, ipairs, tostring, tonumber, next
 local string_gsub, string_lower, string_upper, string_find, string_sub, string_match, string_gmatch =
   string.gsub, string.lower, string.upper, string.find, string.sub, string.match, string.gmatch
-local table_sort, table_concat, math_floor, math_ceil, math_max, math_min =
-  table.sort, table.concat, math.floor, math.ceil, math.max, math.min
+local table_sort, table_concat, math_floor, math_ceil, math_min =
+  table.sort, table.concat, math.floor, math.ceil, math.min
 
 local M = {}
 
@@ -675,9 +675,10 @@ function M.serve(req, ep, params, principal, body, res, action)
   local open = template == nil
 
   if action == "create" then
-    if id == nil and not by_store[res].endpoints.list and store.find(res, function(r) return in_scope(r, scope) end) then
+    local old = id == nil and not by_store[res].endpoints.list
+      and store.find(res, function(r) return in_scope(r, scope) end)
+    if old then
       -- a singleton under its parent (e.g. the display picture): replace it
-      local old = store.find(res, function(r) return in_scope(r, scope) end)
       store.delete(res, old.id)
     end
     local fields_in = {}

@@ -42,14 +42,14 @@ function Router:add(e)
     end
   end
   if not node.here[e.method] then
-    node.here[e.method] = { endpoint = e, names = self:names_for(e.path) }
+    node.here[e.method] = { endpoint = e, names = M.names_for(e.path) }
   end
 end
 
 --- Placeholder names of a path template, in order.
 -- @tparam string path
 -- @treturn table
-function Router:names_for(path)
+function M.names_for(path)
   local names = {}
   for name in string_gmatch(path, "{([%w_]+)}") do names[#names + 1] = name end
   return names

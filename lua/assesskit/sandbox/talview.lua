@@ -104,7 +104,8 @@ special["user.me.update_password"] = function(req, _, _, principal, body)
   if type(body.new_password) ~= "string" or #body.new_password < 8 then
     errs[#errs + 1] = { field = "new_password", message = "New Password should contain at least 8 characters." }
   elseif body.new_password ~= body.new_password_repeat then
-    errs[#errs + 1] = { field = "new_password_repeat", message = "New Password Repeat must be equal to \"New Password\"." }
+    errs[#errs + 1] = { field = "new_password_repeat",
+      message = "New Password Repeat must be equal to \"New Password\"." }
   end
   if #errs > 0 then return http.validation_error(req, errs) end
   auth.set_password(principal.id, body.new_password)
