@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make bench: prints figures, asserts nothing. Each bench starts its own server on a free
+# loopback port and stops it.
+#
+# To add a bench: write bench/<name>.lua (use bench/support.lua for the bench nginx, the timing
+# loop and the line format) and add a line in the list below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p build/bench
+# The C floor: the same request loop straight on libcurl.
+cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -O2 \
+  $(pkg-config --cflags libcurl) bench/curl_floor.c -o build/bench/curl_floor \
+  $(pkg-config --libs libcurl)
+
+echo "== assesskit.core (lua5.4)"
+lua5.4 bench/core.lua
+if [ -f build/luajit/assesskit/core.so ]; then
+  echo "== assesskit.core (luajit)"
+  luajit bench/core.lua --no-openssl
+fi
+
+# -- more benches: one line each -------------------------------------------------------
+if [ -f bench/talview.lua ]; then
+  echo "== Talview client vs core"
+  lua5.4 bench/talview.lua
+fi
