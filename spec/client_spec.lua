@@ -128,7 +128,7 @@ local servers = [[
   }
 ]]
 
-describe("assesskit.client", function()
+describe("assesskit.client #luajit", function()
   local srv, base, key_n
 
   setup(function()

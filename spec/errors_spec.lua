@@ -1,7 +1,7 @@
 -- The one error object: fields, one-line tostring, and no secret in it.
 local errors = require("assesskit.errors")
 
-describe("assesskit.errors", function()
+describe("assesskit.errors #luajit", function()
   it("builds an error with the documented fields and a readable one-line tostring", function()
     local err = errors.new({
       kind = "http", status = 404, name = "Not Found", message = "Candidate\nnot found",

@@ -33,7 +33,7 @@ local function recording_transport(ca_file)
   return t
 end
 
-describe("talview auth", function()
+describe("talview auth #luajit", function()
   local sb, creds
 
   setup(function()

@@ -28,7 +28,7 @@ local function tmpfile(content)
   return path
 end
 
-describe("talview client", function()
+describe("talview client #luajit", function()
   local sb, tv, rec
 
   setup(function()
