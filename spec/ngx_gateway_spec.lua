@@ -115,7 +115,7 @@ describe("the OpenResty gateway example #ngx", function()
   local sb
   local ids = {} -- candidates created in the sandbox
 
-  setup(function()
+  lazy_setup(function()
     sb = sandbox.start()
     local tv = direct_client(sb)
     for i = 1, 40 do
@@ -125,7 +125,7 @@ describe("the OpenResty gateway example #ngx", function()
     end
   end)
 
-  teardown(function()
+  lazy_teardown(function()
     if sb then sb:stop() end
   end)
 
@@ -137,11 +137,11 @@ describe("the OpenResty gateway example #ngx", function()
   describe("with the password grant", function()
     local gw
 
-    setup(function()
+    lazy_setup(function()
       gw = start_gateway(1, password_env(sb))
     end)
 
-    teardown(function()
+    lazy_teardown(function()
       if gw then gw:stop() end
     end)
 
@@ -202,7 +202,7 @@ describe("the OpenResty gateway example #ngx", function()
   describe("control: the same wait with the libcurl transport", function()
     local srv
 
-    setup(function()
+    lazy_setup(function()
       local c = sb.credentials.password
       srv = bench.start({ ports = { "P" }, servers = [[
       server {
@@ -223,7 +223,7 @@ describe("the OpenResty gateway example #ngx", function()
         PASS = c.password } })
     end)
 
-    teardown(function()
+    lazy_teardown(function()
       if srv then srv:stop() end
     end)
 
@@ -244,11 +244,11 @@ describe("the OpenResty gateway example #ngx", function()
   describe("with four workers and the shared token cache", function()
     local gw
 
-    setup(function()
+    lazy_setup(function()
       gw = start_gateway(4, password_env(sb))
     end)
 
-    teardown(function()
+    lazy_teardown(function()
       if gw then gw:stop() end
     end)
 
@@ -281,11 +281,11 @@ describe("the OpenResty gateway example #ngx", function()
   describe("with the JWT-bearer grant", function()
     local gw
 
-    setup(function()
+    lazy_setup(function()
       gw = start_gateway(1, jwt_env(sb))
     end)
 
-    teardown(function()
+    lazy_teardown(function()
       if gw then gw:stop() end
     end)
 

@@ -83,12 +83,12 @@ describe("assesskit.ngx.token_cache #ngx", function()
   }
   ]]
 
-  setup(function()
+  lazy_setup(function()
     srv = bench.start({ ports = { "P" }, http = http_conf, servers = servers, workers = 4 })
     port = srv.ports.P
   end)
 
-  teardown(function()
+  lazy_teardown(function()
     if srv then srv:stop() end
   end)
 

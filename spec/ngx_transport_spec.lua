@@ -198,7 +198,7 @@ describe("assesskit.ngx.transport #ngx", function()
   }
   ]]
 
-  setup(function()
+  lazy_setup(function()
     srv = bench.start({
       ports = { "P_PLAIN", "P_TLS", "P_WRONGNAME", "P_UNTRUSTED" },
       certs = true,
@@ -208,7 +208,7 @@ describe("assesskit.ngx.transport #ngx", function()
     ports = srv.ports
   end)
 
-  teardown(function()
+  lazy_teardown(function()
     if srv then srv:stop() end
   end)
 

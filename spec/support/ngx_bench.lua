@@ -193,7 +193,10 @@ function M.start(opts)
     end
     socket.sleep(0.02)
   end
-  assert(srv.pid, "nginx wrote no pid file")
+  if not srv.pid then
+    srv:stop()
+    error("nginx wrote no pid file")
+  end
   -- wait until every port accepts
   for _, port in pairs(ports) do
     local ok = false
@@ -208,7 +211,11 @@ function M.start(opts)
       c:close()
       socket.sleep(0.02)
     end
-    assert(ok, "nginx is not listening on " .. port)
+    if not ok then
+      local log = srv:log()
+      srv:stop()
+      error("nginx is not listening on " .. port .. ": " .. log)
+    end
   end
   return srv
 end
@@ -236,8 +243,26 @@ function Server:log()
   return read(self.dir .. "/logs/error.log") or ""
 end
 
---- Stops nginx (by its pid) and removes the directory.
+-- The nginx masters started with this server's own (unique) directory as prefix: they are ours.
+local function masters_of(dir)
+  local pids = {}
+  local p = io.popen("ls /proc 2>/dev/null")
+  for entry in p:read("a"):gmatch("%d+") do
+    local cmd = read("/proc/" .. entry .. "/cmdline")
+    if cmd and cmd:find("nginx: master process", 1, true) and cmd:find(dir .. "/", 1, true) then
+      pids[#pids + 1] = tonumber(entry)
+    end
+  end
+  p:close()
+  return pids
+end
+
+--- Stops nginx (by its pid; when it wrote none, the master started with this directory) and
+-- removes the directory.
 function Server:stop()
+  if not self.pid and self.dir then
+    self.pid = masters_of(self.dir)[1]
+  end
   if self.pid then
     sh("kill -TERM " .. self.pid .. " 2>/dev/null")
     for _ = 1, 250 do
