@@ -1,6 +1,6 @@
 /***
  * Encodings: base64url (RFC 4648 section 5) and RFC 3986 percent-encoding.
- * @module assesskit.core
+ * @submodule assesskit.core
  */
 #include <limits.h>
 #include <string.h>
@@ -20,7 +20,7 @@
  * @function b64url_encode
  * @string s bytes
  * @treturn string the encoding (alphabet `A-Za-z0-9-_`, no `=`)
- * @usage core.b64url_encode("\251\255") --> "qa0"
+ * @usage core.b64url_encode("\251\255") --> "-_8"
  */
 static int codec_b64url_encode(lua_State *L)
 {
@@ -67,7 +67,7 @@ static int decode_fail(lua_State *L, const char *why)
  * @treturn[1] string the bytes
  * @treturn[2] nil
  * @treturn[2] string why the input is not base64url
- * @usage local raw = assert(core.b64url_decode("qa0"))
+ * @usage local raw = assert(core.b64url_decode("-_8")) --> "\251\255"
  */
 static int codec_b64url_decode(lua_State *L)
 {

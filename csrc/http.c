@@ -1,7 +1,7 @@
 /***
  * HTTP sessions over libcurl: one reusable easy handle per session plus a share handle
  * (DNS and TLS session caches), so consecutive requests to a host reuse the connection.
- * @module assesskit.core
+ * @submodule assesskit.core
  */
 #include <errno.h>
 #include <limits.h>

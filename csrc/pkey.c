@@ -1,6 +1,6 @@
 /***
  * RSA keys over OpenSSL's EVP interface: RS256 (RSASSA-PKCS1-v1_5 with SHA-256).
- * @module assesskit.core
+ * @submodule assesskit.core
  */
 #include <string.h>
 
