@@ -16,6 +16,12 @@ describe("assesskit.ngx.transport #ngx", function()
 
   local http_conf = [[
     lua_shared_dict results 1m;
+    init_by_lua_block {
+      local ok, err = pcall(function()
+        return require("assesskit.ngx.transport").new():request({ url = "http://127.0.0.1:1/" })
+      end)
+      ngx.shared.results:set("init", tostring(err))
+    }
     init_worker_by_lua_block {
       local ok, err = pcall(function()
         return require("assesskit.ngx.transport").new():request({ url = "http://127.0.0.1:1/" })
@@ -153,6 +159,17 @@ describe("assesskit.ngx.transport #ngx", function()
         ngx.header["X-Raised"] = (not ok) and err or "no"
       }
     }
+    location = /phase/body_filter {
+      return 200 "x";
+      body_filter_by_lua_block {
+        if ngx.arg[2] then
+          local ok, err = pcall(function()
+            return require("assesskit.ngx.transport").new():request({ url = "http://127.0.0.1:1/" })
+          end)
+          ngx.shared.results:set("body_filter", (not ok) and err or "no")
+        end
+      }
+    }
     location = /phase/log {
       return 200 "x";
       log_by_lua_block {
@@ -173,7 +190,8 @@ describe("assesskit.ngx.transport #ngx", function()
     location = /results {
       content_by_lua_block {
         local d = ngx.shared.results
-        ngx.say(require("cjson").encode({ init_worker = d:get("init_worker"), timer = d:get("timer"),
+        ngx.say(require("cjson").encode({ init = d:get("init"), body_filter = d:get("body_filter"),
+          init_worker = d:get("init_worker"), timer = d:get("timer"),
           log = d:get("log"), flaky_connections = d:get("flaky_connections") }))
       }
     }
@@ -529,10 +547,20 @@ describe("assesskit.ngx.transport #ngx", function()
       assert.are.equal("200 0123456789", cjson.decode(results).timer)
     end)
 
-    it("raises an error naming ngx.timer.at in init_worker", function()
+    it("raises an error naming ngx.timer.at in init and init_worker", function()
       local _, results = srv:http("GET", "/results", nil, ports.P_PLAIN)
-      local msg = cjson.decode(results).init_worker
-      assert.matches("init_worker", msg, 1, true)
+      local r = cjson.decode(results)
+      assert.matches("'init' phase", r.init, 1, true)
+      assert.matches("ngx.timer.at", r.init, 1, true)
+      assert.matches("'init_worker' phase", r.init_worker, 1, true)
+      assert.matches("ngx.timer.at", r.init_worker, 1, true)
+    end)
+
+    it("raises an error naming ngx.timer.at in a body filter", function()
+      srv:http("GET", "/phase/body_filter", nil, ports.P_PLAIN)
+      local _, results = srv:http("GET", "/results", nil, ports.P_PLAIN)
+      local msg = cjson.decode(results).body_filter
+      assert.matches("'body_filter' phase", msg, 1, true)
       assert.matches("ngx.timer.at", msg, 1, true)
     end)
 
