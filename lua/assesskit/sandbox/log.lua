@@ -18,9 +18,9 @@ local table_remove = table.remove
 local M = {}
 
 --- The most entries kept (oldest dropped first).
-M.capacity = 5000
+M.capacity = 2000
 --- The most body bytes kept per entry (`body_size` has the full length).
-M.max_body = 65536
+M.max_body = 16384
 
 local entries = {}
 local seq = 0
