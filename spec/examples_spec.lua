@@ -1,0 +1,246 @@
+-- Every example under examples/ (but examples/openresty/, which has its own spec) runs as a
+-- subprocess against one sandbox: exit status, key lines of its output, and what it did to
+-- the sandbox's state. Also `make demo`'s script, twice in a row.
+
+local sandbox = require("support.sandbox")
+
+local ROOT = sandbox.root
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local tmp_dir -- made in the outer setup, removed in its teardown
+
+-- Run a command from the repository root with the module paths the example headers give.
+-- Returns status, stdout, stderr.
+local function run(cmd, env)
+  local vars = {
+    "LUA_PATH=" .. shell_quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
+    "LUA_CPATH=" .. shell_quote(ROOT .. "/build/lua5.4/?.so;;"),
+    "PATH=" .. shell_quote(os.getenv("PATH") or "/usr/bin:/bin"),
+    "HOME=" .. shell_quote(tmp_dir),
+  }
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. shell_quote(v) end
+  local out, err = tmp_dir .. "/out", tmp_dir .. "/err"
+  local _, _, code = os.execute("cd " .. shell_quote(ROOT) .. " && env -i " .. table.concat(vars, " ")
+    .. " " .. cmd .. " </dev/null >" .. shell_quote(out) .. " 2>" .. shell_quote(err))
+  return code, read_file(out) or "", read_file(err) or ""
+end
+
+local function has_line(text, pattern)
+  for l in text:gmatch("[^\n]+") do
+    if l:find(pattern) then return l end
+  end
+  return nil
+end
+
+-- examples/*.lua, sorted
+local function example_files()
+  local out = {}
+  local p = assert(io.popen("cd " .. shell_quote(ROOT) .. " && ls examples/*.lua 2>/dev/null"))
+  for f in p:read("a"):gmatch("[^\n]+") do out[#out + 1] = f end
+  p:close()
+  table.sort(out)
+  return out
+end
+
+describe("runnable examples", function()
+  setup(function()
+    local f = assert(io.popen("mktemp -d /tmp/assesskit-examples-spec-XXXXXX"))
+    tmp_dir = f:read("l")
+    f:close()
+  end)
+
+  teardown(function()
+    if tmp_dir then os.execute("rm -rf " .. shell_quote(tmp_dir)) end
+  end)
+
+  describe("examples", function()
+    local sb, env
+
+    setup(function()
+      sb = sandbox.start()
+      env = { ASSESSKIT_SANDBOX_DIR = sb.dir }
+    end)
+
+    teardown(function()
+      if sb then sb:stop() end
+    end)
+
+    -- What each example must print (patterns, one per line looked for in stdout), and checks of
+    -- the sandbox's state afterwards.
+    local expected = {
+      ["examples/quickstart.lua"] = {
+        lines = { "^candidates: %d+ in all, page 1 of %d+$", "^  #10001 Asha Ahmed <candidate001@example%.test>$",
+          "^created candidate #%d+ <ada%.%d+@example%.test>$", "^invited to assessment #%d+, section #%d+$",
+          "^status: invited %(status_id 10%)$", "^test 114110 has 3 links: Default$",
+          "^report 225634: dave@yopmail%.com, Complete, 1 of 89 points$" },
+        check = function(out)
+          local id = tonumber(out:match("created candidate #(%d+)"))
+          local cand = sb:state("candidate", id)
+          assert.equal("Lovelace", cand.last_name)
+          local acs = sb:state("assessment_candidate")
+          local found
+          for _, ac in ipairs(acs) do if ac.candidate_id == id then found = ac end end
+          assert.truthy(found, "the candidate was not invited")
+          -- signed in with the JWT-bearer grant
+          local tok = sb:requests({ path = "/oauth2/token" })
+          assert.truthy(tok[#tok].body:find("jwt-bearer", 1, true))
+        end,
+      },
+      ["examples/bulk_invite.lua"] = {
+        lines = { "^8 candidates: 7 created, 1 already there, 0 failed$",
+          "^invited 8 candidates to section 2002 %(action #%d+%)$" },
+        stderr = { "%[##############################%] 8/8 candidates" },
+        check = function()
+          local emails = {}
+          for _, c in ipairs(sb:state("candidate")) do emails[c.email] = c.id end
+          local ada = assert(emails["ada.lovelace@example.test"])
+          local invited = false
+          for _, asc in ipairs(sb:state("assessment_section_candidate")) do
+            if asc.assessment_section_id == 2002 then
+              local ac = sb:state("assessment_candidate", asc.assessment_candidate_id)
+              if ac.candidate_id == ada then invited = true end
+            end
+          end
+          assert.is_true(invited)
+          -- a second run reuses every candidate
+          local status, out = run("lua5.4 examples/bulk_invite.lua", env)
+          assert.equal(0, status)
+          assert.truthy(has_line(out, "^8 candidates: 0 created, 8 already there, 0 failed$"), out)
+        end,
+      },
+      ["examples/export_reports.lua"] = {
+        lines = { "^invitation_id,candidate_email,status,attempted_on,points,total_points,percentage,sections$",
+          "^2807321,candidate001@example%.test,Complete,2024%-02%-01T10:03:00Z,12,30,40,Lua basics 7/20; C API 5/10$",
+          "^2807332,candidate012@example%.test,Pending," },
+        stderr = { "^skipped 225634: a report of test 11223$", "^skipped 2807399: http 404",
+          "^12 reports of test 11224 exported, 2 skipped$" },
+        check = function(out)
+          local rows = 0
+          for _ in out:gmatch("\n28073%d%d,") do rows = rows + 1 end
+          assert.equal(12, rows)
+        end,
+      },
+      ["examples/password_refresh.lua"] = {
+        lines = { "^   signed in as recruiter@sandbox%.assesskit%.test", "^   %-> GET /user/me %(attempt 2%)$",
+          "^   still signed in as recruiter@sandbox%.assesskit%.test$",
+          "^   POST /oauth2/token grant_type=password %-> 200$",
+          "^   POST /oauth2/token grant_type=refresh_token %-> 200$" },
+      },
+      ["examples/error_handling.lua"] = {
+        lines = { "^1%. refused before sending %(field email%): validation: ",
+          "^2%. rejected: email: ", "^3%. not found: ", "^4%. retried: got candidate #10001 after 3 attempts$",
+          "^5%. gave up: status 503, retryable=true %-> http 503" },
+        check = function()
+          -- the validation failure sent nothing: no candidate without an email was posted
+          for _, r in ipairs(sb:requests({ method = "POST", path = "/models/candidate" })) do
+            assert.truthy(r.body:find('"email"', 1, true))
+          end
+        end,
+      },
+    }
+
+    for _, file in ipairs(example_files()) do
+      it("runs " .. file .. " against the sandbox", function()
+        local want = expected[file]
+        assert.truthy(want, file .. " has no expectations in spec/examples_spec.lua")
+        local src = assert(read_file(ROOT .. "/" .. file))
+        local name = file:match("([^/]+)$")
+        assert.truthy(src:find("^%-%- " .. name:gsub("%p", "%%%0") .. ": "), "header: what it shows")
+        assert.truthy(src:find("\n%-%- Run it"), "header: how to run it")
+        local status, out, err = run("lua5.4 " .. file, env)
+        assert.equal(0, status, "stdout:\n" .. out .. "\nstderr:\n" .. err)
+        for _, pattern in ipairs(want.lines) do
+          assert.truthy(has_line(out, pattern), "no line " .. pattern .. " in:\n" .. out)
+        end
+        for _, pattern in ipairs(want.stderr or {}) do
+          assert.truthy(has_line(err, pattern), "no line " .. pattern .. " on stderr:\n" .. err)
+        end
+        if want.check then want.check(out, err) end
+        for _, s in ipairs({ sb.credentials.password.password, sb.credentials.password.client_secret,
+          sb.credentials.interviewmocha.api_key }) do
+          assert.is_nil((out .. err):find(s, 1, true), "a secret in the output of " .. file)
+        end
+      end)
+    end
+
+    it("bulk_invite reports a failing row and exits 1", function()
+      local csv = tmp_dir .. "/bad.csv"
+      local f = assert(io.open(csv, "w"))
+      f:write("first_name,last_name,email\nGood,Row,good.row@example.test\nBad,Row,not-an-email\n")
+      f:close()
+      local status, out = run("lua5.4 examples/bulk_invite.lua " .. shell_quote(csv), env)
+      assert.equal(1, status)
+      assert.truthy(has_line(out, "^2 candidates: 1 created, 0 already there, 1 failed$"), out)
+      assert.truthy(has_line(out, "^  failed not%-an%-email: http 422 "), out)
+      assert.truthy(has_line(out, "^invited 1 candidates to section 2002"), out)
+    end)
+
+    it("export_reports writes the CSV to a file when given one", function()
+      local path = tmp_dir .. "/reports.csv"
+      local status = run("lua5.4 examples/export_reports.lua 11224 examples/data/invitations.txt "
+        .. shell_quote(path), env)
+      assert.equal(0, status)
+      local csv = assert(read_file(path))
+      local n = 0
+      for _ in csv:gmatch("\n") do n = n + 1 end
+      assert.equal(13, n)
+    end)
+
+    it("an example without a sandbox says how to start one and exits non-zero", function()
+      local status, out, err = run("lua5.4 examples/quickstart.lua", { ASSESSKIT_SANDBOX_DIR = tmp_dir .. "/nothing" })
+      assert.are_not.equal(0, status)
+      assert.equal("", out)
+      assert.truthy(err:find("bin/assesskit-sandbox start", 1, true), err)
+    end)
+  end)
+
+  describe("make demo (.ci/demo.sh)", function()
+    it("starts a sandbox, runs the quickstart, stops the sandbox; twice in a row", function()
+      for _ = 1, 2 do
+        local status, out, err = run(".ci/demo.sh")
+        assert.equal(0, status, out .. err)
+        assert.truthy(has_line(out, "^status: invited %(status_id 10%)$"), out)
+        assert.truthy(has_line(out, "^demo: ok$"), out)
+        local dir = out:match("run directory (/tmp/assesskit%-demo%-[%w]+)")
+        assert.truthy(dir, out)
+        -- stopped and cleaned up: the run directory is gone
+        local _, _, gone = os.execute("test -d " .. shell_quote(dir))
+        assert.equal(1, gone, "the run directory " .. dir .. " is still there")
+        local port = out:match("running at http://127%.0%.0%.1:(%d+)")
+        local socket = require("socket")
+        local c = socket.tcp()
+        c:settimeout(1)
+        assert.is_nil(c:connect("127.0.0.1", tonumber(port)), "the demo sandbox still listens")
+        c:close()
+      end
+    end)
+
+    it("propagates the quickstart's failure and still stops the sandbox", function()
+      -- a quickstart that cannot reach its sandbox: point LUA_PATH at a stub assesskit.cli.config
+      local stub = tmp_dir .. "/stub/assesskit/cli"
+      os.execute("mkdir -p " .. shell_quote(stub))
+      local f = assert(io.open(stub .. "/config.lua", "w"))
+      f:write("return { sandbox = function() return nil, 'stubbed: no sandbox' end }\n")
+      f:close()
+      local status, out, err = run(".ci/demo.sh", {
+        LUA_PATH = tmp_dir .. "/stub/?.lua;" .. ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
+      })
+      assert.are_not.equal(0, status)
+      assert.truthy(err:find("the quickstart failed", 1, true), err)
+      local dir = out:match("run directory (/tmp/assesskit%-demo%-[%w]+)")
+      assert.truthy(dir, out)
+      assert.is_nil(read_file(dir .. "/nginx.pid"))
+    end)
+  end)
+end)
