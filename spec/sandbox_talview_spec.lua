@@ -98,6 +98,14 @@ describe("sandbox Talview emulation", function()
         headers = { ["Content-Type"] = "application/json" } })
       assert.equal(400, r.status)
       assert.matches("^Invalid JSON data in request body", r.json.message)
+      r = sb:request("POST", "/models/candidate", { token = tok, body = '{"email": "\255\254@example.test"}',
+        headers = { ["Content-Type"] = "application/json" } })
+      assert.equal(400, r.status)
+      assert.matches("Malformed UTF%-8", r.json.message)
+      r = sb:request("POST", "/models/candidate", { token = tok, body = '{"email": "\195\169@example.test"}',
+        headers = { ["Content-Type"] = "application/json" } })
+      assert.equal(201, r.status)
+      assert.equal("\195\169@example.test", r.json.email)
     end)
 
     it("answers 422 with a list of {field, message} for each missing required field", function()

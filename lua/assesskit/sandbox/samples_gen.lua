@@ -183,9 +183,10 @@ end
 -- before the next request line, skipping request-body samples ("JSON POST Request:").
 -- @tparam {string,...} seed all seed lines
 -- @tparam number from the endpoint's seed line
+-- @tparam[opt] number stop the next endpoint's seed line (the scan ends before it)
 -- @treturn ?table `{value=, line=}`
-function M.sample_after(seed, from)
-  local limit = math.min(#seed, from + 400)
+function M.sample_after(seed, from, stop)
+  local limit = math.min(#seed, from + 400, (stop or math.huge) - 1)
   local own_seen = false
   local i = from
   local prev = ""
@@ -195,7 +196,7 @@ function M.sample_after(seed, from)
       if own_seen or i > from + 6 then return nil end
       own_seen = true
       i = i + 1
-    elseif line:find("status code") or line:find("returns 204") then
+    elseif line:find("status code") or line:find("returns 204") or line:match("^%s*The [%w%s%-]+ Object%s*$") then
       return nil
     elseif classify(line) and indent_of(line) >= 6 and i > from then
       local block, start, j = {}, i, i
@@ -234,10 +235,20 @@ end
 function M.build(seed_path, catalogue)
   local seed = {}
   for line in io.lines(seed_path) do seed[#seed + 1] = line end
+  local lines = {}
+  for _, e in ipairs(catalogue.endpoints) do
+    if e.seed_line then lines[#lines + 1] = e.seed_line end
+  end
+  table.sort(lines)
+  local function next_after(n)
+    for _, l in ipairs(lines) do
+      if l > n then return l end
+    end
+  end
   local out = {}
   for _, e in ipairs(catalogue.endpoints) do
     if e.seed_line then
-      local s = M.sample_after(seed, e.seed_line)
+      local s = M.sample_after(seed, e.seed_line, next_after(e.seed_line))
       if s and s.value ~= nil then out[e.name] = s end
     end
   end
