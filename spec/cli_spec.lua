@@ -172,6 +172,16 @@ describe("assesskit command line", function()
       assert.truthy(tok[1].body:find("jwt-bearer", 1, true))
     end)
 
+    it("accepts options before the command, including one with a value", function()
+      local status, out, err = run({ "--timeout", "5", "--compact", "talview", "models.candidate.get",
+        "--id", "10001" }, { env = sbenv })
+      assert.equal(0, status, err)
+      assert.equal(10001, cjson.decode(out).id)
+      status, out = run({ "--version" })
+      assert.equal(0, status)
+      assert.truthy(out:find("^assesskit %S+\n$"), out)
+    end)
+
     it("prints indented JSON on a terminal, and --compact keeps one line there", function()
       local status, out = run({ "talview", "models.candidate.get", "--id", "10002" },
         { env = sbenv, tty = true })

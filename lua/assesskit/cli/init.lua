@@ -520,7 +520,10 @@ function M.main(argv, sys)
   local ok, status = pcall(function()
     -- global options before the command
     local i = 1
-    while list[i] and string_find(list[i], "^%-") do i = i + 1 end
+    while list[i] and string_find(list[i], "^%-") do
+      local name = string_match(list[i], "^%-%-([^=]+)$")
+      i = i + ((name and GLOBAL_OPTIONS[name]) and 2 or 1) -- an option's value follows it
+    end
     local before = {}
     for k = 1, i - 1 do before[k] = list[k] end
     local g = parse(before, spec_with(nil, nil, { max_positional = 0 }), {})
