@@ -1,9 +1,9 @@
+-- luacheck: no max line length
 --- Sample response bodies of the Talview endpoints, rebuilt from the seed's flattened JSON
 -- samples by `assesskit.sandbox.samples_gen` (do not edit by hand: regenerate). Keys are
 -- catalogue endpoint names; values are JSON text (decoded by `assesskit.sandbox.resources`)
 -- and the seed line the sample starts at.
 -- @module assesskit.sandbox.samples
--- luacheck: no max line length
 
 return {
   ["actions.add_panel"] = { line = 14385, json = [==[[{"id":3341121,"external_id":"6a3d2ab2-57a2-11e9-823c-000d3a249d3a","name":null,"comment":null,"status":1,"type":7,"skipCallback":null,"total_count":null,"error_count":null,"success_count":null,"completed_at":null,"requested_at":null,"started_at":null,"last_attempt_at":null,"requested_by":30876,"isNotify":true,"message":null,"created_at":"2019-04-05T12:57:49+00:00","updated_at":"2019-04-05T12:57:49+00:00","response":null,"assessmentCandidates":[{"id":2201713}],"assessmentSections":{"id":6983414},"endDate":"2019-04-15T10:17:14.+0530","panel":[{"id":30953}],"oldPanel":[]}]]==] },

@@ -265,16 +265,13 @@ function M.main(seed_path, out_path)
   for k in pairs(samples) do names[#names + 1] = k end
   table.sort(names)
   local f = assert(io.open(out_path, "wb"))
-  f:write([[
---- Sample response bodies of the Talview endpoints, rebuilt from the seed's flattened JSON
--- samples by `assesskit.sandbox.samples_gen` (do not edit by hand: regenerate). Keys are
--- catalogue endpoint names; values are JSON text (decoded by `assesskit.sandbox.resources`)
--- and the seed line the sample starts at.
--- @module assesskit.sandbox.samples
--- luacheck: no max line length
-
-return {
-]])
+  -- (written piecewise so that LDoc does not read this header as the generator's own)
+  f:write("-- luacheck: no max line length\n", "--", "- Sample response bodies of the Talview endpoints, rebuilt",
+    " from the seed's flattened JSON\n",
+    "-- samples by `assesskit.sandbox.samples_gen` (do not edit by hand: regenerate). Keys are\n",
+    "-- catalogue endpoint names; values are JSON text (decoded by `assesskit.sandbox.resources`)\n",
+    "-- and the seed line the sample starts at.\n",
+    "-- @", "module assesskit.sandbox.samples\n\nreturn {\n")
   for _, name in ipairs(names) do
     local s = samples[name]
     local text = json.encode(s.value)
