@@ -226,6 +226,24 @@ describe("assesskit command line", function()
       assert.truthy(one_error_line(err):find("JSON object", 1, true))
     end)
 
+    it("--save writes a non-JSON answer to a file, and an error answer to no file", function()
+      local path = tmp_dir .. "/placeholder.png"
+      local status, out, err = run({ "talview", "helpers.placeholder", "--text", "AB", "--save", path },
+        { env = sbenv })
+      assert.equal(0, status, err)
+      assert.equal("", out)
+      assert.equal("\137PNG", (read_file(path) or ""):sub(1, 4))
+      assert.truthy(one_error_line(err):find("saved %d+ bytes to " .. path:gsub("%p", "%%%0")), err)
+      os.remove(path)
+      status, out, err = run({ "talview", "models.candidate_image.get", "--id", "999999", "--save", path },
+        { env = sbenv })
+      assert.equal(1, status)
+      assert.equal("", out)
+      assert.truthy(one_error_line(err):find("404", 1, true))
+      assert.is_nil(read_file(path))
+      assert.is_nil(read_file(path .. ".part"))
+    end)
+
     it("exits 1 with one line on stderr on a 404, and prints nothing on stdout", function()
       local status, out, err = run({ "talview", "models.candidate.get", "--id", "999999" }, { env = sbenv })
       assert.equal(1, status)

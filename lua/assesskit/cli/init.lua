@@ -130,6 +130,9 @@ end
 function Ctx:print_value(v, list)
   if v == true then return end
   if type(v) == "string" then
+    if string_find(v, "%z") and self.sys.isatty(1) then
+      usage(string_format("the answer is binary (%d bytes): use --save FILE", #v))
+    end
     self:out(v)
     if v ~= "" and not string_find(v, "\n$") and self:pretty() then self:out("\n") end
     return
@@ -340,16 +343,28 @@ local function cmd_talview(ctx, argv)
   if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
   local tv = talview_client(ctx, list)
-  local opts = r.save and { output = r.save } or nil
+  -- --save streams the body to FILE.part, renamed to FILE only on success: an error answer
+  -- never replaces the file
+  local part = r.save and (r.dry_run and r.save or (r.save .. ".part"))
+  local opts = r.save and { output = part } or nil
   local ok, status = pcall(function()
     if r.all then return talview_all(ctx, tv, e, params, opts) end
     local value, err = tv:call(e.name, params, opts)
-    if value == nil then return ctx:fail(err) end
+    if value == nil then
+      if part then os.remove(part) end
+      return ctx:fail(err)
+    end
     if ctx.flags.dry_run then
       print_dry_run(ctx, ctx:config().talview.ca_file)
       return M.OK
     end
     if r.save then
+      local renamed, rerr = os.rename(part, r.save)
+      if not renamed then
+        os.remove(part)
+        ctx:err_line("cannot write " .. r.save .. ": " .. tostring(rerr))
+        return M.FAILED
+      end
       ctx:err_line(string_format("saved %s bytes to %s", tostring(value), r.save))
       return M.OK
     end
