@@ -25,8 +25,12 @@ local help = require("assesskit.cli.help")
 
 local M = {}
 
---- Exit statuses.
-M.OK, M.FAILED, M.USAGE = 0, 1, 2
+--- Exit status: success.
+M.OK = 0
+--- Exit status: an API or network error.
+M.FAILED = 1
+--- Exit status: a usage or configuration error.
+M.USAGE = 2
 
 local VERSION = "scm"
 
@@ -75,8 +79,7 @@ local function parse(argv, spec, globals)
   return r
 end
 
----------------------------------------------------------------------------------------------
--- The run context: streams, flags, printing
+-- == The run context: streams, flags, printing ==
 
 local Ctx = {}
 Ctx.__index = Ctx
@@ -159,8 +162,7 @@ function Ctx:fail(err)
   return M.FAILED
 end
 
----------------------------------------------------------------------------------------------
--- endpoints
+-- == endpoints ==
 
 local function load_catalogue()
   return require("assesskit.talview.catalogue")
@@ -194,8 +196,7 @@ local function cmd_endpoints(ctx, argv)
   return M.OK
 end
 
----------------------------------------------------------------------------------------------
--- talview
+-- == talview ==
 
 local function find_endpoint(name)
   for _, e in ipairs(load_catalogue().endpoints) do
@@ -378,8 +379,7 @@ local function cmd_talview(ctx, argv)
   return status
 end
 
----------------------------------------------------------------------------------------------
--- im
+-- == im ==
 
 local function im_client(ctx)
   local i = ctx:config().interviewmocha
@@ -481,8 +481,7 @@ local function cmd_im(ctx, argv)
   usage("im: which command? links or report (see `assesskit im --help`)")
 end
 
----------------------------------------------------------------------------------------------
--- config, help
+-- == config, help ==
 
 local function cmd_config(ctx, argv)
   local r = parse(argv, spec_with(nil, nil, { max_positional = 0 }), ctx.flags)
@@ -511,8 +510,7 @@ local function cmd_help(ctx, argv)
 end
 COMMANDS.help = cmd_help
 
----------------------------------------------------------------------------------------------
--- main
+-- == main ==
 
 --- The default `sys`: the process's environment and standard streams.
 -- @treturn table `getenv`, `stdout`, `stderr`, `stdin`, `isatty(fd)`

@@ -112,8 +112,7 @@ function M.isatty(fd)
   return a == 0 or a == true
 end
 
----------------------------------------------------------------------------------------------
--- Progress bar
+-- == Progress bar ==
 
 local Bar = {}
 Bar.__index = Bar
