@@ -33,7 +33,9 @@ do
     elseif a == "--static" then opts.server = "static"
     elseif a == "--requests" then i = i + 1; opts.requests = tonumber(arg[i])
     elseif a == "--rounds" then i = i + 1; opts.rounds = tonumber(arg[i])
-    else io.stderr:write("usage: lua5.4 bench/talview.lua [--sandbox | --static] [--requests N] [--rounds R]\n"); os.exit(2)
+    else
+      io.stderr:write("usage: lua5.4 bench/talview.lua [--sandbox | --static] [--requests N] [--rounds R]\n")
+      os.exit(2)
     end
     i = i + 1
   end

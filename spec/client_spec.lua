@@ -36,7 +36,8 @@ local servers = [[
     }
     location = /unprocessable {
       default_type application/json;
-      return 422 '[{"field":"email","message":"Email is not a valid email address."},{"field":"name","message":"Name cannot be blank."}]';
+      return 422 '[{"field":"email","message":"Email is not a valid email address."},
+                   {"field":"name","message":"Name cannot be blank."}]';
     }
     location = /redirect { return 302 /echo; }
     location = /big { content_by_lua_block { ngx.print(string.rep("x", 100000)) } }
