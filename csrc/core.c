@@ -27,10 +27,10 @@ void ak_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
   lua_pop(L, 1);
 }
 
-int ak_fielderror(lua_State *L, int arg, const char *name, const char *expected)
+int ak_fielderror(lua_State *L, int arg, const char *name, const char *expected, int idx)
 {
   return luaL_error(L, "bad argument #%d (field '%s': %s expected, got %s)", arg, name,
-                    expected, luaL_typename(L, -1));
+                    expected, luaL_typename(L, idx));
 }
 
 /***

@@ -18,7 +18,7 @@ void codec_open(lua_State *L);
 void ak_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  const luaL_Reg *meta);
 
-/* Raises "bad field 'name' in argument #arg (expected, got type)". */
-int ak_fielderror(lua_State *L, int arg, const char *name, const char *expected);
+/* Raises "bad argument #arg (field 'name': expected expected, got <type of value at idx>)". */
+int ak_fielderror(lua_State *L, int arg, const char *name, const char *expected, int idx);
 
 #endif

@@ -307,7 +307,7 @@ static void opt_string(lua_State *L, int idx, const char *name, char **dst)
     size_t n;
     const char *v;
     if (lua_type(L, -1) != LUA_TSTRING)
-      ak_fielderror(L, idx, name, "string");
+      ak_fielderror(L, idx, name, "string", -1);
     v = lua_tolstring(L, -1, &n);
     if (strlen(v) != n)
       luaL_error(L, "bad argument #%d (field '%s' contains a NUL byte)", idx, name);
@@ -325,7 +325,7 @@ static int opt_boolean(lua_State *L, int idx, const char *name, int dflt)
   lua_getfield(L, idx, name);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TBOOLEAN)
-      ak_fielderror(L, idx, name, "boolean");
+      ak_fielderror(L, idx, name, "boolean", -1);
     v = lua_toboolean(L, -1);
   }
   lua_pop(L, 1);
@@ -340,7 +340,7 @@ static long opt_millis(lua_State *L, int idx, const char *name)
   lua_getfield(L, idx, name);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TNUMBER)
-      ak_fielderror(L, idx, name, "number");
+      ak_fielderror(L, idx, name, "number", -1);
     t = (double)lua_tonumber(L, -1);
     if (!(t >= 0))
       luaL_error(L, "bad argument #%d (field '%s' must be >= 0)", idx, name);
@@ -348,7 +348,7 @@ static long opt_millis(lua_State *L, int idx, const char *name)
   lua_pop(L, 1);
   if (t > 0) {
     double m = t * 1000.0 + 0.5;
-    ms = m >= (double)LONG_MAX ? LONG_MAX : (long)m;
+    ms = m >= (double)INT_MAX ? INT_MAX : (long)m;  /* ~24 days: "no practical limit" */
     if (ms == 0)
       ms = 1;
   }
@@ -387,7 +387,7 @@ static CURLcode apply_session_options(ak_session *s)
 static void build_headers(lua_State *L, ak_session *s, int idx)
 {
   if (lua_type(L, idx) != LUA_TTABLE)
-    ak_fielderror(L, 2, "headers", "table");
+    ak_fielderror(L, 2, "headers", "table", idx);
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     size_t nlen, vlen, i, count;
@@ -451,7 +451,7 @@ static int build_multipart(lua_State *L, ak_session *s, int idx)
 {
   size_t count, i;
   if (lua_type(L, idx) != LUA_TTABLE)
-    ak_fielderror(L, 2, "multipart", "table");
+    ak_fielderror(L, 2, "multipart", "table", idx);
   s->mime = curl_mime_init(s->easy);
   if (s->mime == NULL)
     luaL_error(L, "out of memory");
@@ -613,7 +613,7 @@ static int session_new(lua_State *L)
   lua_getfield(L, 1, "max_response_size");
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TNUMBER)
-      return ak_fielderror(L, 1, "max_response_size", "number");
+      return ak_fielderror(L, 1, "max_response_size", "number", -1);
     max = lua_tointeger(L, -1);
     if (max < 0 || (lua_Number)max != lua_tonumber(L, -1))
       return luaL_error(L, "bad argument #1 (max_response_size must be an integer >= 0)");
@@ -672,7 +672,7 @@ static int session_request(lua_State *L)
 
   lua_getfield(L, 2, "url");                                   /* 3 */
   if (lua_type(L, 3) != LUA_TSTRING)
-    return ak_fielderror(L, 2, "url", "string");
+    return ak_fielderror(L, 2, "url", "string", 3);
   url = lua_tostring(L, 3);
   s->url = curl_url();
   if (s->url == NULL)
@@ -708,7 +708,7 @@ static int session_request(lua_State *L)
   lua_getfield(L, 2, "method");                                /* 4 */
   if (!lua_isnil(L, 4)) {
     if (lua_type(L, 4) != LUA_TSTRING)
-      return ak_fielderror(L, 2, "method", "string");
+      return ak_fielderror(L, 2, "method", "string", 4);
     method = lua_tolstring(L, 4, &mlen);
     if (!is_token(method, mlen))
       return luaL_error(L, "bad argument #2 (field 'method' is not an HTTP method)");
@@ -720,7 +720,7 @@ static int session_request(lua_State *L)
   if (lua_isnil(L, 4) && (has_body || has_multipart))
     method = "POST";
   if (has_body && lua_type(L, 5) != LUA_TSTRING)
-    return ak_fielderror(L, 2, "body", "string");
+    return ak_fielderror(L, 2, "body", "string", 5);
   if (has_body && has_multipart)
     return luaL_error(L, "bad argument #2 (body and multipart are mutually exclusive)");
   lua_getfield(L, 2, "headers");                               /* 7 */
@@ -763,7 +763,7 @@ static int session_request(lua_State *L)
   lua_getfield(L, 2, "on_progress");                           /* 8 */
   if (!lua_isnil(L, 8)) {
     if (lua_type(L, 8) != LUA_TFUNCTION)
-      return ak_fielderror(L, 2, "on_progress", "function");
+      return ak_fielderror(L, 2, "on_progress", "function", 8);
     s->progress_idx = 8;
     curl_easy_setopt(s->easy, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(s->easy, CURLOPT_XFERINFOFUNCTION, on_progress);
@@ -775,7 +775,7 @@ static int session_request(lua_State *L)
   if (!lua_isnil(L, 10)) {
     const char *path;
     if (lua_type(L, 10) != LUA_TSTRING)
-      return ak_fielderror(L, 2, "output", "string");
+      return ak_fielderror(L, 2, "output", "string", 10);
     path = lua_tostring(L, 10);
     s->out = fopen(path, "wb");
     if (s->out == NULL) {
