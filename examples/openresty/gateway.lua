@@ -16,6 +16,7 @@
 -- * or JWT-bearer grant (`TALVIEW_GRANT=jwt`): `TALVIEW_CLIENT_ID`, `TALVIEW_ISSUER`,
 --   `TALVIEW_PRIVATE_KEY_FILE`, `TALVIEW_SCOPE`, `TALVIEW_AUDIENCE` (optional);
 -- * `TALVIEW_TIMEOUT` (seconds per Talview call, default 10).
+
 -- luacheck: globals ngx
 
 local cjson = require("cjson.safe")

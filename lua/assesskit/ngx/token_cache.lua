@@ -26,6 +26,7 @@
 -- -- nginx.conf (http block):  lua_shared_dict assesskit_tokens 1m;
 -- local cache = require("assesskit.ngx.token_cache").new({ dict = "assesskit_tokens" })
 -- local tv = require("assesskit.talview").new({ base_url = url, auth = creds, token_store = cache })
+
 -- luacheck: read globals ngx
 
 local ngx = ngx

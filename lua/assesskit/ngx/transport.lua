@@ -15,6 +15,7 @@
 -- init_worker, set, header and body filters, log, balancer) raises an error that names the
 -- `ngx.timer.at` way around.
 -- @module assesskit.ngx.transport
+
 -- luacheck: read globals ngx
 
 local ngx = ngx
