@@ -336,6 +336,59 @@ describe("sandbox Talview emulation", function()
     end)
   end)
 
+  describe("uploads", function()
+    local function multipart(fields, file)
+      local b = "sandbox-spec-boundary"
+      local parts = {}
+      for k, v in pairs(fields) do
+        parts[#parts + 1] = "--" .. b .. "\r\nContent-Disposition: form-data; name=\"" .. k .. "\"\r\n\r\n"
+          .. v .. "\r\n"
+      end
+      if file then
+        parts[#parts + 1] = "--" .. b .. "\r\nContent-Disposition: form-data; name=\"" .. file.name
+          .. "\"; filename=\"" .. file.filename .. "\"\r\nContent-Type: text/csv\r\n\r\n" .. file.data .. "\r\n"
+      end
+      parts[#parts + 1] = "--" .. b .. "--\r\n"
+      return table.concat(parts), { ["Content-Type"] = "multipart/form-data; boundary=" .. b }
+    end
+
+    it("takes a multipart file and answers 422 when the file is missing", function()
+      local ep = endpoint("spreadsheet.upload")
+      local body, headers = multipart({ file_type_id = "3" },
+        { name = ep.file_field or "file", filename = "candidates.csv", data = "email\na@example.test\n" })
+      local r = sb:request("POST", ep.path, { token = tok, body = body, headers = headers })
+      assert.equal(201, r.status, r.body)
+      assert.equal("candidates.csv", r.json[ep.file_field or "file"])
+      body, headers = multipart({ file_type_id = "3" })
+      r = sb:request("POST", ep.path, { token = tok, body = body, headers = headers })
+      assert.equal(422, r.status)
+      assert.equal(ep.file_field or "file", r.json[1].field)
+      r = sb:request("POST", ep.path, { token = tok, body = "--x\r\nbroken", headers = headers })
+      assert.equal(400, r.status)
+    end)
+
+    it("takes a base64 file and refuses data that is not base64", function()
+      local ep = endpoint("models.file.upload")
+      local r = sb:request("POST", ep.path, { token = tok, body = { data = "aGVsbG8=", name = "hello.txt" } })
+      assert.equal(201, r.status, r.body)
+      assert.equal("hello.txt", r.json.name)
+      r = sb:request("POST", ep.path, { token = tok, body = { data = "%%% not base64 %%%", name = "x" } })
+      assert.equal(422, r.status)
+      assert.equal("data", r.json[1].field)
+    end)
+
+    it("keeps one display picture per user", function()
+      local body, headers = multipart({}, { name = "file", filename = "me.png", data = "\137PNG..." })
+      assert.equal(404, get("/user/display-picture").status)
+      local r = sb:request("POST", "/user/display-picture", { token = tok, body = body, headers = headers })
+      assert.equal(201, r.status)
+      assert.equal("me.png", get("/user/display-picture").json.file)
+      assert.equal(404, get("/user/display-picture", { token = sb:token("viewer") }).status)
+      assert.equal(204, sb:request("DELETE", "/user/display-picture", { token = tok }).status)
+      assert.equal(404, get("/user/display-picture").status)
+    end)
+  end)
+
   describe("endpoints without state", function()
     it("answer every GET in the catalogue with the seed's documented shape, never a 5xx", function()
       local checked = 0

@@ -130,6 +130,13 @@ for _, ep in ipairs(catalogue.endpoints) do
   end
 end
 
+--- Whether the catalogue has a list endpoint for a store.
+-- @tparam string res store name
+-- @treturn boolean
+function M.has_list(res)
+  return by_store[res] ~= nil and by_store[res].endpoints.list ~= nil
+end
+
 --- Store names of every resource the catalogue has REST endpoints for.
 -- @treturn table array
 function M.store_names()
@@ -286,6 +293,12 @@ function M.scope(ep, params, principal)
     end
   end
   if string_sub(ep.path, 1, 9) == "/user/me/" then s.user_id = principal.id end
+  -- a singleton of the user (no list, no id: the display picture)
+  local res = M.resource_of(ep)
+  if res and not string_find(ep.path, "{", 1, true) and by_store[res] and not by_store[res].endpoints.list
+    and string_sub(ep.path, 1, 6) == "/user/" then
+    s.user_id = principal.id
+  end
   return s
 end
 
@@ -698,9 +711,12 @@ function M.serve(req, ep, params, principal, body, res, action)
     rec = store.get(res, id)
     if not rec or not in_scope(rec, scope) then return not_found(req, id) end
   else
-    -- an update or delete on the collection (e.g. rbac): the record the parameters name
+    -- a singleton (no list: the display picture) is the one in scope; an update or delete
+    -- on a collection (e.g. rbac) is of the record the parameters name
+    local singleton = not by_store[res].endpoints.list
     local src = (action == "delete" and next(req.args) ~= nil) and req.args or body
     rec = store.find(res, function(r)
+      if singleton then return in_scope(r, scope) end
       if not in_scope(r, scope) then return false end
       local any = false
       for k, v in pairs(src) do

@@ -257,9 +257,27 @@ function M.handle(req)
   if res and resources.crud[action] and not (ep.upload and action == "create") then
     return resources.serve(req, ep, params, principal, body, res, action)
   end
-  if res and ep.upload and action == "create" then
+  if ep.upload then
+    -- an upload keeps a record of what was uploaded (file name, size; not the bytes)
+    res = res or string.match(ep.name, "^([%w_]+)")
     local fields = {}
-    for k, v in pairs(body) do fields[k] = type(v) == "table" and v.filename or v end
+    for k, v in pairs(body) do
+      if type(v) == "table" and v.filename then
+        fields[k] = v.filename
+        fields[k .. "_size"] = v.size
+      elseif ep.upload == "base64" and k == (ep.file_field or "data") then
+        fields.size = #v
+      else
+        fields[k] = v
+      end
+    end
+    for k, v in pairs(resources.scope(ep, params, principal)) do fields[k] = v end
+    if not resources.has_list(res) then
+      -- a singleton (the display picture): the new one replaces the old
+      for _, old in ipairs(store.list(res, function(r) return r.user_id == fields.user_id end)) do
+        store.delete(res, old.id)
+      end
+    end
     local rec = resources.create_record(res, fields, principal)
     return http.json(req, 201, resources.present(res, rec))
   end
