@@ -25,6 +25,17 @@ describe("assesskit.errors #luajit", function()
     assert.matches("%[email: Email is not a valid email address%.%]", tostring(err))
   end)
 
+  it("leaves unnamed field entries (already in the message) out of tostring", function()
+    local err = errors.new({
+      kind = "auth", status = 400, message = "ApiKey is not invalid or incorrect",
+      fields = { { message = "ApiKey is not invalid or incorrect" } },
+    })
+    local s = tostring(err)
+    assert.not_matches("nil:", s, 1, true)
+    assert.not_matches("%[", s)
+    assert.matches("ApiKey is not invalid or incorrect", s, 1, true)
+  end)
+
   it("gives a reason phrase as the message when the server sent none", function()
     local err = errors.new({ kind = "http", status = 503 })
     assert.equal("Service Unavailable", err.message)

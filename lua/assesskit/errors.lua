@@ -182,15 +182,15 @@ function Error:__tostring()
   parts[#parts + 1] = ": "
   parts[#parts + 1] = tostring(self.message)
   if self.kind ~= "validation" and type(self.fields) == "table" and #self.fields > 0 then
+    -- Entries without a field name (InterviewMocha's {"errors": [...]}) are already in
+    -- `message`; only named fields add information.
     local fs = {}
-    for i, f in ipairs(self.fields) do
-      if type(f) == "table" then
-        fs[i] = tostring(f.field) .. ": " .. tostring(f.message)
-      else
-        fs[i] = tostring(f)
+    for _, f in ipairs(self.fields) do
+      if type(f) == "table" and f.field ~= nil then
+        fs[#fs + 1] = tostring(f.field) .. ": " .. tostring(f.message)
       end
     end
-    parts[#parts + 1] = " [" .. table_concat(fs, "; ") .. "]"
+    if #fs > 0 then parts[#parts + 1] = " [" .. table_concat(fs, "; ") .. "]" end
   end
   if self.retry_after then
     parts[#parts + 1] = string_format(" (retry after %gs)", self.retry_after)
