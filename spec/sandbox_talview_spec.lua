@@ -83,6 +83,15 @@ describe("sandbox Talview emulation", function()
       assert.equal(405, r.json.status)
     end)
 
+    it("answers a CORS preflight (OPTIONS) without credentials for known paths only", function()
+      local r = sb:request("OPTIONS", "/models/candidate", { headers = { Origin = "https://app.example.test",
+        ["Access-Control-Request-Method"] = "POST" } })
+      assert.equal(200, r.status)
+      assert.equal("https://app.example.test", r.headers["access-control-allow-origin"])
+      assert.equal("GET, POST", r.headers["access-control-allow-methods"])
+      assert.equal(404, sb:request("OPTIONS", "/models/no-such-thing").status)
+    end)
+
     it("answers 415 for an unsupported content type or an Accept without JSON", function()
       local r = sb:request("POST", "/models/candidate", { token = tok, body = "<candidate/>",
         headers = { ["Content-Type"] = "application/xml" } })

@@ -201,6 +201,19 @@ function M.handle(req)
   if #path > 1 and string_sub(path, -1) == "/" then path = string_sub(path, 1, -2) end
   local ep, params = routes:match(req.method, path)
   if not ep then
+    if params and req.method == "OPTIONS" then
+      -- a CORS preflight (the seed: "We support cross-origin resource sharing")
+      local origin = http.header(req, "origin")
+      return http.send(req, 200, "", {
+        Allow = params .. ", OPTIONS",
+        ["Access-Control-Allow-Origin"] = origin or "*",
+        ["Access-Control-Allow-Methods"] = params,
+        ["Access-Control-Allow-Headers"] = http.header(req, "access-control-request-headers")
+          or "Authorization, Content-Type",
+        ["Access-Control-Max-Age"] = "86400",
+        ["Vary"] = "Origin",
+      })
+    end
     if params then
       return http.error(req, 405, "Method Not Allowed. This URL can only handle the following request methods: "
         .. params .. ".", { Allow = params })
