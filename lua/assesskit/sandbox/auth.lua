@@ -6,7 +6,7 @@
 -- `{name, message, code, status}`. Nothing secret is ever echoed back.
 -- @module assesskit.sandbox.auth
 
-local ngx = ngx
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 local jwt = require("assesskit.sandbox.jwt")

@@ -22,7 +22,7 @@
 -- Errors are `{"error": "..."}` with 400, 404 or 405.
 -- @module assesskit.sandbox.control
 
-local ngx = ngx
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 local log = require("assesskit.sandbox.log")

@@ -5,7 +5,7 @@
 -- malformed JSON, slow body) and the request log's response fields are applied.
 -- @module assesskit.sandbox.http
 
-local ngx = ngx
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 
 local type, pairs, ipairs, tostring, tonumber, next = type, pairs, ipairs, tostring, tonumber, next

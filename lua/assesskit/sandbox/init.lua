@@ -7,7 +7,7 @@
 -- nginx.conf.in calls `init` (master, at configuration load), `init_worker` and `handle`.
 -- @module assesskit.sandbox
 
-local ngx = ngx
+local ngx = ngx -- luacheck: read globals ngx
 local config = require("assesskit.sandbox.config")
 local http = require("assesskit.sandbox.http")
 local log = require("assesskit.sandbox.log")

@@ -12,7 +12,7 @@
 -- * A missing or wrong key, a non-numeric id or a bad reportType: 400 `{"errors": [...]}`.
 -- @module assesskit.sandbox.interviewmocha
 
-local ngx = ngx
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 local store = require("assesskit.sandbox.store")

@@ -7,7 +7,7 @@
 
 local json = require("assesskit.sandbox.json")
 
-local ngx = ngx
+local ngx = ngx -- luacheck: read globals ngx
 local type, pcall, tostring, error, require = type, pcall, tostring, error, require
 local string_gsub, string_find, string_match, string_rep = string.gsub, string.find, string.match,
   string.rep

@@ -7,13 +7,14 @@
 -- string and in JSON or form bodies.
 -- @module assesskit.sandbox.log
 
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local string_lower, string_match, string_gsub, string_sub, string_find =
   string.lower, string.match, string.gsub, string.sub, string.find
-local table_remove = table.remove
+local table_remove, table_sort, getmetatable, setmetatable = table.remove, table.sort, getmetatable, setmetatable
 
 local M = {}
 
@@ -76,7 +77,7 @@ end
 
 -- Mask every secret value in a raw string, in its plain, JSON-escaped and URL-encoded forms.
 local function mask_raw(raw, secrets)
-  table.sort(secrets, function(a, b) return #a > #b end)
+  table_sort(secrets, function(a, b) return #a > #b end)
   for _, s in ipairs(secrets) do
     raw = replace_all(raw, s)
     local enc = ngx.escape_uri(s)

@@ -24,7 +24,7 @@
 --   (`invitedCount`, ...) from `counts`. Unknown names are ignored, as Yii2 does.
 -- @module assesskit.sandbox.resources
 
-local ngx = ngx
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 local store = require("assesskit.sandbox.store")

@@ -14,7 +14,7 @@
 -- and everything else answers the seed's sample for that endpoint.
 -- @module assesskit.sandbox.talview
 
-local ngx = ngx
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 local auth = require("assesskit.sandbox.auth")
