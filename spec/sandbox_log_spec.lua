@@ -90,6 +90,16 @@ describe("sandbox request log", function()
     assert.falsy(raw:find("topsecretvalue", 1, true))
   end)
 
+  it("stays valid JSON when a request carries bytes that are not UTF-8", function()
+    sb:request("GET", "/models/candidate?name=%FF%FEx")
+    sb:request("POST", "/models/candidate",
+      { body = "\255\254 not utf-8", headers = { ["Content-Type"] = "text/plain" } })
+    local log = sb:requests()
+    assert.equal(2, #log)
+    assert.equal("\239\191\189\239\191\189x", log[1].args.name)
+    assert.equal(415, log[2].status)
+  end)
+
   it("does not log control requests, clears, and reads from a sequence number on", function()
     sb:request("GET", "/helpers/settings")
     sb:requests()

@@ -64,12 +64,64 @@ function M.copy(v)
   return out
 end
 
+-- Position of the first byte that breaks UTF-8 well-formedness (overlongs, surrogates,
+-- beyond U+10FFFF, truncated sequences), or nil when the string is well formed.
+local function utf8_scan(s, from)
+  local i, n = from or 1, #s
+  if not string_find(s, "[\128-\255]", i) then return nil end
+  while i <= n do
+    local c = string_byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len, min
+      if c >= 0xC2 and c <= 0xDF then len, min = 2, 0x80
+      elseif c >= 0xE0 and c <= 0xEF then len, min = 3, 0x800
+      elseif c >= 0xF0 and c <= 0xF4 then len, min = 4, 0x10000
+      else return i end
+      if i + len - 1 > n then return i end
+      local cp = c % (2 ^ (7 - len))
+      for k = 1, len - 1 do
+        local cc = string_byte(s, i + k)
+        if cc < 0x80 or cc > 0xBF then return i end
+        cp = cp * 64 + (cc - 0x80)
+      end
+      if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return i end
+      i = i + len
+    end
+  end
+  return nil
+end
+
+--- Whether a string is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF).
+-- @tparam string s
+-- @treturn boolean
+function M.valid_utf8(s)
+  return utf8_scan(s) == nil
+end
+
+-- Replace every byte that breaks UTF-8 with U+FFFD, so that the output is always valid JSON.
+local function utf8_clean(s)
+  local bad = utf8_scan(s)
+  if not bad then return s end
+  local out, start = {}, 1
+  while bad do
+    out[#out + 1] = string_sub(s, start, bad - 1)
+    out[#out + 1] = "\239\191\189"
+    start = bad + 1
+    bad = utf8_scan(s, start)
+  end
+  out[#out + 1] = string_sub(s, start)
+  return table_concat(out)
+end
+
 local escapes = {
   ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
   ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
 }
 
 local function encode_string(s)
+  s = utf8_clean(s)
   return '"' .. string_gsub(s, '[%c"\\]', function(c)
     return escapes[c] or string_format("\\u%04x", string_byte(c))
   end) .. '"'

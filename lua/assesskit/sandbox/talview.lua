@@ -53,42 +53,12 @@ local function accepts_json(accept)
   return false
 end
 
---- Whether a string is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF).
--- @tparam string s
--- @treturn boolean
-function M.valid_utf8(s)
-  if not string_find(s, "[\128-\255]") then return true end
-  local byte, i, n = string.byte, 1, #s
-  while i <= n do
-    local c = byte(s, i)
-    if c < 0x80 then
-      i = i + 1
-    else
-      local len, min
-      if c >= 0xC2 and c <= 0xDF then len, min = 2, 0x80
-      elseif c >= 0xE0 and c <= 0xEF then len, min = 3, 0x800
-      elseif c >= 0xF0 and c <= 0xF4 then len, min = 4, 0x10000
-      else return false end
-      if i + len - 1 > n then return false end
-      local cp = c % (2 ^ (7 - len))
-      for k = 1, len - 1 do
-        local cc = byte(s, i + k)
-        if cc < 0x80 or cc > 0xBF then return false end
-        cp = cp * 64 + (cc - 0x80)
-      end
-      if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return false end
-      i = i + len
-    end
-  end
-  return true
-end
-
 local function parse_body(req)
   local raw = req.body
   if not raw or raw == "" then return json.object({}) end
   local media = req.content_type
   if media == "application/json" then
-    if not M.valid_utf8(raw) then
+    if not json.valid_utf8(raw) then
       return nil, 400, "Invalid JSON data in request body: Malformed UTF-8 characters, possibly incorrectly encoded."
     end
     local v, err = json.decode(raw)
