@@ -433,6 +433,22 @@ describe("sandbox Talview emulation", function()
       assert.equal("\137PNG", r.body:sub(1, 4))
       assert.equal(422, get("/helpers/placeholder").status)
     end)
+
+    it("answers the user/me helpers in the seed's shapes", function()
+      local r = sb:request("POST", "/user/me/password-strength",
+        { token = tok, body = { password = "eight wide field" } })
+      assert.same({ score = 4 }, r.json) -- the seed's example
+      r = sb:request("POST", "/user/me/password-strength", { token = tok, body = { password = "password" } })
+      assert.same({ score = 0 }, r.json)
+      r = get("/user/me/generate-otp-uri")
+      assert.is_string(r.json["qr-code"])
+      assert.matches("^%u[%u%d]+$", r.json.secret)
+      r = sb:request("POST", "/user/me/update-password", { token = tok, body = {
+        current_password = sb.credentials.password.password, new_password = "abc", new_password_repeat = "abc" } })
+      assert.equal(422, r.status)
+      assert.same({ { field = "new_password",
+        message = "This is a weak password, Please set stronger password for your account" } }, r.json)
+    end)
   end)
 end)
 

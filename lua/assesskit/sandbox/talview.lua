@@ -97,34 +97,67 @@ local function find_user(principal)
   return store.get("user", principal.id)
 end
 
+local common_passwords = { password = true, ["123456"] = true, ["12345678"] = true, qwerty = true,
+  letmein = true, welcome = true, admin = true, iloveyou = true, ["password1"] = true }
+
+--- A password's strength from 0 (weakest) to 4, zxcvbn-style: estimated bits from length and
+-- character classes, common passwords and the user's own name or email score 0.
+-- @tparam string p
+-- @tparam[opt] table principal
+-- @treturn number
+function M.password_score(p, principal)
+  if p == "" or common_passwords[string_lower(p)] then return 0 end
+  if principal and principal.username and string_find(string_lower(principal.username), string_lower(p), 1, true) then
+    return 0
+  end
+  local set = 0
+  if string_find(p, "%l") then set = set + 26 end
+  if string_find(p, "%u") then set = set + 26 end
+  if string_find(p, "%d") then set = set + 10 end
+  if string_find(p, "[^%w]") then set = set + 33 end
+  local bits = #p * math.log(set) / math.log(2)
+  if bits < 28 then return 0 elseif bits < 36 then return 1 elseif bits < 60 then return 2
+  elseif bits < 80 then return 3 end
+  return 4
+end
+
 special["user.me.update_password"] = function(req, _, _, principal, body)
   if principal.kind ~= "user" then return http.error(req, 403, "A service account has no password.") end
   local current = auth.password_of(principal.id)
   local errs = {}
+  -- the seed's validation messages
   if body.current_password ~= current then
-    errs[#errs + 1] = { field = "current_password", message = "Current Password is incorrect." }
+    errs[#errs + 1] = { field = "current_password", message = "Invalid current password" }
   end
-  if type(body.new_password) ~= "string" or #body.new_password < 8 then
-    errs[#errs + 1] = { field = "new_password", message = "New Password should contain at least 8 characters." }
-  elseif body.new_password ~= body.new_password_repeat then
-    errs[#errs + 1] = { field = "new_password_repeat",
-      message = "New Password Repeat must be equal to \"New Password\"." }
+  local new = body.new_password
+  if type(new) ~= "string" or M.password_score(new, principal) < 2 then
+    errs[#errs + 1] = { field = "new_password",
+      message = "This is a weak password, Please set stronger password for your account" }
+  elseif new == current then
+    errs[#errs + 1] = { field = "new_password",
+      message = "Your new password is same as the old password. Please use another password" }
+  elseif new ~= body.new_password_repeat then
+    errs[#errs + 1] = { field = "new_password", message = "new_password_repeat does not match new_password" }
   end
   if #errs > 0 then return http.validation_error(req, errs) end
-  auth.set_password(principal.id, body.new_password)
+  auth.set_password(principal.id, new)
   local u = find_user(principal)
   return http.json(req, 200, u and resources.present("user", u) or json.object({ success = true }))
 end
 
-special["user.me.password_strength"] = function(req, _, _, _, body)
-  local p = tostring(body.password or "")
-  local score = 0
-  if #p >= 8 then score = score + 1 end
-  if string_find(p, "%l") and string_find(p, "%u") then score = score + 1 end
-  if string_find(p, "%d") then score = score + 1 end
-  if string_find(p, "[^%w]") then score = score + 1 end
-  local labels = { [0] = "Very Weak", "Weak", "Fair", "Good", "Strong" }
-  return http.json(req, 200, json.object({ score = score, strength = labels[score] }, { "score", "strength" }))
+special["user.me.password_strength"] = function(req, _, _, principal, body)
+  local p = type(body.password) == "string" and body.password or ""
+  return http.json(req, 200, json.object({ score = M.password_score(p, principal) }))
+end
+
+special["user.me.generate_otp_uri"] = function(req, _, _, principal)
+  -- a fixed demo secret: the seed's shape, {"qr-code", "secret"}
+  local secret = "I5BECQZTLBFE2USXKVETCRBWJE"
+  return http.json(req, 200, json.object({
+    ["qr-code"] = "otpauth://totp/Talview:" .. ngx.escape_uri(principal.username or "user")
+      .. "?issuer=Talview&secret=" .. secret,
+    secret = secret,
+  }, { "qr-code", "secret" }))
 end
 
 -- a 1x1 PNG; the real service draws the text, the sandbox only promises an image
@@ -135,12 +168,6 @@ special["helpers.placeholder"] = function(req)
   return http.send(req, 200, png, { ["Content-Type"] = "image/png", ["Cache-Control"] = "max-age=86400" })
 end
 
-special["user.me.generate_otp_uri"] = function(req, _, _, principal)
-  return http.json(req, 200, json.object({
-    uri = "otpauth://totp/Talview:" .. ngx.escape_uri(principal.username or "user")
-      .. "?issuer=Talview&secret=JBSWY3DPEHPK3PXP",
-  }))
-end
 
 -- Fallback: the seed's sample for the endpoint --------------------------------------------------
 
