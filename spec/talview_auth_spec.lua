@@ -256,6 +256,21 @@ describe("talview auth #luajit", function()
       assert.are_not.equal(log[1].auth.token, log[3].auth.token)
     end)
 
+    it("shows hooks the 401, then the token request, then the retried request, in order", function()
+      local events = {}
+      local function on_request(i) events[#events + 1] = "req " .. i.url:match("//[^/]+(/[^?]*)") end
+      local function on_response(i)
+        events[#events + 1] = "res " .. i.url:match("//[^/]+(/[^?]*)") .. " " .. tostring(i.status)
+      end
+      local tv = new_tv({ auth = password_auth(), on_request = on_request, on_response = on_response })
+      assert.is_table((tv.user.me:get()))
+      sb:expire_tokens()
+      events = {}
+      assert.is_table((tv.user.me:get()))
+      assert.same({ "req /user/me", "res /user/me 401", "req /oauth2/token", "res /oauth2/token 200",
+        "req /user/me", "res /user/me 200" }, events)
+    end)
+
     it("renews on a 401 from the expire_token fault", function()
       local tv = new_tv({ auth = password_auth() })
       assert.is_table((tv.user.me:get()))

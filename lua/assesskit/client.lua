@@ -714,13 +714,7 @@ function Client:send(req)
         again, delay = true, self:backoff(retries)
       end
     elseif status == 401 and auth and not renewed and auth.renew then
-      renewed = true
-      local ok, rerr = auth:renew(self, headers)
-      if ok then
-        again = true
-      elseif rerr then
-        err = rerr
-      end
+      renewed, again = true, "renew"
     elseif RETRY_STATUS[status] and can_retry and retries < max_retries then
       retries = retries + 1
       local retry_after = M.parse_retry_after(rheaders["retry-after"], os_time())
@@ -735,8 +729,16 @@ function Client:send(req)
       call_hook(self.on_response, {
         method = method, url = masked_url, status = status, attempt = attempt,
         headers = status and masked_headers(rheaders) or nil,
-        duration = clock() - started, error = err, retrying = again,
+        duration = clock() - started, error = err, retrying = again ~= false,
       })
+    end
+    -- the renewal comes after this answer's hook, so hooks see events in order
+    if again == "renew" then
+      local ok, rerr = auth:renew(self, headers)
+      if not ok then
+        again = false
+        if rerr then err = rerr end
+      end
     end
     if err and not again then return nil, err end
     if not again then
