@@ -99,9 +99,9 @@ for round = 1, ROUNDS do
   assert(jwt.encode({ sub = "x", n = round }, private_pem))
   assert(not jwt.encode({ sub = "x" }, "bad"))
   for i = 0, 40 do
-    local s = string.rep("\255\0a", i)
-    assert(core.b64url_decode(core.b64url_encode(s)) == s)
-    assert(core.url_decode(core.url_encode(s)) == s)
+    local bytes = string.rep("\255\0a", i)
+    assert(core.b64url_decode(core.b64url_encode(bytes)) == bytes)
+    assert(core.url_decode(core.url_encode(bytes)) == bytes)
   end
   assert(not core.b64url_decode("Zm9v!"))
   assert(not core.b64url_decode("Z"))

@@ -119,6 +119,7 @@ describe("assesskit.core session #luajit", function()
       assert.is_string(h["content-length"])
 
       st, _, body = s:request { url = srv:url("/bytes?n=20&t=reset-5") }
+      assert.equal(200, st)
       assert.equal(pattern_bytes(20), body) -- no longer written to the file
       assert.equal(pattern_bytes(1000), sys.read(out))
 

@@ -1,3 +1,4 @@
+-- luacheck: no max line length
 -- RS256 keys (assesskit.core) and JWS (assesskit.jwt), checked against the openssl command
 -- line and RFC 7515 appendix A.2. Runs under Lua 5.4 and LuaJIT (tag luajit).
 

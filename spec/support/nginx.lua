@@ -186,7 +186,8 @@ local function build_conf(opts, dir, port, tls_ports)
   lines[#lines + 1] = "  }"
   for i, t in ipairs(opts.tls or {}) do
     lines[#lines + 1] = "  server {"
-    lines[#lines + 1] = "    listen 127.0.0.1:" .. tls_ports[i] .. " ssl" .. (t.http2 == false and "" or " http2") .. ";"
+    lines[#lines + 1] = "    listen 127.0.0.1:" .. tls_ports[i] .. " ssl"
+      .. (t.http2 == false and "" or " http2") .. ";"
     lines[#lines + 1] = "    ssl_certificate " .. t.cert .. "; ssl_certificate_key " .. t.key .. ";"
     lines[#lines + 1] = "    ssl_session_cache shared:AK" .. i .. ":1m; ssl_session_tickets on;"
       .. " ssl_protocols TLSv1.2 TLSv1.3;"

@@ -10,7 +10,7 @@
 
 local sys = require "support.sys"
 
-local setmetatable, assert, ipairs, tostring = setmetatable, assert, ipairs, tostring
+local setmetatable, assert, ipairs = setmetatable, assert, ipairs
 local q = sys.quote
 
 local M = {}

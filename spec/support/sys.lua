@@ -4,7 +4,7 @@
 
 local socket = require "socket"
 
-local io, os, type, assert, tostring = io, os, type, assert, tostring
+local io, type, assert, tostring = io, type, assert, tostring
 
 local M = {}
 
