@@ -24,6 +24,7 @@ idiomatic Lua clients with token management, retries, paging and one error shape
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
+  "luasocket", -- sleeping between retries and a sub-second clock outside nginx
 }
 
 external_dependencies = {

@@ -15,6 +15,9 @@ local setmetatable = setmetatable
 local M = {
   --- Version of assesskit.
   _VERSION = "scm",
+  --- The JSON `null` sentinel (`cjson.null`): what a JSON null decodes to, and what to put in a
+  -- body to send one. The same value as `require("assesskit.talview").null`.
+  null = require("cjson").null,
 }
 
 -- Lazily required sub-modules, by field name.
