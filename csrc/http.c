@@ -368,6 +368,8 @@ static CURLcode apply_session_options(ak_session *s)
   SET(CURLOPT_FOLLOWLOCATION, 0L);
   SET(CURLOPT_SSL_VERIFYPEER, 1L);
   SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  /* InterviewMocha requires TLS 1.2 or later; so do we, whatever the system's OpenSSL allows. */
+  SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
   SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   SET(CURLOPT_HTTP_VERSION, s->http_version);

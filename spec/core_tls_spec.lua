@@ -17,6 +17,9 @@ describe("assesskit.core TLS #luajit", function()
         { cert = pki.wrong_cert, key = pki.wrong_key },                   -- 2: wrong name
         { cert = pki.server_cert, key = pki.server_key,                   -- 3: one request
           server = "keepalive_requests 1;" },                             --    per connection
+        { cert = pki.server_cert, key = pki.server_key,                   -- 4: TLS 1.1 only
+          server = "ssl_protocols TLSv1.1; ssl_ciphers DEFAULT@SECLEVEL=0; "
+            .. "ssl_conf_command MinProtocol TLSv1; ssl_conf_command MaxProtocol TLSv1.1;" },
       },
     }
   end)
@@ -67,6 +70,19 @@ describe("assesskit.core TLS #luajit", function()
   it("reports an unreadable ca_file as kind tls", function()
     local s = core.session { ca_file = pki.dir .. "/no-such-ca.pem" }
     local ok, _, kind = s:request { url = srv:tls_url(1, "/json") }
+    assert.is_nil(ok)
+    assert.equal("tls", kind)
+    s:close()
+  end)
+
+  it("refuses a server that speaks only TLS 1.1 (kind tls): 1.2 is the minimum", function()
+    -- the curl command line, told to, can still talk to it: the refusal is ours
+    local probe = io.popen("curl -sS --cacert " .. pki.ca .. " --ciphers DEFAULT@SECLEVEL=0 "
+      .. "-o /dev/null -w '%{http_code}' " .. srv:tls_url(4, "/json") .. " 2>/dev/null")
+    assert.equal("200", probe:read("*a"))
+    probe:close()
+    local s = core.session { ca_file = pki.ca }
+    local ok, _, kind = s:request { url = srv:tls_url(4, "/json") }
     assert.is_nil(ok)
     assert.equal("tls", kind)
     s:close()
