@@ -1,12 +1,13 @@
 -- assesskit.client (the shared API client) against a real nginx on loopback.
 --
--- The spec starts one nginx (spec/support/ngx_bench.lua) on free ports in a temporary
+-- The spec starts one nginx (spec/support/nginx.lua) on free ports in a temporary
 -- directory: a plain HTTP server whose locations answer the way APIs do (JSON, 204, text,
 -- Yii2 errors, 422 lists, HTML 502, malformed JSON, flaky endpoints that fail N times, slow
 -- answers, paged lists) and two TLS servers (a certificate from a test CA, and a self-signed
 -- one). nginx is stopped by its pid in teardown.
 
-local bench = require("support.ngx_bench")
+local nginx = require("support.nginx")
+local sys = require("support.sys")
 local client = require("assesskit.client")
 local errors = require("assesskit.errors")
 local cjson = require("cjson")
@@ -133,7 +134,7 @@ describe("assesskit.client #luajit", function()
   local srv, base, key_n
 
   setup(function()
-    srv = bench.start({
+    srv = nginx.start({
       ports = { "P", "P_TLS", "P_UNTRUSTED" }, certs = true,
       http = "lua_shared_dict counts 1m;", servers = servers,
     })
@@ -294,7 +295,7 @@ describe("assesskit.client #luajit", function()
     end)
 
     it("reports a refused connection as a network error", function()
-      local c = new_client({ base_url = "http://127.0.0.1:" .. bench.free_port(), max_retries = 0 })
+      local c = new_client({ base_url = "http://127.0.0.1:" .. sys.free_port(), max_retries = 0 })
       local _, err = c:request("GET", "/x")
       assert.equal("network", err.kind)
       assert.is_true(err.retryable)
@@ -486,7 +487,7 @@ describe("assesskit.client #luajit", function()
 
     it("report a transport failure with the error", function()
       local got
-      local c = new_client({ base_url = "http://127.0.0.1:" .. bench.free_port(), max_retries = 0,
+      local c = new_client({ base_url = "http://127.0.0.1:" .. sys.free_port(), max_retries = 0,
         on_response = function(info) got = info end })
       c:request("GET", "/x")
       assert.is_nil(got.status)

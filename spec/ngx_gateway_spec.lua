@@ -8,12 +8,13 @@
 -- worker pid. nginx is started with the sandbox's credentials in its environment and stopped by
 -- its pid.
 
-local bench = require("spec.support.ngx_bench")
+local nginx = require("support.nginx")
+local sys = require("support.sys")
 local sandbox = require("support.sandbox")
 local cjson = require("cjson")
 local socket = require("socket")
 
-local REPO = bench.repo
+local REPO = nginx.repo
 local EXAMPLE = REPO .. "/examples/openresty"
 
 -- Replaces exactly one occurrence of `old` (plain text); fails when the example changed.
@@ -25,7 +26,7 @@ local function replace_once(text, old, new)
 end
 
 local function gateway_conf(workers)
-  local conf = assert(bench.read(EXAMPLE .. "/nginx.conf"))
+  local conf = assert(sys.read(EXAMPLE .. "/nginx.conf"))
   conf = replace_once(conf, "listen 127.0.0.1:8080;", "listen 127.0.0.1:@P@ reuseport;")
   conf = replace_once(conf, "worker_processes 2;", "worker_processes " .. workers .. ";")
   conf = replace_once(conf, '"$prefix/?.lua;$prefix/../../lua/?.lua;$prefix/../../lua/?/init.lua;;"',
@@ -33,7 +34,7 @@ local function gateway_conf(workers)
   conf = replace_once(conf, '"$prefix/../../build/luajit/?.so;', '"' .. REPO .. "/build/luajit/?.so;")
   conf = replace_once(conf, "access_log logs/access.log;",
     "log_format pids '$pid $status $request_uri'; access_log logs/access.log pids;")
-  return bench.user_line() .. "\n" .. conf
+  return nginx.user_line() .. "\n" .. conf
 end
 
 local function password_env(sb)
@@ -55,7 +56,7 @@ local function jwt_env(sb)
 end
 
 local function start_gateway(workers, environ)
-  return bench.start({ ports = { "P" }, conf = gateway_conf(workers), environ = environ,
+  return nginx.start({ ports = { "P" }, conf = gateway_conf(workers), environ = environ,
     pid = "logs/nginx.pid" })
 end
 
@@ -204,7 +205,7 @@ describe("the OpenResty gateway example #ngx", function()
 
     lazy_setup(function()
       local c = sb.credentials.password
-      srv = bench.start({ ports = { "P" }, servers = [[
+      srv = nginx.start({ ports = { "P" }, servers = [[
       server {
         listen 127.0.0.1:@P@;
         location ~ ^/candidates/(\d+)$ {
@@ -270,7 +271,7 @@ describe("the OpenResty gateway example #ngx", function()
       assert.are.equal(1, distinct) -- every call carried the one token
       -- and the requests were spread over several workers
       local pids = {}
-      local log = assert(bench.read(gw.dir .. "/logs/access.log"))
+      local log = assert(sys.read(gw.dir .. "/logs/access.log"))
       for pid in log:gmatch("(%d+) 200 /candidates/") do pids[pid] = true end
       local n = 0
       for _ in pairs(pids) do n = n + 1 end

@@ -1,7 +1,7 @@
 -- assesskit.ngx.token_cache in a real nginx with four workers: entries are shared by every
 -- worker, and the renewal lock admits one holder at a time across workers and coroutines.
 
-local bench = require("spec.support.ngx_bench")
+local nginx = require("support.nginx")
 local cjson = require("cjson")
 local socket = require("socket")
 
@@ -84,7 +84,7 @@ describe("assesskit.ngx.token_cache #ngx", function()
   ]]
 
   lazy_setup(function()
-    srv = bench.start({ ports = { "P" }, http = http_conf, servers = servers, workers = 4 })
+    srv = nginx.start({ ports = { "P" }, http = http_conf, servers = servers, workers = 4 })
     port = srv.ports.P
   end)
 

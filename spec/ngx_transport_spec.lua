@@ -6,7 +6,8 @@
 -- and a driver location `/run` that performs a transport request described as JSON and answers
 -- with its results. nginx is stopped by its pid in teardown.
 
-local bench = require("spec.support.ngx_bench")
+local nginx = require("support.nginx")
+local sys = require("support.sys")
 local cjson = require("cjson")
 
 local T_REQ = "assesskit.ngx.transport"
@@ -217,7 +218,7 @@ describe("assesskit.ngx.transport #ngx", function()
   ]]
 
   lazy_setup(function()
-    srv = bench.start({
+    srv = nginx.start({
       ports = { "P_PLAIN", "P_TLS", "P_WRONGNAME", "P_UNTRUSTED" },
       certs = true,
       http = http_conf,
@@ -675,7 +676,7 @@ describe("assesskit.ngx.transport #ngx", function()
         progress = "record" })
       assert.are.equal(written, r.body)
       assert.are.same(calls[#calls], r.progress[#r.progress])
-      assert.are.equal(bench.read(path), bench.read(srv.dir .. "/ngx-out.bin"))
+      assert.are.equal(sys.read(path), sys.read(srv.dir .. "/ngx-out.bin"))
     end)
   end)
 

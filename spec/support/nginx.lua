@@ -1,7 +1,10 @@
---- The test bench: a real nginx (with the Lua module) on free 127.0.0.1 ports, configured from
--- a template in a fresh temporary directory, stopped by its own pid.
+--- The test bench: a real nginx (with the Lua module) on free 127.0.0.1 ports, configured in a
+-- fresh temporary directory, stopped by its own pid. The one nginx launcher of the specs, the
+-- memcheck driver and the benchmarks.
 --
--- `core_locations` are the locations the C core's specs, memcheck and bench talk to.
+-- `core_locations` are the locations the C core's specs, memcheck and bench talk to. Specs that
+-- lay out their own servers give them whole (`servers`, with named `ports` as `@NAME@`
+-- placeholders), or a complete configuration (`conf`).
 -- @module support.nginx
 -- @usage
 -- local nginx = require "support.nginx"
@@ -10,11 +13,17 @@
 -- local surl = srv:tls_url(1, "/json")    -- https://127.0.0.1:<tls port>/json
 -- for _, e in ipairs(srv:log()) do print(e.connection, e.requests, e.uri) end
 -- srv:stop()
+--
+-- local api = nginx.start{ ports = { "P" }, certs = true, workers = 2,
+--   servers = "server { listen 127.0.0.1:@P@; location / { return 200 'hi'; } }" }
+-- local status, body = api:http("GET", "/", nil, api.ports.P)
 
 local sys = require "support.sys"
+local pki_lib = require "support.pki"
 
-local setmetatable, ipairs, tonumber, error, assert = setmetatable, ipairs, tonumber, error, assert
-local concat = table.concat
+local setmetatable, ipairs, pairs, tonumber, tostring, error, assert, next =
+  setmetatable, ipairs, pairs, tonumber, tostring, error, assert, next
+local concat, sort = table.concat, table.sort
 local q = sys.quote
 
 local M = {}
@@ -22,16 +31,7 @@ local M = {}
 local MODULES = "/usr/lib/nginx/modules"
 
 --- Absolute path of the repository (holds lua/ and build/).
-M.repo = (function()
-  local src = debug.getinfo(1, "S").source:sub(2)
-  local dir = src:match("^(.*)/spec/support/[^/]+$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local _, pwd = sys.run("pwd")
-    pwd = pwd:gsub("%s+$", "")
-    dir = dir == "." and pwd or pwd .. "/" .. dir
-  end
-  return dir
-end)()
+M.repo = sys.repo
 
 --- The locations the core's specs, memcheck and bench use.
 --
@@ -144,30 +144,66 @@ M.core_locations = [[
     }
 ]]
 
+
 local LOG_FORMAT = "$connection $connection_requests $request_method $request_uri $status "
   .. "$bytes_sent $request_length $ssl_session_reused $ssl_protocol $server_protocol"
+
+-- The certificate files `certs = true` writes into the server's directory, from support.pki.
+local CERT_FILES = {
+  { "ca", "ca.crt" },
+  { "server_cert", "localhost.crt" }, { "server_key", "localhost.key" },
+  { "wrong_cert", "wrongname.crt" }, { "wrong_key", "wrongname.key" },
+  { "untrusted_cert", "untrusted.crt" }, { "untrusted_key", "untrusted.key" },
+}
+
+-- Where the Lua 5.1 C modules nginx's LuaJIT loads (cjson) live: Debian's multiarch directory,
+-- whatever the architecture, then /usr/local.
+local function lua51_cpath()
+  local _, out = sys.run("ls -d /usr/lib/*/lua/5.1 /usr/lib/lua/5.1 /usr/local/lib/lua/5.1 2>/dev/null")
+  local dirs = {}
+  for d in out:gmatch("[^\n]+") do dirs[#dirs + 1] = d .. "/?.so" end
+  return #dirs > 0 and concat(dirs, ";") or "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so"
+end
+
+--- The line that keeps nginx's workers as the user running the spec when that is root (else
+-- they run as nobody and cannot use the private temporary directory); empty otherwise. The
+-- generated configuration has it; a complete `conf` given to `start` needs it too.
+-- @treturn string
+function M.user_line()
+  return sys.is_root() and "user root root;" or ""
+end
+
+--- Fill `@NAME@` placeholders from `vars`; an unknown placeholder is an error.
+-- @string template
+-- @tparam table vars name -> value
+-- @treturn string
+function M.fill(template, vars)
+  return (template:gsub("@([%w_]+)@", function(name)
+    local v = vars[name]
+    if v == nil then error("no value for @" .. name .. "@ in the nginx configuration", 0) end
+    return tostring(v)
+  end))
+end
 
 local Server = {}
 Server.__index = Server
 
 local function build_conf(opts, dir, port, tls_ports)
   local lines = {
-    "daemon on;",
-    "master_process on;",
-    "worker_processes 1;",
+    M.user_line(),
+    "worker_processes " .. (opts.workers or 1) .. ";",
     "pid " .. dir .. "/nginx.pid;",
     "error_log " .. dir .. "/error.log warn;",
   }
-  -- The master runs as root here: keep the worker as root so it can use the private dir.
-  if sys.is_root() then lines[#lines + 1] = "user root root;" end
   if opts.lua ~= false then
     lines[#lines + 1] = "load_module " .. MODULES .. "/ndk_http_module.so;"
     lines[#lines + 1] = "load_module " .. MODULES .. "/ngx_http_lua_module.so;"
   end
+  for _, name in ipairs(opts.env or {}) do lines[#lines + 1] = "env " .. name .. ";" end
   lines[#lines + 1] = "events { worker_connections 1024; }"
   lines[#lines + 1] = "http {"
   lines[#lines + 1] = "  log_format ak '" .. LOG_FORMAT .. "';"
-  lines[#lines + 1] = "  access_log " .. dir .. "/access.log ak;"
+  lines[#lines + 1] = "  access_log off;" -- the plain and TLS servers log (below); `servers` do not
   for _, t in ipairs({ "client_body", "proxy", "fastcgi", "uwsgi", "scgi" }) do
     lines[#lines + 1] = "  " .. t .. "_temp_path " .. dir .. "/tmp/" .. t .. ";"
   end
@@ -176,11 +212,16 @@ local function build_conf(opts, dir, port, tls_ports)
   if opts.lua ~= false then
     lines[#lines + 1] = "  lua_package_path '" .. M.repo .. "/lua/?.lua;" .. M.repo
       .. "/lua/?/init.lua;;';"
-    lines[#lines + 1] = "  lua_package_cpath '/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;';"
+    lines[#lines + 1] = "  lua_package_cpath '" .. M.repo .. "/build/luajit/?.so;" .. lua51_cpath() .. ";;';"
+    lines[#lines + 1] = "  lua_socket_log_errors off;"
+    if opts.certs then
+      lines[#lines + 1] = "  lua_ssl_trusted_certificate " .. dir .. "/ca.crt; lua_ssl_verify_depth 2;"
+    end
   end
   lines[#lines + 1] = opts.http or ""
   lines[#lines + 1] = "  server {"
   lines[#lines + 1] = "    listen 127.0.0.1:" .. port .. ";"
+  lines[#lines + 1] = "    access_log " .. dir .. "/access.log ak;"
   lines[#lines + 1] = opts.server or ""
   lines[#lines + 1] = opts.locations or ""
   lines[#lines + 1] = "  }"
@@ -191,40 +232,77 @@ local function build_conf(opts, dir, port, tls_ports)
     lines[#lines + 1] = "    ssl_certificate " .. t.cert .. "; ssl_certificate_key " .. t.key .. ";"
     lines[#lines + 1] = "    ssl_session_cache shared:AK" .. i .. ":1m; ssl_session_tickets on;"
       .. " ssl_protocols TLSv1.2 TLSv1.3;"
+    lines[#lines + 1] = "    access_log " .. dir .. "/access.log ak;"
     lines[#lines + 1] = t.server or opts.server or ""
     lines[#lines + 1] = opts.locations or ""
     lines[#lines + 1] = "  }"
   end
+  lines[#lines + 1] = opts.servers or ""
   lines[#lines + 1] = "}"
   return concat(lines, "\n") .. "\n"
 end
 
 local function try_start(opts)
   local dir = sys.tmpdir("nginx")
-  sys.must("mkdir -p " .. q(dir .. "/tmp"))
-  local port = sys.free_port()
-  local tls_ports = {}
-  for i = 1, #(opts.tls or {}) do tls_ports[i] = sys.free_port() end
-  local srv = setmetatable({ dir = dir, port = port, tls_ports = tls_ports }, Server)
-  sys.write(dir .. "/nginx.conf", build_conf(opts, dir, port, tls_ports))
-  local ok, out = sys.run("nginx -p " .. q(dir .. "/") .. " -c " .. q(dir .. "/nginx.conf")
-    .. " -e " .. q(dir .. "/error.log"))
+  sys.must("mkdir -p " .. q(dir .. "/tmp") .. " " .. q(dir .. "/logs"))
+  local srv = setmetatable({ dir = dir, ports = {}, tls_ports = {} }, Server)
+  local vars = { DIR = dir, REPO = M.repo }
+  for _, name in ipairs(opts.ports or {}) do
+    srv.ports[name] = sys.free_port()
+    vars[name] = srv.ports[name]
+  end
+  for k, v in pairs(opts.vars or {}) do vars[k] = v end
+  local conf = opts.conf
+  if not conf then
+    srv.port = sys.free_port()
+    vars.PORT = srv.port
+    for i = 1, #(opts.tls or {}) do srv.tls_ports[i] = sys.free_port() end
+    conf = build_conf(opts, dir, srv.port, srv.tls_ports)
+  end
+  local ok, filled = pcall(M.fill, conf, vars)
   if not ok then
-    local why = out .. (sys.read(dir .. "/error.log") or "")
     sys.rmdir(dir)
+    error(filled, 0) -- a mistake in the spec: no point trying again
+  end
+  srv.conf = filled
+  sys.write(dir .. "/nginx.conf", filled)
+  if opts.certs then
+    local pki = pki_lib.new()
+    local copies = {}
+    for _, f in ipairs(CERT_FILES) do
+      copies[#copies + 1] = "cp " .. q(pki[f[1]]) .. " " .. q(dir .. "/" .. f[2])
+    end
+    local copied, out = sys.run(concat(copies, " && "))
+    pki:cleanup()
+    if not copied then
+      sys.rmdir(dir)
+      return nil, "cannot copy the test certificates: " .. out
+    end
+  end
+  local environ = {}
+  for k, v in pairs(opts.environ or {}) do environ[#environ + 1] = k .. "=" .. q(tostring(v)) end
+  sort(environ)
+  local started, out = sys.run((#environ > 0 and ("env " .. concat(environ, " ") .. " ") or "")
+    .. "nginx -p " .. q(dir .. "/") .. " -c " .. q(dir .. "/nginx.conf")
+    .. " -e " .. q(dir .. "/error.log") .. " -g " .. q("daemon on; master_process on;"))
+  if not started then
+    local why = out .. srv:error_log()
+    srv:stop() -- a master may be up even so
     return nil, why
   end
+  local pid_file = dir .. "/" .. (opts.pid or "nginx.pid")
   for _ = 1, 250 do
-    local pid = tonumber((sys.read(dir .. "/nginx.pid") or ""):match("%d+"))
+    local pid = tonumber((sys.read(pid_file) or ""):match("%d+"))
     if pid then srv.pid = pid break end
     sys.sleep(0.02)
   end
   if not srv.pid then
-    sys.rmdir(dir)
-    return nil, "nginx wrote no pid file"
+    srv:stop()
+    return nil, "nginx wrote no pid file " .. pid_file
   end
-  local ports = { port }
-  for _, p in ipairs(tls_ports) do ports[#ports + 1] = p end
+  local ports = { srv.port }
+  for _, p in ipairs(srv.tls_ports) do ports[#ports + 1] = p end
+  for _, p in pairs(srv.ports) do ports[#ports + 1] = p end
   for _, p in ipairs(ports) do
     local up = false
     for _ = 1, 250 do
@@ -232,7 +310,7 @@ local function try_start(opts)
       sys.sleep(0.02)
     end
     if not up then
-      local why = sys.read(dir .. "/error.log") or ""
+      local why = srv:error_log()
       srv:stop()
       return nil, "nginx does not accept on port " .. p .. ": " .. why
     end
@@ -241,10 +319,28 @@ local function try_start(opts)
 end
 
 --- Start nginx.
--- @tparam table opts `locations` (location blocks, in every server), `server` (more
---   server-level lines), `http` (http-level lines), `tls` (array of `{cert=, key=, http2=}`:
---   one TLS server each, on its own port), `lua` (false: do not load the Lua module)
--- @treturn table the server: `dir`, `port`, `tls_ports`, `pid`, methods below
+-- @tparam table opts
+--
+-- * `locations` (location blocks, in the plain server and every TLS server), `server` (more
+--   server-level lines for them), `http` (http-level lines), `tls` (array of `{cert=, key=,
+--   server=, http2=}`: one TLS server each, on its own port), `lua` (false: do not load the
+--   Lua module);
+-- * `servers` (whole server blocks, added to the http block), `ports` (names of more free
+--   ports: `srv.ports[name]`, and `@NAME@` in the configuration), `vars` (more `@NAME@`
+--   values; `@DIR@` is the server's directory, `@REPO@` the repository, `@PORT@` the plain
+--   port), `certs` (true: write `ca.crt`, `localhost.crt`/`.key` (127.0.0.1, ::1, localhost),
+--   `wrongname.crt`/`.key` (another name) and `untrusted.crt`/`.key` (localhost, from another
+--   CA) into the directory, from support.pki, and trust `ca.crt` in nginx's own Lua
+--   cosockets: `lua_ssl_trusted_certificate`);
+-- * `workers` (default 1), `env` (names for nginx's `env` directive), `environ` (name ->
+--   value: added to the environment nginx starts with);
+-- * `conf` (a complete configuration instead of all the above but `ports`, `vars`, `certs`
+--   and `environ`; its `@NAME@` placeholders are filled, and it needs `user_line()`), `pid`
+--   (where `conf` puts the pid file, relative to the directory; default nginx.pid).
+-- @treturn table the server: `dir`, `port` (not with `conf`), `tls_ports`, `ports`, `pid`,
+--   `conf`, methods below
+-- @raise when nginx does not start (after three tries on fresh ports), or on an unknown
+--   placeholder
 function M.start(opts)
   opts = opts or {}
   local err
@@ -271,8 +367,9 @@ function Server:tls_url(i, path, host)
   return "https://" .. (host or "127.0.0.1") .. ":" .. assert(self.tls_ports[i]) .. (path or "/")
 end
 
---- The access log, parsed: array of `{connection, requests, method, uri, status, bytes_sent,
--- request_length, ssl_reused, ssl_protocol, protocol}`.
+--- The access log of the plain and TLS servers (not of `servers`), parsed: array of
+-- `{connection, requests, method, uri, status, bytes_sent, request_length, ssl_reused,
+-- ssl_protocol, protocol}`.
 -- @string[opt] pattern only entries whose uri contains this plain string
 function Server:log(pattern)
   local entries = {}
@@ -303,16 +400,55 @@ function Server:wait_log(n, pattern, timeout)
   return entries
 end
 
---- The error log's text.
+--- The error log's text (`error.log`, then `logs/error.log` where a `conf` puts it).
 function Server:error_log()
-  return sys.read(self.dir .. "/error.log") or ""
+  return (sys.read(self.dir .. "/error.log") or "") .. (sys.read(self.dir .. "/logs/error.log") or "")
 end
 
---- Stop nginx (by its own pid) and remove its directory. Idempotent.
+--- One HTTP request to this nginx (LuaSocket).
+-- @string method
+-- @string path
+-- @string[opt] body
+-- @int[opt] port default: the plain port, else a named one
+-- @tparam[opt] table headers
+-- @treturn int status
+-- @treturn string body
+-- @treturn table headers (lower-case names)
+function Server:http(method, path, body, port, headers)
+  local http, ltn12 = require "socket.http", require "ltn12"
+  local chunks, hdrs = {}, {}
+  for k, v in pairs(headers or {}) do hdrs[k] = v end
+  if body then hdrs["content-length"] = tostring(#body) end
+  local _, status, rheaders = http.request({
+    method = method,
+    url = "http://127.0.0.1:" .. (port or self.port or select(2, next(self.ports))) .. path,
+    headers = hdrs,
+    source = body and ltn12.source.string(body) or nil,
+    sink = ltn12.sink.table(chunks),
+  })
+  return status, concat(chunks), rheaders
+end
+
+-- The nginx masters started with this directory as prefix (unique to one server: ours).
+local function masters_of(dir)
+  local pids = {}
+  local _, out = sys.run("ls /proc")
+  for entry in out:gmatch("%d+") do
+    local cmd = sys.read("/proc/" .. entry .. "/cmdline")
+    if cmd and cmd:find("nginx: master process", 1, true) and cmd:find(dir .. "/", 1, true) then
+      pids[#pids + 1] = tonumber(entry)
+    end
+  end
+  return pids
+end
+
+--- Stop nginx (by its own pid; when it wrote none, the master started with this directory)
+-- and remove its directory (kept when ASSESSKIT_KEEP_TMP is set, for a look after a failure).
+-- Idempotent.
 function Server:stop()
-  local pid = self.pid
+  local pid = self.pid or (self.dir and masters_of(self.dir)[1])
+  self.pid = nil
   if pid then
-    self.pid = nil
     sys.run("kill -TERM " .. pid)
     for _ = 1, 250 do
       if not sys.alive(pid) then break end
@@ -323,7 +459,7 @@ function Server:stop()
     end
   end
   if self.dir then
-    sys.rmdir(self.dir)
+    if not os.getenv("ASSESSKIT_KEEP_TMP") then sys.rmdir(self.dir) end
     self.dir = nil
   end
 end

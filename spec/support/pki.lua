@@ -1,6 +1,6 @@
 --- Throwaway keys and certificates for the test bench, made with the `openssl` command line:
 -- a CA and a server certificate for 127.0.0.1/localhost signed by it, a certificate for
--- another name, an unrelated second CA, RSA keys (plain, encrypted, public), an EC key, and
+-- another name, an unrelated second CA and a certificate it signed, RSA keys (plain, encrypted, public), an EC key, and
 -- PEM keys rebuilt from JWK parameters.
 -- @module support.pki
 -- @usage
@@ -46,16 +46,19 @@ end
 --- Make a fresh PKI in a temporary directory.
 -- @treturn table with `dir`, `ca`, `server_cert`, `server_key` (127.0.0.1, ::1, localhost),
 --   `wrong_cert`, `wrong_key` (signed by `ca` for wrong.example only), `other_ca` (unrelated),
+--   `untrusted_cert`, `untrusted_key` (127.0.0.1, ::1, localhost, but signed by `other_ca`),
 --   `ca_dir` (a hashed CA directory holding `ca`, for ca_path)
 function M.new()
   local self = setmetatable({ dir = sys.tmpdir("pki") }, PKI)
   local d = self.dir
   self.ca, self.ca_key = make_ca(d, "ca", "assesskit test CA")
-  self.other_ca = make_ca(d, "other-ca", "assesskit unrelated CA")
+  self.other_ca, self.other_ca_key = make_ca(d, "other-ca", "assesskit unrelated CA")
   self.server_cert, self.server_key = make_leaf(d, "server", "127.0.0.1",
     "IP:127.0.0.1,IP:::1,DNS:localhost", self.ca, self.ca_key)
   self.wrong_cert, self.wrong_key = make_leaf(d, "wrong", "wrong.example", "DNS:wrong.example",
     self.ca, self.ca_key)
+  self.untrusted_cert, self.untrusted_key = make_leaf(d, "untrusted", "127.0.0.1",
+    "IP:127.0.0.1,IP:::1,DNS:localhost", self.other_ca, self.other_ca_key)
   self.ca_dir = d .. "/cadir"
   sys.must("mkdir " .. q(self.ca_dir) .. " && cp " .. q(self.ca) .. " " .. q(self.ca_dir)
     .. " && openssl rehash " .. q(self.ca_dir))

@@ -1,10 +1,13 @@
---- Small system helpers for the test bench (Lua 5.4 and LuaJIT): shell commands, temporary
--- directories, files, free loopback ports.
+--- Small system helpers for the specs and the test bench (Lua 5.4 and LuaJIT): the repository
+-- root, shell commands, subprocesses with separate output and error, temporary directories and
+-- files, free loopback ports.
 -- @module support.sys
 
 local socket = require "socket"
 
-local io, type, assert, tostring = io, type, assert, tostring
+local io, type, assert, tostring, tonumber, pairs, ipairs = io, type, assert, tostring, tonumber,
+  pairs, ipairs
+local concat, sort = table.concat, table.sort
 
 local M = {}
 
@@ -21,12 +24,13 @@ end
 -- @string cmd
 -- @treturn boolean true when it exited with status 0
 -- @treturn string its standard output and error
+-- @treturn integer its exit status (128 + n when killed by signal n)
 function M.run(cmd)
   local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"=exit:$?\""))
   local out = p:read("*a")
   p:close()
   local body, code = out:match("^(.*)=exit:(%d+)%s*$")
-  return code == "0", body or out
+  return code == "0", body or out, tonumber(code)
 end
 
 --- Run a shell command that must succeed (raises with its output otherwise).
@@ -68,10 +72,60 @@ end
 --- Write a whole file.
 -- @string path
 -- @string data
-function M.write(path, data)
+-- @string[opt] mode permissions for chmod, e.g. "600"
+function M.write(path, data, mode)
   local f = assert(io.open(path, "wb"))
   assert(f:write(data))
   f:close()
+  if mode then M.must("chmod " .. M.quote(mode) .. " " .. M.quote(path)) end
+end
+
+--- Write `data` to a new temporary file (remove it with os.remove).
+-- @string data
+-- @treturn string its path
+function M.tmpfile(data)
+  local path = os.tmpname()
+  M.write(path, data)
+  return path
+end
+
+--- The names in a directory (dot files too, but not `.` and `..`), sorted.
+-- @string dir
+-- @treturn table array of names
+function M.ls(dir)
+  local out = {}
+  for name in M.must("ls -A " .. M.quote(dir)):gmatch("[^\n]+") do out[#out + 1] = name end
+  sort(out)
+  return out
+end
+
+--- Run a command with its standard input given and its standard output and error kept apart.
+-- @string cmd a shell command
+-- @tparam[opt] table opts `cwd` (the directory to run it in), `env` (name -> value: its whole
+--   environment, nothing inherited), `stdin` (a string; default empty), `tty` (run it under
+--   script(1): standard output and error are a terminal and come back together as the output;
+--   a redirection inside `cmd` can still send one of them elsewhere)
+-- @treturn integer its exit status
+-- @treturn string its standard output
+-- @treturn string its standard error
+function M.exec(cmd, opts)
+  opts = opts or {}
+  if opts.env then
+    local names, vars = {}, {}
+    for name in pairs(opts.env) do names[#names + 1] = name end
+    sort(names)
+    for i, name in ipairs(names) do vars[i] = name .. "=" .. M.quote(opts.env[name]) end
+    cmd = "env -i " .. concat(vars, " ") .. " " .. cmd
+  end
+  if opts.cwd then cmd = "cd " .. M.quote(opts.cwd) .. " && " .. cmd end
+  if opts.tty then cmd = "script -qec " .. M.quote(cmd) .. " /dev/null" end
+  local dir = M.tmpdir("exec")
+  local inp, out, err = dir .. "/in", dir .. "/out", dir .. "/err"
+  M.write(inp, opts.stdin or "")
+  local _, _, code = M.run(cmd .. " <" .. M.quote(inp) .. " >" .. M.quote(out) .. " 2>" .. M.quote(err))
+  local stdout, stderr = M.read(out) or "", M.read(err) or ""
+  M.rmdir(dir)
+  return code, stdout, stderr
 end
 
 --- A free TCP port on 127.0.0.1, as the kernel hands it out (bound to port 0, then released).
@@ -115,5 +169,14 @@ function M.is_root()
   local _, out = M.run("id -u")
   return out:match("^%s*0%s*$") ~= nil
 end
+
+--- Absolute path of the repository (the directory holding lua/, bin/, build/ and spec/).
+M.repo = (function()
+  local src = debug.getinfo(1, "S").source
+  local path = src:sub(1, 1) == "@" and src:sub(2) or ""
+  local dir = path:match("^(.*)/spec/support/[^/]+$") or "."
+  local ok, out = M.run("cd " .. M.quote(dir) .. " && pwd")
+  return ok and (out:gsub("%s+$", "")) or dir
+end)()
 
 return M
