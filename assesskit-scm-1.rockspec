@@ -51,6 +51,7 @@ build = {
     ["assesskit.cli"] = "lua/assesskit/cli/init.lua",
     ["assesskit.cli.output"] = "lua/assesskit/cli/output.lua",
     ["assesskit.client"] = "lua/assesskit/client.lua",
+    ["assesskit.endpoints"] = "lua/assesskit/endpoints.lua",
     ["assesskit.errors"] = "lua/assesskit/errors.lua",
     ["assesskit"] = "lua/assesskit/init.lua",
     ["assesskit.interviewmocha.catalogue"] = "lua/assesskit/interviewmocha/catalogue.lua",

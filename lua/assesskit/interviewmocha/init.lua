@@ -41,23 +41,23 @@
 -- print(report.status, report.sections[1].sectionId)
 -- assert(im.reports:download_pdf(report, "/tmp/2807324.pdf"))
 local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, select, rawget,
-  rawset, require =
+  require =
   type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, select, rawget,
-  rawset, require
-local string_find, string_sub, string_gsub, string_format, string_match, string_upper,
-  string_lower =
-  string.find, string.sub, string.gsub, string.format, string.match, string.upper,
-  string.lower
+  require
+local string_find, string_sub, string_gsub, string_format, string_match, string_lower =
+  string.find, string.sub, string.gsub, string.format, string.match, string.lower
 local math_floor, math_random = math.floor, math.random
 local table_concat = table.concat
 local io_open, os_remove, os_rename, os_time = io.open, os.remove, os.rename, os.time
 
 local client_mod = require("assesskit.client")
+local endpoints = require("assesskit.endpoints")
 local errors = require("assesskit.errors")
 local normalise = require("assesskit.interviewmocha.normalise")
 
 local null = client_mod.null
 local url_encode = client_mod.url_encode
+local check_args, check_opt, reraise = endpoints.check_args, endpoints.check_opt, endpoints.reraise
 
 local M = {}
 M._VERSION = client_mod._VERSION
@@ -200,90 +200,29 @@ local function classify(err)
 end
 
 -- ------------------------------------------------------------------------------------------
--- The catalogue, compiled once per catalogue table
-
-local compiled_cache = setmetatable({}, { __mode = "k" })
-
-local function snake(name)
-  return (string_gsub(name, "%u", function(c) return "_" .. string_lower(c) end))
-end
-
-local function set_of(list)
-  local s = {}
-  for _, v in ipairs(list or {}) do s[v] = true end
-  return s
-end
-
-local function compile(cat)
-  local c = compiled_cache[cat]
-  if c then return c end
-  if type(cat) ~= "table" or type(cat.endpoints) ~= "table" or type(cat.apis) ~= "table" then
-    error(NAME .. ": catalogue must have apis and endpoints", 3)
-  end
-  c = { list = {}, by_name = {}, resources = {} }
-  for i, e in ipairs(cat.endpoints) do
-    local api = cat.apis[e.api]
-    if not api then error(NAME .. ": catalogue endpoint " .. tostring(e.name) .. " has no api", 3) end
-    local resource, action = string_match(e.name, "^([%w_]+)%.([%w_]+)$")
-    if not resource then error(NAME .. ": bad catalogue name " .. tostring(e.name), 3) end
-    if c.by_name[e.name] then error(NAME .. ": duplicate catalogue name " .. e.name, 3) end
-    local params, aliases = {}, {}
-    for k, p in ipairs(e.params or {}) do
-      params[k] = p.name
-      aliases[snake(p.name)] = p.name
-    end
-    for _, q in ipairs(e.query or {}) do aliases[snake(q)] = q end
-    local ep = {
-      name = e.name, api = e.api, method = string_upper(e.method), path = e.path,
-      summary = e.summary, params = params, np = #params, param_set = set_of(params),
-      aliases = aliases, query_set = set_of(e.query), defaults = e.defaults or {},
-      enum = e.enum or {}, result = e.result, normalise = e.normalise,
-      response = e.response, envelope = api.envelope == "statuscode",
-    }
-    if ep.normalise and type(normalise[ep.normalise]) ~= "function" then
-      error(NAME .. ": catalogue endpoint " .. e.name .. " names an unknown normaliser", 3)
-    end
-    c.list[i] = ep
-    c.by_name[e.name] = ep
-    local r = c.resources[resource]
-    if not r then r = {}; c.resources[resource] = r end
-    r[action] = ep
-  end
-  compiled_cache[cat] = c
-  return c
-end
-
--- ------------------------------------------------------------------------------------------
 -- Parameters
 
 local function validation(im, ep, field, message)
-  local cl = im._clients[ep.api]
-  return cl:error({
-    kind = "validation", method = ep.method, url = cl.base_url .. ep.path,
-    message = string_format("%s: parameter '%s' %s", ep.name, field, message),
-    fields = { { field = field, message = message } },
-  })
+  return endpoints.validation(im._clients[ep.api], ep, field, message)
 end
 
--- A positive Int64, as the text sent in the path, or nil and an error.
-local function int64(im, ep, name, v)
-  local t = type(v)
-  if t == "number" then
+-- Path values are positive Int64s: the text sent in the path.
+local INT64 = {
+  invalid = "must be a positive integer",
+  number = function(v)
     if v == math_floor(v) and v >= 1 and v < 2^53 then
       return url_encode(string_format("%d", v))
     end
-    return nil, validation(im, ep, name, "must be a positive integer")
-  elseif t == "string" then
+    return nil
+  end,
+  string = function(v)
     if string_find(v, "^[1-9]%d*$")
       and (#v < #MAX_INT64 or (#v == #MAX_INT64 and v <= MAX_INT64)) then
       return url_encode(v)
     end
-    return nil, validation(im, ep, name, "must be a positive integer")
-  elseif v == nil or v == null then
-    return nil, validation(im, ep, name, "is required")
-  end
-  return nil, validation(im, ep, name, "must be a positive integer, not a " .. t)
-end
+    return nil
+  end,
+}
 
 local function in_enum(list, v)
   for i = 1, #list do
@@ -296,18 +235,8 @@ end
 -- `values`: path values by catalogue name; `params`: the other parameters (already in the
 -- catalogue's names); `opts`: per-call options.
 local function prepare(im, ep, values, params, opts)
-  local buf, pos = {}, 1
-  local path = ep.path
-  for i = 1, ep.np do
-    local name = ep.params[i]
-    local a, b = string_find(path, "{" .. name .. "}", pos, true)
-    local v, err = int64(im, ep, name, values[name])
-    if not v then return nil, err end
-    buf[#buf + 1] = string_sub(path, pos, a - 1)
-    buf[#buf + 1] = v
-    pos = b + 1
-  end
-  buf[#buf + 1] = string_sub(path, pos)
+  local path, err = endpoints.fill_named(im._clients[ep.api], ep, INT64, values)
+  if not path then return nil, err end
   local query
   for k, v in pairs(ep.defaults) do
     query = query or {}
@@ -334,17 +263,12 @@ local function prepare(im, ep, values, params, opts)
     o.headers, o.retry, o.max_retries, o.timeout, o.connect_timeout =
       opts.headers, opts.retry, opts.max_retries, opts.timeout, opts.connect_timeout
   end
-  return table_concat(buf), o
+  return path, o
 end
 
 local function check_key(im, ep)
   if im._has_key then return true end
   return nil, validation(im, ep, "api_key", "is required (the client was made without one)")
-end
-
-local function reraise(msg, level)
-  if type(msg) == "string" then msg = string_gsub(msg, "^[^:]*:%d+: ", "") end
-  error(msg, level + 1)
 end
 
 -- Remember the client's latest response as the IM client's, when this call produced one.
@@ -368,14 +292,10 @@ end
 -- Resource method: ep(self, id1, ..., [params], [opts]) with snake_case params.
 local function invoke(im, ep, ...)
   local values = {}
-  for i = 1, ep.np do values[ep.params[i]] = (select(i, ...)) end
-  local params, opts = select(ep.np + 1, ...)
-  if params ~= nil and type(params) ~= "table" then
-    error(ep.name .. ": params must be a table", 3)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(ep.name .. ": opts must be a table", 3)
-  end
+  local np = #ep.params
+  for i = 1, np do values[ep.params[i]] = (select(i, ...)) end
+  local params, opts = select(np + 1, ...)
+  check_args(ep, params, opts, 3)
   local q
   if params then
     q = {}
@@ -551,52 +471,55 @@ function Reports:download_pdf(report_or_id, path, opts)
 end
 
 -- ------------------------------------------------------------------------------------------
--- Resource objects
+-- The catalogue: compiled once per catalogue table; resource objects built lazily from it
+-- (assesskit.endpoints)
 
-local Resource = {}
-
-Resource.__index = function(self, key)
-  local eps = rawget(self, "_eps")
-  local ep = eps[key]
-  if ep then
-    local fn = function(obj, ...) return invoke(rawget(obj, "_im"), ep, ...) end
-    rawset(self, key, fn)
-    return fn
-  end
-  local extra = rawget(self, "_extra")
-  if extra and extra[key] then return extra[key] end
-  if type(key) == "string" and string_sub(key, 1, 2) ~= "__" then
-    error(NAME .. ": no action '" .. key .. "' in " .. rawget(self, "_name"), 2)
-  end
-  return nil
+local function snake(name)
+  return (string_gsub(name, "%u", function(c) return "_" .. string_lower(c) end))
 end
 
-Resource.__tostring = function(self)
-  return NAME .. " resource " .. rawget(self, "_name")
-end
-
--- hand-written actions, by resource
-local EXTRA = { reports = Reports }
+local binding = endpoints.binding({
+  name = NAME, caller = "interviewmocha", owner = "_im", invoke = invoke,
+  missing = "no action",
+  extras = { reports = Reports }, -- hand-written actions, by resource
+  describe = function(im, ep, row)
+    row.api, row.url, row.summary = ep.api, im._clients[ep.api].base_url .. ep.path, ep.summary
+  end,
+  check = function(cat)
+    if type(cat) ~= "table" or type(cat.endpoints) ~= "table" or type(cat.apis) ~= "table" then
+      return "catalogue must have apis and endpoints"
+    end
+  end,
+  endpoint = function(e, cat)
+    local api = cat.apis[e.api]
+    if not api then return nil, "catalogue endpoint " .. tostring(e.name) .. " has no api" end
+    if not string_match(e.name, "^[%w_]+%.[%w_]+$") then
+      return nil, "bad catalogue name " .. tostring(e.name)
+    end
+    if e.normalise and type(normalise[e.normalise]) ~= "function" then
+      return nil, "catalogue endpoint " .. e.name .. " names an unknown normaliser"
+    end
+    local params, aliases = {}, {}
+    for k, p in ipairs(e.params or {}) do
+      params[k] = p.name
+      aliases[snake(p.name)] = p.name
+    end
+    for _, q in ipairs(e.query or {}) do aliases[snake(q)] = q end
+    return {
+      api = e.api, summary = e.summary, params = params, param_set = endpoints.set_of(params),
+      aliases = aliases, query_set = endpoints.set_of(e.query), defaults = e.defaults or {},
+      enum = e.enum or {}, result = e.result, normalise = e.normalise,
+      response = e.response, envelope = api.envelope == "statuscode",
+    }
+  end,
+})
 
 -- ------------------------------------------------------------------------------------------
 -- The client
 
 local IM = {}
 
-local function im_index(self, key)
-  local m = IM[key]
-  if m ~= nil then return m end
-  local eps = rawget(self, "_compiled").resources[key]
-  if eps then
-    local obj = setmetatable({ _im = self, _name = key, _eps = eps, _extra = EXTRA[key] },
-      Resource)
-    rawset(self, key, obj)
-    return obj
-  end
-  return nil
-end
-
-local IM_MT = { __index = im_index }
+local IM_MT = { __index = binding:index(IM) }
 
 function IM_MT.__tostring(self)
   local c = rawget(self, "_clients")
@@ -604,19 +527,6 @@ function IM_MT.__tostring(self)
     errors.mask_url(c.v3.base_url),
     rawget(self, "_auth"):describe())
 end
-
-local function check_opt(opts, name, want)
-  local v = opts[name]
-  if v ~= nil and type(v) ~= want then
-    error(NAME .. ".new: option '" .. name .. "' must be a " .. want, 3)
-  end
-  return v
-end
-
-local PASSED = { "transport", "timeout", "connect_timeout", "max_retries", "ca_file",
-  "ca_path", "proxy", "user_agent", "allow_http", "max_response_size", "on_request",
-  "on_response", "retry_base_delay", "retry_max_delay", "max_retry_after", "headers",
-  "sleep", "clock", "random" }
 
 --- Create an InterviewMocha client.
 -- @tparam[opt] table opts
@@ -646,23 +556,23 @@ local PASSED = { "transport", "timeout", "connect_timeout", "max_retries", "ca_f
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error(NAME .. ".new: opts must be a table", 2) end
-  local key = check_opt(opts, "api_key", "string")
+  local key = check_opt(opts, "api_key", "string", NAME .. ".new")
   if key == "" then key = nil end
   local catalogue = opts.catalogue or require("assesskit.interviewmocha.catalogue")
-  local compiled = compile(catalogue)
+  local compiled = binding:compile(catalogue)
   local urls = {
-    v2 = check_opt(opts, "v2_url", "string") or (catalogue.apis.v2 and catalogue.apis.v2.base_url),
-    v3 = check_opt(opts, "v3_url", "string") or (catalogue.apis.v3 and catalogue.apis.v3.base_url),
+    v2 = check_opt(opts, "v2_url", "string", NAME .. ".new")
+      or (catalogue.apis.v2 and catalogue.apis.v2.base_url),
+    v3 = check_opt(opts, "v3_url", "string", NAME .. ".new")
+      or (catalogue.apis.v3 and catalogue.apis.v3.base_url),
   }
   local auth = new_key_auth(key, catalogue.auth_header or "x-api-key")
   local clients = {}
   local transport = opts.transport
   for _, api in ipairs({ "v3", "v2" }) do
-    local copts = {}
-    for _, k in ipairs(PASSED) do copts[k] = opts[k] end
+    local copts = endpoints.client_options(opts)
     copts.transport = transport
     copts.base_url = urls[api]
-    copts.user_agent = copts.user_agent or ("assesskit/" .. M._VERSION)
     copts.auth = auth
     copts.unwrap = unwrap
     copts.parse_error = parse_error
@@ -691,12 +601,7 @@ end
 -- @treturn table array
 -- @usage for _, e in ipairs(im:endpoints()) do print(e.name, e.method, e.url) end
 function IM:endpoints()
-  local out = {}
-  for i, ep in ipairs(self._compiled.list) do
-    out[i] = { name = ep.name, api = ep.api, method = ep.method, path = ep.path,
-      url = self._clients[ep.api].base_url .. ep.path, summary = ep.summary }
-  end
-  return out
+  return binding:endpoints(self)
 end
 
 --- Call an endpoint by its catalogue name, with the catalogue's parameter names.
@@ -709,19 +614,11 @@ end
 -- @raise when `name` is not in the catalogue, or `params`/`opts` is not a table
 -- @usage local report, err = im:call("reports.get", { testInvitationId = 2807324, reportType = 3 })
 function IM:call(name, params, opts)
-  local ep = type(name) == "string" and self._compiled.by_name[name]
-  if not ep then error("interviewmocha:call: unknown endpoint " .. tostring(name), 2) end
-  if params ~= nil and type(params) ~= "table" then
-    error("interviewmocha:call: params must be a table", 2)
-  end
+  local ep = binding:lookup(self, name, params)
   if opts ~= nil and type(opts) ~= "table" then
     error("interviewmocha:call: opts must be a table", 2)
   end
-  local values, rest = {}, {}
-  for k, v in pairs(params or {}) do
-    if ep.param_set[k] then values[k] = v else rest[k] = v end
-  end
-  local path, o = prepare(self, ep, values, rest, opts)
+  local path, o = prepare(self, ep, params, endpoints.without(params, ep.param_set), opts)
   if not path then return nil, o end
   return send(self, ep, path, o)
 end
@@ -739,5 +636,5 @@ function IM:close()
   self._clients.v2:close()
 end
 
-M._compile = compile
+M._compile = function(cat) return binding:compile(cat) end
 return M

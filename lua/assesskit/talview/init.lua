@@ -44,20 +44,22 @@
 --   if not c then error(tostring(e)) end
 --   print(c.id, c.name)
 -- end
-local type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget,
-  rawset, require, pcall =
-  type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget,
-  rawset, require, pcall
-local string_find, string_sub, string_gsub, string_format, string_match, string_upper, string_rep =
-  string.find, string.sub, string.gsub, string.format, string.match, string.upper, string.rep
+local type, tostring, tonumber, pairs, setmetatable, error, select, rawget, require, pcall =
+  type, tostring, tonumber, pairs, setmetatable, error, select, rawget, require, pcall
+local string_find, string_gsub, string_format, string_match, string_rep =
+  string.find, string.gsub, string.format, string.match, string.rep
 local math_floor = math.floor
-local table_concat, table_sort = table.concat, table.sort
+local table_sort = table.sort
 local io_open = io.open
 
 local client_mod = require("assesskit.client")
+local endpoints = require("assesskit.endpoints")
 
 local null = client_mod.null
 local url_encode = client_mod.url_encode
+local fill_positional, fill_named = endpoints.fill_positional, endpoints.fill_named
+local check_args, check_opt, reraise = endpoints.check_args, endpoints.check_opt, endpoints.reraise
+local without = endpoints.without
 
 local M = {}
 M._VERSION = client_mod._VERSION
@@ -69,164 +71,39 @@ M.null = null
 -- @function response
 M.response = client_mod.response
 
+local NAME = "assesskit.talview"
 local DEFAULT_BASE_URL = "https://apiv4.talview.com"
 local ALWAYS_QUERY = { expand = true, suppress_error_code = true, fields = true }
 local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
 local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 
 ---------------------------------------------------------------------------------------------
--- The catalogue, compiled once per catalogue table
-
-local compiled_cache = setmetatable({}, { __mode = "k" })
-
-local function set_of(list)
-  if not list then return nil end
-  local s = {}
-  for _, v in ipairs(list) do s[v] = true end
-  return s
-end
-
--- "/a/{x}/b/{y}" -> lits {"/a/", "/b/", ""}, names {"x", "y"}
-local function split_template(path)
-  local lits, names = {}, {}
-  local pos = 1
-  while true do
-    local a, b, name = string_find(path, "{([%w_]+)}", pos)
-    if not a then break end
-    lits[#lits + 1] = string_sub(path, pos, a - 1)
-    names[#names + 1] = name
-    pos = b + 1
-  end
-  lits[#lits + 1] = string_sub(path, pos)
-  return lits, names
-end
-
-local invoke, prepare, node_each, node_pages -- defined below
-
-local function new_node(path)
-  return { path = path, methods = {}, children = {}, eps = {} }
-end
-
-local function compile(cat)
-  local c = compiled_cache[cat]
-  if c then return c end
-  if type(cat) ~= "table" or type(cat.endpoints) ~= "table" then
-    error("assesskit.talview: catalogue must have an endpoints array", 3)
-  end
-  c = { list = {}, by_name = {}, tree = new_node("") }
-  for i, e in ipairs(cat.endpoints) do
-    local lits, names = split_template(e.path)
-    local ep = {
-      name = e.name, method = string_upper(e.method), path = e.path,
-      lits = lits, names = names, np = #names, name_set = set_of(names),
-      required = e.required, query_set = set_of(e.query), paged = e.paged == true,
-      upload = e.upload, file_field = e.file_field or (e.upload == "base64" and "data" or "file"),
-      expect = (e.response == "binary") and "raw" or nil,
-    }
-    ep.plain_opts = { paged = ep.paged, expect = ep.expect }
-    if c.by_name[ep.name] then
-      error("assesskit.talview: duplicate catalogue name " .. ep.name, 3)
-    end
-    c.list[i] = ep
-    c.by_name[ep.name] = ep
-    ep.fn = function(self, ...) return invoke(self._tv, ep, ...) end
-    -- place it in the tree
-    local node = c.tree
-    local parts = {}
-    for part in string.gmatch(ep.name, "[^.]+") do parts[#parts + 1] = part end
-    for k = 1, #parts - 1 do
-      local child = node.children[parts[k]]
-      if not child then
-        child = new_node(node.path == "" and parts[k] or (node.path .. "." .. parts[k]))
-        node.children[parts[k]] = child
-      end
-      node = child
-    end
-    local action = parts[#parts]
-    if node.methods[action] or node.children[action] then
-      error("assesskit.talview: catalogue name clash at " .. ep.name, 3)
-    end
-    node.methods[action] = ep.fn
-    node.eps[action] = ep
-    if action == "list" and ep.paged then
-      node.methods.each = function(self, ...) return node_each(self._tv, ep, ...) end
-      node.methods.pages = function(self, ...) return node_pages(self._tv, ep, ...) end
-    end
-  end
-  compiled_cache[cat] = c
-  return c
-end
-
----------------------------------------------------------------------------------------------
 -- Parameters
 
 local function validation(tv, ep, field, message)
-  return tv._client:error({
-    kind = "validation", method = ep.method, url = tv._client.base_url .. ep.path,
-    message = string_format("%s: parameter '%s' %s", ep.name, field, message),
-    fields = { { field = field, message = message } },
-  })
+  return endpoints.validation(tv._client, ep, field, message)
 end
 
--- One path value, percent-encoded, or nil and an error.
-local function path_value(tv, ep, name, v)
-  local t = type(v)
-  if t == "string" then
+-- Path values: integers or non-empty strings other than "." and "..", without "/" or "\".
+local PATH_RULE = {
+  invalid = "must be an integer or a string",
+  string = function(v)
     if v == "" or v == "." or v == ".." then
-      return nil, validation(tv, ep, name, "must not be empty, '.' or '..'")
+      return nil, "must not be empty, '.' or '..'"
     end
     -- servers decode %2F before resolving dot segments: a slash in an id is refused outright
     if string_find(v, "[/\\]") then
-      return nil, validation(tv, ep, name, "must not contain '/' or '\\'")
+      return nil, "must not contain '/' or '\\'"
     end
     return url_encode(v)
-  elseif t == "number" then
+  end,
+  number = function(v)
     if v == math_floor(v) and v > -2^53 and v < 2^53 then
       return string_format("%d", v)
     end
-    return nil, validation(tv, ep, name, "must be an integer or a string")
-  elseif v == nil or v == null then
-    return nil, validation(tv, ep, name, "is required")
-  end
-  return nil, validation(tv, ep, name, "must be an integer or a string, not a " .. t)
-end
-
-local function fill_positional(tv, ep, ...)
-  local lits = ep.lits
-  if ep.np == 1 then
-    local v, err = path_value(tv, ep, ep.names[1], (...))
-    if not v then return nil, err end
-    return lits[1] .. v .. lits[2]
-  end
-  local buf = { lits[1] }
-  for i = 1, ep.np do
-    local v, err = path_value(tv, ep, ep.names[i], (select(i, ...)))
-    if not v then return nil, err end
-    buf[#buf + 1] = v
-    buf[#buf + 1] = lits[i + 1]
-  end
-  return table_concat(buf)
-end
-
-local function fill_named(tv, ep, params)
-  local lits, names = ep.lits, ep.names
-  local buf = { lits[1] }
-  for i = 1, ep.np do
-    local v, err = path_value(tv, ep, names[i], params and params[names[i]])
-    if not v then return nil, err end
-    buf[#buf + 1] = v
-    buf[#buf + 1] = lits[i + 1]
-  end
-  local rest
-  if params then
-    rest = {}
-    local ns = ep.name_set
-    for k, v in pairs(params) do
-      if not ns[k] then rest[k] = v end
-    end
-  end
-  return table_concat(buf), rest
-end
+    return nil
+  end,
+}
 
 local function basename(path)
   return string_match(path, "([^/\\]+)$") or path
@@ -258,8 +135,8 @@ local function base64_params(tv, ep, params)
     end
     local data, err = client_mod.read_file(params.file)
     if not data then
-      return nil, tv._client:error({ kind = "io", method = ep.method, url = tv._client.base_url .. ep.path,
-        message = "cannot read the file to upload: " .. tostring(err) })
+      return nil, endpoints.endpoint_error(tv._client, ep, "io",
+        "cannot read the file to upload: " .. tostring(err))
     end
     content, name = data, basename(params.file)
   elseif content ~= nil and type(content) ~= "string" then
@@ -286,8 +163,8 @@ local function multipart_parts(tv, ep, params, opts)
     return nil, validation(tv, ep, field, "must be a file path")
   end
   if not readable(path) then
-    return nil, tv._client:error({ kind = "io", method = ep.method, url = tv._client.base_url .. ep.path,
-      message = "cannot read the file to upload: " .. path })
+    return nil, endpoints.endpoint_error(tv._client, ep, "io",
+      "cannot read the file to upload: " .. path)
   end
   local rest = {}
   for k, v in pairs(params) do
@@ -317,7 +194,7 @@ local function check_required(tv, ep, params)
 end
 
 -- Resolve an endpoint call's arguments into the path and the client's request options.
-prepare = function(tv, ep, named, ...)
+local function prepare(tv, ep, named, ...)
   local path, params, opts, err
   if ep.np == 0 then
     params, opts = ...
@@ -325,22 +202,16 @@ prepare = function(tv, ep, named, ...)
   elseif named or (type((...)) == "table") then
     local p
     p, opts = ...
-    if p ~= nil and type(p) ~= "table" then
-      error(ep.name .. ": params must be a table", 4)
-    end
-    path, params = fill_named(tv, ep, p)
-    if not path then return nil, params end
+    check_args(ep, p, nil, 4)
+    path, err = fill_named(tv._client, ep, PATH_RULE, p)
+    if not path then return nil, err end
+    params = without(p, ep.name_set)
   else
-    path, err = fill_positional(tv, ep, ...)
+    path, err = fill_positional(tv._client, ep, PATH_RULE, ...)
     if not path then return nil, err end
     params, opts = select(ep.np + 1, ...)
   end
-  if params ~= nil and type(params) ~= "table" then
-    error(ep.name .. ": params must be a table", 4)
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(ep.name .. ": opts must be a table", 4)
-  end
+  check_args(ep, params, opts, 4)
   local method = ep.method
   if params == nil and opts == nil and not ep.upload then
     return path, ep.plain_opts -- shared, never modified
@@ -402,12 +273,7 @@ prepare = function(tv, ep, named, ...)
   return path, o
 end
 
-local function reraise(msg, level)
-  if type(msg) == "string" then msg = string_gsub(msg, "^[^:]*:%d+: ", "") end
-  error(msg, level + 1)
-end
-
-invoke = function(tv, ep, ...)
+local function invoke(tv, ep, ...)
   local path, o = prepare(tv, ep, false, ...)
   if not path then return nil, o end
   local ok, v, err, res = pcall(tv._client.request, tv._client, ep.method, path, o)
@@ -424,45 +290,40 @@ local function failed_iterator(err)
   end
 end
 
-node_each = function(tv, ep, ...)
+local function node_each(tv, ep, ...)
   local path, o = prepare(tv, ep, false, ...)
   if not path then return failed_iterator(o) end
   return tv._client:each(ep.method, path, o)
 end
 
-node_pages = function(tv, ep, ...)
+local function node_pages(tv, ep, ...)
   local path, o = prepare(tv, ep, false, ...)
   if not path then return failed_iterator(o) end
   return tv._client:pages(ep.method, path, o)
 end
 
 ---------------------------------------------------------------------------------------------
--- Resource objects (built lazily)
+-- The catalogue: compiled once per catalogue table; resource objects built lazily from it
+-- (assesskit.endpoints)
 
-local Node = {}
-
-Node.__index = function(self, key)
-  local node = rawget(self, "_node")
-  local fn = node.methods[key]
-  if fn then
-    rawset(self, key, fn)
-    return fn
-  end
-  local child = node.children[key]
-  if child then
-    local obj = setmetatable({ _tv = rawget(self, "_tv"), _node = child }, Node)
-    rawset(self, key, obj)
-    return obj
-  end
-  if type(key) == "string" and string_sub(key, 1, 2) ~= "__" then
-    error("assesskit.talview: no resource or action '" .. key .. "' in " .. node.path, 2)
-  end
-  return nil
-end
-
-Node.__tostring = function(self)
-  return "assesskit.talview resource " .. rawget(self, "_node").path
-end
+local binding = endpoints.binding({
+  name = NAME, caller = "talview", owner = "_tv", invoke = invoke,
+  endpoint = function(e)
+    local ep = {
+      required = e.required, query_set = endpoints.set_of(e.query), paged = e.paged == true,
+      upload = e.upload, file_field = e.file_field or (e.upload == "base64" and "data" or "file"),
+      expect = (e.response == "binary") and "raw" or nil,
+    }
+    ep.plain_opts = { paged = ep.paged, expect = ep.expect }
+    return ep
+  end,
+  -- a paged list also has `each` and `pages`
+  more = function(ep, action)
+    if action == "list" and ep.paged then
+      return { each = node_each, pages = node_pages }
+    end
+  end,
+})
 
 --- The method names available on a resource object (actions and sub-resources).
 -- @usage for _, name in ipairs(talview.names(tv.models.candidate)) do print(name) end
@@ -483,19 +344,7 @@ end
 
 local TV = {}
 
-local function tv_index(self, key)
-  local m = TV[key]
-  if m ~= nil then return m end
-  local child = rawget(self, "_compiled").tree.children[key]
-  if child then
-    local obj = setmetatable({ _tv = self, _node = child }, Node)
-    rawset(self, key, obj)
-    return obj
-  end
-  return nil
-end
-
-local TV_MT = { __index = tv_index }
+local TV_MT = { __index = binding:index(TV) }
 
 function TV_MT.__tostring(self)
   return tostring(rawget(self, "_client"))
@@ -521,14 +370,6 @@ local function unwrap_envelope(value, _, opts)
     return value.data
   end
   return value
-end
-
-local function check_opt(opts, name, want)
-  local v = opts[name]
-  if v ~= nil and type(v) ~= want then
-    error("assesskit.talview.new: option '" .. name .. "' must be a " .. want, 3)
-  end
-  return v
 end
 
 --- Create a Talview v4 client.
@@ -562,9 +403,10 @@ end
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("assesskit.talview.new: opts must be a table", 2) end
-  local base_url = check_opt(opts, "base_url", "string") or DEFAULT_BASE_URL
+  local base_url = check_opt(opts, "base_url", "string", "assesskit.talview.new") or DEFAULT_BASE_URL
   base_url = string_gsub(base_url, "/+$", "")
-  local token_url = check_opt(opts, "token_url", "string") or (base_url .. "/oauth2/token")
+  local token_url = check_opt(opts, "token_url", "string", "assesskit.talview.new")
+    or (base_url .. "/oauth2/token")
   local scheme, host = client_mod.parse_url(token_url)
   if not scheme or (scheme ~= "https" and scheme ~= "http") then
     error("assesskit.talview.new: token_url must be an http(s) URL", 2)
@@ -581,22 +423,15 @@ function M.new(opts)
     })
   end
   local catalogue = opts.catalogue or require("assesskit.talview.catalogue")
-  local compiled = compile(catalogue)
-  local copts = {}
-  for _, k in ipairs({ "transport", "timeout", "connect_timeout", "max_retries", "ca_file",
-    "ca_path", "proxy", "user_agent", "allow_http", "max_response_size", "on_request",
-    "on_response", "retry_base_delay", "retry_max_delay", "max_retry_after", "headers",
-    "sleep", "clock", "random" }) do
-    copts[k] = opts[k]
-  end
+  local compiled = binding:compile(catalogue)
+  local copts = endpoints.client_options(opts)
   copts.base_url = base_url
-  copts.user_agent = copts.user_agent or ("assesskit/" .. M._VERSION)
   copts.auth = auth
   copts.unwrap = unwrap_envelope
   copts.paging = client_mod.yii2_paging
   copts.comma_params = { expand = true }
   copts.page_param, copts.per_page_param = "page", "pageSize"
-  copts.name = "assesskit.talview"
+  copts.name = NAME
   local ok, c = pcall(client_mod.new, copts)
   if not ok then error((string_gsub(c, "assesskit%.client%.new", "assesskit.talview.new")), 2) end
   return setmetatable({ _client = c, _auth = auth, _compiled = compiled }, TV_MT)
@@ -606,11 +441,7 @@ end
 -- in catalogue order.
 -- @treturn table array
 function TV:endpoints()
-  local out = {}
-  for i, ep in ipairs(self._compiled.list) do
-    out[i] = { name = ep.name, method = ep.method, path = ep.path }
-  end
-  return out
+  return binding:endpoints(self)
 end
 
 --- Call an endpoint by its catalogue name.
@@ -623,11 +454,7 @@ end
 -- @raise when `name` is not in the catalogue
 -- @usage local cand, err = tv:call("models.candidate.get", { id = 42, expand = { "status" } })
 function TV:call(name, params, opts)
-  local ep = type(name) == "string" and self._compiled.by_name[name]
-  if not ep then error("talview:call: unknown endpoint " .. tostring(name), 2) end
-  if params ~= nil and type(params) ~= "table" then
-    error("talview:call: params must be a table", 2)
-  end
+  local ep = binding:lookup(self, name, params)
   local path, o = prepare(self, ep, true, params or {}, opts)
   if not path then return nil, o end
   return self._client:request(ep.method, path, o)
@@ -670,5 +497,5 @@ function TV:close()
   self._client:close()
 end
 
-M._compile = compile
+M._compile = function(cat) return binding:compile(cat) end
 return M

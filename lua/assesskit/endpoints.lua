@@ -1,0 +1,440 @@
+--- Endpoint binding: from a declarative catalogue to resource objects and methods.
+--
+-- The layer the API clients (`assesskit.talview`, `assesskit.interviewmocha`) share between
+-- their catalogue and `assesskit.client`: it compiles a catalogue once (endpoints by name,
+-- path templates split into literals and placeholder names, the tree of resources), builds
+-- resource objects lazily from that tree, fills and checks path values, and builds the
+-- errors, option checks and client options both clients make the same way. What each API
+-- does with a call (envelopes, uploads, paging names, ids) stays in the API client, which
+-- hands this module a few functions (a *binding*).
+--
+-- **Compiled catalogue.** `{list =, by_name =, tree =}`: `list` the endpoints in catalogue
+-- order, `by_name` the same by name, `tree` the root node. An endpoint (`ep`) has `name`,
+-- `method` (upper case), `path` (the template), `lits` and `names` (`"/a/{x}/b"` ->
+-- `{"/a/", "/b"}` and `{"x"}`), `np` (the number of placeholders), `name_set`, `fn` (the
+-- method), plus the fields the binding's `endpoint` function adds. A node has `path` (the
+-- dotted name: `models.candidate`), `methods` (action -> function), `children` (name -> node),
+-- `eps` (action -> endpoint) and `extra` (hand-written methods, if any).
+--
+-- **Resource objects** are `{[owner] = the API client, _node = node}` with a metatable whose
+-- `__index` finds a method (cached in the object with `rawset`, so the next call is a plain
+-- table read), a child resource (built and cached the same way), a hand-written method, or
+-- raises naming the key; the API client object holds the compiled catalogue in `_compiled`.
+--
+-- Runs on Lua 5.4 and LuaJIT (inside nginx).
+-- @module assesskit.endpoints
+-- @usage
+-- local endpoints = require("assesskit.endpoints")
+-- local binding = endpoints.binding{
+--   name = "assesskit.example", caller = "example", owner = "_ex",
+--   invoke = function(ex, ep, ...) return ex:run(ep, ...) end,
+-- }
+-- local compiled = binding:compile(catalogue)
+-- local EX = {}
+-- local ex = setmetatable({ _compiled = compiled }, { __index = binding:index(EX) })
+-- ex.things:get(42) -- invoke(ex, <the things.get endpoint>, 42)
+local type, tostring, pairs, ipairs, setmetatable, error, rawget, rawset =
+  type, tostring, pairs, ipairs, setmetatable, error, rawget, rawset
+local string_find, string_sub, string_gsub, string_format, string_upper, string_gmatch =
+  string.find, string.sub, string.gsub, string.format, string.upper, string.gmatch
+local table_concat = table.concat
+
+local client_mod = require("assesskit.client")
+
+local null = client_mod.null
+
+local M = {}
+
+--- The options of an API client's `new` that go as they are to `assesskit.client.new`.
+-- @table CLIENT_OPTIONS
+M.CLIENT_OPTIONS = { "transport", "timeout", "connect_timeout", "max_retries", "ca_file",
+  "ca_path", "proxy", "user_agent", "allow_http", "max_response_size", "on_request",
+  "on_response", "retry_base_delay", "retry_max_delay", "max_retry_after", "headers",
+  "sleep", "clock", "random" }
+local CLIENT_OPTIONS = M.CLIENT_OPTIONS
+
+-- ------------------------------------------------------------------------------------------
+-- Small helpers
+
+--- The set of a list's values.
+-- @tparam[opt] table list an array
+-- @treturn table `{[value] = true}` (empty when `list` is nil)
+function M.set_of(list)
+  local s = {}
+  if list then
+    for _, v in ipairs(list) do s[v] = true end
+  end
+  return s
+end
+local set_of = M.set_of
+
+--- Split a path template into its literal parts and its placeholder names.
+-- @tparam string path e.g. `"/a/{x}/b/{y}"`
+-- @treturn table the literals, one more than the names: `{"/a/", "/b/", ""}`
+-- @treturn table the names, in path order: `{"x", "y"}`
+function M.split_template(path)
+  local lits, names = {}, {}
+  local pos = 1
+  while true do
+    local a, b, name = string_find(path, "{([%w_]+)}", pos)
+    if not a then break end
+    lits[#lits + 1] = string_sub(path, pos, a - 1)
+    names[#names + 1] = name
+    pos = b + 1
+  end
+  lits[#lits + 1] = string_sub(path, pos)
+  return lits, names
+end
+local split_template = M.split_template
+
+--- Raise an error message again without the `file:line:` position it was raised with, at
+-- `level` above the caller (an error raised inside `assesskit.client` is reported where the
+-- API client was called).
+-- @param msg the error value (only a string loses its position)
+-- @tparam number level as for `error`, counted from the caller of `reraise`
+-- @raise always
+function M.reraise(msg, level)
+  if type(msg) == "string" then msg = string_gsub(msg, "^[^:]*:%d+: ", "") end
+  error(msg, level + 1)
+end
+
+--- Check an option's type in an API client's `new`.
+-- @tparam table opts the options
+-- @tparam string name the option
+-- @tparam string want the Lua type it must have when given
+-- @tparam string where the function named in the error (`"assesskit.talview.new"`)
+-- @return the option's value (nil when not given)
+-- @raise `<where>: option '<name>' must be a <want>`, at the caller of `new`
+function M.check_opt(opts, name, want, where)
+  local v = opts[name]
+  if v ~= nil and type(v) ~= want then
+    error(where .. ": option '" .. name .. "' must be a " .. want, 3)
+  end
+  return v
+end
+
+--- The options of `assesskit.client.new` taken from an API client's options: every name in
+-- `CLIENT_OPTIONS`, and `user_agent` defaulting to `assesskit/<version>`.
+-- @tparam table opts the API client's options
+-- @treturn table a fresh table, for the API client to complete (`base_url`, `auth`, hooks)
+function M.client_options(opts)
+  local copts = {}
+  for _, k in ipairs(CLIENT_OPTIONS) do copts[k] = opts[k] end
+  copts.user_agent = copts.user_agent or ("assesskit/" .. client_mod._VERSION)
+  return copts
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Errors and path values
+
+--- An error about an endpoint's call, before anything is sent.
+-- @tparam table cl the `assesskit.client` the endpoint is sent with (its `error` redacts the
+--   authenticator's secrets)
+-- @tparam table ep the endpoint
+-- @tparam string kind the error's kind (`validation`, `io`, ...)
+-- @tparam string message
+-- @tparam[opt] table fields the error's `fields`
+-- @treturn table the error object, with the endpoint's method and template URL
+function M.endpoint_error(cl, ep, kind, message, fields)
+  return cl:error({
+    kind = kind, method = ep.method, url = cl.base_url .. ep.path,
+    message = message, fields = fields,
+  })
+end
+local endpoint_error = M.endpoint_error
+
+--- A `validation` error about one parameter of an endpoint's call:
+-- message `<endpoint>: parameter '<field>' <message>`, `fields = {{field =, message =}}`.
+-- @tparam table cl the `assesskit.client` the endpoint is sent with
+-- @tparam table ep the endpoint
+-- @tparam string field the parameter
+-- @tparam string message what is wrong with it (`"is required"`)
+-- @treturn table the error object
+function M.validation(cl, ep, field, message)
+  return endpoint_error(cl, ep, "validation",
+    string_format("%s: parameter '%s' %s", ep.name, field, message),
+    { { field = field, message = message } })
+end
+local validation = M.validation
+
+--- Check one path value and give the text to put in the path.
+-- `rule` says what the API accepts: `rule.string(v)` and `rule.number(v)` return the text
+-- (percent-encoded as it must appear in the path) or nil and an optional message;
+-- `rule.invalid` is the message otherwise (`"must be a positive integer"`). A missing value
+-- (nil or `null`) is `is required`; another type is `<rule.invalid>, not a <type>`.
+-- @tparam table cl the `assesskit.client` the endpoint is sent with
+-- @tparam table ep the endpoint
+-- @tparam string name the placeholder
+-- @param v the value
+-- @tparam table rule `{string =, number =, invalid =}`
+-- @treturn string|nil the text
+-- @treturn table|nil the `validation` error
+function M.path_value(cl, ep, name, v, rule)
+  local t = type(v)
+  if t == "string" or t == "number" then
+    local text, message = rule[t](v)
+    if text then return text end
+    return nil, validation(cl, ep, name, message or rule.invalid)
+  elseif v == nil or v == null then
+    return nil, validation(cl, ep, name, "is required")
+  end
+  return nil, validation(cl, ep, name, rule.invalid .. ", not a " .. t)
+end
+local path_value = M.path_value
+
+-- The path with each placeholder's value: `values[i]` when `positional`, else by name.
+local function fill(cl, ep, rule, values, positional)
+  local lits, names = ep.lits, ep.names
+  local buf = { lits[1] }
+  for i = 1, ep.np do
+    local v, err = path_value(cl, ep, names[i], values and values[positional and i or names[i]],
+      rule)
+    if not v then return nil, err end
+    buf[#buf + 1] = v
+    buf[#buf + 1] = lits[i + 1]
+  end
+  return table_concat(buf)
+end
+
+--- Fill an endpoint's path from positional values (in path order).
+-- @tparam table cl the `assesskit.client` the endpoint is sent with
+-- @tparam table ep the endpoint
+-- @tparam table rule as for `path_value`
+-- @param ... the values, one per placeholder
+-- @treturn string|nil the path
+-- @treturn table|nil the `validation` error
+function M.fill_positional(cl, ep, rule, ...)
+  if ep.np == 1 then -- the common case, without a table
+    local v, err = path_value(cl, ep, ep.names[1], (...), rule)
+    if not v then return nil, err end
+    return ep.lits[1] .. v .. ep.lits[2]
+  end
+  return fill(cl, ep, rule, { ... }, true)
+end
+
+--- Fill an endpoint's path from values by placeholder name.
+-- @tparam table cl the `assesskit.client` the endpoint is sent with
+-- @tparam table ep the endpoint
+-- @tparam table rule as for `path_value`
+-- @tparam[opt] table values placeholder name -> value
+-- @treturn string|nil the path
+-- @treturn table|nil the `validation` error
+function M.fill_named(cl, ep, rule, values)
+  return fill(cl, ep, rule, values, false)
+end
+
+--- A call's parameters less the path values.
+-- @tparam[opt] table params
+-- @tparam table set the names to leave out (an endpoint's `name_set`)
+-- @treturn table|nil a new table (nil when `params` is nil)
+function M.without(params, set)
+  if not params then return nil end
+  local rest = {}
+  for k, v in pairs(params) do
+    if not set[k] then rest[k] = v end
+  end
+  return rest
+end
+
+--- Check the types of a call's `params` and `opts` (each a table or nil).
+-- @tparam table ep the endpoint (named in the error)
+-- @param params
+-- @param opts
+-- @tparam number level as for `error`, counted from the caller of `check_args`
+-- @raise `<endpoint>: params must be a table` (or `opts`)
+function M.check_args(ep, params, opts, level)
+  if params ~= nil and type(params) ~= "table" then
+    error(ep.name .. ": params must be a table", level + 1)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(ep.name .. ": opts must be a table", level + 1)
+  end
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Bindings
+
+local Binding = {}
+Binding.__index = Binding
+
+local function new_node(path)
+  return { path = path, methods = {}, children = {}, eps = {} }
+end
+
+-- The metatable of a binding's resource objects.
+local function node_metatable(b)
+  local owner, name, missing = b.owner, b.name, b.missing
+  local mt = {}
+  mt.__index = function(self, key)
+    local node = rawget(self, "_node")
+    local fn = node.methods[key]
+    if fn then
+      rawset(self, key, fn)
+      return fn
+    end
+    local child = node.children[key]
+    if child then
+      local obj = setmetatable({ [owner] = rawget(self, owner), _node = child }, mt)
+      rawset(self, key, obj)
+      return obj
+    end
+    local extra = node.extra
+    if extra and extra[key] then return extra[key] end
+    if type(key) == "string" and string_sub(key, 1, 2) ~= "__" then
+      error(name .. ": " .. missing .. " '" .. key .. "' in " .. node.path, 2)
+    end
+    return nil
+  end
+  mt.__tostring = function(self)
+    return name .. " resource " .. rawget(self, "_node").path
+  end
+  return mt
+end
+
+--- Make a binding: how one API client turns its catalogue into methods.
+-- @tparam table def
+-- @tparam string def.name the module, prefix of errors and of resources' `tostring`
+--   (`"assesskit.talview"`)
+-- @tparam string def.caller prefix of `lookup`'s errors (`"talview"` -> `talview:call: ...`)
+-- @tparam string def.owner the field of a resource object holding the API client (`"_tv"`)
+-- @tparam function def.invoke `function(owner, ep, ...)`: a resource method's call
+-- @tparam[opt="no resource or action"] string def.missing what a resource object lacks, in
+--   the error for an unknown key
+-- @tparam[opt] function def.check `function(cat) -> message | nil`: the catalogue's shape
+--   (default: it must have an `endpoints` array)
+-- @tparam[opt] function def.endpoint `function(e, cat) -> ep | nil, message`: the API's own
+--   fields of an endpoint, from the catalogue entry `e` (the binding adds the common ones)
+-- @tparam[opt] function def.more `function(ep, action) -> {name = function(owner, ep, ...)}`:
+--   more methods beside an action on its resource (e.g. `each` beside a paged `list`)
+-- @tparam[opt] table def.extras node path -> table of hand-written methods on that resource
+-- @tparam[opt] function def.describe `function(owner, ep, row)`: adds the API's own fields to
+--   an endpoint's row in `endpoints`
+-- @treturn table the binding
+function M.binding(def)
+  if type(def) ~= "table" or type(def.name) ~= "string" or type(def.owner) ~= "string"
+    or type(def.caller) ~= "string" or type(def.invoke) ~= "function" then
+    error("assesskit.endpoints.binding: name, caller, owner and invoke are required", 2)
+  end
+  local b = setmetatable({
+    name = def.name, caller = def.caller, owner = def.owner, invoke = def.invoke,
+    missing = def.missing or "no resource or action", check = def.check,
+    endpoint = def.endpoint, more = def.more, extras = def.extras or {}, describe = def.describe,
+    cache = setmetatable({}, { __mode = "k" }),
+  }, Binding)
+  b.node_mt = node_metatable(b)
+  return b
+end
+
+--- Compile a catalogue (once per catalogue table; later calls return the same table).
+-- @tparam table cat the catalogue (`{endpoints = {...}, ...}`)
+-- @treturn table the compiled catalogue `{list =, by_name =, tree =}`
+-- @raise on a malformed catalogue, at the caller of the API client's `new`
+function Binding:compile(cat)
+  local c = self.cache[cat]
+  if c then return c end
+  local name, owner, invoke, more = self.name, self.owner, self.invoke, self.more
+  local bad
+  if self.check then
+    bad = self.check(cat)
+  elseif type(cat) ~= "table" or type(cat.endpoints) ~= "table" then
+    bad = "catalogue must have an endpoints array"
+  end
+  if bad then error(name .. ": " .. bad, 3) end
+  c = { list = {}, by_name = {}, tree = new_node("") }
+  for i, e in ipairs(cat.endpoints) do
+    local ep = {}
+    if self.endpoint then
+      ep, bad = self.endpoint(e, cat)
+      if not ep then error(name .. ": " .. bad, 3) end
+    end
+    local lits, names = split_template(e.path)
+    ep.name, ep.method, ep.path = e.name, string_upper(e.method), e.path
+    ep.lits, ep.names, ep.np, ep.name_set = lits, names, #names, set_of(names)
+    if c.by_name[ep.name] then
+      error(name .. ": duplicate catalogue name " .. ep.name, 3)
+    end
+    c.list[i] = ep
+    c.by_name[ep.name] = ep
+    ep.fn = function(obj, ...) return invoke(obj[owner], ep, ...) end
+    -- place it in the tree
+    local node = c.tree
+    local parts = {}
+    for part in string_gmatch(ep.name, "[^.]+") do parts[#parts + 1] = part end
+    for k = 1, #parts - 1 do
+      local child = node.children[parts[k]]
+      if not child then
+        child = new_node(node.path == "" and parts[k] or (node.path .. "." .. parts[k]))
+        child.extra = self.extras[child.path]
+        node.children[parts[k]] = child
+      end
+      node = child
+    end
+    local action = parts[#parts]
+    if node.methods[action] or node.children[action] then
+      error(name .. ": catalogue name clash at " .. ep.name, 3)
+    end
+    node.methods[action] = ep.fn
+    node.eps[action] = ep
+    local extra = more and more(ep, action)
+    if extra then
+      for k, f in pairs(extra) do
+        node.methods[k] = function(obj, ...) return f(obj[owner], ep, ...) end
+      end
+    end
+  end
+  self.cache[cat] = c
+  return c
+end
+
+--- The `__index` function of the API client objects: the client's methods first, then the
+-- top-level resources of its compiled catalogue (`_compiled`), built on first use and cached
+-- in the object.
+-- @tparam table methods the API client's methods
+-- @treturn function
+function Binding:index(methods)
+  local owner, mt = self.owner, self.node_mt
+  return function(obj, key)
+    local m = methods[key]
+    if m ~= nil then return m end
+    local child = rawget(obj, "_compiled").tree.children[key]
+    if child then
+      local r = setmetatable({ [owner] = obj, _node = child }, mt)
+      rawset(obj, key, r)
+      return r
+    end
+    return nil
+  end
+end
+
+--- The endpoint a `call(name, params, ...)` names.
+-- @tparam table obj the API client object
+-- @param name the catalogue name
+-- @param params the call's parameters (checked to be a table or nil)
+-- @treturn table the endpoint
+-- @raise `<caller>:call: unknown endpoint <name>` or `<caller>:call: params must be a table`,
+--   at the caller of `call`
+function Binding:lookup(obj, name, params)
+  local ep = type(name) == "string" and obj._compiled.by_name[name]
+  if not ep then error(self.caller .. ":call: unknown endpoint " .. tostring(name), 3) end
+  if params ~= nil and type(params) ~= "table" then
+    error(self.caller .. ":call: params must be a table", 3)
+  end
+  return ep
+end
+
+--- Every endpoint of an API client, as `{name =, method =, path =}` in catalogue order, with
+-- the fields the binding's `describe` adds.
+-- @tparam table obj the API client object
+-- @treturn table array
+function Binding:endpoints(obj)
+  local describe = self.describe
+  local out = {}
+  for i, ep in ipairs(obj._compiled.list) do
+    local row = { name = ep.name, method = ep.method, path = ep.path }
+    if describe then describe(obj, ep, row) end
+    out[i] = row
+  end
+  return out
+end
+
+return M
