@@ -3,56 +3,25 @@
 -- sources and the secrecy of credentials.
 
 local sandbox = require("support.sandbox")
+local sys = require("support.sys")
 local cjson = require("cjson")
 
-local ROOT = sandbox.root
+local shell_quote, read_file, write_file = sys.quote, sys.read, sys.write
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data, mode)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-  if mode then assert(os.execute("chmod " .. mode .. " " .. shell_quote(path))) end
-end
-
-local tmp_dir = (function()
-  local f = assert(io.popen("mktemp -d /tmp/assesskit-cli-spec-XXXXXX"))
-  local d = f:read("l")
-  f:close()
-  return d
-end)()
+local tmp_dir -- made in the outer setup, removed in its teardown
 
 -- Run bin/assesskit in a clean environment (only PATH, HOME and `env`).
--- opts: env (table), stdin (string), tty (run under script(1): stdout and stderr on a pty)
+-- opts: env (table), stdin (string), tty (run under script(1): stdout and stderr on a pty),
+-- tty_redirect (appended to the command under the pty), home
 -- Returns status, stdout, stderr (with tty: status, terminal output).
 local function run(argv, opts)
   opts = opts or {}
-  local env = { "PATH=" .. shell_quote(os.getenv("PATH") or "/usr/bin:/bin"),
-    "HOME=" .. shell_quote(opts.home or (tmp_dir .. "/home")) }
-  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. shell_quote(v) end
+  local env = { PATH = os.getenv("PATH") or "/usr/bin:/bin", HOME = opts.home or (tmp_dir .. "/home") }
+  for k, v in pairs(opts.env or {}) do env[k] = v end
   local words = {}
   for i, a in ipairs(argv) do words[i] = shell_quote(a) end
-  local cmd = "cd " .. shell_quote(ROOT) .. " && env -i " .. table.concat(env, " ")
-    .. " lua5.4 bin/assesskit " .. table.concat(words, " ")
-  local out, err, inp = tmp_dir .. "/out", tmp_dir .. "/err", tmp_dir .. "/in"
-  write_file(inp, opts.stdin or "")
-  if opts.tty then
-    cmd = "script -qec " .. shell_quote(cmd .. (opts.tty_redirect or "")) .. " /dev/null"
-  end
-  local _, _, code = os.execute(cmd .. " <" .. shell_quote(inp) .. " >" .. shell_quote(out)
-    .. " 2>" .. shell_quote(err))
-  return code, read_file(out) or "", read_file(err) or ""
+  return sys.exec("lua5.4 bin/assesskit " .. table.concat(words, " ") .. (opts.tty and opts.tty_redirect or ""),
+    { cwd = sys.repo, env = env, stdin = opts.stdin, tty = opts.tty })
 end
 
 local function lines(s)
@@ -70,28 +39,22 @@ local function one_error_line(stderr)
 end
 
 describe("assesskit command line", function()
-  local sb, sbenv, creds
+  local sb = sandbox.fixture()
+  local sbenv, creds
 
   setup(function()
-    os.execute("mkdir -p " .. shell_quote(tmp_dir .. "/home"))
-    sb = sandbox.start()
+    tmp_dir = sys.tmpdir("cli-spec")
+    sys.must("mkdir -p " .. shell_quote(tmp_dir .. "/home"))
     creds = sb.credentials
     sbenv = { ASSESSKIT_SANDBOX_DIR = sb.dir }
   end)
 
   teardown(function()
-    if sb then sb:stop() end
-    os.execute("rm -rf " .. shell_quote(tmp_dir))
+    if tmp_dir then sys.rmdir(tmp_dir) end
   end)
 
-  -- every secret the sandbox's credentials hold
-  local function secrets()
-    return { creds.password.password, creds.password.client_secret,
-      creds.interviewmocha.api_key, creds.viewer.password }
-  end
-
   local function assert_no_secret(text)
-    for _, s in ipairs(secrets()) do
+    for _, s in ipairs(sb:secrets()) do
       assert.is_nil(text:find(s, 1, true), "a secret leaked into: " .. text)
     end
     assert.is_nil(text:find("PRIVATE KEY", 1, true))
@@ -425,7 +388,7 @@ talview = {
     it("finds ~/.config/assesskit/config.json and warns when others can read it", function()
       local j = creds.jwt
       local home = tmp_dir .. "/home2"
-      os.execute("mkdir -p " .. shell_quote(home .. "/.config/assesskit"))
+      sys.must("mkdir -p " .. shell_quote(home .. "/.config/assesskit"))
       local path = home .. "/.config/assesskit/config.json"
       write_file(path, cjson.encode({ talview = { base_url = sb.url, auth = { grant = "jwt",
         client_id = j.client_id, issuer = j.issuer, scope = j.scope,
@@ -436,7 +399,7 @@ talview = {
       local line = one_error_line(err)
       assert.truthy(line:find("warning: config file " .. path .. " is readable by other users", 1, true))
       assert.truthy(line:find("chmod 600", 1, true))
-      assert(os.execute("chmod 600 " .. shell_quote(path)))
+      sys.must("chmod 600 " .. shell_quote(path))
       status, out, err = run({ "talview", "models.candidate.get", "--id", "10003" }, { home = home })
       assert.equal(0, status)
       assert.equal(10003, cjson.decode(out).id)
@@ -516,11 +479,7 @@ talview = {
     end)
 
     it("exits 1 with one line on a network error", function()
-      -- a port nothing listens on: bind one, note it, close it
-      local socket = require("socket")
-      local srv = assert(socket.bind("127.0.0.1", 0))
-      local _, port = srv:getsockname()
-      srv:close()
+      local port = sys.free_port() -- released: nothing listens there
       local status, out, err = run({ "talview", "models.candidate.get", "--id", "1", "--timeout", "2" },
         { env = { ASSESSKIT_TALVIEW_URL = "http://127.0.0.1:" .. port, ASSESSKIT_ACCESS_TOKEN = "tok-abcdef-123" } })
       assert.equal(1, status)

@@ -586,12 +586,17 @@ describe("assesskit.core session #luajit", function()
     end)
 
     it("is collected without an explicit close", function()
-      for _ = 1, 20 do
+      local sessions = setmetatable({}, { __mode = "k" })
+      local function use_one() -- returns: nothing refers to the session any more
         local s = core.session()
         assert.equal(200, (s:request { url = srv:url("/json") }))
+        sessions[s] = true
       end
+      for _ = 1, 20 do use_one() end
+      assert.is_not_nil(next(sessions))
       collectgarbage()
-      collectgarbage()
+      collectgarbage() -- userdata with __gc leave weak tables on the cycle after their finalizer
+      assert.is_nil(next(sessions), "a session without references was not collected")
     end)
 
     it("raises on misuse", function()

@@ -3,37 +3,24 @@
 -- the sandbox's state. Also `make demo`'s script, twice in a row.
 
 local sandbox = require("support.sandbox")
+local sys = require("support.sys")
 
-local ROOT = sandbox.root
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local ROOT = sys.repo
+local shell_quote, read_file = sys.quote, sys.read
 
 local tmp_dir -- made in the outer setup, removed in its teardown
 
--- Run a command from the repository root with the module paths the example headers give.
--- Returns status, stdout, stderr.
+-- Run a command from the repository root with the module paths the example headers give, in
+-- a clean environment (`env` is added to it). Returns status, stdout, stderr.
 local function run(cmd, env)
   local vars = {
-    "LUA_PATH=" .. shell_quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
-    "LUA_CPATH=" .. shell_quote(ROOT .. "/build/lua5.4/?.so;;"),
-    "PATH=" .. shell_quote(os.getenv("PATH") or "/usr/bin:/bin"),
-    "HOME=" .. shell_quote(tmp_dir),
+    LUA_PATH = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
+    LUA_CPATH = ROOT .. "/build/lua5.4/?.so;;",
+    PATH = os.getenv("PATH") or "/usr/bin:/bin",
+    HOME = tmp_dir,
   }
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. shell_quote(v) end
-  local out, err = tmp_dir .. "/out", tmp_dir .. "/err"
-  local _, _, code = os.execute("cd " .. shell_quote(ROOT) .. " && env -i " .. table.concat(vars, " ")
-    .. " " .. cmd .. " </dev/null >" .. shell_quote(out) .. " 2>" .. shell_quote(err))
-  return code, read_file(out) or "", read_file(err) or ""
+  for k, v in pairs(env or {}) do vars[k] = v end
+  return sys.exec(cmd, { cwd = ROOT, env = vars })
 end
 
 local function has_line(text, pattern)
@@ -55,25 +42,19 @@ end
 
 describe("runnable examples", function()
   setup(function()
-    local f = assert(io.popen("mktemp -d /tmp/assesskit-examples-spec-XXXXXX"))
-    tmp_dir = f:read("l")
-    f:close()
+    tmp_dir = sys.tmpdir("examples-spec")
   end)
 
   teardown(function()
-    if tmp_dir then os.execute("rm -rf " .. shell_quote(tmp_dir)) end
+    if tmp_dir then sys.rmdir(tmp_dir) end
   end)
 
   describe("examples", function()
-    local sb, env
+    local sb = sandbox.fixture()
+    local env
 
     setup(function()
-      sb = sandbox.start()
       env = { ASSESSKIT_SANDBOX_DIR = sb.dir }
-    end)
-
-    teardown(function()
-      if sb then sb:stop() end
     end)
 
     -- What each example must print (patterns, one per line looked for in stdout), and checks of
@@ -167,8 +148,7 @@ describe("runnable examples", function()
           assert.truthy(has_line(err, pattern), "no line " .. pattern .. " on stderr:\n" .. err)
         end
         if want.check then want.check(out, err) end
-        for _, s in ipairs({ sb.credentials.password.password, sb.credentials.password.client_secret,
-          sb.credentials.interviewmocha.api_key }) do
+        for _, s in ipairs(sb:secrets()) do
           assert.is_nil((out .. err):find(s, 1, true), "a secret in the output of " .. file)
         end
       end)
@@ -176,9 +156,7 @@ describe("runnable examples", function()
 
     it("bulk_invite reports a failing row and exits 1", function()
       local csv = tmp_dir .. "/bad.csv"
-      local f = assert(io.open(csv, "w"))
-      f:write("first_name,last_name,email\nGood,Row,good.row@example.test\nBad,Row,not-an-email\n")
-      f:close()
+      sys.write(csv, "first_name,last_name,email\nGood,Row,good.row@example.test\nBad,Row,not-an-email\n")
       local status, out = run("lua5.4 examples/bulk_invite.lua " .. shell_quote(csv), env)
       assert.equal(1, status)
       assert.truthy(has_line(out, "^2 candidates: 1 created, 0 already there, 1 failed$"), out)
@@ -215,7 +193,7 @@ describe("runnable examples", function()
         local dir = out:match("run directory (/tmp/assesskit%-demo%-[%w]+)")
         assert.truthy(dir, out)
         -- stopped and cleaned up: the run directory is gone
-        local _, _, gone = os.execute("test -d " .. shell_quote(dir))
+        local _, _, gone = sys.run("test -d " .. shell_quote(dir))
         assert.equal(1, gone, "the run directory " .. dir .. " is still there")
         local port = out:match("running at http://127%.0%.0%.1:(%d+)")
         local socket = require("socket")
@@ -229,10 +207,8 @@ describe("runnable examples", function()
     it("propagates the quickstart's failure and still stops the sandbox", function()
       -- a quickstart that cannot reach its sandbox: point LUA_PATH at a stub assesskit.cli.config
       local stub = tmp_dir .. "/stub/assesskit/cli"
-      os.execute("mkdir -p " .. shell_quote(stub))
-      local f = assert(io.open(stub .. "/config.lua", "w"))
-      f:write("return { sandbox = function() return nil, 'stubbed: no sandbox' end }\n")
-      f:close()
+      sys.must("mkdir -p " .. shell_quote(stub))
+      sys.write(stub .. "/config.lua", "return { sandbox = function() return nil, 'stubbed: no sandbox' end }\n")
       local status, out, err = run(".ci/demo.sh", {
         LUA_PATH = tmp_dir .. "/stub/?.lua;" .. ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
       })

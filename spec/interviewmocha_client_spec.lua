@@ -24,31 +24,16 @@ local function contains(v, needle, seen)
 end
 
 describe("interviewmocha client #luajit", function()
-  local sb, key, im
-
-  local function new(opts)
-    opts = opts or {}
-    local o = { api_key = key, v2_url = sb.url .. "/v2", v3_url = sb.url .. "/v3",
-                max_retries = 0 }
-    for k, v in pairs(opts) do o[k] = v end
-    if opts.api_key == false then o.api_key = nil end
-    return interviewmocha.new(o)
-  end
+  local sb = sandbox.fixture({ reset = true, clear = true })
+  local key, im
 
   setup(function()
-    sb = sandbox.start({})
     key = sb.credentials.interviewmocha.api_key
-    im = new()
+    im = sb:interviewmocha()
   end)
 
   teardown(function()
     if im then im:close() end
-    if sb then sb:stop() end
-  end)
-
-  before_each(function()
-    sb:reset()
-    sb:clear_requests()
   end)
 
   describe("construction", function()
@@ -237,7 +222,7 @@ describe("interviewmocha client #luajit", function()
 
   describe("the API key", function()
     it("is a validation error when missing, and nothing is sent", function()
-      local c = new({ api_key = false })
+      local c = sb:interviewmocha({ api_key = false })
       local links, err = c.tests:links(114110)
       assert.is_nil(links)
       assert.equal("validation", err.kind)
@@ -253,7 +238,7 @@ describe("interviewmocha client #luajit", function()
     end)
 
     it("treats an empty key as missing", function()
-      local c = new({ api_key = "" })
+      local c = sb:interviewmocha({ api_key = "" })
       local _, err = c.tests:links(114110)
       assert.equal("validation", err.kind)
       assert.equal(0, #sb:requests())
@@ -262,7 +247,7 @@ describe("interviewmocha client #luajit", function()
 
     it("makes a rejected key an auth error, with the server's message and without the key", function()
       local wrong = "wrong-" .. key
-      local c = new({ api_key = wrong })
+      local c = sb:interviewmocha({ api_key = wrong })
       local r, err = c.reports:get(225634)
       assert.is_nil(r)
       assert.equal("auth", err.kind)
@@ -279,7 +264,7 @@ describe("interviewmocha client #luajit", function()
 
     it("never reaches a hook, an error or tostring, even when the server echoes it", function()
       local seen = {}
-      local c = new({
+      local c = sb:interviewmocha({
         on_request = function(info) seen[#seen + 1] = info end,
         on_response = function(info) seen[#seen + 1] = info end,
       })
@@ -388,7 +373,7 @@ describe("interviewmocha client #luajit", function()
   describe("retries and failures", function()
     it("retries a 503 and honours Retry-After", function()
       local slept = {}
-      local c = new({ max_retries = 2, sleep = function(s) slept[#slept + 1] = s end })
+      local c = sb:interviewmocha({ max_retries = 2, sleep = function(s) slept[#slept + 1] = s end })
       sb:fault({ kind = "status", status = 503, retry_after = 1, path = "/v3/reports", times = 1 })
       local r, err, res = c.reports:get(225634)
       assert.is_nil(err)
@@ -401,7 +386,7 @@ describe("interviewmocha client #luajit", function()
 
     it("retries a 429 on v2 and gives up after max_retries", function()
       local slept = {}
-      local c = new({ max_retries = 1, sleep = function(s) slept[#slept + 1] = s end })
+      local c = sb:interviewmocha({ max_retries = 1, sleep = function(s) slept[#slept + 1] = s end })
       sb:fault({ kind = "rate_limit", retry_after = 2, path = "/v2/org/tests", times = -1 })
       local links, err = c.tests:links(114110)
       assert.is_nil(links)
@@ -469,21 +454,16 @@ describe("interviewmocha client #luajit", function()
   end)
 
   describe("over TLS", function()
-    local tsb
-
-    setup(function() tsb = sandbox.start({ tls = true }) end)
-    teardown(function() if tsb then tsb:stop() end end)
+    local tsb = sandbox.fixture({ tls = true })
 
     it("verifies the sandbox's certificate with ca_file, and refuses it without", function()
       local k = tsb.credentials.interviewmocha.api_key
-      local ok = interviewmocha.new({ api_key = k, v2_url = tsb.url .. "/v2",
-        v3_url = tsb.url .. "/v3", ca_file = tsb.ca_file, max_retries = 0 })
+      local ok = tsb:interviewmocha()
       local links, err = ok.tests:links(114110)
       assert.is_nil(err)
       assert.equal(3, #links)
       ok:close()
-      local bad = interviewmocha.new({ api_key = k, v2_url = tsb.url .. "/v2",
-        v3_url = tsb.url .. "/v3", max_retries = 0 })
+      local bad = tsb:interviewmocha({ ca_file = false })
       local l2, err2 = bad.tests:links(114110)
       assert.is_nil(l2)
       assert.equal("tls", err2.kind)

@@ -3,54 +3,15 @@
 -- Runs under Lua 5.4 and LuaJIT (tag luajit): no 5.4-only syntax here.
 
 local sandbox = require("support.sandbox")
+local sys = require("support.sys")
+local recording = require("support.transport").recording
 local interviewmocha = require("assesskit.interviewmocha")
-local core = require("assesskit.core")
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function ls(dir)
-  local p = assert(io.popen("ls -A '" .. dir .. "'"))
-  local out = {}
-  for name in p:lines() do out[#out + 1] = name end
-  p:close()
-  table.sort(out)
-  return out
-end
-
--- A transport over a real core session that remembers what went through it.
-local function recording_transport()
-  local inner = core.session({})
-  local t = { sent = {} }
-  function t.request(_, req)
-    local copy = {}
-    for k, v in pairs(req) do copy[k] = v end
-    t.sent[#t.sent + 1] = copy
-    return inner:request(req)
-  end
-  function t.close() inner:close() end
-  return t
-end
+local read, write, ls = sys.read, sys.write, sys.ls
 
 describe("interviewmocha PDF download #luajit", function()
-  local sb, key, im, dir
-
-  local function new(opts)
-    local o = { api_key = key, v2_url = sb.url .. "/v2", v3_url = sb.url .. "/v3", max_retries = 0 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return interviewmocha.new(o)
-  end
+  local sb = sandbox.fixture({ reset = true, clear = true })
+  local im, dir
 
   -- The PDF as the server sends it, fetched without assesskit.
   local function expected_pdf(url)
@@ -66,26 +27,19 @@ describe("interviewmocha PDF download #luajit", function()
   end
 
   setup(function()
-    sb = sandbox.start({})
-    key = sb.credentials.interviewmocha.api_key
-    im = new()
+    im = sb:interviewmocha()
   end)
 
   teardown(function()
     if im then im:close() end
-    if sb then sb:stop() end
   end)
 
   before_each(function()
-    sb:reset()
-    sb:clear_requests()
-    local p = assert(io.popen("mktemp -d /tmp/assesskit-im-dl-XXXXXX"))
-    dir = p:read("*l")
-    p:close()
+    dir = sys.tmpdir("im-dl")
   end)
 
   after_each(function()
-    if dir and dir:match("^/tmp/assesskit%-im%-dl%-") then os.execute("rm -rf '" .. dir .. "'") end
+    sys.rmdir(dir)
   end)
 
   it("saves the report's PDF byte for byte and leaves only that file", function()
@@ -115,8 +69,8 @@ describe("interviewmocha PDF download #luajit", function()
   end)
 
   it("streams to a temporary file beside the target through the transport's output", function()
-    local rec = recording_transport()
-    local c = new({ transport = rec })
+    local rec = recording()
+    local c = sb:interviewmocha({ transport = rec })
     local report = assert(c.reports:get(225634))
     local path = dir .. "/streamed.pdf"
     assert(c.reports:download_pdf(report, path))
@@ -171,7 +125,7 @@ describe("interviewmocha PDF download #luajit", function()
   it("retries a 503 while downloading and still writes exactly the PDF", function()
     local report = assert(im.reports:get(225634))
     local want = expected_pdf(report.pdfReportUrl)
-    local c = new({ max_retries = 2, sleep = function() end })
+    local c = sb:interviewmocha({ max_retries = 2, sleep = function() end })
     sb:fault({ kind = "status", status = 503, path = "/files/PDFReport", times = 1 })
     local path = dir .. "/retried.pdf"
     local n, err, res = c.reports:download_pdf(report, path)
@@ -299,13 +253,11 @@ end)
 
 describe("interviewmocha inside nginx (OpenResty transport)", function()
   local nginx = require("support.nginx")
-  local sb, srv, dir
+  local sb = sandbox.fixture()
+  local srv, dir
 
   setup(function()
-    sb = sandbox.start({})
-    local p = assert(io.popen("mktemp -d /tmp/assesskit-im-dl-XXXXXX"))
-    dir = p:read("*l")
-    p:close()
+    dir = sys.tmpdir("im-dl")
     local key = sb.credentials.interviewmocha.api_key
     srv = nginx.start({ locations = [[
       location = /im {
@@ -327,8 +279,7 @@ describe("interviewmocha inside nginx (OpenResty transport)", function()
 
   teardown(function()
     if srv then srv:stop() end
-    if sb then sb:stop() end
-    if dir and dir:match("^/tmp/assesskit%-im%-dl%-") then os.execute("rm -rf '" .. dir .. "'") end
+    if dir then sys.rmdir(dir) end
   end)
 
   it("lists links, reads a report and saves its PDF byte for byte from a content handler", function()

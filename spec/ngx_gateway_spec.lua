@@ -105,29 +105,17 @@ local function wait_for(pred, what)
   error("timed out waiting for " .. what)
 end
 
-local function direct_client(sb)
-  local c = {}
-  for k, v in pairs(sb.credentials.password) do c[k] = v end
-  c.grant = "password"
-  return require("assesskit.talview").new({ base_url = sb.url, auth = c })
-end
-
 describe("the OpenResty gateway example #ngx", function()
-  local sb
+  local sb = sandbox.fixture({ lazy = true })
   local ids = {} -- candidates created in the sandbox
 
   lazy_setup(function()
-    sb = sandbox.start()
-    local tv = direct_client(sb)
+    local tv = sb:talview()
     for i = 1, 40 do
       local cand = assert(tv.models.candidate:create({ email = "candidate" .. i .. "@example.com",
         first_name = "Candidate " .. i }))
       ids[i] = string.format("%d", cand.id)
     end
-  end)
-
-  lazy_teardown(function()
-    if sb then sb:stop() end
   end)
 
   before_each(function()
@@ -147,7 +135,7 @@ describe("the OpenResty gateway example #ngx", function()
     end)
 
     it("serves GET /candidates/{id} with the candidate Talview returns", function()
-      local want = assert(direct_client(sb).models.candidate:get(ids[5]))
+      local want = assert(sb:talview().models.candidate:get(ids[5]))
       assert.are.equal("candidate5@example.com", want.email)
       sb:clear_requests()
       local status, body = read_response(send_get(gw.ports.P, "/candidates/" .. ids[5]))

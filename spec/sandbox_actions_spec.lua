@@ -3,17 +3,10 @@
 local sandbox = require("support.sandbox")
 
 describe("sandbox Talview actions", function()
-  local sb, tok
-
-  setup(function()
-    sb = sandbox.start()
-    tok = sb:token()
-  end)
-  teardown(function() sb:stop() end)
-  before_each(function() sb:reset() end)
+  local sb = sandbox.fixture({ token = true, reset = true })
 
   local function post(path, body)
-    return sb:request("POST", path, { token = tok, body = body })
+    return sb:request("POST", path, { token = sb.tok, body = body })
   end
 
   local function acs_of(candidate_id)
@@ -38,13 +31,13 @@ describe("sandbox Talview actions", function()
     assert.equal(1001, acs[1].assessment_id)
     assert.equal(acs[1].id, r.json.assessmentCandidates[1].id)
     local ascs = sb:request("GET", "/models/assessment-section-candidate",
-      { token = tok, query = { assessment_candidate_id = acs[1].id } }).json
+      { token = sb.tok, query = { assessment_candidate_id = acs[1].id } }).json
     assert.equal(1, #ascs)
     assert.equal(2002, ascs[1].assessment_section_id)
     assert.equal("2030-01-31T00:00:00Z", ascs[1].end_date)
     -- visible through the API with expand
     local got = sb:request("GET", "/models/assessment-candidate/" .. acs[1].id,
-      { token = tok, query = { expand = "candidate,assessmentSectionCandidates" } }).json
+      { token = sb.tok, query = { expand = "candidate,assessmentSectionCandidates" } }).json
     assert.equal(10250, got.candidate.id)
     assert.equal(1, #got.assessmentSectionCandidates)
     -- notified
@@ -88,7 +81,7 @@ describe("sandbox Talview actions", function()
     local r = post("/actions/change-status", { statusSortKey = 90, isNotify = false,
       assessmentCandidates = { { id = 30006 } } })
     assert.equal(200, r.status, r.body)
-    assert.equal(90, sb:request("GET", "/models/assessment-candidate/30006", { token = tok }).json.status_id)
+    assert.equal(90, sb:request("GET", "/models/assessment-candidate/30006", { token = sb.tok }).json.status_id)
     r = post("/actions/change-status", { statusSortKey = 55, isNotify = false,
       assessmentCandidates = { { id = 30006 } } })
     assert.equal(422, r.status)
@@ -101,11 +94,11 @@ describe("sandbox Talview actions", function()
       panel = { { id = 41 } }, assessmentCandidateID = 30001, isNotify = true })
     assert.equal(200, r.status, r.body)
     local sid = r.json.liveSessionID
-    local session = sb:request("GET", "/models/live-session/" .. sid, { token = tok })
+    local session = sb:request("GET", "/models/live-session/" .. sid, { token = sb.tok })
     assert.equal(200, session.status)
     assert.equal("2030-02-01T10:00:00Z", session.json.starts_at)
     assert.equal(1, session.json.status)
-    local attendees = sb:request("GET", "/models/live-attendee", { token = tok, query = { live_session_id = sid } })
+    local attendees = sb:request("GET", "/models/live-attendee", { token = sb.tok, query = { live_session_id = sid } })
     assert.equal(2, #attendees.json) -- the panel member and the candidate
     r = post("/actions/live-reschedule", { liveSessionID = sid, startDate = "2030-03-01T10:00:00Z",
       endDate = "2030-03-01T11:00:00Z", timezone = "Asia/Kolkata" })
@@ -124,7 +117,7 @@ describe("sandbox Talview actions", function()
     local ev = sb:state("evaluation", r.json.evaluationID)
     assert.equal(40010, ev.assessment_section_candidate_id)
     assert.equal("select", ev.recommendation)
-    local comments = sb:request("GET", "/models/evaluation-comment", { token = tok,
+    local comments = sb:request("GET", "/models/evaluation-comment", { token = sb.tok,
       query = { evaluation_id = ev.id } }).json
     assert.equal("Good communication", comments[1].content)
     assert.equal(60, sb:state("assessment_candidate", 30010).status_id)
@@ -134,7 +127,7 @@ describe("sandbox Talview actions", function()
     local r = post("/actions/create-assessment", { title = "From an action", description = "x",
       sections = { { order = 1, title = "Objective" }, { order = 2, title = "Interview" } } })
     assert.equal(200, r.status, r.body)
-    local a = sb:request("GET", "/models/assessment/" .. r.json.assessmentID, { token = tok,
+    local a = sb:request("GET", "/models/assessment/" .. r.json.assessmentID, { token = sb.tok,
       query = { expand = "assessmentSections" } }).json
     assert.equal("From an action", a.title)
     assert.equal(2, #a.assessmentSections)
@@ -149,7 +142,7 @@ describe("sandbox Talview actions", function()
       if c.email == "walkin@example.test" then found = c end
     end
     assert.truthy(found)
-    local ecs = sb:request("GET", "/models/event-candidate", { token = tok, query = { event_id = 60001,
+    local ecs = sb:request("GET", "/models/event-candidate", { token = sb.tok, query = { event_id = 60001,
       candidate_id = found.id } }).json
     assert.equal(1, #ecs)
   end)

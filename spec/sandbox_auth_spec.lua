@@ -1,6 +1,7 @@
 -- The sandbox's token endpoint and Bearer checks, driven over real HTTP with LuaSocket.
 -- JWTs are signed here with lua-luaossl (not assesskit's core), from the demo key.
 local sandbox = require("support.sandbox")
+local sys = require("support.sys")
 local mime = require("mime")
 local cjson = require("cjson")
 local pkey = require("openssl.pkey")
@@ -8,13 +9,6 @@ local digest = require("openssl.digest")
 
 local function b64url(s)
   return (mime.b64(s):gsub("+", "-"):gsub("/", "_"):gsub("=+$", ""))
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
 end
 
 local function sign_jwt(claims, key_pem, header)
@@ -26,7 +20,8 @@ local function sign_jwt(claims, key_pem, header)
 end
 
 describe("sandbox token endpoint", function()
-  local sb, creds, key_pem
+  local sb = sandbox.fixture({ reset = true })
+  local creds, key_pem
 
   local function claims(over)
     local now = os.time()
@@ -52,12 +47,9 @@ describe("sandbox token endpoint", function()
   end
 
   setup(function()
-    sb = sandbox.start()
     creds = sb.credentials
-    key_pem = read(creds.jwt.private_key_file)
+    key_pem = assert(sys.read(creds.jwt.private_key_file))
   end)
-  teardown(function() sb:stop() end)
-  before_each(function() sb:reset() end)
 
   it("ships the demo key named as the sandbox's own, and the credentials file names it", function()
     assert.matches("demo%-service%-account%.key%.pem$", creds.jwt.private_key_file)

@@ -33,17 +33,10 @@ local function raw_read(c)
 end
 
 describe("sandbox faults", function()
-  local sb, tok
-
-  setup(function()
-    sb = sandbox.start()
-    tok = sb:token()
-  end)
-  teardown(function() sb:stop() end)
-  before_each(function() sb:reset() end)
+  local sb = sandbox.fixture({ token = true, reset = true })
 
   local function get(path, headers)
-    return sb:request("GET", path, { token = tok, headers = headers })
+    return sb:request("GET", path, { token = sb.tok, headers = headers })
   end
 
   it("resets the connection: no response at all", function()
@@ -51,7 +44,7 @@ describe("sandbox faults", function()
     assert.is_nil(r.status)
     assert.truthy(r.error)
     local status, _, _, err = raw_read(raw_send(sb, "/models/candidate/10001",
-      { Authorization = "Bearer " .. tok, ["X-Sandbox-Fault"] = "reset" }))
+      { Authorization = "Bearer " .. sb.tok, ["X-Sandbox-Fault"] = "reset" }))
     assert.is_nil(status)
     assert.equal("closed", err)
     assert.equal(200, get("/models/candidate/10001").status)
@@ -59,7 +52,7 @@ describe("sandbox faults", function()
 
   it("truncates the body: Content-Length promises more than arrives", function()
     local status, headers, body = raw_read(raw_send(sb, "/models/candidate/10001",
-      { Authorization = "Bearer " .. tok, ["X-Sandbox-Fault"] = "truncate" }))
+      { Authorization = "Bearer " .. sb.tok, ["X-Sandbox-Fault"] = "truncate" }))
     assert.equal(200, status)
     assert.is_true(tonumber(headers["content-length"]) > #body)
     assert.is_true(#body > 0)
@@ -94,7 +87,7 @@ describe("sandbox faults", function()
 
   it("holds a slow response while the single worker serves other requests", function()
     local slow = raw_send(sb, "/models/candidate/10001",
-      { Authorization = "Bearer " .. tok, ["X-Sandbox-Fault"] = "slow; delay=3" })
+      { Authorization = "Bearer " .. sb.tok, ["X-Sandbox-Fault"] = "slow; delay=3" })
     -- another request is answered while the slow one waits
     assert.equal(200, get("/models/candidate/10002").status)
     slow:settimeout(0)
@@ -120,7 +113,7 @@ describe("sandbox faults", function()
     assert.matches("expired", r.headers["www-authenticate"])
     assert.equal(401, get("/models/candidate").status)
     assert.equal(200, sb:request("GET", "/models/candidate", { token = other }).status)
-    tok = sb:token()
+    sb.tok = sb:token()
   end)
 
   it("fails N times then succeeds (armed through the control endpoint)", function()

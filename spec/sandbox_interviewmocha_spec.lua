@@ -2,13 +2,12 @@
 local sandbox = require("support.sandbox")
 
 describe("sandbox InterviewMocha emulation", function()
-  local sb, key
+  local sb = sandbox.fixture()
+  local key
 
   setup(function()
-    sb = sandbox.start()
     key = sb.credentials.interviewmocha.api_key
   end)
-  teardown(function() sb:stop() end)
 
   local function get(path, headers)
     return sb:request("GET", path, { headers = headers or { ["x-api-key"] = key } })

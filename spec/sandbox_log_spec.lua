@@ -3,11 +3,7 @@ local sandbox = require("support.sandbox")
 local mime = require("mime")
 
 describe("sandbox request log", function()
-  local sb
-
-  setup(function() sb = sandbox.start() end)
-  teardown(function() sb:stop() end)
-  before_each(function() sb:clear_requests() end)
+  local sb = sandbox.fixture({ clear = true })
 
   -- the raw JSON of the log, to look for leaked secrets anywhere in it
   local function raw_log()

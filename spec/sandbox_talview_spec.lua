@@ -38,18 +38,11 @@ local function fill(path, params)
 end
 
 describe("sandbox Talview emulation", function()
-  local sb, tok
-
-  setup(function()
-    sb = sandbox.start()
-    tok = sb:token()
-  end)
-  teardown(function() sb:stop() end)
-  before_each(function() sb:reset() end)
+  local sb = sandbox.fixture({ token = true, reset = true })
 
   local function get(path, opts)
     opts = opts or {}
-    opts.token = opts.token or tok
+    opts.token = opts.token or sb.tok
     return sb:request("GET", path, opts)
   end
 
@@ -76,7 +69,7 @@ describe("sandbox Talview emulation", function()
     end)
 
     it("answers 405 with an Allow header for a wrong method", function()
-      local r = sb:request("PATCH", "/models/candidate", { token = tok, body = {} })
+      local r = sb:request("PATCH", "/models/candidate", { token = sb.tok, body = {} })
       assert.equal(405, r.status)
       assert.equal("GET, POST", r.headers.allow)
       assert.equal("Method Not Allowed", r.json.name)
@@ -93,7 +86,7 @@ describe("sandbox Talview emulation", function()
     end)
 
     it("answers 415 for an unsupported content type or an Accept without JSON", function()
-      local r = sb:request("POST", "/models/candidate", { token = tok, body = "<candidate/>",
+      local r = sb:request("POST", "/models/candidate", { token = sb.tok, body = "<candidate/>",
         headers = { ["Content-Type"] = "application/xml" } })
       assert.equal(415, r.status)
       assert.equal("Unsupported Media Type", r.json.name)
@@ -103,26 +96,26 @@ describe("sandbox Talview emulation", function()
     end)
 
     it("answers 400 for a body that is not JSON", function()
-      local r = sb:request("POST", "/models/candidate", { token = tok, body = "{\"email\": ",
+      local r = sb:request("POST", "/models/candidate", { token = sb.tok, body = "{\"email\": ",
         headers = { ["Content-Type"] = "application/json" } })
       assert.equal(400, r.status)
       assert.matches("^Invalid JSON data in request body", r.json.message)
-      r = sb:request("POST", "/models/candidate", { token = tok, body = '{"email": "\255\254@example.test"}',
+      r = sb:request("POST", "/models/candidate", { token = sb.tok, body = '{"email": "\255\254@example.test"}',
         headers = { ["Content-Type"] = "application/json" } })
       assert.equal(400, r.status)
       assert.matches("Malformed UTF%-8", r.json.message)
-      r = sb:request("POST", "/models/candidate", { token = tok, body = '{"email": "\195\169@example.test"}',
+      r = sb:request("POST", "/models/candidate", { token = sb.tok, body = '{"email": "\195\169@example.test"}',
         headers = { ["Content-Type"] = "application/json" } })
       assert.equal(201, r.status)
       assert.equal("\195\169@example.test", r.json.email)
     end)
 
     it("answers 422 with a list of {field, message} for each missing required field", function()
-      local r = sb:request("POST", "/models/candidate", { token = tok, body = { first_name = "No Email" } })
+      local r = sb:request("POST", "/models/candidate", { token = sb.tok, body = { first_name = "No Email" } })
       assert.equal(422, r.status)
       assert.same({ { field = "email", message = "Email cannot be blank." } }, r.json)
       local ep = endpoint("admin.custom_field_master.create")
-      r = sb:request("POST", fill(ep.path, { oid = 2 }), { token = tok, body = {} })
+      r = sb:request("POST", fill(ep.path, { oid = 2 }), { token = sb.tok, body = {} })
       assert.equal(422, r.status)
       local fields = {}
       for _, f in ipairs(r.json) do fields[#fields + 1] = f.field end
@@ -139,7 +132,7 @@ describe("sandbox Talview emulation", function()
         assert.equal(200, r.status)
         assert.same({ success = false, data = { name = "Not Found", message = "Object not found: 987654321",
           code = 0, status = 404 } }, r.json)
-        r = sb:request("POST", "/models/candidate?" .. name .. "=true", { token = tok, body = {} })
+        r = sb:request("POST", "/models/candidate?" .. name .. "=true", { token = sb.tok, body = {} })
         assert.equal(200, r.status)
         assert.is_false(r.json.success)
         assert.equal("email", r.json.data[1].field)
@@ -171,7 +164,7 @@ describe("sandbox Talview emulation", function()
         local get_ep, update_ep, delete_ep, list_ep = endpoint(prefix .. ".get"), endpoint(prefix .. ".update"),
           endpoint(prefix .. ".delete"), endpoint(prefix .. ".list")
         local body = body_for(sb, create, extra)
-        local r = sb:request("POST", fill(create.path, params), { token = tok, body = body })
+        local r = sb:request("POST", fill(create.path, params), { token = sb.tok, body = body })
         assert.equal(201, r.status, r.body)
         local id = r.json.id
         assert.is_number(id)
@@ -185,7 +178,7 @@ describe("sandbox Talview emulation", function()
         for k, v in pairs(body) do assert.same(v, stored[k], k) end
         -- update
         local ubody = body_for(sb, update_ep, { [field] = "changed by the spec" })
-        r = sb:request(update_ep.method, fill(update_ep.path, params), { token = tok, body = ubody })
+        r = sb:request(update_ep.method, fill(update_ep.path, params), { token = sb.tok, body = ubody })
         assert.equal(200, r.status, r.body)
         assert.equal("changed by the spec", r.json[field])
         assert.equal("changed by the spec", get(fill(get_ep.path, params)).json[field])
@@ -196,7 +189,7 @@ describe("sandbox Talview emulation", function()
         assert.equal(1, #listed.json)
         assert.equal(id, listed.json[1].id)
         -- delete
-        r = sb:request("DELETE", fill(delete_ep.path, params), { token = tok })
+        r = sb:request("DELETE", fill(delete_ep.path, params), { token = sb.tok })
         assert.equal(204, r.status)
         assert.equal("", r.body)
         assert.equal(404, get(fill(get_ep.path, params)).status)
@@ -208,7 +201,7 @@ describe("sandbox Talview emulation", function()
 
     it("scopes admin records to the organisation in the path", function()
       local ep = endpoint("admin.category.create")
-      local r = sb:request("POST", fill(ep.path, { oid = 2 }), { token = tok, body = { name = "Scoped", type = 2 } })
+      local r = sb:request("POST", fill(ep.path, { oid = 2 }), { token = sb.tok, body = { name = "Scoped", type = 2 } })
       assert.equal(201, r.status)
       assert.equal(2, r.json.organization_id)
       local id = r.json.id
@@ -219,14 +212,14 @@ describe("sandbox Talview emulation", function()
     end)
 
     it("updates assessment-candidate and assessment-section-candidate records", function()
-      local r = sb:request("PUT", "/models/assessment-candidate/30002", { token = tok, body = { status_id = 80 } })
+      local r = sb:request("PUT", "/models/assessment-candidate/30002", { token = sb.tok, body = { status_id = 80 } })
       assert.equal(200, r.status)
       assert.equal(80, get("/models/assessment-candidate/30002").json.status_id)
-      r = sb:request("PUT", "/models/assessment-section-candidate/40002", { token = tok,
+      r = sb:request("PUT", "/models/assessment-section-candidate/40002", { token = sb.tok,
         body = { end_date = "2031-01-01 00:00:00+00" } })
       assert.equal(200, r.status)
       assert.equal("2031-01-01 00:00:00+00", sb:state("assessment_section_candidate", 40002).end_date)
-      assert.equal(204, sb:request("DELETE", "/models/assessment-candidate/30002", { token = tok }).status)
+      assert.equal(204, sb:request("DELETE", "/models/assessment-candidate/30002", { token = sb.tok }).status)
       assert.equal(404, get("/models/assessment-candidate/30002").status)
     end)
 
@@ -235,7 +228,7 @@ describe("sandbox Talview emulation", function()
       assert.equal(200, me.status)
       assert.equal(41, me.json.id)
       assert.equal(sb.credentials.password.username, me.json.username)
-      local r = sb:request("PUT", "/user/me", { token = tok, body = { location = "Lisbon", phone = "123" } })
+      local r = sb:request("PUT", "/user/me", { token = sb.tok, body = { location = "Lisbon", phone = "123" } })
       assert.equal(200, r.status)
       assert.equal("Lisbon", get("/user/me").json.location)
       local viewer = get("/user/me", { token = sb:token("viewer") })
@@ -245,11 +238,11 @@ describe("sandbox Talview emulation", function()
 
     it("changes the password through user/me/update-password until the next reset", function()
       local creds = sb.credentials.password
-      local r = sb:request("POST", "/user/me/update-password", { token = tok, body = {
+      local r = sb:request("POST", "/user/me/update-password", { token = sb.tok, body = {
         current_password = "wrong", new_password = "abcdefgh1", new_password_repeat = "abcdefgh1" } })
       assert.equal(422, r.status)
       assert.equal("current_password", r.json[1].field)
-      r = sb:request("POST", "/user/me/update-password", { token = tok, body = {
+      r = sb:request("POST", "/user/me/update-password", { token = sb.tok, body = {
         current_password = creds.password, new_password = "abcdefgh1", new_password_repeat = "abcdefgh1" } })
       assert.equal(200, r.status)
       local grant = { grant_type = "password", client_id = creds.client_id, client_secret = creds.client_secret,
@@ -365,23 +358,23 @@ describe("sandbox Talview emulation", function()
       local ep = endpoint("spreadsheet.upload")
       local body, headers = multipart({ file_type_id = "3" },
         { name = ep.file_field or "file", filename = "candidates.csv", data = "email\na@example.test\n" })
-      local r = sb:request("POST", ep.path, { token = tok, body = body, headers = headers })
+      local r = sb:request("POST", ep.path, { token = sb.tok, body = body, headers = headers })
       assert.equal(201, r.status, r.body)
       assert.equal("candidates.csv", r.json[ep.file_field or "file"])
       body, headers = multipart({ file_type_id = "3" })
-      r = sb:request("POST", ep.path, { token = tok, body = body, headers = headers })
+      r = sb:request("POST", ep.path, { token = sb.tok, body = body, headers = headers })
       assert.equal(422, r.status)
       assert.equal(ep.file_field or "file", r.json[1].field)
-      r = sb:request("POST", ep.path, { token = tok, body = "--x\r\nbroken", headers = headers })
+      r = sb:request("POST", ep.path, { token = sb.tok, body = "--x\r\nbroken", headers = headers })
       assert.equal(400, r.status)
     end)
 
     it("takes a base64 file and refuses data that is not base64", function()
       local ep = endpoint("models.file.upload")
-      local r = sb:request("POST", ep.path, { token = tok, body = { data = "aGVsbG8=", name = "hello.txt" } })
+      local r = sb:request("POST", ep.path, { token = sb.tok, body = { data = "aGVsbG8=", name = "hello.txt" } })
       assert.equal(201, r.status, r.body)
       assert.equal("hello.txt", r.json.name)
-      r = sb:request("POST", ep.path, { token = tok, body = { data = "%%% not base64 %%%", name = "x" } })
+      r = sb:request("POST", ep.path, { token = sb.tok, body = { data = "%%% not base64 %%%", name = "x" } })
       assert.equal(422, r.status)
       assert.equal("data", r.json[1].field)
     end)
@@ -389,11 +382,11 @@ describe("sandbox Talview emulation", function()
     it("keeps one display picture per user", function()
       local body, headers = multipart({}, { name = "file", filename = "me.png", data = "\137PNG..." })
       assert.equal(404, get("/user/display-picture").status)
-      local r = sb:request("POST", "/user/display-picture", { token = tok, body = body, headers = headers })
+      local r = sb:request("POST", "/user/display-picture", { token = sb.tok, body = body, headers = headers })
       assert.equal(201, r.status)
       assert.equal("me.png", get("/user/display-picture").json.file)
       assert.equal(404, get("/user/display-picture", { token = sb:token("viewer") }).status)
-      assert.equal(204, sb:request("DELETE", "/user/display-picture", { token = tok }).status)
+      assert.equal(204, sb:request("DELETE", "/user/display-picture", { token = sb.tok }).status)
       assert.equal(404, get("/user/display-picture").status)
     end)
   end)
@@ -436,14 +429,14 @@ describe("sandbox Talview emulation", function()
 
     it("answers the user/me helpers in the seed's shapes", function()
       local r = sb:request("POST", "/user/me/password-strength",
-        { token = tok, body = { password = "eight wide field" } })
+        { token = sb.tok, body = { password = "eight wide field" } })
       assert.same({ score = 4 }, r.json) -- the seed's example
-      r = sb:request("POST", "/user/me/password-strength", { token = tok, body = { password = "password" } })
+      r = sb:request("POST", "/user/me/password-strength", { token = sb.tok, body = { password = "password" } })
       assert.same({ score = 0 }, r.json)
       r = get("/user/me/generate-otp-uri")
       assert.is_string(r.json["qr-code"])
       assert.matches("^%u[%u%d]+$", r.json.secret)
-      r = sb:request("POST", "/user/me/update-password", { token = tok, body = {
+      r = sb:request("POST", "/user/me/update-password", { token = sb.tok, body = {
         current_password = sb.credentials.password.password, new_password = "abc", new_password_repeat = "abc" } })
       assert.equal(422, r.status)
       assert.same({ { field = "new_password",

@@ -7,39 +7,24 @@
 -- 41, candidates 10001-10300, assessment 1001 with section 2001, setting 1.
 
 local sandbox = require("support.sandbox")
+local sys = require("support.sys")
 local talview = require("assesskit.talview")
 local core = require("assesskit.core")
 local cjson = require("cjson")
 
-local function tmpfile(content)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(content)
-  f:close()
-  return path
-end
+local tmpfile = sys.tmpfile
 
 describe("talview areas", function()
-  local sb, tv, creds
+  local sb = sandbox.fixture({ reset = true, clear = true })
+  local tv, creds
 
   setup(function()
-    sb = sandbox.start({})
     creds = sb.credentials.password
-    tv = talview.new({
-      base_url = sb.url,
-      auth = { grant = "password", client_id = creds.client_id, client_secret = creds.client_secret,
-               username = creds.username, password = creds.password },
-    })
+    tv = sb:talview()
   end)
 
   teardown(function()
     if tv then tv:close() end
-    if sb then sb:stop() end
-  end)
-
-  before_each(function()
-    sb:reset()
-    sb:clear_requests()
   end)
 
   local function last_api(path)

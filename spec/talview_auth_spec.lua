@@ -3,7 +3,7 @@
 -- flight per client, and no secret anywhere a user could see it.
 
 local sandbox = require("support.sandbox")
-local talview = require("assesskit.talview")
+local recording = require("support.transport").recording
 local core = require("assesskit.core")
 local cjson = require("cjson")
 local socket = require("socket")
@@ -19,69 +19,17 @@ local function grant_of(entry)
   return entry.body:match("grant_type=([^&]*)")
 end
 
--- A transport over a real core session that remembers what went through it.
-local function recording_transport(ca_file)
-  local inner = core.session({ ca_file = ca_file })
-  local t = { sent = {}, received = {} }
-  function t.request(_, req)
-    t.sent[#t.sent + 1] = req
-    local status, headers, body = inner:request(req)
-    t.received[#t.received + 1] = { status = status, headers = headers, body = body }
-    return status, headers, body
-  end
-  function t.close() inner:close() end
-  return t
-end
-
 describe("talview auth #luajit", function()
-  local sb, creds
+  local sb = sandbox.fixture({ tls = true, reset = true, clear = true })
+  local creds
 
   setup(function()
-    sb = sandbox.start({ tls = true })
     creds = sb.credentials
   end)
 
-  teardown(function()
-    if sb then sb:stop() end
-  end)
-
-  before_each(function()
-    sb:reset()
-    sb:clear_requests()
-  end)
-
-  local function password_auth(overrides)
-    local a = {
-      grant = "password", client_id = creds.password.client_id,
-      client_secret = creds.password.client_secret, username = creds.password.username,
-      password = creds.password.password,
-    }
-    for k, v in pairs(overrides or {}) do a[k] = v end
-    return a
-  end
-
-  local function jwt_auth(overrides)
-    local j = creds.jwt
-    local a = {
-      grant = "jwt", client_id = j.client_id, issuer = j.issuer, audience = j.audience,
-      scope = j.scope, private_key_file = j.private_key_file,
-    }
-    for k, v in pairs(overrides or {}) do
-      if v == false then a[k] = nil else a[k] = v end
-    end
-    return a
-  end
-
-  local function new_tv(opts)
-    opts = opts or {}
-    opts.base_url = sb.url
-    opts.ca_file = sb.ca_file
-    return talview.new(opts)
-  end
-
   describe("password grant", function()
     it("posts a JSON body to /oauth2/token and sends the token as a Bearer header", function()
-      local tv = new_tv({ auth = password_auth() })
+      local tv = sb:talview({ auth = sb:password_auth() })
       local me, err = tv.user.me:get()
       assert.is_nil(err)
       assert.is_table(me)
@@ -99,13 +47,13 @@ describe("talview auth #luajit", function()
     end)
 
     it("caches the token across calls", function()
-      local tv = new_tv({ auth = password_auth() })
+      local tv = sb:talview({ auth = sb:password_auth() })
       for _ = 1, 3 do assert.is_table((tv.user.me:get())) end
       assert.equal(1, #token_requests(sb))
     end)
 
     it("returns an auth error for wrong credentials, without the password", function()
-      local tv = new_tv({ auth = password_auth({ password = "wrong-password-xyz" }) })
+      local tv = sb:talview({ auth = sb:password_auth({ password = "wrong-password-xyz" }) })
       local v, err = tv.user.me:get()
       assert.is_nil(v)
       assert.equal("auth", err.kind)
@@ -117,10 +65,10 @@ describe("talview auth #luajit", function()
     end)
 
     it("authenticate() fetches a token up front", function()
-      local tv = new_tv({ auth = password_auth() })
+      local tv = sb:talview({ auth = sb:password_auth() })
       assert.is_true(tv:authenticate())
       assert.equal(1, #token_requests(sb))
-      local bad = new_tv({ auth = password_auth({ client_secret = "nope-nope" }) })
+      local bad = sb:talview({ auth = sb:password_auth({ client_secret = "nope-nope" }) })
       local ok, err = bad:authenticate()
       assert.is_nil(ok)
       assert.equal("auth", err.kind)
@@ -129,8 +77,8 @@ describe("talview auth #luajit", function()
 
   describe("JWT-bearer grant", function()
     it("signs an RS256 assertion with iss, scope, aud, iat, exp and posts it form-encoded", function()
-      local t = recording_transport(sb.ca_file)
-      local tv = new_tv({ auth = jwt_auth({ lifetime = 600 }), transport = t })
+      local t = recording({ ca_file = sb.ca_file })
+      local tv = sb:talview({ auth = sb:jwt_auth({ lifetime = 600 }), transport = t })
       local me, err = tv.user.me:get()
       assert.is_nil(err)
       assert.is_table(me)
@@ -162,27 +110,27 @@ describe("talview auth #luajit", function()
       f:close()
       local scope = {}
       for s in creds.jwt.scope:gmatch("%S+") do scope[#scope + 1] = s end
-      local tv = new_tv({ auth = jwt_auth({ private_key_file = false, private_key = pem, scope = scope }) })
+      local tv = sb:talview({ auth = sb:jwt_auth({ private_key_file = false, private_key = pem, scope = scope }) })
       assert.is_table((tv.user.me:get()))
     end)
 
     it("refuses a lifetime over 24 hours (misuse)", function()
-      assert.has_error(function() new_tv({ auth = jwt_auth({ lifetime = 86401 }) }) end)
+      assert.has_error(function() sb:talview({ auth = sb:jwt_auth({ lifetime = 86401 }) }) end)
     end)
 
     it("returns an auth error for an unreadable or bad key, sending nothing", function()
-      local tv = new_tv({ auth = jwt_auth({ private_key_file = "/nonexistent/key.pem" }) })
+      local tv = sb:talview({ auth = sb:jwt_auth({ private_key_file = "/nonexistent/key.pem" }) })
       local _, err = tv.user.me:get()
       assert.is_truthy(err)
       assert.equal("io", err.kind)
-      tv = new_tv({ auth = jwt_auth({ private_key_file = false, private_key = "not a pem" }) })
+      tv = sb:talview({ auth = sb:jwt_auth({ private_key_file = false, private_key = "not a pem" }) })
       _, err = tv.user.me:get()
       assert.equal("auth", err.kind)
       assert.equal(0, #sb:requests())
     end)
 
     it("returns an auth error when the sandbox rejects the issuer", function()
-      local tv = new_tv({ auth = jwt_auth({ issuer = "someone-else@example.test" }) })
+      local tv = sb:talview({ auth = sb:jwt_auth({ issuer = "someone-else@example.test" }) })
       local _, err = tv.user.me:get()
       assert.equal("auth", err.kind)
       assert.is_number(err.status)
@@ -192,19 +140,19 @@ describe("talview auth #luajit", function()
   describe("static access token", function()
     it("sends the given token and never asks for another", function()
       -- fetch a real token through a recording transport
-      local t = recording_transport(sb.ca_file)
-      local tv1 = new_tv({ auth = password_auth(), transport = t })
+      local t = recording({ ca_file = sb.ca_file })
+      local tv1 = sb:talview({ auth = sb:password_auth(), transport = t })
       assert.is_true(tv1:authenticate())
       local token = cjson.decode(t.received[1].body).access_token
       sb:clear_requests()
-      local tv = new_tv({ auth = { access_token = token } })
+      local tv = sb:talview({ auth = { access_token = token } })
       assert.is_table((tv.user.me:get()))
       assert.equal(0, #token_requests(sb))
       t.close()
     end)
 
     it("returns an auth error on 401 without trying to renew", function()
-      local tv = new_tv({ auth = { access_token = "not-a-valid-token-0000" } })
+      local tv = sb:talview({ auth = { access_token = "not-a-valid-token-0000" } })
       local _, err = tv.user.me:get()
       assert.equal("auth", err.kind)
       assert.equal(401, err.status)
@@ -217,7 +165,7 @@ describe("talview auth #luajit", function()
   describe("renewal", function()
     it("renews a token about to expire through the refresh_token grant, before any 401", function()
       sb:config({ token_ttl = 1 })
-      local tv = new_tv({ auth = password_auth() })
+      local tv = sb:talview({ auth = sb:password_auth() })
       assert.is_table((tv.user.me:get()))
       socket.sleep(1.2) -- the real token expires in the sandbox
       local me, err = tv.user.me:get()
@@ -231,7 +179,7 @@ describe("talview auth #luajit", function()
 
     it("renews ahead of expiry by the margin, on the client's clock", function()
       local now = socket.gettime()
-      local tv = new_tv({ auth = password_auth(), clock = function() return now end })
+      local tv = sb:talview({ auth = sb:password_auth(), clock = function() return now end })
       assert.is_table((tv.user.me:get()))
       now = now + 86400 - 30 -- within the 60 s margin of a 24 h token
       assert.is_table((tv.user.me:get()))
@@ -241,7 +189,7 @@ describe("talview auth #luajit", function()
     end)
 
     it("renews on a 401 (token expired in the sandbox) and sends the request once more", function()
-      local tv = new_tv({ auth = password_auth() })
+      local tv = sb:talview({ auth = sb:password_auth() })
       assert.is_table((tv.user.me:get()))
       sb:expire_tokens()
       sb:clear_requests()
@@ -262,7 +210,7 @@ describe("talview auth #luajit", function()
       local function on_response(i)
         events[#events + 1] = "res " .. i.url:match("//[^/]+(/[^?]*)") .. " " .. tostring(i.status)
       end
-      local tv = new_tv({ auth = password_auth(), on_request = on_request, on_response = on_response })
+      local tv = sb:talview({ auth = sb:password_auth(), on_request = on_request, on_response = on_response })
       assert.is_table((tv.user.me:get()))
       sb:expire_tokens()
       events = {}
@@ -272,7 +220,7 @@ describe("talview auth #luajit", function()
     end)
 
     it("renews on a 401 from the expire_token fault", function()
-      local tv = new_tv({ auth = password_auth() })
+      local tv = sb:talview({ auth = sb:password_auth() })
       assert.is_table((tv.user.me:get()))
       sb:fault({ kind = "expire_token", path = "/user/me" })
       sb:clear_requests()
@@ -285,7 +233,7 @@ describe("talview auth #luajit", function()
 
     it("falls back to the password grant when the refresh token is refused", function()
       sb:config({ refresh_ttl = 1 })
-      local tv = new_tv({ auth = password_auth() })
+      local tv = sb:talview({ auth = sb:password_auth() })
       assert.is_table((tv.user.me:get()))
       socket.sleep(1.2)
       sb:expire_tokens()
@@ -296,7 +244,7 @@ describe("talview auth #luajit", function()
     end)
 
     it("renews a JWT token by signing a new assertion", function()
-      local tv = new_tv({ auth = jwt_auth() })
+      local tv = sb:talview({ auth = sb:jwt_auth() })
       assert.is_table((tv.user.me:get()))
       sb:expire_tokens()
       assert.is_table((tv.user.me:get()))
@@ -313,7 +261,7 @@ describe("talview auth #luajit", function()
           return inner:request(req)
         end,
       }
-      local tv = new_tv({ auth = password_auth(), transport = transport,
+      local tv = sb:talview({ auth = sb:password_auth(), transport = transport,
         sleep = function() coroutine.yield("waiting") end })
       local co1 = coroutine.create(function() return tv.user.me:get() end)
       local co2 = coroutine.create(function() return tv.user.me:get() end)
@@ -348,8 +296,8 @@ describe("talview auth #luajit", function()
 
     it("lets clients share one token: one token request for two clients", function()
       local store = memory_store()
-      local a = new_tv({ auth = password_auth(), token_store = store })
-      local b = new_tv({ auth = password_auth(), token_store = store })
+      local a = sb:talview({ auth = sb:password_auth(), token_store = store })
+      local b = sb:talview({ auth = sb:password_auth(), token_store = store })
       assert.is_table((a.user.me:get()))
       assert.is_table((b.user.me:get()))
       assert.equal(1, #token_requests(sb))
@@ -360,8 +308,8 @@ describe("talview auth #luajit", function()
 
     it("renews a refused token once and shares the new one", function()
       local store = memory_store()
-      local a = new_tv({ auth = password_auth(), token_store = store })
-      local b = new_tv({ auth = password_auth(), token_store = store })
+      local a = sb:talview({ auth = sb:password_auth(), token_store = store })
+      local b = sb:talview({ auth = sb:password_auth(), token_store = store })
       assert.is_table((a.user.me:get()))
       assert.is_table((b.user.me:get()))
       sb:expire_tokens()
@@ -374,7 +322,7 @@ describe("talview auth #luajit", function()
 
     it("reports a lock it cannot take as a timeout error", function()
       local store = memory_store()
-      local tv = new_tv({ auth = password_auth(), token_store = store, token_store_key = "k" })
+      local tv = sb:talview({ auth = sb:password_auth(), token_store = store, token_store_key = "k" })
       store.locked.k = true
       local _, err = tv.user.me:get()
       assert.equal("timeout", err.kind)
@@ -382,7 +330,7 @@ describe("talview auth #luajit", function()
     end)
 
     it("raises on a store without the interface", function()
-      assert.has_error(function() new_tv({ auth = password_auth(), token_store = {} }) end)
+      assert.has_error(function() sb:talview({ auth = sb:password_auth(), token_store = {} }) end)
     end)
   end)
 
@@ -390,9 +338,9 @@ describe("talview auth #luajit", function()
     it("never show in tostring, errors, hook arguments or the client's fields", function()
       local seen = {}
       local function hook(info) seen[#seen + 1] = info end
-      local t = recording_transport(sb.ca_file)
-      local auth = password_auth()
-      local tv = new_tv({ auth = auth, transport = t, on_request = hook, on_response = hook })
+      local t = recording({ ca_file = sb.ca_file })
+      local auth = sb:password_auth()
+      local tv = sb:talview({ auth = auth, transport = t, on_request = hook, on_response = hook })
       assert.is_table((tv.user.me:get()))
       sb:expire_tokens()
       assert.is_table((tv.user.me:get()))
@@ -422,11 +370,11 @@ describe("talview auth #luajit", function()
 
   describe("options", function()
     it("raise on a malformed auth table", function()
-      assert.has_error(function() new_tv({ auth = { grant = "password" } }) end)
-      assert.has_error(function() new_tv({ auth = { grant = "magic" } }) end)
-      assert.has_error(function() new_tv({ auth = { grant = "jwt", issuer = "x" } }) end)
-      assert.has_error(function() new_tv({ auth = "token" }) end)
-      assert.has_error(function() new_tv({ auth = { access_token = 5 } }) end)
+      assert.has_error(function() sb:talview({ auth = { grant = "password" } }) end)
+      assert.has_error(function() sb:talview({ auth = { grant = "magic" } }) end)
+      assert.has_error(function() sb:talview({ auth = { grant = "jwt", issuer = "x" } }) end)
+      assert.has_error(function() sb:talview({ auth = "token" }) end)
+      assert.has_error(function() sb:talview({ auth = { access_token = 5 } }) end)
     end)
   end)
 end)

@@ -3,46 +3,26 @@
 -- null, 204, response, paging, each), the suppress_error_code envelope, and uploads.
 
 local sandbox = require("support.sandbox")
+local recording = require("support.transport").recording
 local talview = require("assesskit.talview")
 local catalogue = require("assesskit.talview.catalogue")
-local core = require("assesskit.core")
 local cjson = require("cjson")
 
--- A transport over a real core session that remembers what went through it.
-local function recording_transport(ca_file)
-  local inner = core.session({ ca_file = ca_file })
-  local t = { sent = {} }
-  function t.request(_, req)
-    t.sent[#t.sent + 1] = req
-    return inner:request(req)
-  end
-  function t.close() inner:close() end
-  return t
-end
-
 describe("talview client #luajit", function()
-  local sb, tv, rec
+  local sb = sandbox.fixture({ reset = true, clear = true })
+  local tv, rec
 
   setup(function()
-    sb = sandbox.start({})
-    local p = sb.credentials.password
-    rec = recording_transport()
-    tv = talview.new({
-      base_url = sb.url, transport = rec,
-      auth = { grant = "password", client_id = p.client_id, client_secret = p.client_secret,
-               username = p.username, password = p.password },
-    })
+    rec = recording()
+    tv = sb:talview({ transport = rec })
     assert(tv:authenticate())
   end)
 
   teardown(function()
     if rec then rec.close() end
-    if sb then sb:stop() end
   end)
 
   before_each(function()
-    sb:reset()
-    sb:clear_requests()
     rec.sent = {}
   end)
 

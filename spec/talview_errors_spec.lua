@@ -3,39 +3,23 @@
 -- left alone unless the call opts in.
 
 local sandbox = require("support.sandbox")
-local talview = require("assesskit.talview")
+local recording = require("support.transport").recording
 local errors = require("assesskit.errors")
-local core = require("assesskit.core")
 
 describe("talview errors and retries", function()
-  local sb, p
+  local sb = sandbox.fixture({ tls = true, reset = true, clear = true })
+  local p
 
   setup(function()
-    sb = sandbox.start({ tls = true })
     p = sb.credentials.password
-  end)
-
-  teardown(function()
-    if sb then sb:stop() end
-  end)
-
-  before_each(function()
-    sb:reset()
-    sb:clear_requests()
   end)
 
   -- a client whose sleep records the delays (the server's faults are real)
   local function new_tv(opts)
     local slept = {}
     opts = opts or {}
-    opts.base_url = sb.url
-    if opts.ca_file == nil then opts.ca_file = sb.ca_file end
-    if opts.ca_file == false then opts.ca_file = nil end
-    opts.auth = opts.auth or { grant = "password", client_id = p.client_id,
-      client_secret = p.client_secret, username = p.username, password = p.password }
     opts.sleep = function(s) slept[#slept + 1] = s end
-    local tv = talview.new(opts)
-    return tv, slept
+    return sb:talview(opts), slept
   end
 
   local function calls(path)
@@ -111,16 +95,14 @@ describe("talview errors and retries", function()
     end)
 
     it("tls: a server certificate we cannot verify, never retried", function()
-      local inner = core.session({})
-      local n = 0
-      local transport = { request = function(_, req) n = n + 1; return inner:request(req) end }
-      local tv, slept = new_tv({ ca_file = false, transport = transport, max_retries = 3 })
+      local rec = recording()
+      local tv, slept = new_tv({ ca_file = false, transport = rec, max_retries = 3 })
       local _, err = tv.user.me:get()
       check_error(err, "tls")
       assert.is_false(err.retryable)
-      assert.equal(1, n)
+      assert.equal(1, #rec.sent)
       assert.equal(0, #slept)
-      inner:close()
+      rec.close()
     end)
 
     it("too_large: an answer over max_response_size", function()

@@ -8,16 +8,16 @@
 -- @usage
 -- local sandbox = require("support.sandbox")
 -- describe("my client", function()
---   local sb
---   setup(function() sb = sandbox.start({ token_ttl = 5 }) end)
---   teardown(function() sb:stop() end)
---   before_each(function() sb:reset(); sb:clear_requests() end)
+--   -- started in setup, stopped in teardown, reset and its log cleared before each test
+--   local sb = sandbox.fixture({ token_ttl = 5, reset = true, clear = true })
 --   it("sends the token", function()
---     -- ... drive your client against sb.url with sb.credentials.password ...
+--     local tv = sb:talview()   -- assesskit.talview against sb.url, the demo recruiter's grant
+--     assert(tv.user.me:get())
 --     local log = sb:requests()
 --     assert.equal("Bearer ***", log[#log].headers.authorization)
 --   end)
 -- end)
+-- -- or by hand: local sb = sandbox.start(); ...; sb:stop()
 --
 -- **Faults** (`sb:fault(spec)`): `spec` is a table, or an array of them:
 --
@@ -51,63 +51,27 @@
 local socket_http = require("socket.http")
 local ltn12 = require("ltn12")
 local cjson = require("cjson")
+local sys = require("support.sys")
 
-local type, pairs, ipairs, tostring, tonumber, error, setmetatable, select =
-  type, pairs, ipairs, tostring, tonumber, error, setmetatable, select
+local type, pairs, ipairs, tostring, tonumber, error, setmetatable, require =
+  type, pairs, ipairs, tostring, tonumber, error, setmetatable, require
 local string_format, string_gsub, table_concat = string.format, string.gsub, table.concat
 
 local M = {}
 local Sandbox = {}
 Sandbox.__index = Sandbox
 
-local function this_dir()
-  local src = debug.getinfo(1, "S").source
-  local path = src:sub(1, 1) == "@" and src:sub(2) or "spec/support/sandbox.lua"
-  return (path:match("^(.*)/[^/]*$")) or "."
-end
-
 --- The repository root (where bin/assesskit-sandbox is).
-M.root = (function()
-  local d = this_dir()
-  local root = d .. "/../.."
-  local f = io.popen("cd '" .. root .. "' 2>/dev/null && pwd")
-  local abs = f and f:read("*l")
-  if f then f:close() end
-  return abs or root
-end)()
+M.root = sys.repo
 
 --- The sandbox script.
 M.script = M.root .. "/bin/assesskit-sandbox"
 
-local function shell_quote(s)
-  return "'" .. string_gsub(tostring(s), "'", "'\\''") .. "'"
-end
+local shell_quote, read_file = sys.quote, sys.read
 
--- os.execute's result as a boolean, on Lua 5.1/LuaJIT and 5.2+
-local function exec_ok(...)
-  local a, _, c = ...
-  if select("#", ...) >= 3 then return a == true and c == 0 end
-  return a == 0 or a == true
-end
-
+-- Runs a shell command: whether it exited with status 0.
 local function run(cmd)
-  return exec_ok(os.execute(cmd))
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function mkdtemp()
-  local f = assert(io.popen("mktemp -d /tmp/assesskit-sandbox-spec-XXXXXX"))
-  local dir = f:read("*l")
-  f:close()
-  if not dir or dir == "" then error("cannot make a temporary directory", 3) end
-  return dir
+  return (sys.run(cmd))
 end
 
 local function url_encode(s)
@@ -226,6 +190,39 @@ local function control(self, method, path, value)
   return decode(rbody), status
 end
 
+-- Starts a sandbox into `self` (see `M.start`); errors at `level`.
+local function launch(self, opts, level)
+  local dir = sys.tmpdir("sandbox-spec")
+  local args = { shell_quote(M.script), "start --port 0 --dir", shell_quote(dir) }
+  if opts.tls then args[#args + 1] = "--tls" end
+  if opts.token_ttl then args[#args + 1] = "--token-ttl " .. string_format("%d", opts.token_ttl) end
+  if opts.refresh_ttl then args[#args + 1] = "--refresh-ttl " .. string_format("%d", opts.refresh_ttl) end
+  if opts.log_level then args[#args + 1] = "--log-level " .. shell_quote(opts.log_level) end
+  local out = dir .. ".start.out"
+  local ok = run(table_concat(args, " ") .. " >" .. shell_quote(out) .. " 2>&1")
+  local text = read_file(out) or ""
+  os.remove(out)
+  if not ok then
+    local errlog = read_file(dir .. "/logs/error.log") or ""
+    sys.rmdir(dir)
+    error("sandbox did not start:\n" .. text .. "\n" .. errlog:sub(-2000), level + 1)
+  end
+  local raw = read_file(dir .. "/credentials.json")
+  local okc, creds = pcall(cjson.decode, raw or "")
+  if not okc or type(creds) ~= "table" then
+    run(shell_quote(M.script) .. " stop --dir " .. shell_quote(dir) .. " >/dev/null 2>&1")
+    sys.rmdir(dir)
+    error("sandbox started but its credentials.json is unreadable", level + 1)
+  end
+  self.dir = dir
+  self.url = creds.base_url
+  self.ca_file = creds.ca_file
+  self.credentials = creds
+  self.pid = tonumber((read_file(dir .. "/nginx.pid") or ""):match("%d+"))
+  self.output = text
+  return self
+end
+
 --- Start a sandbox on a free port in a fresh temporary directory.
 -- @tparam[opt] table opts `tls` (boolean: HTTPS with a generated CA, see `sb.ca_file`),
 --   `token_ttl` (seconds: lifetime of access tokens), `refresh_ttl` (seconds),
@@ -238,36 +235,36 @@ end
 function M.start(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("sandbox.start: options table expected", 2) end
-  local dir = mkdtemp()
-  local args = { shell_quote(M.script), "start --port 0 --dir", shell_quote(dir) }
-  if opts.tls then args[#args + 1] = "--tls" end
-  if opts.token_ttl then args[#args + 1] = "--token-ttl " .. string_format("%d", opts.token_ttl) end
-  if opts.refresh_ttl then args[#args + 1] = "--refresh-ttl " .. string_format("%d", opts.refresh_ttl) end
-  if opts.log_level then args[#args + 1] = "--log-level " .. shell_quote(opts.log_level) end
-  local out = dir .. ".start.out"
-  local ok = run(table_concat(args, " ") .. " >" .. shell_quote(out) .. " 2>&1")
-  local text = read_file(out) or ""
-  os.remove(out)
-  if not ok then
-    local errlog = read_file(dir .. "/logs/error.log") or ""
-    run("rm -rf " .. shell_quote(dir))
-    error("sandbox did not start:\n" .. text .. "\n" .. errlog:sub(-2000), 2)
+  return launch(setmetatable({}, Sandbox), opts, 2)
+end
+
+--- One sandbox for the enclosing `describe` block, through busted's hooks: `setup` starts it,
+-- `teardown` stops it, and `before_each` puts it back to the seed and clears its request log
+-- when asked. Call it in the block's body; hooks the block adds after it run after its own.
+-- @tparam[opt] table opts those of `start`, and `token` (true: `sb.tok` holds an access token
+--   of the demo recruiter once started), `reset` (true: `sb:reset()` before each test), `clear`
+--   (true: `sb:clear_requests()` before each test), `lazy` (true: `lazy_setup` and
+--   `lazy_teardown`, so nothing starts when every test of the block is filtered out)
+-- @treturn table the sandbox: an empty handle until `setup` has run, then as `start` makes it
+-- @usage local sb = sandbox.fixture({ tls = true, reset = true, clear = true })
+function M.fixture(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("sandbox.fixture: options table expected", 2) end
+  local busted = require("busted")
+  local self = setmetatable({}, Sandbox)
+  busted[opts.lazy and "lazy_setup" or "setup"](function()
+    launch(self, opts, 1)
+    if opts.token then self.tok = self:token() end
+  end)
+  busted[opts.lazy and "lazy_teardown" or "teardown"](function()
+    if self.dir then self:stop() end
+  end)
+  if opts.reset or opts.clear then
+    busted.before_each(function()
+      if opts.reset then self:reset() end
+      if opts.clear then self:clear_requests() end
+    end)
   end
-  local raw = read_file(dir .. "/credentials.json")
-  local okc, creds = pcall(cjson.decode, raw or "")
-  if not okc or type(creds) ~= "table" then
-    run(shell_quote(M.script) .. " stop --dir " .. shell_quote(dir) .. " >/dev/null 2>&1")
-    run("rm -rf " .. shell_quote(dir))
-    error("sandbox started but its credentials.json is unreadable", 2)
-  end
-  local self = setmetatable({
-    dir = dir,
-    url = creds.base_url,
-    ca_file = creds.ca_file,
-    credentials = creds,
-    pid = tonumber((read_file(dir .. "/nginx.pid") or ""):match("%d+")),
-    output = text,
-  }, Sandbox)
   return self
 end
 
@@ -279,9 +276,7 @@ function Sandbox:stop()
   local ok = run(shell_quote(M.script) .. " stop --dir " .. shell_quote(self.dir) .. " >/dev/null 2>&1")
   if not ok then error("sandbox did not stop (" .. self.dir .. ")", 2) end
   self.stopped = true
-  if self.dir:match("^/tmp/assesskit%-sandbox%-spec%-") then
-    run("rm -rf " .. shell_quote(self.dir))
-  end
+  sys.rmdir(self.dir)
 end
 
 --- Whether the sandbox's nginx master is still running.
@@ -398,6 +393,65 @@ function Sandbox:request(method, path, opts)
   local status, hdrs, rbody = http_exchange(self, method, url, headers, body, opts.timeout)
   if not status then return { error = hdrs } end
   return { status = status, headers = hdrs, body = rbody, json = decode(rbody) }
+end
+
+-- `defaults` with `opts` over them; `false` in `opts` leaves out a default named in `optional`
+-- (every one when `optional` is true).
+local function with_defaults(defaults, opts, optional)
+  for k, v in pairs(opts or {}) do
+    if v == false and (optional == true or optional[k]) then defaults[k] = nil else defaults[k] = v end
+  end
+  return defaults
+end
+
+local CLIENT_DEFAULTS = { base_url = true, ca_file = true, auth = true, api_key = true,
+  v2_url = true, v3_url = true }
+
+--- The demo recruiter's password grant, as the `auth` option of assesskit.talview.
+-- @tparam[opt] table overrides fields to change (`false` removes one)
+-- @treturn table `{grant = "password", client_id, client_secret, username, password}`
+function Sandbox:password_auth(overrides)
+  local c = self.credentials.password
+  return with_defaults({ grant = "password", client_id = c.client_id,
+    client_secret = c.client_secret, username = c.username, password = c.password }, overrides, true)
+end
+
+--- The demo service account's JWT-bearer grant, as the `auth` option of assesskit.talview.
+-- @tparam[opt] table overrides fields to change (`false` removes one)
+-- @treturn table `{grant = "jwt", client_id, issuer, audience, scope, private_key_file}`
+function Sandbox:jwt_auth(overrides)
+  local j = self.credentials.jwt
+  return with_defaults({ grant = "jwt", client_id = j.client_id, issuer = j.issuer,
+    audience = j.audience, scope = j.scope, private_key_file = j.private_key_file }, overrides, true)
+end
+
+--- A Talview client for this sandbox (assesskit.talview.new).
+-- @tparam[opt] table opts client options over the defaults: `base_url` (the sandbox),
+--   `ca_file` (its CA, with TLS), `auth` (`password_auth()`); `false` leaves a default out
+-- @treturn table the client
+function Sandbox:talview(opts)
+  return require("assesskit.talview").new(with_defaults({ base_url = self.url,
+    ca_file = self.ca_file, auth = self:password_auth() }, opts, CLIENT_DEFAULTS))
+end
+
+--- An InterviewMocha client for this sandbox (assesskit.interviewmocha.new).
+-- @tparam[opt] table opts client options over the defaults: `api_key` (the demo key),
+--   `v2_url`, `v3_url` (the sandbox), `ca_file` (its CA, with TLS), `max_retries` (0: a
+--   fault fails the call unless the spec asks for retries); `false` leaves a default out
+-- @treturn table the client
+function Sandbox:interviewmocha(opts)
+  return require("assesskit.interviewmocha").new(with_defaults({
+    api_key = self.credentials.interviewmocha.api_key, v2_url = self.url .. "/v2",
+    v3_url = self.url .. "/v3", ca_file = self.ca_file, max_retries = 0 }, opts, CLIENT_DEFAULTS))
+end
+
+--- Every secret of the demo credentials (passwords, client secret, API key), to look for in
+-- output that must not show them.
+-- @treturn table array of strings
+function Sandbox:secrets()
+  local c = self.credentials
+  return { c.password.password, c.password.client_secret, c.interviewmocha.api_key,
+    c.viewer.password }
 end
 
 --- Get an access token with the demo credentials (password grant).
