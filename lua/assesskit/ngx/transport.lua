@@ -504,19 +504,22 @@ function Transfer:recv(max)
   return data
 end
 
-local function closed_early(self)
-  return self:fail("connection closed before the response was complete", "network")
+-- Receives the next piece of a response that is not complete yet: the end of the stream
+-- here is a failure. Returns data, or nil after fail().
+function Transfer:recv_more(max)
+  local data, eof = self:recv(max)
+  if not data and eof then
+    return self:fail("connection closed before the response was complete", "network")
+  end
+  return data
 end
 
 -- Reads exactly n bytes (n small: chunk framing).
 function Transfer:read(n)
   local buf = self.buf
   while #buf < n do
-    local data, eof = self:recv(CHUNK)
+    local data = self:recv_more(CHUNK)
     if not data then
-      if eof then
-        return closed_early(self)
-      end
       return nil
     end
     buf = buf .. data
@@ -542,11 +545,8 @@ function Transfer:read_until(pattern, max, what)
     if from < 1 then
       from = 1
     end
-    local data, eof = self:recv(CHUNK)
+    local data = self:recv_more(CHUNK)
     if not data then
-      if eof then
-        return closed_early(self)
-      end
       return nil
     end
     buf = buf .. data
@@ -688,11 +688,8 @@ function Transfer:read_fixed(n)
     end
   end
   while n > 0 do
-    local data, eof = self:recv(math_min(n, CHUNK))
+    local data = self:recv_more(math_min(n, CHUNK))
     if not data then
-      if eof then
-        return closed_early(self)
-      end
       return nil
     end
     n = n - #data
