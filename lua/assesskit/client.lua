@@ -74,24 +74,23 @@ local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) e
 ---------------------------------------------------------------------------------------------
 -- Small helpers
 
-local function default_clock()
+-- The function `ngx[ngx_name]` inside nginx, else LuaSocket's `socket_name`, else nil.
+local function runtime_function(ngx_name, socket_name)
   local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and type(ngx.now) == "function" then
-    return ngx.now
+  if type(ngx) == "table" and type(ngx[ngx_name]) == "function" then
+    return ngx[ngx_name]
   end
   local ok, socket = pcall(require, "socket")
-  if ok and type(socket) == "table" and socket.gettime then return socket.gettime end
-  return os_time
+  if ok and type(socket) == "table" and socket[socket_name] then return socket[socket_name] end
+  return nil
+end
+
+local function default_clock()
+  return runtime_function("now", "gettime") or os_time
 end
 
 local function default_sleep(clock)
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and type(ngx.sleep) == "function" then
-    return ngx.sleep
-  end
-  local ok, socket = pcall(require, "socket")
-  if ok and type(socket) == "table" and socket.sleep then return socket.sleep end
-  return function(s) -- last resort: wait on the clock
+  return runtime_function("sleep", "sleep") or function(s) -- last resort: wait on the clock
     local t = clock() + s
     while clock() < t do end
   end

@@ -25,6 +25,7 @@ local table_concat, table_sort = table.concat, table.sort
 local io_open, io_popen, os_getenv = io.open, io.popen, os.getenv
 
 local cjson = require("cjson")
+local read_file = require("assesskit.client").read_file
 
 local M = {}
 
@@ -70,15 +71,6 @@ local function env_value(getenv, name)
   local v = getenv(name)
   if v == nil or v == "" then return nil end
   return v
-end
-
-local function read_file(path)
-  local f, err = io_open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  if not s then return nil, "cannot read " .. path end
-  return s
 end
 
 local function shell_quote(s)

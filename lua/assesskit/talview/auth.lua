@@ -32,7 +32,8 @@ local string_sub, string_find = string.sub, string.find
 local table_concat = table.concat
 local math_floor, math_min = math.floor, math.min
 local coroutine_running = coroutine.running
-local io_open = io.open
+
+local read_file = require("assesskit.client").read_file
 
 local M = {}
 
@@ -190,21 +191,13 @@ local function token_error(client, err, what)
   return err
 end
 
-local function read_key_file(path)
-  local f, msg = io_open(path, "rb")
-  if not f then return nil, msg end
-  local pem = f:read("*a")
-  f:close()
-  return pem
-end
-
 local function jwt_assertion(client, p)
   local jwt = require("assesskit.jwt")
   if not p.key then
     local pem = p.private_key
     if not pem then
       local e
-      pem, e = read_key_file(p.private_key_file)
+      pem, e = read_file(p.private_key_file)
       if not pem then
         return nil, auth_error(client, { kind = "io",
           message = "cannot read the private key file: " .. tostring(e) })
