@@ -20,6 +20,7 @@
 
 local sys = require "support.sys"
 local pki_lib = require "support.pki"
+local http = require "support.http"
 
 local setmetatable, ipairs, pairs, tonumber, tostring, error, assert, next =
   setmetatable, ipairs, pairs, tonumber, tostring, error, assert, next
@@ -405,28 +406,23 @@ function Server:error_log()
   return (sys.read(self.dir .. "/error.log") or "") .. (sys.read(self.dir .. "/logs/error.log") or "")
 end
 
---- One HTTP request to this nginx (LuaSocket).
+--- One HTTP request to this nginx (support.http, LuaSocket).
 -- @string method
 -- @string path
 -- @string[opt] body
 -- @int[opt] port default: the plain port, else a named one
 -- @tparam[opt] table headers
--- @treturn int status
--- @treturn string body
--- @treturn table headers (lower-case names)
+-- @treturn[1] int status
+-- @treturn[1] string body
+-- @treturn[1] table headers (lower-case names)
+-- @treturn[2] nil
+-- @treturn[2] string what went wrong
 function Server:http(method, path, body, port, headers)
-  local http, ltn12 = require "socket.http", require "ltn12"
-  local chunks, hdrs = {}, {}
-  for k, v in pairs(headers or {}) do hdrs[k] = v end
-  if body then hdrs["content-length"] = tostring(#body) end
-  local _, status, rheaders = http.request({
-    method = method,
-    url = "http://127.0.0.1:" .. (port or self.port or select(2, next(self.ports))) .. path,
-    headers = hdrs,
-    source = body and ltn12.source.string(body) or nil,
-    sink = ltn12.sink.table(chunks),
-  })
-  return status, concat(chunks), rheaders
+  local status, rheaders, rbody = http.request(method, "http://127.0.0.1:"
+    .. (port or self.port or select(2, next(self.ports))) .. path,
+    { headers = headers, body = body, timeout = 60 })
+  if not status then return nil, rheaders end
+  return status, rbody, rheaders
 end
 
 -- The nginx masters started with this directory as prefix (unique to one server: ours).

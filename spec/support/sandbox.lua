@@ -48,10 +48,9 @@
 -- seeing them).
 -- @module support.sandbox
 
-local socket_http = require("socket.http")
-local ltn12 = require("ltn12")
 local cjson = require("cjson")
 local sys = require("support.sys")
+local http = require("support.http")
 
 local type, pairs, ipairs, tostring, tonumber, error, setmetatable, require =
   type, pairs, ipairs, tostring, tonumber, error, setmetatable, require
@@ -101,59 +100,10 @@ function M.query_string(q)
   return table_concat(parts, "&")
 end
 
--- One HTTP exchange. Returns status, headers (lower-case names), body; or nil, message.
+-- One HTTP exchange with this sandbox (its CA for https): status, headers, body or nil, message.
 local function http_exchange(self, method, url, headers, body, timeout)
-  if url:sub(1, 8) == "https://" then
-    local hfile = os.tmpname()
-    local bfile = os.tmpname()
-    local infile
-    local cmd = { "curl -sS -o", shell_quote(bfile), "-D", shell_quote(hfile), "-X", shell_quote(method),
-      "--max-time", tostring(timeout or 30) }
-    if self.ca_file then cmd[#cmd + 1] = "--cacert " .. shell_quote(self.ca_file) end
-    for k, v in pairs(headers or {}) do cmd[#cmd + 1] = "-H " .. shell_quote(k .. ": " .. v) end
-    if body then
-      infile = os.tmpname()
-      local f = assert(io.open(infile, "wb"))
-      f:write(body)
-      f:close()
-      cmd[#cmd + 1] = "--data-binary @" .. shell_quote(infile)
-    end
-    cmd[#cmd + 1] = shell_quote(url)
-    local ok = run(table_concat(cmd, " ") .. " 2>/dev/null")
-    local head, rbody = read_file(hfile) or "", read_file(bfile) or ""
-    os.remove(hfile); os.remove(bfile)
-    if infile then os.remove(infile) end
-    if not ok and head == "" then return nil, "curl failed: " .. url end
-    local status, hdrs = nil, {}
-    for line in head:gmatch("[^\r\n]+") do
-      local code = line:match("^HTTP/%S+%s+(%d+)")
-      if code then
-        status, hdrs = tonumber(code), {}
-      else
-        local k, v = line:match("^([^:]+):%s*(.*)$")
-        if k then
-          k = k:lower()
-          hdrs[k] = hdrs[k] and (hdrs[k] .. ", " .. v) or v
-        end
-      end
-    end
-    return status, hdrs, rbody
-  end
-  local chunks = {}
-  local req = {
-    url = url, method = method, headers = headers or {},
-    sink = ltn12.sink.table(chunks),
-  }
-  if body then
-    req.source = ltn12.source.string(body)
-    req.headers["content-length"] = tostring(#body)
-  end
-  local old = socket_http.TIMEOUT
-  socket_http.TIMEOUT = timeout or 30
-  local ok, status, hdrs = socket_http.request(req)
-  socket_http.TIMEOUT = old
-  if not ok then return nil, tostring(status) end
-  return status, hdrs, table_concat(chunks)
+  return http.request(method, url, { headers = headers, body = body, timeout = timeout,
+    ca_file = self.ca_file })
 end
 
 -- lua-cjson 2.1.0 decodes every number as a float; on Lua 5.4 give whole numbers back as
