@@ -47,6 +47,22 @@ local function is_usage(v)
   return type(v) == "table" and getmetatable(v) == Usage
 end
 
+-- A raised error's message without its `file:line:` position.
+local function bare(msg)
+  return (string_gsub(tostring(msg), "^[^:]*:%d+: ", ""))
+end
+
+-- Runs fn: a usage error passes through, anything else raised becomes a usage error
+-- (`prefix` and the message); otherwise fn's result.
+local function guarded(fn, prefix)
+  local ok, status = pcall(fn)
+  if not ok then
+    if is_usage(status) then error(status, 0) end
+    usage((prefix or "") .. bare(status))
+  end
+  return status
+end
+
 -- Options every command accepts (also before the command).
 local GLOBAL_FLAGS = {
   help = "help", ["dry-run"] = "dry_run", pretty = "pretty", compact = "compact",
@@ -263,24 +279,35 @@ local function read_stdin_params(ctx)
   return v
 end
 
-local function talview_client(ctx, list_answer)
-  local cfg = ctx:config()
-  local t = cfg.talview
-  local opts = { base_url = t.base_url, token_url = t.token_url, ca_file = t.ca_file,
-    timeout = ctx.flags.timeout }
+-- An API client (`a.module`) from `a.opts`: under --dry-run on a recording transport that
+-- answers `a.answer`, with stand-in credentials (`a.stand_in`, never sent or shown) as option
+-- `a.key`; otherwise with the configured credentials `a.value` (`a.missing` without them).
+local function api_client(ctx, a)
+  local opts = a.opts
   if ctx.flags.dry_run then
-    ctx.recorder = require("assesskit.cli.dryrun").transport({ body = list_answer and "[]" or "{}" })
+    ctx.recorder = require("assesskit.cli.dryrun").transport({ body = a.answer })
     opts.transport = ctx.recorder
-    opts.auth = { access_token = "dry-run" } -- never sent: the curl command shows Bearer ***
+    opts[a.key] = a.stand_in
   else
-    if not t.auth then
-      usage("no Talview credentials configured (see `assesskit help config`)")
-    end
-    opts.auth = t.auth
+    if not a.value then usage(a.missing) end
+    opts[a.key] = a.value
   end
-  local ok, tv = pcall(require("assesskit.talview").new, opts)
-  if not ok then usage("configuration: " .. string_gsub(tostring(tv), "^[^:]*:%d+: ", "")) end
-  return tv
+  local ok, c = pcall(require(a.module).new, opts)
+  if not ok then usage("configuration: " .. bare(c)) end
+  return c
+end
+
+local function talview_client(ctx, list_answer)
+  local t = ctx:config().talview
+  return api_client(ctx, {
+    module = "assesskit.talview",
+    opts = { base_url = t.base_url, token_url = t.token_url, ca_file = t.ca_file,
+      timeout = ctx.flags.timeout },
+    key = "auth", value = t.auth,
+    stand_in = { access_token = "dry-run" }, -- the curl command shows Bearer ***
+    answer = list_answer and "[]" or "{}",
+    missing = "no Talview credentials configured (see `assesskit help config`)",
+  })
 end
 
 local function print_dry_run(ctx, ca_file)
@@ -348,7 +375,7 @@ local function cmd_talview(ctx, argv)
   -- never replaces the file
   local part = r.save and (r.dry_run and r.save or (r.save .. ".part"))
   local opts = r.save and { output = part } or nil
-  local ok, status = pcall(function()
+  return guarded(function()
     if r.all then return talview_all(ctx, tv, e, params, opts) end
     local value, err = tv:call(e.name, params, opts)
     if value == nil then
@@ -371,47 +398,27 @@ local function cmd_talview(ctx, argv)
     end
     ctx:print_value(value, list)
     return M.OK
-  end)
-  if not ok then
-    if is_usage(status) then error(status, 0) end
-    usage("talview " .. e.name .. ": " .. string_gsub(tostring(status), "^[^:]*:%d+: ", ""))
-  end
-  return status
+  end, "talview " .. e.name .. ": ")
 end
 
 -- == im ==
 
 local function im_client(ctx)
   local i = ctx:config().interviewmocha
-  local opts = { v2_url = i.v2_url, v3_url = i.v3_url, ca_file = i.ca_file, timeout = ctx.flags.timeout }
-  if ctx.flags.dry_run then
-    ctx.recorder = require("assesskit.cli.dryrun").transport({ body = "{}" })
-    opts.transport = ctx.recorder
-    opts.api_key = "dry-run" -- never shown: the curl command shows x-api-key: ***
-  else
-    if not i.api_key then
-      usage("no InterviewMocha API key configured (ASSESSKIT_IM_API_KEY; see `assesskit help config`)")
-    end
-    opts.api_key = i.api_key
-  end
-  local ok, im = pcall(require("assesskit.interviewmocha").new, opts)
-  if not ok then usage("configuration: " .. string_gsub(tostring(im), "^[^:]*:%d+: ", "")) end
-  return im
+  return api_client(ctx, {
+    module = "assesskit.interviewmocha",
+    opts = { v2_url = i.v2_url, v3_url = i.v3_url, ca_file = i.ca_file, timeout = ctx.flags.timeout },
+    key = "api_key", value = i.api_key,
+    stand_in = "dry-run", -- the curl command shows x-api-key: ***
+    answer = "{}",
+    missing = "no InterviewMocha API key configured (ASSESSKIT_IM_API_KEY; see `assesskit help config`)",
+  })
 end
 
 local function id_arg(s, what)
   if not s then usage(what .. " is required") end
   if not string_match(s, "^%d+$") then usage(what .. " must be a positive integer, got '" .. s .. "'") end
   return tonumber(s)
-end
-
-local function guarded(fn)
-  local ok, status = pcall(fn)
-  if not ok then
-    if is_usage(status) then error(status, 0) end
-    usage(string_gsub(tostring(status), "^[^:]*:%d+: ", ""))
-  end
-  return status
 end
 
 local function cmd_im_links(ctx, argv)
