@@ -10,6 +10,7 @@
 
 local nginx = require("support.nginx")
 local sys = require("support.sys")
+local http = require("support.http")
 local sandbox = require("support.sandbox")
 local cjson = require("cjson")
 local socket = require("socket")
@@ -62,30 +63,13 @@ end
 
 -- Opens a connection and sends GET path; the answer is read later with read_response.
 local function send_get(port, path)
-  local c = assert(socket.connect("127.0.0.1", port))
-  c:settimeout(30)
-  assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n"))
-  return c
+  return http.send(port, path, { host = "gateway" })
 end
 
 -- Reads a whole `Connection: close` response: status, body.
 local function read_response(c)
-  local raw = assert(c:receive("*a"))
-  c:close()
-  local status = tonumber(raw:match("^HTTP/1%.%d (%d%d%d)"))
-  local head, body = raw:match("^(.-\r\n)\r\n(.*)$")
-  if head and head:lower():find("transfer%-encoding: chunked") then
-    local out, pos = {}, 1
-    while true do
-      local size, data_start = body:match("^(%x+)[^\r\n]*\r\n()", pos)
-      size = tonumber(size, 16)
-      if not size or size == 0 then break end
-      out[#out + 1] = body:sub(data_start, data_start + size - 1)
-      pos = data_start + size + 2
-    end
-    body = table.concat(out)
-  end
-  return status, body
+  local status, _, body, err = http.receive(c)
+  return status, body or err
 end
 
 -- Whether a response has started to arrive on c (without waiting).

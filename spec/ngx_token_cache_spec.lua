@@ -2,6 +2,7 @@
 -- worker, and the renewal lock admits one holder at a time across workers and coroutines.
 
 local nginx = require("support.nginx")
+local http = require("support.http")
 local cjson = require("cjson")
 local socket = require("socket")
 
@@ -101,19 +102,12 @@ describe("assesskit.ngx.token_cache #ngx", function()
   -- Sends every request at once on its own connection, then reads every answer.
   local function concurrently(paths)
     local socks = {}
-    for i, path in ipairs(paths) do
-      local c = assert(socket.connect("127.0.0.1", port))
-      c:settimeout(30)
-      assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-      socks[i] = c
-    end
+    for i, path in ipairs(paths) do socks[i] = http.send(port, path, { host = "x" }) end
     local out = {}
     for i, c in ipairs(socks) do
-      local raw = c:receive("*a")
-      c:close()
-      local body = raw:match("\r\n\r\n(.*)$")
-      -- chunked or not: the JSON object is on one line
-      out[i] = cjson.decode(body:match("({.*})"))
+      local status, _, body, err = http.receive(c)
+      assert.are.equal(200, status, err)
+      out[i] = cjson.decode(body)
     end
     return out
   end
@@ -156,9 +150,7 @@ describe("assesskit.ngx.token_cache #ngx", function()
   end)
 
   it("gives up with timeout while another holder keeps the lock", function()
-    local holder = assert(socket.connect("127.0.0.1", port))
-    holder:settimeout(10)
-    holder:send("GET /lock?key=busy&hold=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local holder = http.send(port, "/lock?key=busy&hold=2", { host = "x", timeout = 10 })
     local locked = false
     for _ = 1, 200 do
       if cjson.decode(get("/probe?key=busy")).locked then locked = true break end
@@ -167,8 +159,7 @@ describe("assesskit.ngx.token_cache #ngx", function()
     assert.is_true(locked)
     local r = cjson.decode(get("/lock?key=busy&timeout=0.2"))
     assert.are.same({ acquired = false, err = "timeout" }, r)
-    holder:receive("*a")
-    holder:close()
+    http.receive(holder)
   end)
 
   it("frees a lock whose holder never released it after lock_ttl", function()

@@ -1,36 +1,16 @@
 -- Fault injection in the sandbox: per request (X-Sandbox-Fault) and through the control
 -- endpoint (sb:fault). Raw sockets where the failure is below HTTP.
 local sandbox = require("support.sandbox")
-local socket = require("socket")
+local http = require("support.http")
 local cjson = require("cjson")
 
--- Send a raw HTTP/1.1 request; returns the connected socket (nothing read yet).
+-- Send a raw HTTP/1.1 GET to the sandbox; returns the connected socket (nothing read yet).
 local function raw_send(sb, path, headers)
-  local host, port = sb.url:match("^http://([^:/]+):(%d+)")
-  local c = assert(socket.tcp())
-  c:settimeout(10)
-  assert(c:connect(host, tonumber(port)))
-  local lines = { "GET " .. path .. " HTTP/1.1", "Host: " .. host .. ":" .. port, "Connection: close" }
-  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
-  assert(c:send(table.concat(lines, "\r\n") .. "\r\n\r\n"))
-  return c
+  return http.send(sb.url:match("^http://127%.0%.0%.1:(%d+)"), path, { headers = headers, timeout = 10 })
 end
 
 -- Read a whole response from a raw socket: status, headers (lower case), body, error.
-local function raw_read(c)
-  local status_line, err = c:receive("*l")
-  if not status_line then c:close(); return nil, nil, nil, err end
-  local headers = {}
-  while true do
-    local line = c:receive("*l")
-    if not line or line == "" then break end
-    local k, v = line:match("^([^:]+):%s*(.*)$")
-    if k then headers[k:lower()] = v end
-  end
-  local body, rerr, partial = c:receive("*a")
-  c:close()
-  return tonumber(status_line:match("^HTTP/%S+ (%d+)")), headers, body or partial, rerr
-end
+local raw_read = http.receive
 
 describe("sandbox faults", function()
   local sb = sandbox.fixture({ token = true, reset = true })
