@@ -33,8 +33,8 @@
 -- local EX = {}
 -- local ex = setmetatable({ _compiled = compiled }, { __index = binding:index(EX) })
 -- ex.things:get(42) -- invoke(ex, <the things.get endpoint>, 42)
-local type, tostring, pairs, ipairs, setmetatable, error, rawget, rawset =
-  type, tostring, pairs, ipairs, setmetatable, error, rawget, rawset
+local type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset =
+  type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset
 local string_find, string_sub, string_gsub, string_format, string_upper, string_gmatch =
   string.find, string.sub, string.gsub, string.format, string.upper, string.gmatch
 local table_concat = table.concat
@@ -182,15 +182,19 @@ function M.path_value(cl, ep, name, v, rule)
 end
 local path_value = M.path_value
 
--- The path with each placeholder's value: `values[i]` when `positional`, else by name.
-local function fill(cl, ep, rule, values, positional)
+local NO_VALUES = {} -- read only
+
+-- The path with each placeholder's value: from `values` by name, or, when `values` is false,
+-- the i-th of the varargs (no table built for them).
+local function fill(cl, ep, rule, values, ...)
   local lits, names = ep.lits, ep.names
   local buf = { lits[1] }
   for i = 1, ep.np do
-    local v, err = path_value(cl, ep, names[i], values and values[positional and i or names[i]],
-      rule)
-    if not v then return nil, err end
-    buf[#buf + 1] = v
+    local v
+    if values then v = values[names[i]] else v = (select(i, ...)) end
+    local text, err = path_value(cl, ep, names[i], v, rule)
+    if not text then return nil, err end
+    buf[#buf + 1] = text
     buf[#buf + 1] = lits[i + 1]
   end
   return table_concat(buf)
@@ -209,7 +213,7 @@ function M.fill_positional(cl, ep, rule, ...)
     if not v then return nil, err end
     return ep.lits[1] .. v .. ep.lits[2]
   end
-  return fill(cl, ep, rule, { ... }, true)
+  return fill(cl, ep, rule, false, ...)
 end
 
 --- Fill an endpoint's path from values by placeholder name.
@@ -220,7 +224,7 @@ end
 -- @treturn string|nil the path
 -- @treturn table|nil the `validation` error
 function M.fill_named(cl, ep, rule, values)
-  return fill(cl, ep, rule, values, false)
+  return fill(cl, ep, rule, values or NO_VALUES)
 end
 
 --- A call's parameters less the path values.
