@@ -66,7 +66,7 @@ local function start_server(kind)
     id = list and list[1] and list[1].id or 1
     tv:close()
   else
-    local bench = require("support.ngx_bench")
+    local bench = require("support.nginx")
     local body = CANDIDATE:gsub("'", "\\'")
     server = bench.start({
       ports = { "P" },

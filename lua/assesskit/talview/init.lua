@@ -433,7 +433,9 @@ function M.new(opts)
   copts.page_param, copts.per_page_param = "page", "pageSize"
   copts.name = NAME
   local ok, c = pcall(client_mod.new, copts)
-  if not ok then error((string_gsub(c, "assesskit%.client%.new", "assesskit.talview.new")), 2) end
+  if not ok then
+    endpoints.reraise((string_gsub(tostring(c), "assesskit%.client%.new", "assesskit.talview.new")), 2)
+  end
   return setmetatable({ _client = c, _auth = auth, _compiled = compiled }, TV_MT)
 end
 
