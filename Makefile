@@ -56,7 +56,7 @@ rock-check:
 	.ci/rock-check.sh
 
 lint: deps
-	luacheck lua spec bin examples bench
+	luacheck bin examples bench spec lua
 
 memcheck: deps
 	$(MAKE) build LUA=lua5.4 BUILD=build/memcheck CFLAGS="-O0 -g"

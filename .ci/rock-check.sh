@@ -91,7 +91,7 @@ work=$(mktemp -d /tmp/assesskit-rock.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/src" "$work/elsewhere"
 # Build from a copy: luarocks leaves objects next to the sources.
-cp -r "$ROCKSPEC" lua bin csrc "$work/src/"
+cp -r "$ROCKSPEC" bin csrc lua "$work/src/"
 rm -rf "$TREE"
 lua_incdir=$(pkg-config --variable=includedir lua5.4 2>/dev/null || echo /usr/include)/lua5.4
 (cd "$work/src" && luarocks --lua-version=5.4 --tree "$TREE" make --deps-mode=none \

@@ -12,7 +12,7 @@ describe("assesskit rockspec", function()
 
   local function copy_sources()
     local dir = sys.tmpdir("rockspec")
-    sys.must("cd " .. q(REPO) .. " && cp -r assesskit-scm-1.rockspec lua bin csrc " .. q(dir))
+    sys.must("cd " .. q(REPO) .. " && cp -r assesskit-scm-1.rockspec bin csrc lua " .. q(dir))
     return dir
   end
 
