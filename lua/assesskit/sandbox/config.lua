@@ -5,7 +5,8 @@
 -- Worker-local: the sandbox runs one nginx worker, so this table is the one truth.
 -- @module assesskit.sandbox.config
 
-local pairs, type, tonumber, error = pairs, type, tonumber, error
+local pairs, type, tonumber, tostring, error = pairs, type, tonumber, tostring, error
+local math_floor, math_huge = math.floor, math.huge
 
 local M = {}
 
@@ -28,6 +29,9 @@ local defaults = {
   jwt_leeway = 60,
 }
 M.defaults = defaults
+
+-- settings that divide the list into pages: a page of 0 (or 2.5) records breaks the arithmetic
+local page_sizes = { default_page_size = true, max_page_size = true }
 
 --- Static settings given at start (filled by `init`): `dir`, `base_url`, `tls`, `ca_file`,
 -- `lua_dir`, `port`.
@@ -61,8 +65,8 @@ function M.reset()
 end
 
 --- Change run-time settings.
--- @tparam table changes name -> number; `token_ttl` also sets `jwt_token_ttl` unless that is
---   given too
+-- @tparam table changes name -> number (finite, >= 0; the page sizes whole and >= 1);
+--   `token_ttl` also sets `jwt_token_ttl` unless that is given too
 -- @treturn[1] table the settings now in force
 -- @treturn[2] nil
 -- @treturn[2] string what was wrong
@@ -70,9 +74,15 @@ function M.set(changes)
   if type(changes) ~= "table" then return nil, "expected a JSON object" end
   local new = {}
   for k, v in pairs(changes) do
-    if defaults[k] == nil then return nil, "unknown setting: " .. k end
+    if defaults[k] == nil then return nil, "unknown setting: " .. tostring(k) end
     local n = tonumber(v)
-    if not n or n < 0 or n ~= n then return nil, "setting " .. k .. " must be a number >= 0" end
+    if page_sizes[k] then
+      if not n or n < 1 or n ~= math_floor(n) or n == math_huge then
+        return nil, "setting " .. k .. " must be a whole number >= 1"
+      end
+    elseif not n or n < 0 or n ~= n or n == math_huge then
+      return nil, "setting " .. k .. " must be a finite number >= 0"
+    end
     new[k] = n
   end
   if new.token_ttl and not new.jwt_token_ttl then new.jwt_token_ttl = new.token_ttl end

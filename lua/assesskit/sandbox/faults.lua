@@ -66,24 +66,26 @@ function M.normalise(spec)
     return nil, "unknown fault kind: " .. tostring(kind)
   end
   local f = { kind = kind }
-  local function num(name, default, min, max)
+  -- `v ~= v` refuses NaN (LuaJIT's tonumber reads "nan"), which every range check lets by
+  local function num(name, default, min, max, whole)
     local v = spec[name]
     if v == nil then f[name] = default; return true end
     v = tonumber(v)
-    if not v or v < min or (max and v > max) then
-      return nil, string.format("fault %s must be a number in [%s, %s]", name, min, max or "inf")
+    if not v or v ~= v or v < min or (max and v > max) or (whole and v ~= math.floor(v)) then
+      return nil, string.format("fault %s must be a %s in [%s, %s]", name, whole and "whole number" or "number",
+        min, max or "inf")
     end
     f[name] = v
     return true
   end
-  local ok, err = num("times", 1, -1)
+  local ok, err = num("times", 1, -1, nil, true)
   if not ok then return nil, err end
   if f.times == 0 then return nil, "fault times must not be 0" end
   ok, err = num("delay", 1, 0, 600)
   if not ok then return nil, err end
-  ok, err = num("status", kind == "rate_limit" and 429 or 503, 400, 599)
+  ok, err = num("status", kind == "rate_limit" and 429 or 503, 400, 599, true)
   if not ok then return nil, err end
-  ok, err = num("retry_after", kind == "rate_limit" and 1 or nil, 0, 86400)
+  ok, err = num("retry_after", kind == "rate_limit" and 1 or nil, 0, 86400, true)
   if not ok then return nil, err end
   if spec.method ~= nil then
     if type(spec.method) ~= "string" then return nil, "fault method must be a string" end

@@ -35,8 +35,8 @@ local catalogue = require("assesskit.talview.catalogue")
 local type, pairs, ipairs, tostring, tonumber, next = type, pairs, ipairs, tostring, tonumber, next
 local string_gsub, string_lower, string_upper, string_find, string_sub, string_match, string_gmatch =
   string.gsub, string.lower, string.upper, string.find, string.sub, string.match, string.gmatch
-local table_sort, table_concat, math_floor, math_ceil, math_min =
-  table.sort, table.concat, math.floor, math.ceil, math.min
+local table_sort, table_concat, math_floor, math_ceil, math_min, math_huge =
+  table.sort, table.concat, math.floor, math.ceil, math.min, math.huge
 
 local M = {}
 
@@ -540,6 +540,14 @@ local function encode_args(args, page, size)
   return table_concat(parts, "&")
 end
 
+-- A query value as a whole number; nil for anything else, NaN and the infinities included
+-- (LuaJIT's tonumber reads "nan" and "inf", and a NaN page size broke the page arithmetic).
+local function whole(v)
+  local n = tonumber(v)
+  if not n or n ~= n or n == math_huge or n == -math_huge then return nil end
+  return math_floor(n)
+end
+
 --- Work out the page a list request asks for (Yii2's Pagination: 1-based, clamped to the
 -- last page; `pageSize` or `per-page`, default and maximum from the settings).
 -- @tparam table args query parameters
@@ -549,11 +557,11 @@ end
 -- @treturn number page size
 function M.paging(args, total)
   local settings = config.settings
-  local size = math_floor(tonumber(args.pageSize or args["per-page"] or args.per_page) or settings.default_page_size)
+  local size = whole(args.pageSize or args["per-page"] or args.per_page) or settings.default_page_size
   if size < 1 then size = settings.default_page_size end
   size = math_min(size, settings.max_page_size)
   local pages = math_ceil(total / size)
-  local page = math_floor(tonumber(args.page) or 1)
+  local page = whole(args.page) or 1
   if page < 1 then page = 1 end
   if pages > 0 and page > pages then page = pages end
   return page, pages, size
