@@ -149,4 +149,15 @@ describe("sandbox robustness", function()
     assert.same({}, sweep(requests))
     assert.same({}, lua_errors(sb))
   end)
+
+  it("parses a large form body with appended array items in linear time", function()
+    -- `a[]=` appends; finding the next index by scanning the array each time was quadratic,
+    -- and 180 kB of it held the single worker for tens of seconds
+    local body = string.rep("a%5B%5D=1&", 50000)
+    local r = sb:request("POST", "/models/candidate", { token = sb.tok, body = body, timeout = 10,
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } })
+    assert.equal(422, r.status) -- parsed, and no email in it
+    local log = sb:requests()
+    assert.equal(#body, log[#log].body_size)
+  end)
 end)

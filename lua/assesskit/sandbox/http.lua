@@ -53,6 +53,9 @@ end
 function M.parse_query(qs)
   local out = {}
   if type(qs) ~= "string" or qs == "" then return out end
+  -- table -> the index `[]` appends at (PHP: one past the largest integer key), kept as keys
+  -- are set: finding it by scanning the table at every `[]` made a long form quadratic
+  local next_index = {}
   for pair in string_gmatch(qs, "[^&]+") do
     local eq = string_find(pair, "=", 1, true)
     local k = unescape(eq and string_sub(pair, 1, eq - 1) or pair)
@@ -71,14 +74,10 @@ function M.parse_query(qs)
           if type(out[base]) ~= "table" then out[base] = {} end
           local t = out[base]
           for i, p in ipairs(parts) do
-            if p == "" then
-              local n = 0
-              for kk in pairs(t) do
-                local num = tonumber(kk)
-                if num and num >= n then n = num + 1 end
-              end
-              p = tostring(n)
-            end
+            local n = next_index[t] or 0
+            if p == "" then p = tostring(n) end
+            local num = tonumber(p)
+            if num and num >= n then next_index[t] = num + 1 end
             if i == #parts then
               t[p] = v
             else
