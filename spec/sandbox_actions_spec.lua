@@ -147,6 +147,20 @@ describe("sandbox Talview actions", function()
     assert.equal(1, #ecs)
   end)
 
+  it("event-candidate-invite gives a new candidate its own id, whatever _content says", function()
+    local before = sb:state("candidate", 10001)
+    local r = post("/actions/event-candidate-invite", { event_id = 60001, isNotify = false,
+      candidates = { _content = { id = 10001, email = "intruder@example.test", first_name = "In" } } })
+    assert.equal(200, r.status, r.body)
+    assert.same(before, sb:state("candidate", 10001))
+    local found
+    for _, c in ipairs(sb:state("candidate")) do
+      if c.email == "intruder@example.test" then found = c end
+    end
+    assert.truthy(found)
+    assert.are_not.equal(10001, found.id)
+  end)
+
   it("keeps every action it ran", function()
     post("/actions/re-invite", { isNotify = false, assessmentCandidates = { { id = 30001 } } })
     local actions = sb:state("action")

@@ -254,8 +254,9 @@ end
 handlers.live_change_panel = function(body, principal)
   local session = need("live_session", tonumber(body.liveSessionID), "liveSessionID")
   local panel = need_all("user", body.panel, "panel")
+  -- the panel are the attendees with a user; the candidate's attendee stays
   for _, a in ipairs(store.list("live_attendee", function(r)
-    return eq(r.live_session_id, session.id) and eq(r.user_id, r.user_id)
+    return eq(r.live_session_id, session.id) and r.user_id ~= nil and r.user_id ~= json.null
   end)) do
     store.delete("live_attendee", a.id)
   end
@@ -391,7 +392,10 @@ handlers.event_candidate_invite = function(body, principal)
     local cand
     if type(c) == "table" and type(c._content) == "table" then
       local fields = {}
-      for k, v in pairs(c._content) do fields[k] = v end
+      -- a new candidate: the id is the store's to give (one sent would overwrite a record)
+      for k, v in pairs(c._content) do
+        if k ~= "id" then fields[k] = v end
+      end
       fields.organization_id = principal.organization_id
       cand = resources.create_record("candidate", fields, principal)
     else
