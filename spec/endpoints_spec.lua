@@ -47,7 +47,7 @@ local function make_api()
     local path, err = endpoints.fill_positional(ex._client, ep, RULE, ...)
     if not path then return nil, err end
     local params, opts = select(ep.np + 1, ...)
-    endpoints.check_args(ep, params, opts, 3)
+    endpoints.check_args(ep, params, opts, 2)
     return ex._client:request(ep.method, path, { query = params })
   end
   api.binding = endpoints.binding({

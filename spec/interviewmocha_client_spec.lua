@@ -208,6 +208,24 @@ describe("interviewmocha client #luajit", function()
       assert.has_error(function() im.reports:get(225634, {}, "fast") end, "reports.get: opts must be a table")
     end)
 
+    it("blames the caller's line for a wrong argument", function()
+      -- each call stands alone (not a tail call), so its own line is the caller's
+      local function raised(f)
+        local ok, msg = pcall(f)
+        assert.is_false(ok)
+        return msg
+      end
+      local here = "^[^:]*interviewmocha_client_spec%.lua:%d+: "
+      assert.matches(here .. "reports%.get: params must be a table",
+        raised(function() local v = im.reports:get(225634, 3) return v end))
+      assert.matches(here .. "reports%.get: 'test_invitation_id' is a path value",
+        raised(function() local v = im.reports:get(225634, { test_invitation_id = 1 }) return v end))
+      assert.matches(here .. "assesskit: parameter 'x' cannot be a function",
+        raised(function() local v = im.tests:links(114110, { x = print }) return v end))
+      assert.matches(here .. "interviewmocha:call: opts must be a table",
+        raised(function() local v = im:call("tests.links", { testId = 1 }, 5) return v end))
+    end)
+
     it("turns a 404 {errors: [...]} into the common error object", function()
       local r, err = im.reports:get(1)
       assert.is_nil(r)

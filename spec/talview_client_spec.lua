@@ -69,6 +69,28 @@ describe("talview client #luajit", function()
       assert.matches("^[^:]*talview_client_spec%.lua:%d+: assesskit%.interviewmocha%.new: option 'timeout'", msg)
     end)
 
+    it("blames the caller's line for a wrong argument to an endpoint method or call", function()
+      local c = talview.new({ base_url = sb.url })
+      -- each call stands alone (not a tail call), so its own line is the caller's
+      local function raised(f)
+        local ok, msg = pcall(f)
+        assert.is_false(ok)
+        return msg
+      end
+      local here = "^[^:]*talview_client_spec%.lua:%d+: "
+      assert.matches(here .. "models%.candidate%.get: params must be a table",
+        raised(function() local v = c.models.candidate:get(42, 5) return v end))
+      assert.matches(here .. "models%.candidate%.get: opts must be a table",
+        raised(function() local v = c.models.candidate:get({ id = 42 }, 5) return v end))
+      assert.matches(here .. "assesskit: parameter 'x' cannot be a function",
+        raised(function() local v = c.models.candidate:list({ x = print }) return v end))
+      assert.matches(here .. "models%.candidate%.list: params must be a table",
+        raised(function() local v = c.models.candidate:each(5) return v end))
+      assert.matches(here .. "models%.candidate%.list: opts must be a table",
+        raised(function() local v = c:call("models.candidate.list", {}, 5) return v end))
+      c:close()
+    end)
+
     it("builds resource objects lazily, once", function()
       local c = talview.new({ base_url = sb.url })
       assert.is_nil(rawget(c, "models"))

@@ -301,7 +301,9 @@ end
 --   (`"assesskit.talview"`)
 -- @tparam string def.caller prefix of `lookup`'s errors (`"talview"` -> `talview:call: ...`)
 -- @tparam string def.owner the field of a resource object holding the API client (`"_tv"`)
--- @tparam function def.invoke `function(owner, ep, ...)`: a resource method's call
+-- @tparam function def.invoke `function(owner, ep, ...)`: a resource method's call; the
+--   method tail-calls it, so level 2 inside `invoke` is the user's call (`error(msg, 2)`,
+--   `check_args(ep, params, opts, 2)`); the same holds for the functions `more` returns
 -- @tparam[opt="no resource or action"] string def.missing what a resource object lacks, in
 --   the error for an unknown key
 -- @tparam[opt] function def.check `function(cat) -> message | nil`: the catalogue's shape

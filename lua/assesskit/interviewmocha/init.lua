@@ -283,29 +283,30 @@ local function send(im, ep, path, o)
   local cl = im._clients[ep.api]
   local before = cl:last_response()
   local pok, v, e, res = pcall(cl.request, cl, ep.method, path, o)
-  if not pok then reraise(v, 3) end
+  if not pok then reraise(v, 2) end
   track(im, cl, before)
   if v == nil then return nil, classify(e) end
   return v, nil, res
 end
 
--- Resource method: ep(self, id1, ..., [params], [opts]) with snake_case params.
+-- Resource method: ep(self, id1, ..., [params], [opts]) with snake_case params. The method
+-- tail-calls this function (and this one `send`), so level 2 is the user's call.
 local function invoke(im, ep, ...)
   local values = {}
   local np = #ep.params
   for i = 1, np do values[ep.params[i]] = (select(i, ...)) end
   local params, opts = select(np + 1, ...)
-  check_args(ep, params, opts, 3)
+  check_args(ep, params, opts, 2)
   local q
   if params then
     q = {}
     for k, v in pairs(params) do
       local name = ep.aliases[k] or k
       if ep.param_set[name] then
-        error(ep.name .. ": '" .. tostring(k) .. "' is a path value: pass it as an argument", 3)
+        error(ep.name .. ": '" .. tostring(k) .. "' is a path value: pass it as an argument", 2)
       end
       if q[name] ~= nil then
-        error(ep.name .. ": parameter '" .. name .. "' given twice", 3)
+        error(ep.name .. ": parameter '" .. name .. "' given twice", 2)
       end
       q[name] = v
     end

@@ -194,6 +194,8 @@ local function check_required(tv, ep, params)
 end
 
 -- Resolve an endpoint call's arguments into the path and the client's request options.
+-- Called by `invoke`, `node_each`, `node_pages` and `TV:call`; resource methods tail-call
+-- the first three, so level 3 from here is the user's call in every case.
 local function prepare(tv, ep, named, ...)
   local path, params, opts, err
   if ep.np == 0 then
@@ -202,7 +204,7 @@ local function prepare(tv, ep, named, ...)
   elseif named or (type((...)) == "table") then
     local p
     p, opts = ...
-    check_args(ep, p, nil, 4)
+    check_args(ep, p, nil, 3)
     path, err = fill_named(tv._client, ep, PATH_RULE, p)
     if not path then return nil, err end
     params = without(p, ep.name_set)
@@ -211,7 +213,7 @@ local function prepare(tv, ep, named, ...)
     if not path then return nil, err end
     params, opts = select(ep.np + 1, ...)
   end
-  check_args(ep, params, opts, 4)
+  check_args(ep, params, opts, 3)
   local method = ep.method
   if params == nil and opts == nil and not ep.upload then
     return path, ep.plain_opts -- shared, never modified
@@ -277,7 +279,7 @@ local function invoke(tv, ep, ...)
   local path, o = prepare(tv, ep, false, ...)
   if not path then return nil, o end
   local ok, v, err, res = pcall(tv._client.request, tv._client, ep.method, path, o)
-  if not ok then reraise(v, 3) end
+  if not ok then reraise(v, 2) end
   return v, err, res
 end
 
