@@ -69,6 +69,15 @@ describe("talview client #luajit", function()
       assert.matches("^[^:]*talview_client_spec%.lua:%d+: assesskit%.interviewmocha%.new: option 'timeout'", msg)
     end)
 
+    it("blames the caller's line, not the library's, for a malformed auth option", function()
+      for _, o in ipairs({ { auth = { grant = "password" } }, { auth = { grant = "x" } }, { auth = 5 },
+        { auth = { access_token = "tok-abcdef" }, token_margin = "x" } }) do
+        local ok, msg = pcall(function() talview.new(o) end)
+        assert.is_false(ok)
+        assert.matches("^[^:]*talview_client_spec%.lua:%d+: assesskit%.talview: ", msg)
+      end
+    end)
+
     it("blames the caller's line for a wrong argument to an endpoint method or call", function()
       local c = talview.new({ base_url = sb.url })
       -- each call stands alone (not a tail call), so its own line is the caller's

@@ -419,10 +419,12 @@ function M.new(opts)
   end
   local auth
   if opts.auth ~= nil then
-    auth = require("assesskit.talview.auth").new(opts.auth, {
+    local ok, a = pcall(require("assesskit.talview.auth").new, opts.auth, {
       token_url = token_url, token_margin = opts.token_margin,
       token_store = opts.token_store, token_store_key = opts.token_store_key,
     })
+    if not ok then endpoints.reraise(a, 2) end
+    auth = a
   end
   local catalogue = opts.catalogue or require("assesskit.talview.catalogue")
   local compiled = binding:compile(catalogue)
