@@ -84,6 +84,7 @@ local servers = [[
         local per = tonumber(ngx.var.arg_pageSize) or 2
         local total = tonumber(ngx.var.arg_total) or 5
         local mode = ngx.var.arg_mode or "counters"
+        if mode == "stuck" then page = 1 end -- a server that ignores the page parameter
         ngx.shared.counts:incr("items-" .. (ngx.var.arg_key or ""), 1, 0)
         local pages = math.ceil(total / per)
         local items = {}
@@ -528,6 +529,18 @@ describe("assesskit.client #luajit", function()
       for item in it do rest[#rest + 1] = item.id end
       assert.same({ 2, 3, 4, 5, 6, 7 }, rest)
       assert.equal(3, count("items-" .. key))
+    end)
+
+    it("ends when the server ignores the page asked for, instead of fetching it forever", function()
+      local key = new_key()
+      local c = new_client({ paging = client.yii2_paging, per_page_param = "pageSize" })
+      local ids = {}
+      for item in c:each("GET", "/items", { query = { mode = "stuck", total = 7, pageSize = 3, key = key } }) do
+        ids[#ids + 1] = item.id
+        if #ids > 30 then break end
+      end
+      assert.same({ 1, 2, 3 }, ids)
+      assert.equal(2, count("items-" .. key))
     end)
 
     it("stops after a short page when the server sends no metadata", function()

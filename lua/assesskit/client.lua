@@ -909,7 +909,8 @@ end
 --- Iterate over the pages of a list call.
 -- Follows `Link rel=next` (on the same origin), else the page counters
 -- (`page < page_count`, moving `page_param`), else, with neither, asks for the next page only
--- while pages come back full (`per_page_param` given and reached); stops at an empty page.
+-- while pages come back full (`per_page_param` given and reached); stops at an empty page, and
+-- when the counters show an earlier page than the one asked for (a server ignoring the page).
 -- @tparam string method
 -- @tparam string path
 -- @tparam[opt] table opts as for `request` (`opts.query.page` is the first page)
@@ -936,6 +937,12 @@ function Client:pages(method, path, opts)
       return false, err
     end
     local p = res.paging or {}
+    if p.page and next_path == path and p.page < (tonumber(query[page_param]) or p.page) then
+      -- the server ignored the page asked for and sent an earlier one again: that is the end
+      -- (asking on would fetch the same page forever)
+      done = true
+      return nil
+    end
     local n = type(items) == "table" and #items or 0
     local link = p.next
     if link and string_byte(link, 1) == 47 then link = self.origin .. link end
