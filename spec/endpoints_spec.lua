@@ -202,6 +202,9 @@ describe("assesskit.endpoints #luajit", function()
       { 5, "assesskit.example: catalogue must have an endpoints array" },
       { { endpoints = { ep("a.b"), ep("a.b") } }, "assesskit.example: duplicate catalogue name a.b" },
       { { endpoints = { ep("a.b.c"), ep("a.b") } }, "assesskit.example: catalogue name clash at a.b" },
+      { { endpoints = { ep("a.b"), ep("a.b.c") } }, "assesskit.example: catalogue name clash at a.b.c" },
+      { { endpoints = { ep("a.list_count"), { name = "a.list", method = "get", path = "/x", counted = true } } },
+        "assesskit.example: catalogue name clash at a.list (its list_count)" },
       { { endpoints = { ep("a.b", "TRACE") } }, "assesskit.example: no TRACE in a.b" },
     }
     for _, b in ipairs(bad) do

@@ -369,6 +369,7 @@ function Binding:compile(cat)
     for k = 1, #parts - 1 do
       local child = node.children[parts[k]]
       if not child then
+        if node.methods[parts[k]] then error(name .. ": catalogue name clash at " .. ep.name, 3) end
         child = new_node(node.path == "" and parts[k] or (node.path .. "." .. parts[k]))
         child.extra = self.extras[child.path]
         node.children[parts[k]] = child
@@ -384,6 +385,9 @@ function Binding:compile(cat)
     local extra = more and more(ep, action)
     if extra then
       for k, f in pairs(extra) do
+        if node.methods[k] or node.children[k] then
+          error(name .. ": catalogue name clash at " .. ep.name .. " (its " .. k .. ")", 3)
+        end
         node.methods[k] = function(obj, ...) return f(obj[owner], ep, ...) end
       end
     end
