@@ -207,6 +207,20 @@ describe("assesskit command line", function()
       assert.is_nil(read_file(path .. ".part"))
     end)
 
+    it("--dry-run --save touches no file, even when the call is refused", function()
+      local path = tmp_dir .. "/keep.png"
+      write_file(path, "precious")
+      local status, out = run({ "--dry-run", "talview", "models.candidate_image.get", "--id", "7", "--save", path },
+        { env = sbenv })
+      assert.equal(0, status)
+      assert.truthy(out:find("-o " .. path, 1, true), out)
+      status = run({ "--dry-run", "talview", "models.candidate_image.get", "--save", path }, { env = sbenv })
+      assert.equal(2, status)
+      assert.equal("precious", read_file(path))
+      assert.is_nil(read_file(path .. ".part"))
+      os.remove(path)
+    end)
+
     it("exits 1 with one line on stderr on a 404, and prints nothing on stdout", function()
       local status, out, err = run({ "talview", "models.candidate.get", "--id", "999999" }, { env = sbenv })
       assert.equal(1, status)

@@ -372,9 +372,9 @@ local function cmd_talview(ctx, argv)
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
   local tv = talview_client(ctx, list)
   -- --save streams the body to FILE.part, renamed to FILE only on success: an error answer
-  -- never replaces the file
-  local part = r.save and (r.dry_run and r.save or (r.save .. ".part"))
-  local opts = r.save and { output = part } or nil
+  -- never replaces the file. A dry run shows `-o FILE` and touches no file.
+  local part = r.save and not r.dry_run and (r.save .. ".part")
+  local opts = r.save and { output = part or r.save } or nil
   return guarded(function()
     if r.all then return talview_all(ctx, tv, e, params, opts) end
     local value, err = tv:call(e.name, params, opts)
