@@ -461,7 +461,6 @@ local function cmd_im_report(ctx, argv)
       if r.pdf then ctx:out("# then the report's PDF (its pdf URL) would be saved to " .. r.pdf .. "\n") end
       return M.OK
     end
-    if report == nil then return ctx:fail(err) end
     ctx:print_value(report)
     if r.pdf then
       local bar = ctx:stderr_tty() and output.progress({ stream = ctx.sys.stderr, label = "bytes" }) or nil
