@@ -86,6 +86,37 @@ describe("sandbox request log", function()
     assert.falsy(raw:find("topsecretvalue", 1, true))
   end)
 
+  it("masks secrets however they are spelled, and only them", function()
+    local tok = sb:token()
+    local json = { ["Content-Type"] = "application/json" }
+    -- a repeat of the new password, in JSON written with escapes
+    sb:request("POST", "/user/me/update-password", { token = tok, headers = json,
+      body = '{"current_password":"old\\/one","new_password":"n3w-Secret!","new_password_repeat":"n3w-Secret!"}' })
+    -- the query: a lower-case escape, a nested name, a short secret beside other values
+    sb:request("GET", "/models/candidate?user%5Bpassword%5D=a%2bb&otp=1&page=12&pageSize=1", { token = tok })
+    -- bodies that cannot be read field by field
+    sb:request("POST", "/models/candidate", { token = tok, headers = json, body = '{"password": "half-sent' })
+    sb:request("POST", "/models/candidate", { token = tok, body = "password: plain-text-secret",
+      headers = { ["Content-Type"] = "text/plain" } })
+    -- a multipart field
+    sb:request("POST", "/spreadsheet/upload", { token = tok,
+      headers = { ["Content-Type"] = "multipart/form-data; boundary=b0" },
+      body = '--b0\r\nContent-Disposition: form-data; name="client_secret"\r\n\r\nmultipart-secret\r\n--b0--\r\n' })
+    local log = sb:requests()
+    assert.equal(6, #log)
+    assert.equal('{"current_password":"***","new_password":"***","new_password_repeat":"***"}', log[2].body)
+    assert.equal("user%5Bpassword%5D=***&otp=***&page=12&pageSize=1", log[3].query)
+    assert.equal("12", log[3].args.page)
+    assert.equal("***", log[4].body)
+    assert.equal("***", log[5].body)
+    assert.matches('name="client_secret"\r\n\r\n***\r\n', log[6].body, 1, true)
+    local raw = raw_log()
+    for _, secret in ipairs({ "old\\\\/one", "old/one", "n3w-Secret!", "a%2bb", "a+b", "half-sent",
+                              "plain-text-secret", "multipart-secret" }) do
+      assert.falsy(raw:find(secret, 1, true), secret)
+    end
+  end)
+
   it("stays valid JSON when a request carries bytes that are not UTF-8", function()
     sb:request("GET", "/models/candidate?name=%FF%FEx")
     sb:request("POST", "/models/candidate",

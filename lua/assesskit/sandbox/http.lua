@@ -24,10 +24,15 @@ M.status_names = {
   [503] = "Service Unavailable", [504] = "Gateway Timeout",
 }
 
+--- Decode one name or value of a query string or form body (`+` is a space).
+-- @function unescape
+-- @tparam string s
+-- @treturn string
 local function unescape(s)
   s = string_gsub(s, "+", " ")
   return ngx.unescape_uri(s)
 end
+M.unescape = unescape
 
 -- Turn tables whose keys are all integers (from name[0]=..) into sorted arrays.
 local function arrayify(t)
@@ -91,6 +96,13 @@ function M.parse_query(qs)
   end
   for k, v in pairs(out) do out[k] = arrayify(v) end
   return out
+end
+
+--- The boundary of a multipart body, from its Content-Type's parameters.
+-- @tparam ?string params what follows the media type (`; boundary="x"`)
+-- @treturn ?string
+function M.multipart_boundary(params)
+  return string_match(params or "", 'boundary="?([^";]+)"?')
 end
 
 --- Parse a multipart/form-data body into fields and files.

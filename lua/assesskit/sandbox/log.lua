@@ -1,20 +1,24 @@
 --- The request log: what each client request carried, so that specs can assert what went
 -- over the wire. Read it at `GET /_sandbox/requests`, clear it with `DELETE`.
 --
--- Secrets never reach the log: the `Authorization`, `Proxy-Authorization`, `Cookie` and
--- `x-api-key` headers are masked (`Bearer ***`, `***`), and so are secret-named fields
--- (`password`, `client_secret`, `refresh_token`, `assertion`, `access_token`, ...) in the query
--- string and in JSON or form bodies.
+-- Secrets never reach the log. A name is secret when it contains `password`, `secret` or
+-- `token`, or is one of `assertion`, `otp`, `api_key`, `apikey`, `api-key`, `x-api-key`,
+-- `private_key`, `passphrase` (any letter case). The `Authorization`, `Proxy-Authorization`
+-- and `Cookie` headers and headers with a secret name are masked (`Bearer ***`, `***`); so
+-- are the values of secret-named fields, and any other value equal to one of them, in the
+-- query string and in form and multipart bodies (the rest kept byte for byte) and in JSON
+-- bodies (written again, masked, when they hold a secret). A body that cannot be read field
+-- by field (bad JSON, an unknown media type) is replaced by `***` whole when it names a
+-- secret field.
 -- @module assesskit.sandbox.log
 
-local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 
-local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
-local string_lower, string_match, string_gsub, string_sub, string_find =
-  string.lower, string.match, string.gsub, string.sub, string.find
-local table_remove, table_sort, getmetatable, setmetatable = table.remove, table.sort, getmetatable, setmetatable
+local type, pairs, ipairs, next, tostring = type, pairs, ipairs, next, tostring
+local string_lower, string_match, string_gmatch, string_sub, string_find =
+  string.lower, string.match, string.gmatch, string.sub, string.find
+local table_remove, getmetatable, setmetatable = table.remove, getmetatable, setmetatable
 
 local M = {}
 
@@ -26,23 +30,26 @@ M.max_body = 16384
 local entries = {}
 local seq = 0
 
-local secret_headers = {
-  authorization = true, ["proxy-authorization"] = true, cookie = true,
-  ["x-api-key"] = true, ["x-auth-token"] = true,
-}
-
---- Field names whose values are masked wherever they appear.
-M.secret_fields = {
-  password = true, client_secret = true, refresh_token = true, assertion = true,
-  access_token = true, ["access-token"] = true, new_password = true, old_password = true,
-  current_password = true, confirm_password = true, api_key = true, ["x-api-key"] = true,
-  token = true, private_key = true, secret = true, otp = true,
-}
-
 local MASK = "***"
 
+local secret_names = {
+  assertion = true, otp = true, api_key = true, apikey = true, ["api-key"] = true,
+  ["x-api-key"] = true, private_key = true, passphrase = true,
+}
+local credential_headers = { authorization = true, ["proxy-authorization"] = true, cookie = true }
+
+--- Whether a field, parameter or header name is a secret's (see the module description).
+-- @tparam string name
+-- @treturn boolean
+function M.secret_name(name)
+  if type(name) ~= "string" then return false end
+  local n = string_lower(name)
+  return secret_names[n] == true or string_find(n, "password", 1, true) ~= nil
+    or string_find(n, "secret", 1, true) ~= nil or string_find(n, "token", 1, true) ~= nil
+end
+
 local function mask_header(name, value)
-  if not secret_headers[name] then return value end
+  if not (credential_headers[name] or M.secret_name(name)) then return value end
   if type(value) == "table" then
     local out = json.array()
     for i, v in ipairs(value) do out[i] = mask_header(name, v) end
@@ -55,49 +62,32 @@ local function mask_header(name, value)
   return MASK
 end
 
-local function collect_secrets(v, found, depth)
-  if type(v) ~= "table" or depth > 20 then return end
+-- The values of secret-named fields in a decoded value, as a set (numbers as text), for
+-- masking the same value under another name; values under 4 bytes are left out, or an
+-- `otp=1` would mask every 1 (their own fields are masked by name all the same).
+local function collect_secrets(v, found)
+  if type(v) ~= "table" then return found end
   for k, x in pairs(v) do
-    if type(k) == "string" and M.secret_fields[string_lower(k)] then
-      if type(x) == "string" and x ~= "" then found[#found + 1] = x end
-      if type(x) == "number" then found[#found + 1] = tostring(x) end
+    if M.secret_name(k) and (type(x) == "string" or type(x) == "number") and #tostring(x) >= 4 then
+      found[tostring(x)] = true
     end
-    collect_secrets(x, found, depth + 1)
+    collect_secrets(x, found)
   end
+  return found
 end
 
-local function plain_escape(s)
-  return (string_gsub(s, "[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
-end
-
-local function replace_all(s, secret)
-  if secret == "" then return s end
-  return (string_gsub(s, plain_escape(secret), MASK))
-end
-
--- Mask every secret value in a raw string, in its plain, JSON-escaped and URL-encoded forms.
-local function mask_raw(raw, secrets)
-  table_sort(secrets, function(a, b) return #a > #b end)
-  for _, s in ipairs(secrets) do
-    raw = replace_all(raw, s)
-    local enc = ngx.escape_uri(s)
-    if enc ~= s then raw = replace_all(raw, enc) end
-    local plus = string_gsub(enc, "%%20", "+")
-    if plus ~= enc then raw = replace_all(raw, plus) end
-    local jenc = string_sub(json.encode(s), 2, -2)
-    if jenc ~= s then raw = replace_all(raw, jenc) end
+-- A copy of a decoded value with secret-named fields, and values equal to a secret, masked.
+local function mask_table(v, secrets)
+  if type(v) ~= "table" then
+    if (type(v) == "string" or type(v) == "number") and secrets[tostring(v)] then return MASK end
+    return v
   end
-  return raw
-end
-
-local function mask_table(v, depth)
-  if type(v) ~= "table" or depth > 20 then return v end
   local out = {}
   for k, x in pairs(v) do
-    if type(k) == "string" and M.secret_fields[string_lower(k)] and x ~= json.null then
+    if M.secret_name(k) and x ~= json.null then
       out[k] = MASK
     else
-      out[k] = mask_table(x, depth + 1)
+      out[k] = mask_table(x, secrets)
     end
   end
   local mt = getmetatable(v)
@@ -105,24 +95,77 @@ local function mask_table(v, depth)
   return out
 end
 
+-- A query string or form body with the value of every secret-named field (a bracket part
+-- counts: `user[password]`), or equal to a secret, masked; the rest kept byte for byte.
+local function mask_form(raw, secrets)
+  return (string.gsub(raw, "[^&]+", function(pair)
+    local eq = string_find(pair, "=", 1, true)
+    if not eq or eq == #pair then return nil end
+    local secret = secrets[http.unescape(string_sub(pair, eq + 1))]
+    for name in string_gmatch(http.unescape(string_sub(pair, 1, eq - 1)), "[^%[%]]+") do
+      if M.secret_name(name) then secret = true end
+    end
+    if secret then return string_sub(pair, 1, eq) .. MASK end
+  end))
+end
+
+-- A multipart body with the data of every part whose value is a secret masked.
+local function mask_multipart(raw, boundary, secrets)
+  local delim = "\r\n--" .. boundary
+  for value in pairs(secrets) do
+    local from, to = "\r\n\r\n" .. value .. delim, "\r\n\r\n" .. MASK .. delim
+    local pos = string_find(raw, from, 1, true)
+    while pos do
+      raw = string_sub(raw, 1, pos - 1) .. to .. string_sub(raw, pos + #from)
+      pos = string_find(raw, from, pos + #to, true)
+    end
+  end
+  return raw
+end
+
+-- Whether a text names a secret field anywhere (for a body that cannot be parsed).
+local function names_secret(text)
+  local n = string_lower(text)
+  if string_find(n, "password", 1, true) or string_find(n, "secret", 1, true)
+    or string_find(n, "token", 1, true) then
+    return true
+  end
+  for name in pairs(secret_names) do
+    if string_find(n, name, 1, true) then return true end
+  end
+  return false
+end
+
 --- Mask secrets in a body, given its media type.
 -- @tparam ?string body raw body
 -- @tparam ?string media lower-case media type
+-- @tparam[opt] string params the Content-Type's parameters (the multipart boundary)
 -- @treturn ?string the masked body
-function M.mask_body(body, media)
+function M.mask_body(body, media, params)
   if not body or body == "" then return body end
-  local secrets = {}
   if media == "application/json" or (media and string_find(media, "+json", 1, true)) then
     local v = json.decode(body)
-    collect_secrets(v, secrets, 0)
+    if v ~= nil then
+      local secrets = collect_secrets(v, {})
+      if next(secrets) == nil then return body end
+      return json.encode(mask_table(v, secrets))
+    end
   elseif media == "application/x-www-form-urlencoded" then
-    collect_secrets(http.parse_query(body), secrets, 0)
-  else
-    -- unknown bodies: still mask name=value pairs that look like form fields
-    collect_secrets(http.parse_query(body), secrets, 0)
+    return mask_form(body, collect_secrets(http.parse_query(body), {}))
+  elseif media == "multipart/form-data" then
+    local boundary = http.multipart_boundary(params)
+    local mp = http.parse_multipart(body, boundary)
+    if mp then
+      local secrets = {}
+      for name, value in pairs(mp.fields) do
+        if M.secret_name(name) and value ~= "" then secrets[value] = true end
+      end
+      -- by value: a part's data is its bytes as sent, between its blank line and the delimiter
+      return mask_multipart(body, boundary, secrets)
+    end
   end
-  if #secrets == 0 then return body end
-  return mask_raw(body, secrets)
+  if names_secret(body) then return MASK end
+  return body
 end
 
 --- Record a request; returns the entry so that later stages can add to it (`status`, `fault`,
@@ -133,10 +176,8 @@ function M.record(req)
   seq = seq + 1
   local headers = {}
   for k, v in pairs(req.headers) do headers[k] = mask_header(k, v) end
-  local qsecrets = {}
-  collect_secrets(req.args, qsecrets, 0)
-  local query = #qsecrets > 0 and mask_raw(req.query, qsecrets) or req.query
-  local body = M.mask_body(req.body, req.content_type)
+  local qsecrets = collect_secrets(req.args, {})
+  local body = M.mask_body(req.body, req.content_type, req.content_type_params)
   local size = req.body and #req.body or 0
   if body and #body > M.max_body then body = string_sub(body, 1, M.max_body) end
   local entry = {
@@ -144,8 +185,8 @@ function M.record(req)
     time = req.time,
     method = req.method,
     path = req.path,
-    query = query,
-    args = mask_table(req.args, 0),
+    query = mask_form(req.query, qsecrets),
+    args = mask_table(req.args, qsecrets),
     headers = headers,
     content_type = req.content_type,
     body = body,

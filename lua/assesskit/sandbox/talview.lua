@@ -70,8 +70,7 @@ local function parse_body(req)
   elseif media == "application/x-www-form-urlencoded" then
     return http.parse_query(raw)
   elseif media == "multipart/form-data" then
-    local boundary = string_match(req.content_type_params or "", 'boundary="?([^";]+)"?')
-    local mp, err = http.parse_multipart(raw, boundary)
+    local mp, err = http.parse_multipart(raw, http.multipart_boundary(req.content_type_params))
     if not mp then return nil, 400, "Invalid multipart body: " .. err .. "." end
     local out = {}
     for k, v in pairs(mp.fields) do out[k] = v end
