@@ -1,6 +1,7 @@
 -- The sandbox's request log: what each client request carried, with secrets masked.
 local sandbox = require("support.sandbox")
 local mime = require("mime")
+local sys = require("support.sys")
 
 describe("sandbox request log", function()
   local sb = sandbox.fixture({ clear = true })
@@ -115,6 +116,13 @@ describe("sandbox request log", function()
                               "plain-text-secret", "multipart-secret" }) do
       assert.falsy(raw:find(secret, 1, true), secret)
     end
+  end)
+
+  it("keeps query strings, and so their secrets, out of nginx's access log", function()
+    sb:request("GET", "/models/candidate?access-token=accesslogsecret&page=2")
+    local access = sys.read(sb.dir .. "/logs/access.log") or ""
+    assert.matches('"GET /models/candidate HTTP/1.1" 401', access, 1, true)
+    assert.falsy(access:find("accesslogsecret", 1, true))
   end)
 
   it("stays valid JSON when a request carries bytes that are not UTF-8", function()
