@@ -109,7 +109,11 @@ end
 -- @tparam string url
 -- @treturn string the masked URL
 function M.mask_url(url)
-  if type(url) ~= "string" or not string_find(url, "[?@]") then return url end
+  -- plain finds: this runs on every response, and most URLs have neither
+  if type(url) ~= "string"
+    or not (string_find(url, "?", 1, true) or string_find(url, "@", 1, true)) then
+    return url
+  end
   -- userinfo: scheme://user:pass@host
   url = string_gsub(url, "^(%a[%w+.-]*://)[^/@?#]*@", "%1" .. MASK .. "@")
   local q = string_find(url, "?", 1, true)
