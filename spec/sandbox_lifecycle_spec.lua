@@ -114,6 +114,41 @@ describe("bin/assesskit-sandbox", function()
     assert(ok, err)
   end)
 
+  it("never stops a process a stale pid file names, not even another sandbox's", function()
+    local outer = mkdtemp()
+    -- `mine`'s path ends the other sandbox's path: ".../nginx.conf" of one is inside the other's
+    local mine = outer .. "/run"
+    local other = outer .. "/other" .. mine
+    assert(sys.run("mkdir -p " .. q(mine) .. " " .. q(other)))
+    local p = io.popen("sleep 60 >/dev/null 2>&1 & echo $!")
+    local bystander = tonumber(p:read("*l"))
+    p:close()
+    local ok, err = pcall(function()
+      assert.equal(0, (sh(q(script) .. " start --port 0 --dir " .. q(other))))
+      local other_pid = tonumber(read(other .. "/nginx.pid"):match("%d+"))
+      for _, pid in ipairs({ bystander, other_pid }) do
+        sys.write(mine .. "/nginx.pid", pid .. "\n")
+        local rc, out = sh(q(script) .. " stop --dir " .. q(mine))
+        assert.equal(0, rc)
+        assert.matches("not running", out)
+        assert.equal(3, (sh(q(script) .. " status --dir " .. q(mine))))
+        assert.is_false(gone(pid))
+      end
+      assert.equal(0, (sh(q(script) .. " status --dir " .. q(other))))
+      -- a start over the stale pid file works, and its stop stops only itself
+      sys.write(mine .. "/nginx.pid", other_pid .. "\n")
+      assert.equal(0, (sh(q(script) .. " start --port 0 --dir " .. q(mine))))
+      assert.equal(0, (sh(q(script) .. " stop --dir " .. q(mine))))
+      assert.same({}, nginx_procs(" -c " .. mine .. "/nginx.conf"))
+      assert.is_false(gone(other_pid))
+    end)
+    sh(q(script) .. " stop --dir " .. q(mine))
+    sh(q(script) .. " stop --dir " .. q(other))
+    sh("kill " .. bystander)
+    sys.rmdir(outer)
+    assert(ok, err)
+  end)
+
   it("refuses bad options", function()
     assert.equal(2, (sh(q(script) .. " start --bogus")))
     assert.are_not.equal(0, (sh(q(script) .. " start --port 99999 --dir /tmp/x-not-used")))
