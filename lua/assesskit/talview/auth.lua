@@ -329,6 +329,7 @@ function Auth:token(client, stale)
   local p = private[self]
   if self.grant == "access_token" then return p.token end
   if p.store then return store_token(self, client, p, stale) end
+  if not p.renewing and fresh_p(p, client.clock(), stale) then return p.token end
   local me = coroutine_running() or "main"
   if p.renewing then
     if p.renewing == me then
@@ -346,7 +347,6 @@ function Auth:token(client, stale)
     if fresh_p(p, client.clock(), stale) then return p.token end
     if p.last_error then return nil, p.last_error end
   end
-  if fresh_p(p, client.clock(), stale) then return p.token end
   p.renewing = me
   local ok, tok, err = pcall(renew, self, client, p)
   p.renewing = nil
