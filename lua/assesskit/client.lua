@@ -635,10 +635,10 @@ function Client:backoff(n)
   return d * (0.5 + 0.5 * self.random())
 end
 
-local function transport_error(self, req, message, kind, status)
+local function transport_error(self, req, message, kind)
   local k = KIND_MAP[kind] or "network"
   return self:error({
-    kind = k, message = message or k, status = status,
+    kind = k, message = message or k,
     retryable = RETRY_KIND[k] == true, method = req.method, url = req.url,
   })
 end

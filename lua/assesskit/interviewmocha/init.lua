@@ -637,5 +637,4 @@ function IM:close()
   self._clients.v2:close()
 end
 
-M._compile = function(cat) return binding:compile(cat) end
 return M

@@ -503,5 +503,4 @@ function TV:close()
   self._client:close()
 end
 
-M._compile = function(cat) return binding:compile(cat) end
 return M
