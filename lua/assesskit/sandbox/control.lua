@@ -10,7 +10,7 @@
 --    GET    /_sandbox/faults            the faults still armed
 --    DELETE /_sandbox/faults            disarm every fault
 --    GET    /_sandbox/config            the run-time settings (token_ttl, refresh_ttl, ...)
---    PUT    /_sandbox/config            change some (a JSON object name -> number)
+--    PUT    /_sandbox/config            change some (a JSON object name -> number; PATCH too)
 --    POST   /_sandbox/reset             state back to the seed, faults disarmed, settings back
 --                                       to their start values; ?all=1 also forgets tokens and
 --                                       clears the request log
@@ -29,7 +29,7 @@ local log = require("assesskit.sandbox.log")
 local faults = require("assesskit.sandbox.faults")
 local config = require("assesskit.sandbox.config")
 
-local type, ipairs, tonumber, require = type, ipairs, tonumber, require
+local ipairs, tonumber, require = ipairs, tonumber, require
 local string_match = string.match
 
 local M = {}
@@ -109,7 +109,7 @@ end
 routes["/_sandbox/config"] = function(req)
   if req.method == "GET" then
     return reply(req, 200, config.settings)
-  elseif req.method == "PUT" or req.method == "PATCH" or req.method == "POST" then
+  elseif req.method == "PUT" or req.method == "PATCH" then
     local v, err = body_json(req)
     if v == nil then return fail(req, 400, err) end
     local settings, serr = config.set(v)
@@ -168,7 +168,7 @@ function M.handle(req)
   local route = routes[path]
   if route then return route(req) end
   if string_match(path, "^/_sandbox/state/") then return state(req) end
-  if type(path) == "string" then return fail(req, 404, "no such control endpoint") end
+  return fail(req, 404, "no such control endpoint")
 end
 
 return M
