@@ -11,16 +11,16 @@
 -- * `slow_body`: the headers and half the body are sent, then `delay` seconds later the rest;
 -- * `truncate`: `Content-Length` promises the whole body, half of it is sent, then the
 --   connection is closed;
--- * `status`: an HTML error page with `status` (500, 502 or 503; default 503), and a
---   `Retry-After` header when `retry_after` is given;
+-- * `status`: an HTML error page with `status` (400-599, e.g. 500, 502 or 503; default 503),
+--   and a `Retry-After` header when `retry_after` is given;
 -- * `rate_limit`: 429 with `Retry-After: <retry_after>` (default 1) and an error body;
 -- * `malformed_json`: the normal answer, cut in the middle, sent as `application/json`;
 -- * `expire_token`: the bearer token of the request expires now, so the request (and every
 --   later one with that token) gets 401.
 --
--- `times` (default 1) is how many matching requests the fault hits; then it is gone, so
--- `{kind = "status", status = 503, times = 2}` is "two failures, then success". `times = -1`
--- never runs out. `method` and `path` narrow what matches: `path` is a prefix of the request
+-- `times` (a whole number, default 1) is how many matching requests the fault hits; then it
+-- is gone, so `{kind = "status", status = 503, times = 2}` is "two failures, then success".
+-- `times = -1` never runs out. `method` and `path` narrow what matches: `path` is a prefix of the request
 -- path, `path_pattern` a Lua pattern. Control requests (`/_sandbox/...`) never match.
 --
 -- The same faults can be asked per request with a header:

@@ -3,8 +3,15 @@
 --
 -- One base URL serves everything: Talview at the root (`/oauth2/token`, `/models/...`, ...),
 -- InterviewMocha under `/v2/...` and `/v3/...`, the sandbox's own control endpoints under
--- `/_sandbox/...` (see `assesskit.sandbox.control`). Start it with `bin/assesskit-sandbox`;
--- nginx.conf.in calls `init` (master, at configuration load), `init_worker` and `handle`.
+-- `/_sandbox/...`: health, demo credentials, the request log (`/_sandbox/requests`, secrets
+-- masked: `assesskit.sandbox.log`), faults, run-time settings, reset, tokens and the stored
+-- state (the list: `assesskit.sandbox.control`). Faults (reset connections, slow or cut
+-- bodies, 429, 5xx pages, malformed JSON, expiring tokens; N failures then success) are
+-- armed with `POST /_sandbox/faults` or asked per request with an `X-Sandbox-Fault` header
+-- (`assesskit.sandbox.faults`). lua/assesskit/sandbox/README.md has all of it in one page.
+--
+-- Start it with `bin/assesskit-sandbox`; nginx.conf.in calls `init` (master, at
+-- configuration load), `init_worker` and `handle`.
 -- @module assesskit.sandbox
 
 local ngx = ngx -- luacheck: read globals ngx
