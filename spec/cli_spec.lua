@@ -472,6 +472,21 @@ talview = {
       assert_no_secret(out)
     end)
 
+    it("knows every configured secret: the values config shows as ***", function()
+      local config = require("assesskit.cli.config")
+      local env = password_env()
+      env.HOME = tmp_dir .. "/home"
+      local cfg = assert(config.load({ getenv = function(name) return env[name] end }))
+      local secrets = config.secrets(cfg)
+      table.sort(secrets)
+      local expect = { creds.password.client_secret, creds.password.password, creds.interviewmocha.api_key }
+      table.sort(expect)
+      assert.same(expect, secrets)
+      for _, line in ipairs(config.describe(cfg)) do
+        for _, s in ipairs(secrets) do assert.is_nil(line:find(s, 1, true), line) end
+      end
+    end)
+
     it("never prints a credential in an error: rejected password, bad key", function()
       local env = password_env()
       env.ASSESSKIT_PASSWORD = "wrong-password-123"

@@ -345,6 +345,27 @@ function M.load(opts)
   return cfg
 end
 
+--- Every secret value of a configuration (client secret, password, passphrase, token, API
+-- key, private key), for redacting from anything printed.
+-- @tparam table cfg from `load`
+-- @treturn table array of strings
+function M.secrets(cfg)
+  if type(cfg) ~= "table" then error("config.secrets: cfg must be a table", 2) end
+  local out = {}
+  local function add(t)
+    for k, v in pairs(t or {}) do
+      if type(v) == "table" then
+        add(v)
+      elseif SECRET_KEYS[k] and type(v) == "string" then
+        out[#out + 1] = v
+      end
+    end
+  end
+  add(cfg.talview)
+  add(cfg.interviewmocha)
+  return out
+end
+
 --- A printable description of a configuration: every value, secrets as `***`.
 -- @tparam table cfg from `load`
 -- @treturn table array of lines

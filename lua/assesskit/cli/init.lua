@@ -104,27 +104,11 @@ function Ctx:out(s)
   self.sys.stdout:write(s)
 end
 
--- Every secret value of the configuration (to keep out of any message, whatever its origin).
-function Ctx:secrets()
-  local out = {}
-  local cfg = self._cfg
-  if not cfg then return out end
-  local function add(t)
-    for _, k in ipairs({ "client_secret", "password", "passphrase", "access_token", "api_key",
-      "private_key" }) do
-      if type(t[k]) == "string" then out[#out + 1] = t[k] end
-    end
-  end
-  add(cfg.talview or {})
-  add(cfg.talview and cfg.talview.auth or {})
-  add(cfg.interviewmocha or {})
-  return out
-end
-
--- One line on standard error, prefixed, with any configured secret redacted.
+-- One line on standard error, prefixed, with any configured secret redacted (whatever the
+-- message's origin).
 function Ctx:err_line(s)
   local line = string_gsub(tostring(s), "[\r\n]+", " ")
-  line = require("assesskit.errors").redact(line, self:secrets())
+  if self._cfg then line = require("assesskit.errors").redact(line, config.secrets(self._cfg)) end
   self.sys.stderr:write("assesskit: ", line, "\n")
 end
 
