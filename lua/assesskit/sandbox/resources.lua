@@ -223,7 +223,6 @@ local function relink(links, old_id, new_id)
   end
   return walk(links)
 end
-M.relink = relink
 
 --- Now, in the seed's timestamp format ("2019-03-12 06:48:16+00").
 -- @treturn string
@@ -251,7 +250,6 @@ local function blank(v)
   if type(v) == "table" and next(v) == nil then return true end
   return false
 end
-M.blank = blank
 
 --- Check required parameters and simple formats.
 -- @tparam table ep catalogue endpoint
@@ -321,9 +319,6 @@ end
 local function matches_filter(rec, key, want)
   local have = rec[key]
   if type(want) == "table" then
-    for _, w in ipairs(want) do
-      if same(have, w) then return true end
-    end
     for _, w in pairs(want) do
       if same(have, w) then return true end
     end
@@ -409,7 +404,6 @@ local function snake(name)
   s = string_gsub(s, "(%u)(%u%l)", "%1_%2")
   return string_lower(s)
 end
-M.snake = snake
 
 local function singular(name)
   if string_sub(name, -3) == "ies" then return string_sub(name, 1, -4) .. "y" end
