@@ -74,7 +74,8 @@ Parameters:
 Options:
   --all              walk every page of a list endpoint and print one JSON object a line;
                      a progress bar goes to standard error when it is a terminal
-  --save FILE        write a non-JSON answer (an image) to FILE
+  --save FILE        write the answer's body as it came (an image, say) to FILE; an error
+                     answer leaves FILE as it was
 ]] .. COMMON .. [[
 
 `assesskit talview NAME --help` describes one endpoint and its parameters.

@@ -19,10 +19,12 @@
 -- strings other than `.` and `..`, without `/` or `\` (a validation error otherwise, sent
 -- nowhere); they are percent-encoded. For GET and DELETE `params` is the query; for
 -- POST, PUT and PATCH it is the JSON body, except the parameters the catalogue documents as
--- query parameters, `expand` and `suppress_error_code`, which go in the query. `expand` may be
--- a Lua array (sent as a comma list); other arrays are sent `name[0]=a&name[1]=b`.
+-- query parameters, `expand`, `fields` and `suppress_error_code`, which go in the query.
+-- `expand` may be a Lua array (sent as a comma list); other arrays are sent
+-- `name[0]=a&name[1]=b`.
 -- `opts`: `query` (extra query parameters), `headers`, `retry` (true: retry this POST too),
--- `max_retries`, `timeout`, `output` (stream the body to a file).
+-- `max_retries`, `timeout`, `connect_timeout`, `output` (stream the body to a file),
+-- `on_progress`, and `filename` and `content_type` for multipart uploads.
 --
 -- **Results.** `value, nil, response` (the usual `local v, err = ...` idiom holds): the
 -- decoded JSON (`talview.null` for JSON null), `true` for 204, the body string for non-JSON
