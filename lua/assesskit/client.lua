@@ -837,17 +837,20 @@ end
 -- @tparam[opt] table opts.query query parameters (see `encode_query`)
 -- @param[opt] opts.body a table (sent as JSON) or a string (sent as is, with
 --   `opts.content_type`)
+-- @tparam[opt="application/octet-stream"] string opts.content_type of a string body
 -- @tparam[opt] table opts.form a table sent as `application/x-www-form-urlencoded`
 -- @tparam[opt] table opts.multipart parts, as for the transport
 -- @tparam[opt] table opts.headers extra request headers
 -- @tparam[opt] boolean opts.retry true: retry this POST/PATCH too; false: never retry
 -- @tparam[opt] number opts.max_retries for this call
 -- @tparam[opt] number opts.timeout for this call
+-- @tparam[opt] number opts.connect_timeout for this call
 -- @tparam[opt] boolean opts.auth false: send no credentials
 -- @tparam[opt] string opts.expect `"raw"`: return the body string even when it is JSON
 -- @tparam[opt] boolean opts.paged compute `response.paging`
 -- @tparam[opt] string opts.output stream the body to this file (the value is its size)
--- @return the value and the response, or nil and an error
+-- @tparam[opt] function opts.on_progress `function(received, total)`, as for the transport
+-- @return the value, nil and the response; or nil and the error
 -- @raise when `method` or `path` is not a string, or the body cannot be encoded
 function Client:request(method, path, opts)
   if type(method) ~= "string" then error("request: method must be a string", 2) end
