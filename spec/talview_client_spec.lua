@@ -136,6 +136,17 @@ describe("talview client #luajit", function()
       assert.equal("function", type(tv.user.me.get))
     end)
 
+    it("names the methods and sub-resources of a resource object, or of the client", function()
+      local names = talview.names(tv.models.candidate)
+      for _, m in ipairs({ "create", "delete", "each", "get", "list", "pages", "update" }) do
+        assert.truthy(table.concat(names, " "):find("%f[%w_]" .. m .. "%f[^%w_]"), m)
+      end
+      assert.same({ "actions", "admin", "attend", "helpers", "mobile", "models", "spreadsheet", "user" },
+        talview.names(tv))
+      assert.has_error(function() talview.names(nil) end, "talview.names: not a Talview resource object")
+      assert.has_error(function() talview.names({}) end, "talview.names: not a Talview resource object")
+    end)
+
     it("calls an endpoint by name, filling placeholders from params and querying the rest", function()
       -- what matters here is the request the sandbox received (the record may not exist)
       tv:call("admin.category.get", { oid = 2, id = 3, expand = { "items" } })

@@ -334,7 +334,8 @@ local binding = endpoints.binding({
 -- @tparam table obj a resource object (`tv.models.candidate`) or the client
 -- @treturn table sorted array of names
 function M.names(obj)
-  local node = rawget(obj, "_node") or (rawget(obj, "_compiled") and rawget(obj, "_compiled").tree)
+  local node = type(obj) == "table"
+    and (rawget(obj, "_node") or (rawget(obj, "_compiled") and rawget(obj, "_compiled").tree))
   if not node then error("talview.names: not a Talview resource object", 2) end
   local out = {}
   for k in pairs(node.methods) do out[#out + 1] = k end
