@@ -150,6 +150,29 @@ describe("sandbox robustness", function()
     assert.same({}, lua_errors(sb))
   end)
 
+  it("keeps its request log and records readable after deeply nested input", function()
+    sb:clear_requests()
+    -- a query nested past PHP's 64 levels (dropped), one just under, and a deep JSON body
+    sb:request("GET", "/models/candidate?deep" .. string.rep("%5Bx%5D", 80) .. "=1&ok"
+      .. string.rep("%5Bx%5D", 60) .. "=1", { token = sb.tok })
+    local deep = string.rep("[", 150) .. string.rep("]", 150)
+    local c = sb.credentials.password
+    local r = sb:request("POST", "/oauth2/token", { headers = json, body = '{"grant_type": "password", "client_id": "'
+      .. c.client_id .. '", "client_secret": "' .. c.client_secret .. '", "nested": ' .. deep .. "}" })
+    assert.equal(400, r.status)
+    r = sb:request("POST", "/models/candidate", { token = sb.tok, headers = json,
+      body = '{"email": "deep@example.test", "first_name": ' .. deep .. "}" })
+    assert.equal(201, r.status)
+    assert.equal(200, sb:request("GET", "/models/candidate/" .. r.json.id, { token = sb.tok }).status)
+    assert.equal("deep@example.test", sb:state("candidate", r.json.id).email)
+    local log = sb:requests()
+    assert.equal(4, #log)
+    assert.is_nil(log[1].args.deep)
+    assert.is_table(log[1].args.ok)
+    assert.falsy(sb:request("GET", "/_sandbox/requests").body:find(c.client_secret, 1, true))
+    assert.same({}, lua_errors(sb))
+  end)
+
   it("parses a large form body with appended array items in linear time", function()
     -- `a[]=` appends; finding the next index by scanning the array each time was quadratic,
     -- and 180 kB of it held the single worker for tens of seconds

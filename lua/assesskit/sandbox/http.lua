@@ -50,9 +50,12 @@ local function arrayify(t)
   return arr
 end
 
+-- PHP's max_input_nesting_level: a deeper variable is left out.
+local MAX_NESTING = 64
+
 --- Parse a query string or form body the PHP way: `ids[0]=1&ids[1]=2` and `ids[]=1&ids[]=2`
 -- give `{ ids = {"1", "2"} }`, `a[b]=c` gives `{ a = { b = "c" } }`, a repeated plain name keeps
--- the last value.
+-- the last value, a name nested 64 levels or more is left out (PHP's default limit).
 -- @tparam string qs the query string (no leading `?`)
 -- @treturn table name -> string or table
 function M.parse_query(qs)
@@ -75,7 +78,7 @@ function M.parse_query(qs)
         for p in string_gmatch(rest, "%[([^%]]*)%]") do parts[#parts + 1] = p end
         if #parts == 0 then
           out[k] = v
-        else
+        elseif #parts < MAX_NESTING then -- deeper: dropped, as PHP does
           if type(out[base]) ~= "table" then out[base] = {} end
           local t = out[base]
           for i, p in ipairs(parts) do

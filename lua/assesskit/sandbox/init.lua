@@ -154,9 +154,7 @@ local function apply_fault(req, f)
   end
 end
 
---- Serve one request (nginx worker, `content_by_lua`).
-function M.handle()
-  local req = http.read_request()
+local function serve(req)
   if string_sub(req.path, 1, 10) == "/_sandbox/" or req.path == "/_sandbox" then
     return require("assesskit.sandbox.control").handle(req)
   end
@@ -166,7 +164,15 @@ function M.handle()
     return http.error(req, 400, "bad X-Sandbox-Fault header: " .. ferr)
   end
   if f then apply_fault(req, f) end
-  local ok, err = pcall(dispatch, req)
+  return dispatch(req)
+end
+
+--- Serve one request (nginx worker, `content_by_lua`).
+function M.handle()
+  local req = http.read_request()
+  -- all of it protected, control requests, the request log and faults too: a Lua error is
+  -- logged and answered with the API's 500, never nginx's bare one and a trace
+  local ok, err = pcall(serve, req)
   if not ok then
     ngx.log(ngx.ERR, "sandbox: ", tostring(err))
     req.output_fault = nil

@@ -156,7 +156,9 @@ end
 local encode_value
 
 local function encode_table(t, depth, buf)
-  if depth > 64 then error("json: nesting too deep", 0) end
+  -- deeper than anything the decoder (200) and the query parser (64) let in, with records
+  -- expanded into records on top: the limit only stops a table that contains itself
+  if depth > 2000 then error("json: nesting too deep", 0) end
   local mt = getmetatable(t)
   local seq, n = is_sequence(t)
   if mt == ARRAY or (seq and mt == nil) then
