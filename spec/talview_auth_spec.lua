@@ -19,6 +19,44 @@ local function grant_of(entry)
   return entry.body:match("grant_type=([^&]*)")
 end
 
+describe("talview auth against a token endpoint that answers oddly #luajit", function()
+  local nginx = require("support.nginx")
+  local talview = require("assesskit.talview")
+  local srv
+
+  setup(function()
+    srv = nginx.start({ locations = [[
+      location = /none { default_type application/json; return 200 '{"token_type":"Bearer"}'; }
+      location = /html { default_type text/html; return 200 '<html>sign in</html>'; }
+      location = /crlf {
+        default_type application/json;
+        return 200 '{"access_token":"tok-abc\r\nX-Injected: 1","expires_in":3600}';
+      }
+      location / { return 500; }
+    ]] })
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  it("returns an auth error, never raises, and sends no API request", function()
+    for _, case in ipairs({ { "/none", "returned no access_token" }, { "/html", "returned no access_token" },
+      { "/crlf", "returned an access_token with control characters" } }) do
+      local tv = talview.new({ base_url = srv:url(""), token_url = srv:url(case[1]), max_retries = 0,
+        auth = { grant = "password", client_id = "c", client_secret = "s3cret-1", username = "u",
+          password = "passw0rd-1" } })
+      local v, err = tv.models.candidate:get(1)
+      assert.is_nil(v)
+      assert.equal("auth", err.kind)
+      assert.matches(case[2], err.message, 1, true)
+      assert.is_nil(tostring(err):find("passw0rd-1", 1, true))
+      tv:close()
+    end
+    for _, e in ipairs(srv:log()) do assert.is_nil(e.uri:find("/models/", 1, true), e.uri) end
+  end)
+end)
+
 describe("talview auth #luajit", function()
   local sb = sandbox.fixture({ tls = true, reset = true, clear = true })
   local creds

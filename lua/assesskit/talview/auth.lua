@@ -252,6 +252,10 @@ local function request_token(self, client, p, kind)
     return nil, auth_error(client, { status = res.status, method = "POST", url = res.url,
       message = what .. " returned no access_token" })
   end
+  if string_find(value.access_token, "%c") then -- it could not go in an Authorization header
+    return nil, auth_error(client, { status = res.status, method = "POST", url = res.url,
+      message = what .. " returned an access_token with control characters" })
+  end
   local expires_in = tonumber(value.expires_in) or 3600
   p.token = value.access_token
   p.expires_at = started + expires_in
