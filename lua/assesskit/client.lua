@@ -71,7 +71,7 @@ local MASKED_HEADERS = {
 local MASK = "***"
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- Small helpers
 
 -- The function `ngx[ngx_name]` inside nginx, else LuaSocket's `socket_name`, else nil.
@@ -390,7 +390,7 @@ local function looks_json(body)
   return c == "{" or c == "["
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- Construction
 
 local function check(opts, name, want)
@@ -620,7 +620,7 @@ function Client:same_origin(url)
   return c == "" or c == "/" or c == "?" or c == "#"
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- Sending
 
 local function call_hook(hook, info)
@@ -750,7 +750,7 @@ function Client:send(req)
   end
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- Requests with JSON in and out
 
 local function http_error(self, res, value)
@@ -900,7 +900,7 @@ function Client:request(method, path, opts)
   return self:result(res, opts)
 end
 
----------------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------------
 -- Paging
 
 local function copy(t)
