@@ -4,7 +4,7 @@
 -- client machinery (`assesskit.client`: transport, hooks, retries, JSON, the error object of
 -- `assesskit.errors`), like the Talview client. The user guide is docs/interviewmocha.md.
 --
--- **Resources.** `im.tests:links(test_id [, opts])` (v2) and
+-- **Resources.** `im.tests:links(test_id [, params [, opts]])` (v2) and
 -- `im.reports:get(test_invitation_id [, params [, opts]])` (v3) are built from the
 -- catalogue; `im.reports:download_pdf(report_or_id, path [, opts])` is written by hand.
 -- `im:endpoints()` lists the catalogue, `im:call(name, params [, opts])` calls an endpoint by
