@@ -32,7 +32,7 @@ M.FAILED = 1
 --- Exit status: a usage or configuration error.
 M.USAGE = 2
 
-local VERSION = "scm"
+local VERSION = require("assesskit.client")._VERSION -- one version for the rock
 
 -- A usage error travels as a table raised with error(); anything else raised is a bug.
 local Usage = {}
