@@ -102,6 +102,14 @@ describe("assesskit.ngx.transport #ngx", function()
           hugeheaders = "HTTP/1.1 200 OK\r\n"
             .. string.rep("X-Many: " .. string.rep("h", 1000) .. "\r\n", 400) .. "\r\n",
           twolengths = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+          -- hostile header blocks: long whitespace runs, a lone CR, many folded lines
+          spaces = "HTTP/1.1 200 OK\r\nX-Spaces: a" .. string.rep(" ", 90 * 1024)
+            .. "b\r\nContent-Length: 2\r\n\r\nok",
+          lonecr = "HTTP/1.1 200 OK\r\nX-Cr: " .. string.rep("c", 250 * 1024) .. "\rd\r\n\r\n",
+          foldspaces = "HTTP/1.1 200 OK\r\nX-Fold: a\r\n b" .. string.rep(" ", 250 * 1024)
+            .. "c\r\n\r\n",
+          manyfolds = "HTTP/1.1 200 OK\r\nX-Fold: a\r\n" .. string.rep(" b\r\n", 50000)
+            .. "Content-Length: 2\r\n\r\nok",
           empty = "",
         }
         local case = ngx.var.uri:match("^/raw/(.*)$")
@@ -480,6 +488,19 @@ describe("assesskit.ngx.transport #ngx", function()
       assert.are.equal(50 * 1024, #ok.headers["x-big"])
     end)
 
+    it("parses hostile header blocks without stalling the worker", function()
+      -- The pattern-based parser this replaced spent seconds (a 90 KiB run of spaces) to
+      -- minutes (the other three) of CPU on these, blocking the worker past any timeout;
+      -- srv:http gives up after 60 s.
+      local r = run1({ url = plain("/raw/spaces"), timeout = 5 })
+      assert.are.equal("a" .. string.rep(" ", 90 * 1024) .. "b", r.headers["x-spaces"])
+      local folds = run1({ url = plain("/raw/manyfolds"), timeout = 5 })
+      assert.are.equal("a" .. string.rep(" b", 50000), folds.headers["x-fold"])
+      for _, case in ipairs({ "lonecr", "foldspaces" }) do -- lines over 100 KiB, as libcurl
+        assert.are.equal("network", run1({ url = plain("/raw/" .. case), timeout = 5 }).kind, case)
+      end
+    end)
+
     it("enforces max_response_size for Content-Length, chunked and close-delimited bodies", function()
       local opts = { max_response_size = 1000 }
       assert.are.equal("too_large", run1({ url = plain("/big?n=5000&mode=length") }, opts).kind)
@@ -619,6 +640,9 @@ describe("assesskit.ngx.transport #ngx", function()
       { "a 50 KiB header", { url = "/raw/bigheader" } },
       { "a header line over 100 KiB", { url = "/raw/longline" } },
       { "headers over 300 KiB", { url = "/raw/hugeheaders" } },
+      { "a header with a long run of inner spaces", { url = "/raw/spaces" } },
+      { "a header line over 100 KiB with a lone CR", { url = "/raw/lonecr" } },
+      { "a folded header line over 100 KiB", { url = "/raw/foldspaces" } },
       { "an error status", { url = "/status" } },
       { "a HEAD request", { method = "HEAD", url = "/head" } },
       { "a truncated body", { url = "/raw/truncated" } },

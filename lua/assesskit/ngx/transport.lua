@@ -553,17 +553,25 @@ function Transfer:read_until(pattern, max, what)
   end
 end
 
+-- `s` from `init` on, without the whitespace around it. Linear in #s, unlike a
+-- "^%s*(.-)%s*$" match, which backtracks quadratically over a long run of inner whitespace
+-- (seconds of CPU for a 100 KiB header line a peer sends, blocking the whole worker).
+local function trim(s, init)
+  local from = str_find(s, "%S", init)
+  if not from then
+    return ""
+  end
+  return str_match(s, "^.*%S", from)
+end
+
 -- Adds one "Name: value" line to headers (lower-cased name; repeated -> array); returns the
--- name, or nil when the line is malformed or longer than libcurl accepts.
+-- name, or nil when the line is malformed.
 local function add_header(headers, line)
-  if #line > MAX_HEADER_LINE then
+  local _, colon = str_find(line, "^[^:%s]+:")
+  if not colon then
     return nil
   end
-  local name, value = str_match(line, "^([^:%s]+):%s*(.-)%s*$")
-  if not name then
-    return nil
-  end
-  name = str_lower(name)
+  local name, value = str_lower(str_sub(line, 1, colon - 1)), trim(line, colon + 1)
   local old = headers[name]
   if old == nil then
     headers[name] = value
@@ -575,32 +583,70 @@ local function add_header(headers, line)
   return name
 end
 
--- Parses one header block; returns status, version, headers (or nil after fail()).
-local function parse_head(t, block)
-  local status_line, rest = str_match(block, "^([^\r\n]*)\r?\n?(.*)$")
-  local major, minor, status = str_match(status_line, "^HTTP/(%d)%.(%d) (%d%d%d)")
-  if not major then
-    return t:fail("malformed response status line", "network")
+-- Replaces the newest value of header `name` (a string, or the last of an array).
+local function set_newest(headers, name, value)
+  local old = headers[name]
+  if type(old) == "table" then
+    old[#old] = value
+  else
+    headers[name] = value
   end
-  local headers, last = {}, nil
-  for line in (rest .. "\r\n"):gmatch("([^\r\n]*)\r?\n") do
-    if line ~= "" then
-      local c = str_byte(line, 1)
-      if (c == 32 or c == 9) and last then -- obsolete line folding
-        local v = headers[last]
-        local cont = str_match(line, "^%s*(.-)%s*$")
-        if type(v) == "table" then
-          v[#v] = v[#v] .. " " .. cont
-        else
-          headers[last] = v .. " " .. cont
+end
+
+-- Parses one header block (the status line and header lines, without the empty line ending
+-- them); returns status, version, headers (or nil after fail()). Lines end at LF, a CR before
+-- it dropped (a lone CR stays in its line, as libcurl keeps it). An obsolete folded line
+-- continues the previous header's value after one space (RFC 9112 section 5.2), as in the
+-- core. The block is what the peer sent: the work stays linear in its size.
+local function parse_head(t, block)
+  local status, major, minor
+  local headers, last, folded = {}, nil, nil
+  local pos, len = 1, #block
+  while pos <= len do
+    local eol = str_find(block, "\n", pos, true) or len + 1
+    local stop = eol - 1
+    if stop >= pos and str_byte(block, stop) == 13 then
+      stop = stop - 1
+    end
+    if stop - pos + 1 > MAX_HEADER_LINE then
+      return t:fail("response header line longer than 100 KiB", "network")
+    end
+    local line = str_sub(block, pos, stop)
+    pos = eol + 1
+    local c = str_byte(line, 1)
+    if not status then
+      major, minor, status = str_match(line, "^HTTP/(%d)%.(%d) (%d%d%d)")
+      if not major then
+        return t:fail("malformed response status line", "network")
+      end
+    elseif (c == 32 or c == 9) and last then
+      local cont = trim(line, 1)
+      if cont ~= "" then
+        if not folded then
+          local v = headers[last]
+          v = type(v) == "table" and v[#v] or v
+          folded = v ~= "" and { v } or {}
         end
-      else
+        folded[#folded + 1] = cont
+      end
+    else
+      if folded then
+        set_newest(headers, last, tbl_concat(folded, " "))
+        folded = nil
+      end
+      if line ~= "" then
         last = add_header(headers, line)
         if not last then
           return t:fail("malformed response header line", "network")
         end
       end
     end
+  end
+  if not status then
+    return t:fail("malformed response status line", "network")
+  end
+  if folded then
+    set_newest(headers, last, tbl_concat(folded, " "))
   end
   return tonumber(status), tonumber(major) * 10 + tonumber(minor), headers
 end
