@@ -533,6 +533,26 @@ static void push_headers(lua_State *L, ak_session *s)
         v++;
       while (vend > v && (vend[-1] == '\r' || vend[-1] == ' ' || vend[-1] == '\t'))
         vend--;
+      /* Obsolete line folding (RFC 9112 section 5.2): libcurl hands each continuation line
+       * over on its own; it continues this value after one space. Moved down in place, so the
+       * work stays linear in the size of the block. */
+      while (end - eol > 1 && (eol[1] == ' ' || eol[1] == '\t')) {
+        char *c = eol + 1, *cend;
+        eol = memchr(c, '\n', (size_t)(end - c));
+        if (eol == NULL)
+          eol = end;
+        cend = eol;
+        while (c < cend && (*c == ' ' || *c == '\t'))
+          c++;
+        while (cend > c && (cend[-1] == '\r' || cend[-1] == ' ' || cend[-1] == '\t'))
+          cend--;
+        if (cend > c) {
+          if (vend > v)
+            *vend++ = ' ';
+          memmove(vend, c, (size_t)(cend - c));
+          vend += cend - c;
+        }
+      }
       lua_pushlstring(L, p, (size_t)(name_end - p));
       lua_pushvalue(L, -1);
       lua_rawget(L, -3);
@@ -646,7 +666,8 @@ static int session_new(lua_State *L)
  *   (seconds), `output` (path: stream the body there), `on_progress`
  *   (function(received, total)); total is nil while unknown
  * @treturn[1] integer status
- * @treturn[1] table headers (lower-case names; a repeated header is an array)
+ * @treturn[1] table headers (lower-case names; a repeated header is an array; folded lines
+ *   joined with a space)
  * @treturn[1] string|integer body, or the number of bytes written to `output`
  * @treturn[2] nil
  * @treturn[2] string message

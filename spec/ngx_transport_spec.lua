@@ -640,6 +640,8 @@ describe("assesskit.ngx.transport #ngx", function()
       { "a 50 KiB header", { url = "/raw/bigheader" } },
       { "a header line over 100 KiB", { url = "/raw/longline" } },
       { "headers over 300 KiB", { url = "/raw/hugeheaders" } },
+      { "an obsolete folded header", { url = "/raw/fold" } },
+      { "a header folded over 50000 lines", { url = "/raw/manyfolds" } },
       { "a header with a long run of inner spaces", { url = "/raw/spaces" } },
       { "a header line over 100 KiB with a lone CR", { url = "/raw/lonecr" } },
       { "a folded header line over 100 KiB", { url = "/raw/foldspaces" } },
