@@ -538,6 +538,16 @@ describe("assesskit.ngx.transport #ngx", function()
       assert.are.equal(string.rep("a", 1000), data:sub(1, 1000))
     end)
 
+    it("does not cap a body streamed to output, as the core", function()
+      local path = srv.dir .. "/big.bin"
+      for _, path_query in ipairs({ "/big?n=5000&mode=length", "/big?n=5000" }) do
+        local r = run1({ url = plain(path_query), output = path }, { max_response_size = 1000 })
+        assert.are.equal(200, r.status, path_query)
+        assert.are.equal(5000, r.body)
+        assert.are.equal(string.rep("z", 5000), sys.read(path))
+      end
+    end)
+
     it("returns io when the output file cannot be written", function()
       local r = run1({ url = plain("/length"), output = srv.dir .. "/no/such/dir/out.bin" })
       assert.are.equal("io", r.kind)

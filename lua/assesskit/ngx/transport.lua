@@ -23,6 +23,7 @@ local io_open = io.open
 local io_type = io.type
 local math_ceil = math.ceil
 local math_floor = math.floor
+local math_huge = math.huge
 local math_min = math.min
 local pcall = pcall
 local error = error
@@ -110,7 +111,7 @@ local function now()
 end
 
 --- Creates a transport.
--- Options mirror `core.session`: `max_response_size` (bytes, default 64 MiB), `allow_http`
+-- Options mirror `core.session`: `max_response_size` (bytes held in memory, default 64 MiB), `allow_http`
 -- (default false: plain `http://` only to loopback hosts), `user_agent`. Specific to nginx:
 -- `pool_size` (keep-alive connections per host, default 30) and `keepalive_timeout`
 -- (milliseconds an idle pooled connection is kept, default 60000). The CA store is nginx's
@@ -1095,7 +1096,8 @@ function M:request(req)
   while true do
     attempts = attempts + 1
     local t = setmetatable({
-      deadline = deadline, connect_ms = connect_ms, max = self.max_response_size,
+      -- as the core: max_response_size caps a body held in memory, not one streamed to a file
+      deadline = deadline, connect_ms = connect_ms, max = out and math_huge or self.max_response_size,
       on_progress = req.on_progress, buf = "", out = out,
     }, Transfer)
     local status, headers, rbody
