@@ -680,7 +680,7 @@ static int session_request(lua_State *L)
   ak_session *s = session_check(L);
   const char *url, *method = "GET";
   char *scheme = NULL, *host = NULL;
-  size_t mlen = 3, blen = 0;
+  size_t ulen, mlen = 3, blen = 0;
   int has_body, has_multipart, insecure = 0, top;
   CURLUcode uc;
   CURLcode rc;
@@ -696,7 +696,9 @@ static int session_request(lua_State *L)
   lua_getfield(L, 2, "url");                                   /* 3 */
   if (lua_type(L, 3) != LUA_TSTRING)
     return ak_fielderror(L, 2, "url", "string", 3);
-  url = lua_tostring(L, 3);
+  url = lua_tolstring(L, 3, &ulen);
+  if (strlen(url) != ulen)  /* libcurl would read the URL only up to the NUL */
+    return luaL_error(L, "bad argument #2 (field 'url' contains a NUL byte)");
   s->url = curl_url();
   if (s->url == NULL)
     return luaL_error(L, "out of memory");
@@ -797,9 +799,12 @@ static int session_request(lua_State *L)
   lua_getfield(L, 2, "output");                                /* 10 */
   if (!lua_isnil(L, 10)) {
     const char *path;
+    size_t plen;
     if (lua_type(L, 10) != LUA_TSTRING)
       return ak_fielderror(L, 2, "output", "string", 10);
-    path = lua_tostring(L, 10);
+    path = lua_tolstring(L, 10, &plen);
+    if (strlen(path) != plen)  /* fopen would write to the path cut short at the NUL */
+      return luaL_error(L, "bad argument #2 (field 'output' contains a NUL byte)");
     s->out = fopen(path, "wb");
     if (s->out == NULL) {
       lua_pushfstring(L, "cannot open output '%s': %s", path, strerror(errno));

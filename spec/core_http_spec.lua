@@ -385,6 +385,17 @@ describe("assesskit.core session #luajit", function()
       s:close()
     end)
 
+    it("raises on a NUL byte in url or output instead of cutting the string short", function()
+      local s = core.session()
+      local victim = tmp .. "/victim"
+      assert.has_error(function() s:request { url = srv:url("/json") .. "\0.example.com/" } end,
+        "bad argument #2 (field 'url' contains a NUL byte)")
+      assert.has_error(function() s:request { url = srv:url("/json"), output = victim .. "\0.part" } end,
+        "bad argument #2 (field 'output' contains a NUL byte)")
+      assert.is_nil(io.open(victim), "a file was written at the path cut short")
+      s:close()
+    end)
+
     it("fails with kind io when the output cannot be written", function()
       local full = io.open("/dev/full", "wb")
       if not full then return pending("no /dev/full") end

@@ -724,6 +724,13 @@ describe("assesskit.ngx.transport #ngx", function()
       assert.matches("mutually exclusive", rs[2].raised, 1, true)
     end)
 
+    it("raises on a NUL byte in the output path instead of writing to the path cut short", function()
+      local victim = srv.dir .. "/victim"
+      local r = run1({ url = plain("/length"), output = victim .. "\0.part" })
+      assert.matches("req.output", r.raised, 1, true)
+      assert.is_nil(io.open(victim), "a file was written at the path cut short")
+    end)
+
     it("refuses outside nginx", function()
       local T = require(T_REQ)
       assert.is_false((T.available()))

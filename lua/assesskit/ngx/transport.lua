@@ -1027,8 +1027,9 @@ function M:request(req)
   if req.body ~= nil and req.multipart ~= nil then
     error("assesskit.ngx.transport: req.body and req.multipart are mutually exclusive", 2)
   end
-  if req.output ~= nil and type(req.output) ~= "string" then
-    error("assesskit.ngx.transport: req.output must be a file path", 2)
+  if req.output ~= nil and (type(req.output) ~= "string" or str_find(req.output, "%z")) then
+    -- (io.open would write to the path cut short at a NUL)
+    error("assesskit.ngx.transport: req.output must be a file path (a string without NUL)", 2)
   end
   if req.on_progress ~= nil and type(req.on_progress) ~= "function" then
     error("assesskit.ngx.transport: req.on_progress must be a function", 2)
