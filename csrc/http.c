@@ -656,6 +656,50 @@ static int session_new(lua_State *L)
   return 1;
 }
 
+/* Pushes the outcome of a performed transfer: status, headers, body or nil, message, kind. */
+static int push_result(lua_State *L, ak_session *s, CURLcode rc, long status)
+{
+  if (s->cb_failed) {
+    lua_pushnil(L);
+    if (lua_type(L, s->error_idx) == LUA_TSTRING || lua_type(L, s->error_idx) == LUA_TNUMBER)
+      lua_pushvalue(L, s->error_idx);
+    else
+      lua_pushfstring(L, "on_progress raised a %s value", luaL_typename(L, s->error_idx));
+    lua_pushliteral(L, "aborted");
+    return 3;
+  }
+  if (s->write_failed) {
+    lua_pushfstring(L, "cannot write output: %s", strerror(s->write_errno));
+    return result_fail(L, lua_tostring(L, -1), "io");
+  }
+  if (s->too_large) {
+    char msg[160];
+    if (s->announced)
+      snprintf(msg, sizeof msg, "response body of %llu bytes announced, over "
+               "max_response_size (%llu bytes)", s->announced,
+               (unsigned long long)s->max_response);
+    else
+      snprintf(msg, sizeof msg, "response body larger than max_response_size (%llu bytes)",
+               (unsigned long long)s->max_response);
+    return result_fail(L, msg, "too_large");
+  }
+  if (s->head_too_large)
+    return result_fail(L, "response headers larger than 1 MiB", "too_large");
+  if (s->out_of_memory)
+    return result_fail(L, "out of memory while receiving the response", "too_large");
+  if (rc != CURLE_OK)
+    return result_fail(L, s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc),
+                       error_kind(rc));
+
+  lua_pushinteger(L, (lua_Integer)status);
+  push_headers(L, s);
+  if (s->buffering)
+    lua_pushlstring(L, s->body.len ? s->body.data : "", s->body.len);
+  else
+    lua_pushinteger(L, (lua_Integer)s->written);
+  return 3;
+}
+
 /***
  * Perform one HTTP request on the session's connection.
  * @function session:request
@@ -681,7 +725,7 @@ static int session_request(lua_State *L)
   const char *url, *method = "GET";
   char *scheme = NULL, *host = NULL;
   size_t ulen, mlen = 3, blen = 0;
-  int has_body, has_multipart, insecure = 0, top;
+  int has_body, has_multipart, insecure = 0, top, nret;
   CURLUcode uc;
   CURLcode rc;
   long status = 0, connects = 0, ms;
@@ -835,46 +879,11 @@ static int session_request(lua_State *L)
     s->out = NULL;
   }
 
-  if (s->cb_failed) {
-    lua_pushnil(L);
-    if (lua_type(L, 9) == LUA_TSTRING || lua_type(L, 9) == LUA_TNUMBER)
-      lua_pushvalue(L, 9);
-    else
-      lua_pushfstring(L, "on_progress raised a %s value", luaL_typename(L, 9));
-    lua_pushliteral(L, "aborted");
-    return 3;
-  }
-  if (s->write_failed) {
-    lua_pushfstring(L, "cannot write output: %s", strerror(s->write_errno));
-    return result_fail(L, lua_tostring(L, -1), "io");
-  }
-  if (s->too_large) {
-    char msg[160];
-    if (s->announced)
-      snprintf(msg, sizeof msg, "response body of %llu bytes announced, over "
-               "max_response_size (%llu bytes)", s->announced,
-               (unsigned long long)s->max_response);
-    else
-      snprintf(msg, sizeof msg, "response body larger than max_response_size (%llu bytes)",
-               (unsigned long long)s->max_response);
-    return result_fail(L, msg, "too_large");
-  }
-  if (s->head_too_large)
-    return result_fail(L, "response headers larger than 1 MiB", "too_large");
-  if (s->out_of_memory)
-    return result_fail(L, "out of memory while receiving the response", "too_large");
-  if (rc != CURLE_OK)
-    return result_fail(L, s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc),
-                       error_kind(rc));
-
-  lua_pushinteger(L, (lua_Integer)status);
-  push_headers(L, s);
-  if (s->buffering)
-    lua_pushlstring(L, s->body.len ? s->body.data : "", s->body.len);
-  else
-    lua_pushinteger(L, (lua_Integer)s->written);
+  /* Release the request's buffers now, whatever the outcome: a failed transfer may hold up to
+   * max_response_size bytes, which an idle session would otherwise keep until its next request. */
+  nret = push_result(L, s, rc, status);
   req_release(s);
-  return 3;
+  return nret;
 }
 
 /***

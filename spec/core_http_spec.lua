@@ -285,6 +285,27 @@ describe("assesskit.core session #luajit", function()
       s:close()
     end)
 
+    it("keeps no body buffer in the session after a transfer that failed", function()
+      local status = io.open("/proc/self/status")
+      if not status then return pending("no /proc/self/status") end
+      status:close()
+      local function rss_kib()
+        local f = assert(io.open("/proc/self/status"))
+        local kib = tonumber(f:read("*a"):match("VmRSS:%s*(%d+)"))
+        f:close()
+        return kib
+      end
+      local s = core.session { max_response_size = 48 * 1024 * 1024 }
+      collectgarbage()
+      local before = rss_kib()
+      local ok, _, kind = s:request { url = srv:url("/bytes?chunked=1&n=" .. 64 * 1024 * 1024) }
+      assert.is_nil(ok)
+      assert.equal("too_large", kind)
+      local held = rss_kib() - before
+      assert.is_true(held < 16 * 1024, "the idle session still holds " .. held .. " KiB")
+      s:close()
+    end)
+
     it("does not cap a body streamed to output", function()
       local s = core.session { max_response_size = 1000 }
       local out = tmp .. "/uncapped.out"
