@@ -146,7 +146,12 @@ describe("assesskit.ngx.transport #ngx", function()
           end
           req.progress = nil
           if spec.close_before == i then t:close() end
-          local ok, status, headers, body = pcall(t.request, t, req)
+          -- called from a Lua function (not a tail call), so that a misuse error carries this
+          -- chunk's position
+          local ok, status, headers, body = pcall(function()
+            local s, h, b = t:request(req)
+            return s, h, b
+          end)
           if not ok then
             out[i] = { raised = tostring(status) }
           elseif status then
@@ -722,6 +727,20 @@ describe("assesskit.ngx.transport #ngx", function()
         { url = plain("/echo"), body = "x", multipart = { { name = "a", value = "b" } } } })
       assert.matches("url", rs[1].raised, 1, true)
       assert.matches("mutually exclusive", rs[2].raised, 1, true)
+    end)
+
+    it("raises misuse errors at the caller's line", function()
+      local url = plain("/length")
+      local rs = run({ { url = 42 }, { url = "no scheme" }, { url = url .. "\1" }, { url = url .. "\127" },
+        { url = url, headers = "x" },
+        { url = url, headers = { ["bad name"] = "v" } }, { url = url, headers = { X = "a\r\nb" } },
+        { url = url, headers = { X = { "ok", {} } } }, { url = url, method = "GE T" },
+        { url = url, timeout = -1 }, { url = url, multipart = { { value = "no name" } } },
+        { url = url, multipart = { { name = "a", value = 1 } } } })
+      for i, r in ipairs(rs) do
+        assert.is_string(r.raised, "request " .. i .. " did not raise")
+        assert.matches("^content_by_lua%(", r.raised, nil, "request " .. i .. ": " .. r.raised)
+      end
     end)
 
     it("raises on a NUL byte in the output path instead of writing to the path cut short", function()

@@ -200,7 +200,7 @@ end
 
 -- Returns a table {scheme=, host=, port=, target=, host_header=} or nil, message.
 local function parse_url(url)
-  if str_find(url, "[%s%z]") then
+  if str_find(url, "[%c%s]") then
     return nil, "malformed URL (whitespace or control character)"
   end
   local scheme, rest = str_match(url, "^(%a[%w+.-]*)://(.*)$")
@@ -284,7 +284,7 @@ local function add_user_headers(out, headers)
     return seen
   end
   if type(headers) ~= "table" then
-    error("assesskit.ngx.transport: req.headers must be a table", 4)
+    error("assesskit.ngx.transport: req.headers must be a table", 3)
   end
   for name, value in pairs(headers) do
     check_header_name(name)
