@@ -11,7 +11,14 @@ local sys = require "support.sys"
 local ROUNDS = tonumber(os.getenv("MEMCHECK_ROUNDS")) or 10
 
 local pki = pki_lib.new()
-local srv = nginx.start { locations = nginx.core_locations,
+-- /folded: obsolete line folding, which the core joins in place in its header buffer
+local srv = nginx.start { locations = nginx.core_locations .. [[
+    location = /folded {
+      content_by_lua_block {
+        ngx.req.socket(true):send("HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\n\tc  \r\nX-Empty:\r\n d\r\n"
+          .. "Content-Length: 2\r\nConnection: close\r\n\r\nok")
+      }
+    }]],
   tls = { { cert = pki.server_cert, key = pki.server_key } } }
 local tmp = sys.tmpdir("memcheck")
 
@@ -52,6 +59,8 @@ for round = 1, ROUNDS do
   expect("ok", s:request { url = srv:url("/bytes?n=200000"), output = tmp .. "/out.bin",
     on_progress = function() end })
   expect("ok", s:request { url = srv:url("/headers") })
+  local _, folded = s:request { url = srv:url("/folded") }
+  assert(folded["x-fold"] == "a b c" and folded["x-empty"] == "d", "folded headers")
   expect("ok", s:request { method = "HEAD", url = srv:url("/json") })
   expect("ok", s:request { url = srv:tls_url(1, "/json") })
   expect("ok", s:request { url = srv:tls_url(1, "/bytes?n=50000") })
@@ -68,6 +77,8 @@ for round = 1, ROUNDS do
   expect("io", s:request { url = srv:url("/json"), multipart = { { name = "f", file = tmp .. "/missing" } } })
   expect("insecure", s:request { url = "http://example.com/" })
   assert(not pcall(s.request, s, { url = "not a url" }))
+  assert(not pcall(s.request, s, { url = srv:url("/json") .. "\0x" }))
+  assert(not pcall(s.request, s, { url = srv:url("/json"), output = tmp .. "/out\0x" }))
   assert(not pcall(s.request, s, { url = srv:url("/json"), headers = { X = "a\r\nb" } }))
   assert(not pcall(s.request, s, { url = srv:url("/json"), multipart = { { name = "a" } } }))
   assert(not pcall(core.session, { bogus = 1 }))
