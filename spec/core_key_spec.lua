@@ -182,6 +182,30 @@ describe("assesskit.core keys and assesskit.jwt #luajit", function()
       assert.is_true(ok)
     end)
 
+    it("closes a key it loaded from PEM once it has signed, and leaves a given handle open", function()
+      local real_load, loaded = core.load_key, {}
+      core.load_key = function(...)
+        local key, err = real_load(...)
+        loaded[#loaded + 1] = key
+        return key, err
+      end
+      local ok, err = pcall(function()
+        assert(jwt.encode({ a = 1 }, private_pem))
+        assert(jwt.sign("a.b", private_pem))
+        assert.is_nil(jwt.sign("a.b", public_pem))
+      end)
+      core.load_key = real_load
+      assert(ok, err)
+      assert.equal(3, #loaded)
+      for i, key in ipairs(loaded) do
+        assert.matches("(closed)", tostring(key), 1, true, "key " .. i .. " left open")
+      end
+      local handle = assert(jwt.load_key(private_pem))
+      assert(jwt.encode({ a = 1 }, handle))
+      assert.is_true(handle:is_private())
+      handle:close()
+    end)
+
     it("returns nil, reason for a bad key or passphrase", function()
       local token, err = jwt.encode({ a = 1 }, "not a pem")
       assert.is_nil(token)

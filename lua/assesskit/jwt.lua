@@ -23,17 +23,30 @@ local function is_key(v)
   return mt and mt.__name == KEY_METATABLE or false
 end
 
--- A key handle from a key or a PEM string; raises on a wrong argument type.
-local function to_key(key_or_pem, passphrase, level)
-  if is_key(key_or_pem) then return key_or_pem end
-  if type(key_or_pem) ~= "string" then
-    error("bad argument (key handle or PEM string expected, got " .. type(key_or_pem) .. ")",
-      level + 1)
+-- Raises (at the caller of the caller) unless key_or_pem is a key handle or a PEM string and
+-- passphrase a string or nil.
+local function check_key_args(key_or_pem, passphrase)
+  if not is_key(key_or_pem) and type(key_or_pem) ~= "string" then
+    error("bad argument (key handle or PEM string expected, got " .. type(key_or_pem) .. ")", 3)
   end
   if passphrase ~= nil and type(passphrase) ~= "string" then
-    error("bad argument (passphrase: string expected, got " .. type(passphrase) .. ")", level + 1)
+    error("bad argument (passphrase: string expected, got " .. type(passphrase) .. ")", 3)
   end
-  return core.load_key(key_or_pem, passphrase)
+end
+
+-- The base64url RS256 signature of signing_input, or nil, reason. A key loaded here from PEM
+-- is closed at once: the collector does not see the OpenSSL memory behind a handle.
+local function sign_with(signing_input, key_or_pem, passphrase)
+  local key = key_or_pem
+  if not is_key(key) then
+    local err
+    key, err = core.load_key(key_or_pem, passphrase)
+    if not key then return nil, err end
+  end
+  local sig, err = key:sign(signing_input)
+  if key ~= key_or_pem then key:close() end
+  if not sig then return nil, err end
+  return b64url_encode(sig)
 end
 
 --- Load an RSA key (private or public) from PEM.
@@ -65,11 +78,8 @@ function M.sign(signing_input, key_or_pem, passphrase)
   if type(signing_input) ~= "string" then
     error("bad argument #1 to 'sign' (string expected, got " .. type(signing_input) .. ")", 2)
   end
-  local key, err = to_key(key_or_pem, passphrase, 2)
-  if not key then return nil, err end
-  local sig, serr = key:sign(signing_input)
-  if not sig then return nil, serr end
-  return b64url_encode(sig)
+  check_key_args(key_or_pem, passphrase)
+  return sign_with(signing_input, key_or_pem, passphrase)
 end
 
 --- Build a compact RS256 JWS from claims.
@@ -95,16 +105,15 @@ function M.encode(claims, key_or_pem, header, passphrase)
       error("bad argument #3 to 'encode' (alg " .. tostring(h.alg) .. " unsupported; RS256 only)", 2)
     end
   end
-  local key, err = to_key(key_or_pem, passphrase, 2)
-  if not key then return nil, err end
+  check_key_args(key_or_pem, passphrase)
   local hjson, herr = cjson.encode(h)
   if not hjson then return nil, "cannot encode header: " .. tostring(herr) end
   local cjson_claims, cerr = cjson.encode(claims)
   if not cjson_claims then return nil, "cannot encode claims: " .. tostring(cerr) end
   local signing_input = b64url_encode(hjson) .. "." .. b64url_encode(cjson_claims)
-  local sig, serr = key:sign(signing_input)
-  if not sig then return nil, serr end
-  return signing_input .. "." .. b64url_encode(sig)
+  local sig, err = sign_with(signing_input, key_or_pem, passphrase)
+  if not sig then return nil, err end
+  return signing_input .. "." .. sig
 end
 
 return M
