@@ -27,6 +27,14 @@ describe("assesskit.ngx.token_cache #ngx", function()
         ngx.say(ngx.worker.pid())
       }
     }
+    location = /set_result {
+      content_by_lua_block {
+        local cache = require("assesskit.ngx.token_cache").new({ dict = "tokens" })
+        local ok, err = cache:set(ngx.var.arg_key, { token = ngx.var.arg_token,
+          expires_at = ngx.now() + tonumber(ngx.var.arg_ttl) })
+        ngx.say(require("cjson").encode({ ok = ok or false, err = err or false }))
+      }
+    }
     location = /get {
       content_by_lua_block {
         local cache = require("assesskit.ngx.token_cache").new({ dict = "tokens" })
@@ -130,6 +138,15 @@ describe("assesskit.ngx.token_cache #ngx", function()
     get("/set?key=b&token=tok-b&ttl=60")
     get("/delete?key=b")
     assert.is_false(cjson.decode(get("/get?key=b")).entry)
+  end)
+
+  it("reports an entry it cannot store and keeps the one it had", function()
+    get("/set?key=e&token=tok-e&ttl=60")
+    local r = cjson.decode(get("/set_result?key=e&token=tok-inf&ttl=1e999"))
+    assert.is_false(r.ok)
+    assert.matches("cannot store the token", r.err, 1, true)
+    assert.is_nil(r.err:find("tok-inf", 1, true))
+    assert.are.equal("tok-e", cjson.decode(get("/get?key=e")).entry.token)
   end)
 
   it("drops a token without refresh token when it expires", function()

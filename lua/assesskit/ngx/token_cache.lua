@@ -132,10 +132,13 @@ function M:set(key, entry)
   if type(entry) ~= "table" or type(entry.token) ~= "string" then
     error("assesskit.ngx.token_cache:set: entry.token must be a string", 2)
   end
-  local raw = cjson.encode({
+  local raw, jerr = cjson.encode({
     token = entry.token, expires_at = entry.expires_at, lifetime = entry.lifetime,
     refresh_token = entry.refresh_token,
   })
+  if not raw then -- e.g. an infinite expires_at; dict:set(k, nil) would delete the entry
+    return nil, "cannot store the token in " .. tostring(self.name) .. ": " .. tostring(jerr)
+  end
   local exptime = 0
   if entry.refresh_token == nil and type(entry.expires_at) == "number" then
     exptime = entry.expires_at - now()
