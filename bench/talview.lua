@@ -15,10 +15,7 @@
 -- seed's sample candidate, where the exchange is so cheap that the ratio shows the client's
 -- whole cost, JSON decoding included (informational). Prints figures; exits 0 unless a
 -- server cannot be started (timings are never a test).
-local root = arg and arg[0] and arg[0]:match("^(.*)/bench/[^/]*$") or "."
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/spec/?.lua;"
-  .. package.path
-package.cpath = root .. "/build/lua5.4/?.so;" .. package.cpath
+dofile((arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench") .. "/support.lua") -- module paths
 
 local socket = require("socket")
 local core = require("assesskit.core")
@@ -66,9 +63,9 @@ local function start_server(kind)
     id = list and list[1] and list[1].id or 1
     tv:close()
   else
-    local bench = require("support.nginx")
+    local nginx = require("support.nginx")
     local body = CANDIDATE:gsub("'", "\\'")
-    server = bench.start({
+    server = nginx.start({
       ports = { "P" },
       servers = [[
         server {
