@@ -10,10 +10,9 @@
 
 #include "core.h"
 
-/* Input bytes per EVP_EncodeBlock call (a multiple of 3) and characters per
- * EVP_DecodeBlock call (a multiple of 4): keeps every length well inside an int. */
+/* Input bytes per EVP_EncodeBlock call (a multiple of 3): keeps every length well inside an
+ * int. */
 #define ENC_CHUNK (3 * 4096)
-#define DEC_CHUNK (4 * 1024)
 
 /***
  * Base64url-encode a string, without padding.
@@ -71,9 +70,10 @@ static int decode_fail(lua_State *L, const char *why)
  */
 static int codec_b64url_decode(lua_State *L)
 {
-  size_t n, m, i, rem, outlen, done = 0;
+  size_t n, m, i, rem, outlen = 0;
   const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 1, &n);
-  unsigned char *out, quad[DEC_CHUNK];
+  unsigned char *out;
+  unsigned int acc = 0, bits = 0;
   m = n;
   while (m > 0 && in[m - 1] == '=' && n - m < 2)
     m--;
@@ -86,27 +86,22 @@ static int codec_b64url_decode(lua_State *L)
     return decode_fail(L, "truncated input");
   if (m < n && (rem == 0 || 4 - rem != n - m))
     return decode_fail(L, "bad padding");
-  for (i = 0; i < m; i++)
-    if (b64url_value(in[i]) < 0)
+  out = lua_newuserdata(L, m / 4 * 3 + 2);
+  /* 6 bits per character; a byte out whenever 8 have gathered. */
+  for (i = 0; i < m; i++) {
+    int v = b64url_value(in[i]);
+    if (v < 0)
       return decode_fail(L, in[i] == '=' ? "padding inside the input"
                                          : "character outside the base64url alphabet");
-  if ((rem == 2 && (b64url_value(in[m - 1]) & 0x0f) != 0) ||
-      (rem == 3 && (b64url_value(in[m - 1]) & 0x03) != 0))
-    return decode_fail(L, "non-zero unused bits");
-  outlen = m / 4 * 3 + (rem == 0 ? 0 : rem - 1);
-  out = lua_newuserdata(L, outlen + 3);
-  for (i = 0; i < m; i += DEC_CHUNK) {
-    size_t take = m - i < DEC_CHUNK ? m - i : DEC_CHUNK, k;
-    for (k = 0; k < take; k++) {
-      unsigned char c = in[i + k];
-      quad[k] = c == '-' ? '+' : c == '_' ? '/' : c;
+    acc = ((acc << 6) | (unsigned int)v) & 0xfff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[outlen++] = (unsigned char)(acc >> bits);
     }
-    while (take % 4 != 0)
-      quad[take++] = '=';
-    if (EVP_DecodeBlock(out + done, quad, (int)take) < 0)
-      return decode_fail(L, "rejected by the decoder");
-    done += take / 4 * 3;
   }
+  if ((acc & ((1u << bits) - 1)) != 0)
+    return decode_fail(L, "non-zero unused bits");
   lua_pushlstring(L, (const char *)out, outlen);
   return 1;
 }
