@@ -672,6 +672,8 @@ describe("assesskit.ngx.transport #ngx", function()
         { max_response_size = 1000 } },
       { "a body at max_response_size", { url = "/big?n=1000" }, { max_response_size = 1000 } },
       { "a whole-transfer timeout", { url = "/trickle", timeout = 0.5 } },
+      { "timeouts beyond what a cosocket takes (~24 days)",
+        { url = "/length", timeout = 1e12, connect_timeout = 1e12 } },
       { "a refused connection", { url = "http://127.0.0.1:1/" } },
       { "plain http to a non-loopback host", { url = "http://api.example.com/" } },
     }

@@ -53,6 +53,7 @@ local MAX_LINE_BYTES = 4096             -- a chunk-size or trailer line
 local CHUNK = 64 * 1024                 -- read and file-write granularity
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_MS = 60 * 1000
+local MAX_TIMEOUT_MS = 2147483647       -- cosockets refuse more; ~24 days, as the core's cap
 local DEFAULT_USER_AGENT = "assesskit/scm ngx_lua"
 local KNOWN_OPTIONS = {
   ca_file = true, ca_path = true, proxy = true, user_agent = true, max_response_size = true,
@@ -435,6 +436,9 @@ function Transfer:arm(cap_ms)
   end
   if cap_ms and (not ms or cap_ms < ms) then
     ms = cap_ms
+  end
+  if ms and ms > MAX_TIMEOUT_MS then
+    ms = MAX_TIMEOUT_MS
   end
   if ms then
     self.sock:settimeout(math_ceil(ms))
