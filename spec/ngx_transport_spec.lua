@@ -102,6 +102,11 @@ describe("assesskit.ngx.transport #ngx", function()
           hugeheaders = "HTTP/1.1 200 OK\r\n"
             .. string.rep("X-Many: " .. string.rep("h", 1000) .. "\r\n", 400) .. "\r\n",
           twolengths = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+          hugelength = "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok",
+          zeros = "HTTP/1.1 200 OK\r\nContent-Length: 0000000000000002\r\n\r\nok",
+          zeroschunk = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .. "0000000000000002\r\nok\r\n0\r\n\r\n",
+          negativelength = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok",
           -- hostile header blocks: long whitespace runs, a lone CR, many folded lines
           spaces = "HTTP/1.1 200 OK\r\nX-Spaces: a" .. string.rep(" ", 90 * 1024)
             .. "b\r\nContent-Length: 2\r\n\r\nok",
@@ -666,6 +671,10 @@ describe("assesskit.ngx.transport #ngx", function()
       { "an empty reply", { url = "/raw/empty" } },
       { "a non-HTTP status line", { url = "/raw/badstatus" } },
       { "a bad chunk size", { url = "/raw/badchunk" } },
+      { "a 20-digit Content-Length", { url = "/raw/hugelength" } },
+      { "a negative Content-Length", { url = "/raw/negativelength" } },
+      { "leading zeros in Content-Length", { url = "/raw/zeros" } },
+      { "leading zeros in a chunk size", { url = "/raw/zeroschunk" } },
       { "a body over max_response_size (Content-Length)", { url = "/big?n=5000&mode=length" },
         { max_response_size = 1000 } },
       { "a body over max_response_size (chunked)", { url = "/big?n=5000" },

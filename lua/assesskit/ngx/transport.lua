@@ -758,7 +758,7 @@ function Transfer:read_chunked(headers)
     if not line then
       return nil
     end
-    local hex = str_match(line, "^%s*(%x+)%s*[;]?")
+    local hex = str_match(line, "^%s*0*(%x+)%s*[;]?") -- leading zeros do not count
     local size = hex and #hex <= 15 and tonumber(hex, 16)
     if not size then
       return self:fail("malformed chunked encoding", "network")
@@ -922,10 +922,10 @@ function Transfer:receive_response(req, method, transport)
       end
       cl = cl[1]
     end
-    if not str_find(cl, "^%d+$") or #cl > 15 then
+    if not str_find(cl, "^%d+$") then
       return self:fail("malformed Content-Length header", "network")
     end
-    length = tonumber(cl)
+    length = tonumber(cl) -- past 2^53 inexact, and above any max_response_size
   end
 
   local no_body = method == "HEAD" or status == 204 or status == 304 or status < 200
@@ -939,7 +939,8 @@ function Transfer:receive_response(req, method, transport)
       ok = self:read_chunked(headers)
     elseif length then
       if length > self.max then
-        return self:too_large()
+        return self:fail(str_format("response body of %.0f bytes announced, over "
+          .. "max_response_size (%d bytes)", length, self.max), "too_large")
       end
       ok = self:read_fixed(length)
     else
