@@ -22,7 +22,7 @@ idiomatic Lua clients with token management, retries, paging and one error shape
 }
 
 dependencies = {
-  "lua >= 5.1",
+  "lua >= 5.1", -- Lua 5.4, or LuaJIT 2.1 for nginx (csrc/compat.h; PUC Lua 5.1 lacks luajit.h)
   "lua-cjson",
   "luasocket", -- sleeping between retries and a sub-second clock outside nginx
 }
