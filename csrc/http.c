@@ -47,6 +47,7 @@ typedef struct {
   size_t written;
   int buffering;            /* the body is held in memory (no output file) */
   int nobody;               /* HEAD */
+  int bodiless;             /* the current response is 1xx, 204 or 304 */
   unsigned long long announced;  /* Content-Length over the cap, or 0 */
   int too_large, head_too_large, out_of_memory, write_failed, write_errno, cb_failed;
   lua_State *L;             /* only during curl_easy_perform */
@@ -104,7 +105,7 @@ static void req_release(ak_session *s)
   buf_release(&s->head, KEEP_BUFFER_BYTES);
   s->written = 0;
   s->buffering = 1;
-  s->nobody = 0;
+  s->nobody = s->bodiless = 0;
   s->too_large = s->head_too_large = s->out_of_memory = 0;
   s->announced = 0;
   s->write_failed = s->write_errno = s->cb_failed = 0;
@@ -146,13 +147,31 @@ static int starts_with_ci(const char *p, size_t n, const char *prefix)
   return n >= k && strncasecmp(p, prefix, k) == 0;
 }
 
+/* Whether a status line ("HTTP/1.1 304 ...", "HTTP/2 204") is that of a response without a
+ * body (1xx, 204, 304): its Content-Length, if any, announces no bytes to come. */
+static int bodiless_status(const char *p, size_t n)
+{
+  const char *sp = memchr(p, ' ', n);
+  int code = 0, i;
+  if (sp == NULL || (size_t)(p + n - sp) < 4)
+    return 0;
+  for (i = 1; i <= 3; i++) {
+    if (sp[i] < '0' || sp[i] > '9')
+      return 0;
+    code = code * 10 + (sp[i] - '0');
+  }
+  return code < 200 || code == 204 || code == 304;
+}
+
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
   ak_session *s = ud;
   size_t n = size * nmemb;
-  if (starts_with_ci(p, n, "HTTP/"))
+  if (starts_with_ci(p, n, "HTTP/")) {
     s->head.len = 0;  /* a new response (after 1xx): keep only the last one's headers */
-  else if (s->buffering && !s->nobody && starts_with_ci(p, n, "content-length:")) {
+    s->bodiless = bodiless_status(p, n);
+  } else if (s->buffering && !s->nobody && !s->bodiless &&
+             starts_with_ci(p, n, "content-length:")) {
     /* Refuse a body announced larger than the cap before any of it arrives. */
     size_t i = strlen("content-length:");
     unsigned long long v = 0;

@@ -106,6 +106,8 @@ describe("assesskit.ngx.transport #ngx", function()
           zeros = "HTTP/1.1 200 OK\r\nContent-Length: 0000000000000002\r\n\r\nok",
           zeroschunk = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
             .. "0000000000000002\r\nok\r\n0\r\n\r\n",
+          notmodified = "HTTP/1.1 304 Not Modified\r\nContent-Length: 5000\r\n\r\n",
+          nocontent = "HTTP/1.1 204 No Content\r\nContent-Length: 5000\r\n\r\n",
           negativelength = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok",
           -- hostile header blocks: long whitespace runs, a lone CR, many folded lines
           spaces = "HTTP/1.1 200 OK\r\nX-Spaces: a" .. string.rep(" ", 90 * 1024)
@@ -678,6 +680,10 @@ describe("assesskit.ngx.transport #ngx", function()
       { "a body over max_response_size (Content-Length)", { url = "/big?n=5000&mode=length" },
         { max_response_size = 1000 } },
       { "a body over max_response_size (chunked)", { url = "/big?n=5000" },
+        { max_response_size = 1000 } },
+      { "a 304 whose Content-Length is over max_response_size", { url = "/raw/notmodified" },
+        { max_response_size = 1000 } },
+      { "a 204 whose Content-Length is over max_response_size", { url = "/raw/nocontent" },
         { max_response_size = 1000 } },
       { "a body at max_response_size", { url = "/big?n=1000" }, { max_response_size = 1000 } },
       { "a whole-transfer timeout", { url = "/trickle", timeout = 0.5 } },
