@@ -14,7 +14,7 @@ local setmetatable = setmetatable
 
 local M = {
   --- Version of assesskit.
-  _VERSION = "scm",
+  _VERSION = require("assesskit.client")._VERSION, -- one version for the rock
   --- The JSON `null` sentinel (`cjson.null`): what a JSON null decodes to, and what to put in a
   -- body to send one. The same value as `require("assesskit.talview").null`.
   null = require("cjson").null,

@@ -39,7 +39,7 @@ local str_format = string.format
 
 local cjson = require("cjson.safe")
 
-local M = { _VERSION = "0.1.0" }
+local M = {}
 local mt = { __index = M }
 
 local DEFAULT_LOCK_TTL = 30

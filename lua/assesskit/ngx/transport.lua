@@ -43,7 +43,7 @@ local str_match = string.match
 local str_sub = string.sub
 local tbl_concat = table.concat
 
-local M = { _VERSION = "0.1.0" }
+local M = {}
 local mt = { __index = M }
 
 local DEFAULT_MAX_RESPONSE = 64 * 1024 * 1024
@@ -54,7 +54,7 @@ local CHUNK = 64 * 1024                 -- read and file-write granularity
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_MS = 60 * 1000
 local MAX_TIMEOUT_MS = 2147483647       -- cosockets refuse more; ~24 days, as the core's cap
-local DEFAULT_USER_AGENT = "assesskit/scm ngx_lua"
+local DEFAULT_USER_AGENT = "assesskit/" .. require("assesskit.client")._VERSION .. " ngx_lua"
 local KNOWN_OPTIONS = {
   ca_file = true, ca_path = true, proxy = true, user_agent = true, max_response_size = true,
   http2 = true, allow_http = true, pool_size = true, keepalive_timeout = true,
