@@ -32,6 +32,15 @@ describe("talview auth against a token endpoint that answers oddly #luajit", fun
         default_type application/json;
         return 200 '{"access_token":"tok-abc\r\nX-Injected: 1","expires_in":3600}';
       }
+      location = /forever {
+        default_type application/json;
+        return 200 '{"access_token":"tok-forever","expires_in":1e999}';
+      }
+      location = /negative {
+        default_type application/json;
+        return 200 '{"access_token":"tok-negative","expires_in":-5}';
+      }
+      location /models/ { default_type application/json; return 200 '{"id":1}'; }
       location / { return 500; }
     ]] })
   end)
@@ -54,6 +63,28 @@ describe("talview auth against a token endpoint that answers oddly #luajit", fun
       tv:close()
     end
     for _, e in ipairs(srv:log()) do assert.is_nil(e.uri:find("/models/", 1, true), e.uri) end
+  end)
+
+  it("bounds the token lifetime the server states: infinite is capped, negative is an hour", function()
+    local function token_calls(path)
+      local n = 0
+      for _, e in ipairs(srv:log()) do if e.uri == path then n = n + 1 end end
+      return n
+    end
+    for _, case in ipairs({ { "/forever", 31 * 86400, 2 }, { "/negative", 60, 1 } }) do
+      local path, later, want = case[1], case[2], case[3]
+      local now = 1700000000
+      local before = token_calls(path)
+      local tv = talview.new({ base_url = srv:url(""), token_url = srv:url(path), max_retries = 0,
+        clock = function() return now end,
+        auth = { grant = "password", client_id = "c", client_secret = "s", username = "u", password = "p" } })
+      assert.is_table((tv.models.candidate:get(1)))
+      assert.is_table((tv.models.candidate:get(1)))
+      now = now + later
+      assert.is_table((tv.models.candidate:get(1)))
+      assert.equal(want, token_calls(path) - before, path)
+      tv:close()
+    end
   end)
 end)
 

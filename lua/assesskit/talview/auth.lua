@@ -39,6 +39,7 @@ local M = {}
 
 local JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 local MAX_JWT_LIFETIME = 86400
+local MAX_TOKEN_LIFETIME = 30 * 86400 -- seconds: the longest access-token lifetime trusted
 
 -- authenticator -> its secrets and state (never reachable from the object's fields)
 local private = setmetatable({}, { __mode = "k" })
@@ -256,7 +257,15 @@ local function request_token(self, client, p, kind)
     return nil, auth_error(client, { status = res.status, method = "POST", url = res.url,
       message = what .. " returned an access_token with control characters" })
   end
-  local expires_in = tonumber(value.expires_in) or 3600
+  -- A lifetime the server did not give, or one no token has (not a number, not positive,
+  -- infinite), is taken as an hour, the seed's usual; a longer one is capped at 30 days, so a
+  -- token is always renewed at some point (and a 401 renews it sooner).
+  local expires_in = tonumber(value.expires_in)
+  if not expires_in or expires_in ~= expires_in or expires_in <= 0 then
+    expires_in = 3600
+  elseif expires_in > MAX_TOKEN_LIFETIME then
+    expires_in = MAX_TOKEN_LIFETIME
+  end
   p.token = value.access_token
   p.expires_at = started + expires_in
   p.lifetime_s = expires_in
