@@ -36,6 +36,24 @@ describe("assesskit.errors #luajit", function()
     assert.matches("ApiKey is not invalid or incorrect", s, 1, true)
   end)
 
+  it("has one rule for secret names, shared by URLs, hooks, the CLI and its config", function()
+    for _, n in ipairs({ "Authorization", "x-api-key", "X-Auth-Token", "client_secret", "refresh_token",
+      "access_token", "new_password_repeat", "assertion", "private_key", "passphrase", "api_key",
+      "key", "Set-Cookie", "token", "password[0]" }) do
+      assert.is_true(errors.is_secret_name(n), n)
+    end
+    for _, n in ipairs({ "token_url", "token_type", "private_key_file", "client_id", "username",
+      "status_sort_key", "base_url", "Content-Type", "expires_in", "scope" }) do
+      assert.is_false(errors.is_secret_name(n), n)
+    end
+    assert.is_false(errors.is_secret_name(nil))
+  end)
+
+  it("masks any secret-named query value in a URL, not only a fixed list", function()
+    local u = errors.mask_url("https://h/x?new_password=hunter22&x-auth-token=abcd1234&page=2&token_url=u")
+    assert.equal("https://h/x?new_password=***&x-auth-token=***&page=2&token_url=u", u)
+  end)
+
   it("gives a reason phrase as the message when the server sent none", function()
     local err = errors.new({ kind = "http", status = 503 })
     assert.equal("Service Unavailable", err.message)

@@ -64,10 +64,6 @@ local KIND_MAP = {
   timeout = "timeout", network = "network", tls = "tls", too_large = "too_large",
   insecure = "insecure", io = "io", aborted = "aborted", closed = "network",
 }
-local MASKED_HEADERS = {
-  authorization = true, ["proxy-authorization"] = true, ["x-api-key"] = true,
-  cookie = true, ["set-cookie"] = true,
-}
 local MASK = "***"
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
@@ -374,9 +370,7 @@ local function masked_headers(h)
   if not h then return nil end
   local out = {}
   for k, v in pairs(h) do
-    local lk = string_lower(k)
-    if MASKED_HEADERS[lk] or string_find(lk, "token", 1, true) or string_find(lk, "secret", 1, true)
-      or string_find(lk, "api-key", 1, true) or string_find(lk, "apikey", 1, true) then
+    if errors.is_secret_name(k) then
       out[k] = MASK
     else
       out[k] = v

@@ -53,12 +53,16 @@ M.REASONS = {
   [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
 }
 
--- Query parameter names whose values are always masked in URLs.
-local SECRET_PARAM = {
-  access_token = true, token = true, refresh_token = true, id_token = true, password = true,
-  passwd = true, client_secret = true, secret = true, api_key = true, apikey = true,
-  key = true, ["x-api-key"] = true, assertion = true, signature = true, sig = true,
+-- Names (of headers, query parameters, body and configuration fields) whose values are
+-- secrets, after lower-casing, dropping a `[...]` suffix and reading `-` as `_`. Any name
+-- containing password, passwd, secret, api_key or apikey is one too, and so is any name
+-- ending in token (access_token, x-auth-token; not token_url or token_type).
+local SECRET_NAME = {
+  authorization = true, proxy_authorization = true, cookie = true, set_cookie = true,
+  key = true, assertion = true, signature = true, sig = true, private_key = true,
+  passphrase = true,
 }
+local SECRET_PART = { "password", "passwd", "secret", "api_key", "apikey" }
 
 local MASK = "***"
 local INTEGRAL = { "status", "code", "retry_after" }
@@ -104,6 +108,21 @@ local function decode_pct(s)
   return (string_gsub(s, "%%(%x%x)", function(h) return string_char(tonumber(h, 16)) end))
 end
 
+--- Whether a name (of a header, a query parameter, a body or configuration field) holds a
+-- secret: `Authorization`, `x-api-key`, `client_secret`, `refresh_token`, `new_password`,
+-- `assertion`, `private_key`, ... The one rule every masking place of assesskit uses.
+-- @tparam string name
+-- @treturn boolean
+function M.is_secret_name(name)
+  if type(name) ~= "string" then return false end
+  local n = string_gsub(string_gsub(string_lower(name), "%[.*$", ""), "-", "_")
+  if SECRET_NAME[n] or string_sub(n, -5) == "token" then return true end
+  for i = 1, #SECRET_PART do
+    if string_find(n, SECRET_PART[i], 1, true) then return true end
+  end
+  return false
+end
+
 --- Mask the secrets of a URL: userinfo, and the values of query parameters such as
 -- `access_token`, `password`, `client_secret`, `api_key`, `assertion`.
 -- @tparam string url
@@ -122,9 +141,7 @@ function M.mask_url(url)
   local h = string_find(query, "#", 1, true)
   if h then frag, query = string_sub(query, h), string_sub(query, 1, h - 1) end
   local masked = string_gsub(query, "([^&=]+)=([^&]*)", function(k, v)
-    local name = string_lower(decode_pct(k))
-    name = string_gsub(name, "%[.*$", "")
-    if SECRET_PARAM[name] and v ~= "" then return k .. "=" .. MASK end
+    if v ~= "" and M.is_secret_name(decode_pct(k)) then return k .. "=" .. MASK end
   end)
   return head .. masked .. frag
 end

@@ -55,10 +55,7 @@ M.VARIABLES = {
   { name = "ASSESSKIT_CA_FILE", ca = true, what = "CA bundle for both APIs" },
 }
 
-local SECRET_KEYS = {
-  client_secret = true, password = true, passphrase = true, access_token = true,
-  api_key = true, private_key = true, refresh_token = true,
-}
+local is_secret = require("assesskit.errors").is_secret_name
 
 local AUTH_KEYS = {
   password = { "client_id", "client_secret", "username", "password" },
@@ -356,7 +353,7 @@ function M.secrets(cfg)
     for k, v in pairs(t or {}) do
       if type(v) == "table" then
         add(v)
-      elseif SECRET_KEYS[k] and type(v) == "string" then
+      elseif is_secret(k) and type(v) == "string" then
         out[#out + 1] = v
       end
     end
@@ -381,7 +378,7 @@ function M.describe(cfg)
       if type(v) == "table" then
         add(prefix .. k .. ".", v)
       else
-        lines[#lines + 1] = prefix .. k .. " = " .. (SECRET_KEYS[k] and "***" or tostring(v))
+        lines[#lines + 1] = prefix .. k .. " = " .. (is_secret(k) and "***" or tostring(v))
       end
     end
   end

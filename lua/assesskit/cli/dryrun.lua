@@ -21,26 +21,8 @@ local M = {}
 
 local MASK = "***"
 
--- Body and form fields whose values are secrets.
-local SECRET_FIELDS = {
-  password = true, client_secret = true, secret = true, token = true, access_token = true,
-  refresh_token = true, api_key = true, apikey = true, assertion = true, private_key = true,
-  passphrase = true, new_password = true, old_password = true, current_password = true,
-  confirm_password = true,
-}
-
-local function secret_field(name)
-  local n = string_lower(tostring(name))
-  return SECRET_FIELDS[n] == true or string_find(n, "password", 1, true) ~= nil
-    or string_find(n, "secret", 1, true) ~= nil
-end
-
-local function secret_header(name)
-  local n = string_lower(name)
-  return n == "authorization" or n == "proxy-authorization" or n == "cookie"
-    or string_find(n, "token", 1, true) ~= nil or string_find(n, "secret", 1, true) ~= nil
-    or string_find(n, "key", 1, true) ~= nil
-end
+local secret_name = errors.is_secret_name
+local function secret_field(name) return secret_name(tostring(name)) end
 
 local Recorder = {}
 Recorder.__index = Recorder
@@ -84,7 +66,7 @@ local function display_name(name)
 end
 
 local function mask_header(name, value)
-  if not secret_header(name) then return value end
+  if not secret_name(name) then return value end
   local scheme = string_match(tostring(value), "^(%a+)%s")
   if string_lower(name):find("authorization", 1, true) and scheme then
     return scheme .. " " .. MASK
