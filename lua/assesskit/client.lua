@@ -492,11 +492,11 @@ function M.new(opts)
       user_agent = opts.user_agent, allow_http = opts.allow_http,
       max_response_size = opts.max_response_size,
     }
-    local ngx = rawget(_G, "ngx")
-    if type(ngx) == "table" and type(ngx.socket) == "table" and type(ngx.get_phase) == "function" then
+    local ngx_transport = rawget(_G, "ngx") and require("assesskit.ngx.transport")
+    if ngx_transport and ngx_transport.inside_nginx() then
       -- inside nginx: its non-blocking cosockets, never a libcurl transfer that would block
       -- the worker (docs/openresty.md); it raises on ca_file, ca_path and proxy
-      transport = require("assesskit.ngx.transport").new(topts)
+      transport = ngx_transport.new(topts)
     else
       transport = require("assesskit.core").session(topts)
     end
