@@ -23,10 +23,10 @@
 -- HTTP-date) capped by `max_retry_after`. TLS failures are never retried.
 --
 -- @module assesskit.client
-local type, tostring, tonumber, pairs, ipairs, next, setmetatable, error, pcall,
-  require, rawget =
-  type, tostring, tonumber, pairs, ipairs, next, setmetatable, error, pcall,
-  require, rawget
+local type, tostring, tonumber, pairs, ipairs, next, setmetatable, getmetatable, error,
+  pcall, require, rawget =
+  type, tostring, tonumber, pairs, ipairs, next, setmetatable, getmetatable, error,
+  pcall, require, rawget
 local string_find, string_sub, string_lower, string_gsub, string_format, string_byte,
   string_match, string_gmatch, string_upper =
   string.find, string.sub, string.lower, string.gsub, string.format, string.byte,
@@ -39,6 +39,8 @@ local io_open = io.open
 
 local cjson = require("cjson")
 local errors = require("assesskit.errors")
+local scheduler = require("assesskit.scheduler")
+local scheduler_current = scheduler.current
 
 local json = cjson.new()
 local json_decode, json_encode = json.decode, json.encode
@@ -65,6 +67,7 @@ local KIND_MAP = {
   insecure = "insecure", io = "io", aborted = "aborted", closed = "network",
 }
 local MASK = "***"
+local MIN_WAIT = 0.001 -- seconds: the shortest budget wait
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
 -- ------------------------------------------------------------------------------------------
@@ -83,6 +86,13 @@ end
 
 local function default_clock()
   return runtime_function("now", "gettime") or os_time
+end
+
+-- Whether a transport is a `core.session` (its metatable's __name).
+local function is_core_session(t)
+  if type(t) ~= "userdata" then return false end
+  local mt = getmetatable(t)
+  return type(mt) == "table" and rawget(mt, "__name") == "assesskit.session"
 end
 
 local function default_sleep(clock)
@@ -470,7 +480,20 @@ function M.new(opts)
     "sleep", "clock", "random" }) do
     check(opts, name, "function")
   end
-  for _, name in ipairs({ "auth", "headers", "comma_params" }) do check(opts, name, "table") end
+  for _, name in ipairs({ "auth", "headers", "comma_params", "budget" }) do
+    check(opts, name, "table")
+  end
+  if opts.budget then
+    for _, m in ipairs({ "acquire", "release", "pause" }) do
+      if type(opts.budget[m]) ~= "function" then
+        error("assesskit.client.new: budget must have acquire, release and pause methods", 2)
+      end
+    end
+  end
+  local max_rate = opts.max_rate
+  if max_rate ~= nil and (type(max_rate) ~= "number" or max_rate ~= max_rate or max_rate <= 0) then
+    error("assesskit.client.new: option 'max_rate' must be a number > 0 (requests per second)", 2)
+  end
   check(opts, "allow_http", "boolean")
   for _, name in ipairs({ "timeout", "connect_timeout", "max_retries", "retry_base_delay",
     "retry_max_delay", "max_retry_after", "max_response_size" }) do
@@ -527,7 +550,13 @@ function M.new(opts)
     name = opts.name or "assesskit.client",
     random = opts.random or math_random,
     last = nil,
+    -- a core session can run its transfers on a scheduler's loop (assesskit.scheduler)
+    loopable = is_core_session(transport),
+    own_sleep = opts.sleep ~= nil,
   }
+  local budget = opts.budget or require("assesskit.store").budget()
+  if max_rate then budget:configure({ max_rate = max_rate }) end
+  self.budget = budget
   self.clock = opts.clock or default_clock()
   if opts.sleep then
     self.sleep = opts.sleep
@@ -629,6 +658,66 @@ function Client:backoff(n)
   return d * (0.5 + 0.5 * self.random())
 end
 
+-- A permit from the client's budget, waiting (suspending a task or a light thread) while the
+-- budget says so: a Retry-After pause, the adaptive in-flight limit, the max_rate bucket.
+local function take_permit(self, waited_until)
+  local budget, clock = self.budget, self.clock
+  while true do
+    local permit, wait = budget:acquire(clock, waited_until)
+    if permit then return permit end
+    -- at least a millisecond: nginx's clock (ngx.now) moves only when its event loop runs
+    self:wait(wait > MIN_WAIT and wait or MIN_WAIT)
+  end
+end
+
+-- Give the permit back with the request's outcome; a 429, or a 503 with Retry-After, pauses
+-- the whole budget. Returns the pause `{seconds =, until_ =}`, or nil.
+local function settle(self, permit, status, rheaders, retries)
+  local budget = self.budget
+  if not status then
+    budget:release(permit, "failed")
+    return nil
+  end
+  if status ~= 429 and status ~= 503 then
+    budget:release(permit, "ok")
+    return nil
+  end
+  budget:release(permit, "pushback")
+  local seconds = M.parse_retry_after(rheaders["retry-after"], os_time())
+  if seconds then
+    seconds = math_min(seconds, self.max_retry_after)
+  elseif status == 429 then
+    seconds = self:backoff(retries + 1)
+  else
+    return nil
+  end
+  return { seconds = seconds, until_ = budget:pause(seconds, self.clock) }
+end
+
+--- Hand one request to the transport: on a scheduler's loop when the running coroutine is a
+-- task of a scheduler and the transport a `core.session` (the task suspends until the
+-- transfer has finished), else `transport:request(req)`.
+-- @tparam table req as for the transport
+-- @return what the transport returns
+function Client:transfer(req)
+  if self.loopable then
+    local s = scheduler_current()
+    if s then return s:transfer(self.transport, req) end
+  end
+  return self.transport:request(req)
+end
+
+--- Wait `seconds`: suspends the running task of a scheduler (or, inside nginx, the light
+-- thread), else sleeps. A `sleep` function given to `new` is always used as it is.
+-- @tparam number seconds
+function Client:wait(seconds)
+  if not self.own_sleep then
+    local s = scheduler_current()
+    if s then return s:sleep(seconds) end
+  end
+  return self.sleep(seconds)
+end
+
 local function transport_error(self, req, message, kind)
   local k = KIND_MAP[kind] or "network"
   return self:error({
@@ -648,7 +737,6 @@ end
 function Client:send(req)
   local method = req.method or "GET"
   local url = req.url
-  local transport = self.transport
   local max_retries = req.max_retries or self.max_retries
   local can_retry = req.retry
   if can_retry == nil then can_retry = IDEMPOTENT[method] == true end
@@ -669,6 +757,7 @@ function Client:send(req)
   }
   local base_headers = self.headers
   local attempt, retries, renewed = 0, 0, false
+  local waited_until -- the end of a budget pause this call has waited out itself
   local masked_url = hooks and errors.mask_url(url)
   while true do
     attempt = attempt + 1
@@ -685,6 +774,7 @@ function Client:send(req)
       if not ok then return nil, err end
     end
     treq.headers = headers
+    local permit = take_permit(self, waited_until)
     local started
     if hooks then
       started = clock()
@@ -694,7 +784,12 @@ function Client:send(req)
         })
       end
     end
-    local status, rheaders, body = transport:request(treq)
+    local done, status, rheaders, body = pcall(self.transfer, self, treq)
+    if not done then -- misuse the transport raised: the permit goes back, the error on
+      self.budget:release(permit, "failed")
+      error(status, 0)
+    end
+    local pause = settle(self, permit, status, rheaders, retries)
     local err
     if not status then
       err = transport_error(self, treq, rheaders, body)
@@ -710,12 +805,8 @@ function Client:send(req)
       renewed, again = true, "renew"
     elseif RETRY_STATUS[status] and can_retry and retries < max_retries then
       retries = retries + 1
-      local retry_after = M.parse_retry_after(rheaders["retry-after"], os_time())
-      if retry_after then
-        delay = math_min(retry_after, self.max_retry_after)
-      else
-        delay = self:backoff(retries)
-      end
+      -- a 429 or 503 paused the budget (Retry-After, capped; a 429 without it: the backoff)
+      delay = pause and pause.seconds or self:backoff(retries)
       again = true
     end
     if hooks and self.on_response then
@@ -740,7 +831,10 @@ function Client:send(req)
         attempts = attempt,
       }
     end
-    if delay > 0 then self.sleep(delay) end
+    if delay > 0 then
+      self:wait(delay)
+      if pause then waited_until = pause.until_ end
+    end
   end
 end
 
@@ -968,13 +1062,25 @@ end
 --- Iterate over every item of a list call, fetching pages lazily.
 -- @tparam string method
 -- @tparam string path
--- @tparam[opt] table opts as for `pages`
+-- @tparam[opt] table opts as for `pages`, and `concurrency`: fetch up to that many pages at
+--   once, ahead of the items being read, once the first page's counters (`page`,
+--   `page_count`) are known (items still come in order; see `assesskit.bulk`)
 -- @treturn function iterator yielding `item`; on a failure it yields `false, err` once and
 --   ends
+-- @raise when `concurrency` is not an integer >= 1
 -- @usage for item, err in c:each("GET", "/things") do
 --   if not item then return nil, err end
 -- end
 function Client:each(method, path, opts)
+  local ahead = opts and opts.concurrency
+  if ahead ~= nil then
+    if type(ahead) ~= "number" or ahead ~= math_floor(ahead) or ahead < 1 or ahead == math_huge then
+      error("each: concurrency must be an integer >= 1", 2)
+    end
+    opts = copy(opts)
+    opts.concurrency = nil
+    if ahead > 1 then return require("assesskit.bulk").each(self, method, path, opts, ahead) end
+  end
   local pages = self:pages(method, path, opts)
   local items, i, n = nil, 0, 0
   return function()
@@ -988,6 +1094,19 @@ function Client:each(method, path, opts)
     i = i + 1
     return items[i]
   end
+end
+
+--- Call `fn(item, i)` for every item, with up to `opts.concurrency` calls in flight (see
+-- `assesskit.bulk` and docs/bulk.md; the API clients' `map` is this one).
+-- @param items an array or an iterator function
+-- @tparam function fn `fn(item, i) -> value, err`
+-- @tparam[opt] table opts `concurrency` (8), `on_result`, `on_progress`, `stop_on_error`,
+--   `max_rate`
+-- @return results in input order (or a summary with `on_result` or an iterator)
+-- @return the error that stopped the map early, or nil
+function Client:map(items, fn, opts)
+  local results, err = require("assesskit.bulk").map(self.budget, items, fn, opts, "map")
+  return results, err
 end
 
 --- Read a whole local file.
