@@ -28,6 +28,8 @@ local http = require("assesskit.sandbox.http")
 local log = require("assesskit.sandbox.log")
 local faults = require("assesskit.sandbox.faults")
 local config = require("assesskit.sandbox.config")
+local credentials = require("assesskit.sandbox.credentials")
+local seed = require("assesskit.sandbox.seed")
 
 local ipairs, tonumber, require = ipairs, tonumber, require
 local string_match = string.match
@@ -58,14 +60,13 @@ local routes = {}
 
 routes["/_sandbox/health"] = function(req)
   if req.method ~= "GET" then return method_not_allowed(req, "GET") end
-  local seed_error = require("assesskit.sandbox").seed_error
-  if seed_error then return reply(req, 500, { ok = false, error = "seeding failed: " .. seed_error }) end
+  if seed.failure then return reply(req, 500, { ok = false, error = "seeding failed: " .. seed.failure }) end
   return reply(req, 200, { ok = true, base_url = config.static.base_url, pid = ngx.worker.pid() })
 end
 
 routes["/_sandbox/credentials"] = function(req)
   if req.method ~= "GET" then return method_not_allowed(req, "GET") end
-  return reply(req, 200, require("assesskit.sandbox").credentials_table())
+  return reply(req, 200, credentials.document(config.static))
 end
 
 routes["/_sandbox/requests"] = function(req)
@@ -121,9 +122,8 @@ end
 
 routes["/_sandbox/reset"] = function(req)
   if req.method ~= "POST" then return method_not_allowed(req, "POST") end
-  local ok, err = pcall(require("assesskit.sandbox.seed").reset)
-  require("assesskit.sandbox").seed_error = not ok and tostring(err) or nil
-  if not ok then return fail(req, 500, "seeding failed: " .. tostring(err)) end
+  local ok, err = seed.reset_safely()
+  if not ok then return fail(req, 500, "seeding failed: " .. err) end
   faults.clear()
   config.reset()
   local all = req.args.all
