@@ -174,6 +174,7 @@ end
 --- Put the whole state back to the seed.
 function M.reset()
   store.clear()
+  store.define("action") -- Talview actions (`assesskit.sandbox.actions`), none yet
   seed_samples()
   seed_orgs()
   seed_users()
