@@ -103,6 +103,7 @@ end
 
 -- A copy of a decoded value with secret-named fields, and values equal to a secret, masked.
 local function mask_table(v, secrets)
+  if v == json.null then return v end
   if type(v) ~= "table" then
     if (type(v) == "string" or type(v) == "number") and secrets[tostring(v)] then return MASK end
     if type(v) == "string" then return mask_url(v) end

@@ -383,7 +383,9 @@ end
 
 --- Serve the current request inside nginx (`content_by_lua*`): the checks, the handler, the
 -- answer. The body is read only once the method, secret, length and media type passed.
--- A handler failure is logged at `error` level (the secret masked).
+-- A handler failure is logged at `error` level (the secret masked, and from a timer: nginx adds
+-- the request line, secret and all, to a request's log lines). Your access log should not log
+-- the query either (`$uri`, not `$request_uri` or `$request`).
 function Receiver:serve()
   local ngx = ngx -- luacheck: read globals ngx
   local method = ngx.req.get_method()
@@ -392,7 +394,11 @@ function Receiver:serve()
   if not status then
     status, body, rheaders, err = self:check_body(nginx_body(self.max_body))
   end
-  if err then ngx.log(ngx.ERR, "talview callback: the handler failed: ", err) end
+  if err then
+    -- from a timer: a log line of the request would carry its URL, secret and all
+    local ok = ngx.timer.at(0, function() ngx.log(ngx.ERR, "talview callback: the handler failed: ", err) end)
+    if not ok then ngx.log(ngx.ERR, "talview callback: the handler failed") end
+  end
   ngx.status = status
   for k, v in pairs(rheaders) do ngx.header[k] = v end
   ngx.header["Content-Length"] = #body
