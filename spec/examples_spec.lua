@@ -102,6 +102,22 @@ describe("runnable examples", function()
           assert.truthy(has_line(out, "^8 candidates: 0 created, 8 already there, 0 failed$"), out)
         end,
       },
+      ["examples/invite_and_wait.lua"] = {
+        lines = { "^created 3 candidates: #%d+, #%d+, #%d+$", "^invite queued: action #%d+, status 1 %(requested%)$",
+          "^3 of 3 invited to assessment #1001 after %d+ looks$",
+          "^  #%d+ %-> assessment candidate #%d+ %(status_id 10%)$" },
+        check = function(out, err)
+          assert.equal("", err) -- no progress line: standard error is not a terminal
+          local n = 0
+          for cid, acid in out:gmatch("\n  #(%d+) %-> assessment candidate #(%d+)") do
+            local ac = sb:state("assessment_candidate", tonumber(acid))
+            assert.equal(tonumber(cid), ac.candidate_id)
+            assert.equal(1001, ac.assessment_id)
+            n = n + 1
+          end
+          assert.equal(3, n)
+        end,
+      },
       ["examples/export_reports.lua"] = {
         lines = { "^invitation_id,candidate_email,status,attempted_on,points,total_points,percentage,sections$",
           "^2807321,candidate001@example%.test,Complete,2024%-02%-01T10:03:00Z,12,30,40,Lua basics 7/20; C API 5/10$",
@@ -164,6 +180,28 @@ describe("runnable examples", function()
       assert.truthy(has_line(out, "^2 candidates: 1 created, 0 already there, 1 failed$"), out)
       assert.truthy(has_line(out, "^  failed not%-an%-email: http 422 "), out)
       assert.truthy(has_line(out, "^invited 1 candidates to section 2002"), out)
+    end)
+
+    it("invite_and_wait gives up after its timeout while the action is queued, and exits 1", function()
+      local delay = sb:config().action_delay
+      sb:config({ action_delay = 600 })
+      local status, out = run("lua5.4 examples/invite_and_wait.lua 2001 2 1", env)
+      sb:config({ action_delay = delay })
+      assert.equal(1, status)
+      assert.truthy(has_line(out, "^gave up after 1 s: 0 of 2 invited$"), out)
+    end)
+
+    it("invite_and_wait draws its progress line on a terminal", function()
+      local delay = sb:config().action_delay
+      sb:config({ action_delay = 1 })
+      local vars = { LUA_PATH = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
+        LUA_CPATH = ROOT .. "/build/lua5.4/?.so;;", PATH = os.getenv("PATH") or "/usr/bin:/bin",
+        HOME = tmp_dir, ASSESSKIT_SANDBOX_DIR = sb.dir }
+      local status, term = sys.exec("lua5.4 examples/invite_and_wait.lua 2001 1 >/dev/null",
+        { cwd = ROOT, env = vars, tty = true })
+      sb:config({ action_delay = delay })
+      assert.equal(0, status, term)
+      assert.truthy(term:find("\rwaiting for action #%d+: 0 of 1 invited, next look in 0%.2 s"), term)
     end)
 
     it("export_reports writes the CSV to a file when given one", function()
