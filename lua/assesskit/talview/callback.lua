@@ -35,8 +35,8 @@
 -- local receiver = callback.new{
 --   secret = os.getenv("TALVIEW_CALLBACK_SECRET"),
 --   seen = "talview_callbacks",
---   handler = function(action)
---     ngx.log(ngx.NOTICE, "action ", action.id, " is ", callback.status_name(action.status))
+--   handler = function(action)   -- callback.log: ngx.log would add the URL, secret and all
+--     callback.log(ngx.NOTICE, "action ", action.id, " is ", callback.status_name(action.status))
 --   end,
 -- }
 -- function M.callback() return receiver:serve() end
@@ -51,8 +51,8 @@
 local cjson = require("cjson")
 local action_status = require("assesskit.talview.action_status")
 
-local type, pairs, ipairs, tostring, tonumber, error, pcall, setmetatable =
-  type, pairs, ipairs, tostring, tonumber, error, pcall, setmetatable
+local type, pairs, ipairs, tostring, tonumber, error, pcall, setmetatable, select =
+  type, pairs, ipairs, tostring, tonumber, error, pcall, setmetatable, select
 local string_byte, string_format, string_find, string_gsub, string_lower, string_match =
   string.byte, string.format, string.find, string.gsub, string.lower, string.match
 local math_floor, table_concat = math.floor, table.concat
@@ -366,6 +366,21 @@ function Receiver:handle(method, url, headers, body)
   return self:check_body(body)
 end
 
+--- Log a line inside nginx without the request's context. Every line nginx logs while serving
+-- a request ends with its request line, and a callback's request line carries the secret: log
+-- from your handler with this instead of `ngx.log`. (The line is written from a zero-delay
+-- timer, just after.)
+-- @tparam number level e.g. `ngx.NOTICE`
+-- @param ... the parts of the line (as `ngx.log` takes them)
+function M.log(level, ...)
+  local ngx = ngx -- luacheck: read globals ngx
+  local n, parts = select("#", ...), { ... }
+  for i = 1, n do parts[i] = tostring(parts[i]) end
+  local line = table_concat(parts, "", 1, n)
+  local ok = ngx.timer.at(0, function() ngx.log(level, line) end)
+  if not ok then ngx.log(level, "talview callback: a log line was lost (no timer)") end
+end
+
 -- The request body inside nginx, at most `limit` bytes plus one (so that "too large" shows).
 local function nginx_body(limit)
   local ngx = ngx -- luacheck: read globals ngx
@@ -383,9 +398,9 @@ end
 
 --- Serve the current request inside nginx (`content_by_lua*`): the checks, the handler, the
 -- answer. The body is read only once the method, secret, length and media type passed.
--- A handler failure is logged at `error` level (the secret masked, and from a timer: nginx adds
--- the request line, secret and all, to a request's log lines). Your access log should not log
--- the query either (`$uri`, not `$request_uri` or `$request`).
+-- A handler failure is logged at `error` level with `log` (the secret masked, and out of the
+-- request's context, whose request line holds the secret). Your access log should not log the
+-- query either (`$uri`, not `$request_uri` or `$request`).
 function Receiver:serve()
   local ngx = ngx -- luacheck: read globals ngx
   local method = ngx.req.get_method()
@@ -394,11 +409,7 @@ function Receiver:serve()
   if not status then
     status, body, rheaders, err = self:check_body(nginx_body(self.max_body))
   end
-  if err then
-    -- from a timer: a log line of the request would carry its URL, secret and all
-    local ok = ngx.timer.at(0, function() ngx.log(ngx.ERR, "talview callback: the handler failed: ", err) end)
-    if not ok then ngx.log(ngx.ERR, "talview callback: the handler failed") end
-  end
+  if err then M.log(ngx.ERR, "talview callback: the handler failed: ", err) end
   ngx.status = status
   for k, v in pairs(rheaders) do ngx.header[k] = v end
   ngx.header["Content-Length"] = #body
