@@ -34,6 +34,17 @@ local RECEIVER = {
         ngx.say(require("cjson").encode(out))
       }
     }
+    location = /garbage {
+      content_by_lua_block {
+        ngx.req.read_body()
+        local sock = ngx.req.socket(true)
+        sock:send(string.rep("x", 100000))
+        sock:send("\r\n\r\n")
+      }
+    }
+    location = /hang {
+      content_by_lua_block { ngx.sleep(3) ngx.say("late") }
+    }
     location / {
       content_by_lua_block {
         local d = ngx.shared.rx
@@ -237,6 +248,23 @@ describe("sandbox action callbacks", function()
     sb:run_actions()
     assert.equal(1, #received())
     assert.equal(200, callback_log()[3].status)
+  end)
+
+  it("takes a receiver that answers garbage, or too late, as a failed attempt", function()
+    sb:config({ callback_timeout = 0.5 })
+    invite({ callbackUrl = rx:url("/garbage?secret=" .. SECRET) })
+    invite({ callbackUrl = rx:url("/hang?secret=" .. SECRET) })
+    assert.same({ processed = 2, callbacks = 2 }, sb:run_actions())
+    local log = callback_log()
+    assert.equal(2, #log)
+    for _, e in ipairs(log) do
+      assert.is_nil(e.status)
+      assert.is_string(e.error)
+    end
+    assert.matches("not an HTTP answer", log[1].error)
+    assert.matches("timeout", log[2].error)
+    -- and the sandbox goes on serving
+    assert.equal(200, sb:request("GET", "/models/candidate/10001", { token = sb.tok }).status)
   end)
 
   it("forgets pending callbacks on reset", function()

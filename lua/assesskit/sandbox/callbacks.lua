@@ -95,9 +95,11 @@ local function post(url, body, timeout)
     sock:close()
     return nil, "send: " .. tostring(serr)
   end
-  local line, rerr = sock:receive("*l")
+  -- the status line only, and at most 256 bytes of it: the receiver is not trusted either
+  local line, rerr, partial = sock:receiveuntil("\n")(256)
   sock:close()
-  if not line then return nil, "no answer: " .. tostring(rerr) end
+  line = line or partial
+  if not line or line == "" then return nil, "no answer: " .. tostring(rerr) end
   local status = tonumber(string_match(line, "^HTTP/%d%.%d (%d%d%d)"))
   if not status then return nil, "not an HTTP answer" end
   return status

@@ -298,7 +298,7 @@ function M.new(opts)
 end
 
 -- Step 1: what can be checked before the body is read. nil when it passes.
-function Receiver:check_head(method, url, headers)
+local function check_head(self, method, url, headers)
   if method ~= "POST" then return answer(405, "use POST", { Allow = "POST" }) end
   local given = secrets_in(type(url) == "string" and url or "")
   if #given == 0 then return answer(401, "no secret in the URL") end
@@ -323,7 +323,7 @@ function Receiver:check_head(method, url, headers)
 end
 
 -- Step 2: the body, the action, the replay check and the handler.
-function Receiver:check_body(body)
+local function check_body(self, body)
   if type(body) ~= "string" or body == "" then return answer(400, "no body") end
   if #body > self.max_body then return answer(413, "the body is larger than " .. self.max_body .. " bytes") end
   local ok, action = pcall(json.decode, body)
@@ -361,9 +361,9 @@ end
 -- @treturn table the headers to answer
 -- @treturn ?string for a 500, the handler's error (the secret masked), to log
 function Receiver:handle(method, url, headers, body)
-  local status, rbody, rheaders = self:check_head(method, url, headers)
+  local status, rbody, rheaders = check_head(self, method, url, headers)
   if status then return status, rbody, rheaders end
-  return self:check_body(body)
+  return check_body(self, body)
 end
 
 --- Log a line inside nginx without the request's context. Every line nginx logs while serving
@@ -405,9 +405,9 @@ function Receiver:serve()
   local ngx = ngx -- luacheck: read globals ngx
   local method = ngx.req.get_method()
   local headers = ngx.req.get_headers(100)
-  local status, body, rheaders, err = self:check_head(method, ngx.var.request_uri, headers)
+  local status, body, rheaders, err = check_head(self, method, ngx.var.request_uri, headers)
   if not status then
-    status, body, rheaders, err = self:check_body(nginx_body(self.max_body))
+    status, body, rheaders, err = check_body(self, nginx_body(self.max_body))
   end
   if err then M.log(ngx.ERR, "talview callback: the handler failed: ", err) end
   ngx.status = status
