@@ -85,7 +85,9 @@ build = {
     ["assesskit.talview.auth"] = "lua/assesskit/talview/auth.lua",
     ["assesskit.talview.callback"] = "lua/assesskit/talview/callback.lua",
     ["assesskit.talview.catalogue"] = "lua/assesskit/talview/catalogue.lua",
+    ["assesskit.talview.resolutions"] = "lua/assesskit/talview/resolutions.lua",
     ["assesskit.talview"] = "lua/assesskit/talview/init.lua",
+    ["assesskit.url"] = "lua/assesskit/url.lua",
   },
   install = {
     bin = {
