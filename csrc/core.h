@@ -6,7 +6,7 @@
 
 #include "compat.h"
 
-#define AK_VERSION "scm"
+#define AK_VERSION "0.2.0"
 
 /* Each concern adds its functions to the module table on top of the stack. */
 void http_open(lua_State *L);

@@ -44,7 +44,7 @@ local json = cjson.new()
 local json_decode, json_encode = json.decode, json.encode
 
 local M = {}
-M._VERSION = "scm"
+M._VERSION = "0.2.0"
 
 --- The JSON `null` sentinel (`cjson.null`): decoded JSON nulls are this value, and a body
 -- field set to it is sent as `null`.
