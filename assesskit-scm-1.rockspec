@@ -27,7 +27,8 @@ description = {
 assesskit drives the Talview v4 and InterviewMocha v2/v3 hiring-assessment APIs from Lua:
 a small C core (libcurl transfers with connection reuse, OpenSSL RS256 signatures) wrapped by
 idiomatic Lua clients with token management, retries, paging and one error shape; a cosocket
-transport for OpenResty/nginx; the `assesskit` command. Runs on Lua 5.4 and on LuaJIT 2.1.]],
+transport for OpenResty/nginx; the `assesskit` command. Runs on Lua 5.4 and on LuaJIT 2.1. Annotations for editors
+(Lua Language Server) of every endpoint are in the rock's types/ directory.]],
   homepage = "https://github.com/assesskit/assesskit",
   license = "MIT",
   labels = { "http", "api", "jwt", "libcurl", "openresty" },
@@ -73,15 +74,20 @@ build = {
       ["assesskit.interviewmocha.catalogue"] = "lua/assesskit/interviewmocha/catalogue.lua",
       ["assesskit.interviewmocha.init"] = "lua/assesskit/interviewmocha/init.lua",
       ["assesskit.interviewmocha.normalise"] = "lua/assesskit/interviewmocha/normalise.lua",
+      ["assesskit.interviewmocha.params"] = "lua/assesskit/interviewmocha/params.lua",
       ["assesskit.jwt"] = "lua/assesskit/jwt.lua",
       ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",
       ["assesskit.ngx.transport"] = "lua/assesskit/ngx/transport.lua",
       ["assesskit.talview.auth"] = "lua/assesskit/talview/auth.lua",
       ["assesskit.talview.catalogue"] = "lua/assesskit/talview/catalogue.lua",
       ["assesskit.talview.init"] = "lua/assesskit/talview/init.lua",
+      ["assesskit.talview.params"] = "lua/assesskit/talview/params.lua",
     },
     bin = {
       ["assesskit"] = "bin/assesskit",
     },
   },
+  -- LuaLS annotation files (`---@meta`, made by `make annotations`): <rock dir>/types, see
+  -- README.md ("Editor support")
+  copy_directories = { "types" },
 }

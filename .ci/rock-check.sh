@@ -164,7 +164,7 @@ work=$(mktemp -d /tmp/assesskit-rock.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/src" "$work/elsewhere"
 # Build from a copy, to see what luarocks leaves beside the sources.
-cp -r "$MAIN" "$SANDBOX" Makefile bin csrc lua .ci "$work/src/"
+cp -r "$MAIN" "$SANDBOX" Makefile bin csrc lua types .ci "$work/src/"
 (cd "$work/src" && find . | LC_ALL=C sort) > "$work/before"
 rm -rf "$TREE"
 for spec in "$MAIN" "$SANDBOX"; do
@@ -191,6 +191,11 @@ for f in bin/*; do
   [ -e "$f" ] || continue
   [ -x "$TREE/bin/$(basename "$f")" ] || { echo "rock-check: $f was not installed" >&2; exit 1; }
 done
+rockdir=$(luarocks --lua-version=5.4 --tree "$TREE" show --rock-dir assesskit)
+for f in $(cd types && find . -type f | sed 's|^\./||'); do
+  [ -f "$rockdir/types/$f" ] || { echo "rock-check: types/$f was not installed in $rockdir/types" >&2; exit 1; }
+done
+echo "luarocks make: the annotation files are in $rockdir/types"
 
 cd "$work/elsewhere"
 env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 \
