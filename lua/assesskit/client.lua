@@ -22,7 +22,7 @@
 -- `retry_max_delay`) with jitter (50% to 100% of it), or the server's `Retry-After` (seconds or
 -- HTTP-date) capped by `max_retry_after`. TLS failures are never retried.
 --
--- @module assesskit.client
+-- @internal assesskit.client
 local type, tostring, tonumber, pairs, ipairs, next, setmetatable, error, pcall,
   require, rawget =
   type, tostring, tonumber, pairs, ipairs, next, setmetatable, error, pcall,
@@ -117,21 +117,21 @@ function M.is_loopback(host)
   return LOOPBACK[host] == true or string_find(host, "^127%.%d+%.%d+%.%d+$") ~= nil
 end
 
---- Percent-encode a string (RFC 3986: only `A-Za-z0-9-._~` are kept).
--- @tparam string s
--- @treturn string
+-- Percent-encode a string (RFC 3986); exported as M.url_encode below.
 local function url_encode(s)
   if not string_find(s, "[^%w%-%._~]") then return s end
   return (string_gsub(s, "[^%w%-%._~]", function(c)
     return string_format("%%%02X", string_byte(c))
   end))
 end
+--- Percent-encode a string (RFC 3986: only `A-Za-z0-9-._~` are kept).
+-- @function url_encode
+-- @tparam string s
+-- @treturn string
+-- @usage client.url_encode("a b/c") --> "a%20b%2Fc"
 M.url_encode = url_encode
 
---- Format a scalar for a URL: integral numbers without a fraction, booleans as
--- `true`/`false`, strings as they are.
--- @param v a string, number or boolean
--- @treturn string|nil the text, or nil for other types
+-- Format a scalar for a URL; exported as M.scalar below.
 local function scalar(v)
   local t = type(v)
   if t == "string" then return v end
@@ -143,6 +143,12 @@ local function scalar(v)
   if t == "boolean" then return v and "true" or "false" end
   return nil
 end
+--- Format a scalar for a URL: integral numbers without a fraction, other numbers with up to
+-- 14 significant digits, booleans as `true`/`false`, strings as they are.
+-- @function scalar
+-- @param v a string, number or boolean
+-- @treturn string|nil the text, or nil for other types (and NaN or an infinity)
+-- @usage client.scalar(42.0) --> "42"
 M.scalar = scalar
 
 local function is_array(t)
@@ -1003,8 +1009,18 @@ function M.read_file(path)
   return data
 end
 
---- JSON helpers bound to this module's private cjson instance.
+--- Encode a value as JSON with this module's private cjson instance (`client.null` is JSON null).
+-- @function json_encode
+-- @param value a table, string, number, boolean or `client.null`
+-- @treturn string the JSON text
+-- @raise when the value cannot be encoded (a function, a sparse array, a cycle...)
 M.json_encode = json_encode
+
+--- Decode JSON text with this module's private cjson instance (JSON null is `client.null`).
+-- @function json_decode
+-- @tparam string text
+-- @return the decoded value
+-- @raise when the text is not JSON
 M.json_decode = json_decode
 
 M.Client = Client

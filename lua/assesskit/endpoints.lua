@@ -23,7 +23,7 @@
 -- raises naming the key; the API client object holds the compiled catalogue in `_compiled`.
 --
 -- Runs on Lua 5.4 and LuaJIT (inside nginx).
--- @module assesskit.endpoints
+-- @internal assesskit.endpoints
 -- @usage
 -- local endpoints = require("assesskit.endpoints")
 -- local binding = endpoints.binding{

@@ -16,7 +16,7 @@
 --    auth = {...}}`, `interviewmocha = {api_key =, v2_url =, v3_url =}`, `ca_file = ...`; a
 --    JSON file is the same object. A file that other users can read draws a warning.
 --
--- @module assesskit.cli.config
+-- @internal assesskit.cli.config
 local type, pairs, ipairs, tostring, tonumber, error, pcall, next, load =
   type, pairs, ipairs, tostring, tonumber, error, pcall, next, load
 local string_format, string_gsub, string_match =

@@ -7,7 +7,7 @@
 -- Exit status: 0 success, 1 API or network error, 2 usage or configuration error (also a
 -- parameter the client refuses before sending anything). Errors are one line on standard
 -- error, never with a secret in them. The user guide is docs/cli.md.
--- @module assesskit.cli
+-- @internal assesskit.cli
 -- @usage os.exit(require("assesskit.cli").main(arg))
 local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatable,
   getmetatable =

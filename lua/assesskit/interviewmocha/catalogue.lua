@@ -19,7 +19,7 @@
 --   `assesskit.interviewmocha.normalise`.
 -- * `seed`, `seed_line`: where the endpoint is documented (files in the seeds directory).
 --
--- @module assesskit.interviewmocha.catalogue
+-- @internal assesskit.interviewmocha.catalogue
 
 return {
   apis = {

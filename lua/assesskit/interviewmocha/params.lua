@@ -5,7 +5,7 @@
 -- (the catalogue's spelling; resource methods also take it in snake_case), `{type =,
 -- description =}` with `type` a LuaLS type name. Read by `im:endpoints()` (its `params`) and
 -- by tools/annotations.lua; the catalogue says which parameters exist and where they go.
--- @module assesskit.interviewmocha.params
+-- @internal assesskit.interviewmocha.params
 
 return {
   ["tests.links"] = {

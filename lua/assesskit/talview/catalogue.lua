@@ -12,7 +12,7 @@
 -- parameters the seed marks mandatory), `paged` (list endpoint), `upload` + `file_field`
 -- (file endpoints), `roles` (only where the seed restricts an action to roles), `response`
 -- ("list" | "object" | "empty" (204) | "binary" (not JSON, e.g. an image)).
--- @module assesskit.talview.catalogue
+-- @internal assesskit.talview.catalogue
 
 return {
   base_url = "https://apiv4.talview.com",
