@@ -83,7 +83,12 @@ docs: deps
 dist: deps
 	.ci/dist.sh build/dist
 
+# types/ from the catalogues; first lua/assesskit/talview/params.lua from the seed when the API
+# documents are beside the checkout (../shared/seeds)
+SEED_TALVIEW := ../shared/seeds/002_3384fbf1d7adbc06.txt
 annotations:
+	@if [ -f $(SEED_TALVIEW) ]; then lua5.4 tools/seed-params.lua $(SEED_TALVIEW); fi
+	rm -rf types
 	lua5.4 tools/annotations.lua types
 
 # --- luarocks ---------------------------------------------------------------------------------
