@@ -87,6 +87,8 @@ build = {
       ["assesskit.talview.catalogue"] = "lua/assesskit/talview/catalogue.lua",
       ["assesskit.talview.init"] = "lua/assesskit/talview/init.lua",
       ["assesskit.talview.params"] = "lua/assesskit/talview/params.lua",
+      ["assesskit.talview.resolutions"] = "lua/assesskit/talview/resolutions.lua",
+      ["assesskit.url"] = "lua/assesskit/url.lua",
     },
     bin = {
       ["assesskit"] = "bin/assesskit",

@@ -178,7 +178,7 @@ w("-- edit by hand: fix the tool or the catalogue and run it again. Keyed by cat
 w("-- then parameter name: `{type =, description =}` (`type` a LuaLS type name; either may be\n")
 w("-- absent). Read by `tv:endpoints()` (its `params`) and by tools/annotations.lua; the\n")
 w("-- catalogue says which parameters exist, where they go and which are required.\n")
-w("-- @module assesskit.talview.params\n\n")
+w("-- @internal assesskit.talview.params\n\n")
 w("-- luacheck: no max line length\n\n")
 w("return {\n")
 for _, ent in ipairs(entries) do

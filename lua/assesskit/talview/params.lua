@@ -5,7 +5,7 @@
 -- then parameter name: `{type =, description =}` (`type` a LuaLS type name; either may be
 -- absent). Read by `tv:endpoints()` (its `params`) and by tools/annotations.lua; the
 -- catalogue says which parameters exist, where they go and which are required.
--- @module assesskit.talview.params
+-- @internal assesskit.talview.params
 
 -- luacheck: no max line length
 
