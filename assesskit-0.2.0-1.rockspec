@@ -81,6 +81,7 @@ build = {
       ["assesskit.interviewmocha.normalise"] = "lua/assesskit/interviewmocha/normalise.lua",
       ["assesskit.interviewmocha.params"] = "lua/assesskit/interviewmocha/params.lua",
       ["assesskit.jwt"] = "lua/assesskit/jwt.lua",
+      ["assesskit.local_sandbox"] = "lua/assesskit/local_sandbox.lua",
       ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",
       ["assesskit.ngx.transport"] = "lua/assesskit/ngx/transport.lua",
       ["assesskit.talview.auth"] = "lua/assesskit/talview/auth.lua",

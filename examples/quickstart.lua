@@ -16,7 +16,7 @@ local talview = require("assesskit.talview")
 local interviewmocha = require("assesskit.interviewmocha")
 
 -- The sandbox wrote its URL and demo credentials to $ASSESSKIT_SANDBOX_DIR/credentials.json.
-local sb = assert(require("assesskit.cli.config").sandbox())
+local sb = assert(require("assesskit.local_sandbox").credentials())
 
 local function check(value, err)
   if value == nil then

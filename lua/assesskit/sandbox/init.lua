@@ -60,7 +60,11 @@ function M.credentials_table()
       audience = (s.base_url or "") .. "/oauth2/token",
       scope = sa.scope, private_key_file = sandbox_dir .. sa.private_key_file,
     }, { "client_id", "issuer", "audience", "scope", "private_key_file" }),
-    interviewmocha = json.object({ api_key = credentials.interviewmocha.api_key }),
+    -- InterviewMocha v2 and v3 are served under <base>/v2 and <base>/v3
+    interviewmocha = json.object({
+      api_key = credentials.interviewmocha.api_key,
+      v2_url = (s.base_url or "") .. "/v2", v3_url = (s.base_url or "") .. "/v3",
+    }, { "api_key", "v2_url", "v3_url" }),
   }, { "base_url", "ca_file", "password", "viewer", "jwt", "interviewmocha" })
 end
 
@@ -78,6 +82,7 @@ local function credentials_text(c)
   lines[#lines + 1] = "                   aud=" .. c.jwt.audience .. " scope=\"" .. c.jwt.scope .. "\""
   lines[#lines + 1] = "                   key=" .. c.jwt.private_key_file .. " (sandbox demo key)"
   lines[#lines + 1] = "  InterviewMocha:  x-api-key: " .. c.interviewmocha.api_key
+  lines[#lines + 1] = "                   v2: " .. c.interviewmocha.v2_url .. "  v3: " .. c.interviewmocha.v3_url
   lines[#lines + 1] = "  control:         " .. tostring(c.base_url) .. "/_sandbox/"
   return table.concat(lines, "\n") .. "\n"
 end
