@@ -11,7 +11,7 @@ local q = sys.quote
 local REPO = nginx.repo
 
 local PUBLIC = { "assesskit", "assesskit.talview", "assesskit.interviewmocha", "assesskit.errors",
-  "assesskit.jwt", "assesskit.ngx.transport", "assesskit.ngx.token_cache" }
+  "assesskit.jwt", "assesskit.ngx.transport", "assesskit.ngx.token_cache", "assesskit.local_sandbox" }
 
 -- the classes whose objects users get (the other classes in these files are private helpers:
 -- the nginx transport's Transfer, the CLI's Ctx and Bar, InterviewMocha's KeyAuth...)
@@ -80,7 +80,7 @@ describe("make docs", function()
       local found = {}
       for _, dir in ipairs({ "modules", "internals" }) do
         for _, f in ipairs(sys.ls(out .. "/" .. dir)) do
-          if f:match("sandbox") then found[#found + 1] = f end
+          if f:match("^assesskit%.sandbox") then found[#found + 1] = f end
         end
       end
       return found
