@@ -81,7 +81,7 @@ local reports = {}
 ---@class assesskit.interviewmocha.reports.get.Params
 ---@field report_type? integer (query) 1 (default): test summary with section scores; 2: skill-wise scores; 3: both
 
----Retrieve a candidate's test report: `GET /reports/{testInvitationId}` (seed 001, line 102)
+---Retrieve a candidate's test report: `GET /reports/{testInvitationId}` (seed 001, line 6)
 ---@param test_invitation_id integer path value {testInvitationId}: testInvitationId associated with candidate giving particular test
 ---@param params? assesskit.interviewmocha.reports.get.Params
 ---@param opts? assesskit.CallOptions
