@@ -13,7 +13,7 @@ local REPO = nginx.repo
 local SEED = REPO .. "/../shared/seeds/002_3384fbf1d7adbc06.txt"
 
 local FILES = { "assesskit/errors.lua", "assesskit/init.lua", "assesskit/interviewmocha.lua",
-  "assesskit/jwt.lua", "assesskit/talview.lua" }
+  "assesskit/jwt.lua", "assesskit/local_sandbox.lua", "assesskit/talview.lua" }
 
 local function committed(path) return sys.read(REPO .. "/types/" .. path) end
 
