@@ -6666,6 +6666,8 @@ local actions = {}
 ---@field isNotify? boolean (body) If true, notification will be sent to the panel
 ---@field panel table (body, required)
 ---@field assessmentCandidates? table (body)
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Add Panel: `POST /actions/add-panel` (seed 002, line 14369)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6681,6 +6683,8 @@ function actions:add_panel(params, opts) end
 ---@field statusSortKey integer (body, required) The key value for sort status
 ---@field assessmentCandidates table (body, required)
 ---@field isNotify boolean (body, required) If true, the candidate will be notified
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Change Status: `POST /actions/change-status` (seed 002, line 14439)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6699,6 +6703,8 @@ function actions:change_status(params, opts) end
 ---@field assessmentStatus? integer (body) The status of an assessment
 ---@field description? string (body) Description of the assessment
 ---@field sections table[] (body, required) Section Object
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Create Assessment: `POST /actions/create-assessment` (seed 002, line 14514)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6715,6 +6721,8 @@ function actions:create_assessment(params, opts) end
 ---@field recommendation string (body, required) The evaluation result. Example: Select , Reject, Hold
 ---@field evaluationComment? string (body) Comment given by the evaluator
 ---@field rating? table[] (body) Rating given in different Parameter as provided in the sample request
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Evaluate an Assessment Section Candidate: `POST /actions/evaluate` (seed 002, line 14628)
 ---Only for the roles: Master Recruiter, Recruiter, API user, Evaluator.
@@ -6730,6 +6738,8 @@ function actions:evaluate(params, opts) end
 ---@field isNotify? boolean (body) If true, the candidate will be notified when he/she is invited
 ---@field candidates table (body, required) The candidate object to be invited to an event
 ---@field event_id integer (body, required) The id of the Event
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Event Candidate Invite: `POST /actions/event-candidate-invite` (seed 002, line 14699)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6745,6 +6755,8 @@ function actions:event_candidate_invite(params, opts) end
 ---@field event_id string (body, required) The id of the event
 ---@field register_reminder? boolean (body) If true, the registered candidates will be notified to attend the event
 ---@field attend_reminder? boolean (body) If true, the invited candidates who has not registered will be notified to register
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Event Candidate Notify: `POST /actions/event-candidate-notify` (seed 002, line 14769)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6759,6 +6771,8 @@ function actions:event_candidate_notify(params, opts) end
 ---@class assesskit.talview.actions.event_panel_notify.Params
 ---@field event_id integer (body, required) The unique identifier of an Event
 ---@field eventUsers? integer[] (body) The id/ids of Event User who has to recieve the reminder email
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Event Panel Notify: `POST /actions/event-panel-notify` (seed 002, line 14815)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6774,6 +6788,8 @@ function actions:event_panel_notify(params, opts) end
 ---@field isNotify boolean (body, required) If true, a notification will be sent to the candidate
 ---@field endDate string (body, required) The updated last date to attend the assessment
 ---@field assessmentCandidates table[] (body, required)
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Extend Date: `POST /actions/extend-date` (seed 002, line 14877)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6791,6 +6807,8 @@ function actions:extend_date(params, opts) end
 ---@field isNotify? boolean (body) If true, a notification will be sent to the candidate
 ---@field endDate string (body, required) The date when the assessment will expire
 ---@field candidates table[] (body, required) The id of the Candidate/Candidates to be invited to an assessment
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Invite candidates to an assessment: `POST /actions/invite` (seed 002, line 14933)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6805,6 +6823,8 @@ function actions:invite(params, opts) end
 ---@class assesskit.talview.actions.live_cancel.Params
 ---@field liveSessionID integer (body, required) The Id of Live Sessions
 ---@field is_notify? boolean (body) If true, the candidate will be notified regarding the cancel of the live session
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Live Cancel: `POST /actions/live-cancel` (seed 002, line 14995)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6820,6 +6840,8 @@ function actions:live_cancel(params, opts) end
 ---@field liveSessionID integer (body, required) Id of Live Session
 ---@field panel table (body, required)
 ---@field isNotify? boolean (body) If true, notification will be sent to the newly added panel
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Live Change Panel: `POST /actions/live-change-panel` (seed 002, line 15044)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6834,6 +6856,8 @@ function actions:live_change_panel(params, opts) end
 ---@class assesskit.talview.actions.live_reminder.Params
 ---@field liveSessionID integer (body, required) Id of Live Session
 ---@field isNotify? boolean (body) If true, notification will be sent to all Live Attendees
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Live Reminder: `POST /actions/live-reminder` (seed 002, line 15101)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6851,6 +6875,8 @@ function actions:live_reminder(params, opts) end
 ---@field panel table (body, required) [{ id: Integer }] true Array of object with fields as id of the Panel for the live session
 ---@field assessmentCandidateID? integer (body) The id of Assessment Candidate
 ---@field isNotify? boolean (body) If true, notification will be sent to all Live Attendees about the live schedule
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Live Schedule: `POST /actions/live-schedule` (seed 002, line 15154)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6868,6 +6894,8 @@ function actions:live_schedule(params, opts) end
 ---@field liveSessionID? integer (body) Id of the Live Session
 ---@field timezone string (body, required) Timezone of the Recruiter
 ---@field isNotify? boolean (body) If true, notification will be sent to all Live Attendees about the updated schedule.
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Live Reschedule: `POST /actions/live-reschedule` (seed 002, line 15231)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6883,6 +6911,8 @@ function actions:live_reschedule(params, opts) end
 ---@field assessment_section_id? integer (body) The Id of the Assessment Section
 ---@field assessmentCandidates table (body, required)
 ---@field isNotify boolean (body, required) If true, notification will be sent to the candidate notifying re invite to the assessment
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Re-invite assessment candidates: `POST /actions/re-invite` (seed 002, line 15292)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6899,6 +6929,8 @@ function actions:re_invite(params, opts) end
 ---@field isNotify boolean (body, required) If true, notification will be sent to the candidate notifying re binvite to the Assessment
 ---@field endDate? string (body) The date and time when the assessment expires
 ---@field assessmentSections? table (body)
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Remind Candidate: `POST /actions/remind-candidate` (seed 002, line 15349)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6914,6 +6946,8 @@ function actions:remind_candidate(params, opts) end
 ---@field assessmentCandidates table (body, required)
 ---@field isNotify boolean (body, required) If true, notification will be sent to the Panel notifying about the Assessment Candidate they are assigned to by the recruiter
 ---@field endDate? string (body) The date and time when the assessment expires
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Remind Panel: `POST /actions/remind-panel` (seed 002, line 15442)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6931,6 +6965,8 @@ function actions:remind_panel(params, opts) end
 ---@field assessmentID integer (body, required) The id of the Assessment
 ---@field type string (body, required) The type of section workflow. Example: insert, delete
 ---@field section table (body, required) The details of Section
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Section Workflow: `POST /actions/section-workflow` (seed 002, line 15502)
 ---Only for the roles: Master Recruiter, Recruiter, API user.
@@ -6945,6 +6981,8 @@ function actions:section_workflow(params, opts) end
 ---@class assesskit.talview.actions.simulation_cancel.Params
 ---@field assessmentSectionCandidateID integer (body, required) The unique identifier of the Assessment Section Candidate object
 ---@field isNotify boolean (body, required) If true, notification will be sent to the Panel as well as Candidate notifying about the cancel of Simulation Session
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Simulation Cancel: `POST /actions/simulation-cancel` (seed 002, line 15578)
 ---@param params assesskit.talview.actions.simulation_cancel.Params
@@ -6958,6 +6996,8 @@ function actions:simulation_cancel(params, opts) end
 ---@class assesskit.talview.actions.simulation_reminder.Params
 ---@field assessmentSectionCandidateID integer (body, required) The unique identifier of the Assessment Section Candidate object.
 ---@field isNotify boolean (body, required) If true, a reminder notification mail will be sent to the Panel as well as the Candidate
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Simulation Reminder: `POST /actions/simulation-reminder` (seed 002, line 15623)
 ---@param params assesskit.talview.actions.simulation_reminder.Params
@@ -6974,6 +7014,8 @@ function actions:simulation_reminder(params, opts) end
 ---@field endDate string (body, required) The updated date and time when the Simulation session expires
 ---@field startDate string (body, required) The updated date and time from when the Simulation session is active
 ---@field timezone? string (body) Time zone of the recruiter
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Simulation Reschedule: `POST /actions/simulation-reschedule` (seed 002, line 15668)
 ---@param params assesskit.talview.actions.simulation_reschedule.Params
@@ -6994,6 +7036,8 @@ function actions:simulation_reschedule(params, opts) end
 ---@field candidateID? integer (body) The unique identifier of the Candidate object
 ---@field panel? table (body)
 ---@field email? string (body) The email address of the Candidate
+---@field callbackUrl? any (body)
+---@field skipCallback? any (body)
 
 ---Simulation Schedule: `POST /actions/simulation-schedule` (seed 002, line 15724)
 ---@param params assesskit.talview.actions.simulation_schedule.Params
