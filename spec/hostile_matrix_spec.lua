@@ -80,9 +80,11 @@ local cases = {
     expect = { kind = "network" } },
   { name = "an HTTP/0.9 answer (no status line)", script = hostile.once("hello, this is HTTP/0.9\r\n"),
     expect = { kind = "network" } },
-  { name = "a NUL in a header value", script = hostile.once("HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\nok"),
+  { name = "a NUL in a header value",
+    script = hostile.once("HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\nok"),
     expect = { kind = "network" } },
-  { name = "a bare CR in a header value", script = hostile.once("HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok"),
+  { name = "a bare CR in a header value",
+    script = hostile.once("HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok"),
     expect = { kind = "network" }, core_fix = "11.6" },
   { name = "an unsolicited 101 Switching Protocols", script = hostile.once("HTTP/1.1 101 Switching Protocols\r\n"
       .. "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\nxyz"),
@@ -93,18 +95,21 @@ local cases = {
   { name = "endless interim 1xx answers", script = { "request", { send = "HTTP/1.1 100 Continue\r\n\r\n",
       forever = true, seconds = 20 } }, expect = { kind = "too_large" }, core_fix = "11.8" },
   -- Content-Length
-  { name = "a Content-Length that is not a number", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nok"),
+  { name = "a Content-Length that is not a number",
+    script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nok"),
     expect = { kind = "network" } },
   { name = "a negative Content-Length", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok"),
     expect = { kind = "network" } },
   { name = "a Content-Length with a sign", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"),
     expect = { kind = "network" }, core_fix = "libcurl takes '+2' (RFC 9110: 1*DIGIT; not in 11.x)" },
-  { name = "a huge Content-Length", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok"),
+  { name = "a huge Content-Length",
+    script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok"),
     expect = { kind = "too_large" } },
   { name = "two different Content-Lengths", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
       .. "Content-Length: 3\r\n\r\nabc"), expect = { kind = "network" }, core_fix = "11.3" },
   { name = "two identical Content-Lengths", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-      .. "Content-Length: 2\r\n" .. JSON .. "\r\n\r\n{}"), expect = { status = 200, body = "{}" }, client = { ok = true } },
+      .. "Content-Length: 2\r\n" .. JSON .. "\r\n\r\n{}"),
+    expect = { status = 200, body = "{}" }, client = { ok = true } },
   { name = "Content-Length with Transfer-Encoding", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n"
       .. "Transfer-Encoding: chunked\r\n" .. JSON .. "\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
     expect = { status = 200, body = "{}" }, client = { ok = true } },
@@ -126,8 +131,8 @@ local cases = {
       { pause = 0.05 }, { reset = true } }, expect = { kind = "network" } },
   { name = "a reset in the middle of the body", script = { "request", { send = "HTTP/1.1 200 OK\r\n"
       .. "Content-Length: 100\r\n\r\nabc" }, { pause = 0.05 }, { reset = true } }, expect = { kind = "network" } },
-  { name = "a slow drip past the timeout", script = { "request", { drip = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-      every = 0.2 } }, reqs = { { timeout = 1 } }, expect = { kind = "timeout", sent = true },
+  { name = "a slow drip past the timeout",
+    script = { "request", { drip = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", every = 0.2 } }, reqs = { { timeout = 1 } }, expect = { kind = "timeout", sent = true },
     client_opts = { timeout = 1, max_retries = 0 } },
   -- bodies where there should be none, redirects, encodings, sizes
   { name = "a 204 with a body", script = hostile.once("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello"),
@@ -167,7 +172,8 @@ local cases = {
   -- 429 and Retry-After
   { name = "429 with Retry-After: -1", script = hostile.always(R{ status = 429, headers = { "Retry-After: -1" } }),
     expect = { status = 429 }, client = { kind = "http", status = 429, sleeps = { 0, 8 } } },
-  { name = "429 with Retry-After: 1e309", script = hostile.always(R{ status = 429, headers = { "Retry-After: 1e309" } }),
+  { name = "429 with Retry-After: 1e309",
+    script = hostile.always(R{ status = 429, headers = { "Retry-After: 1e309" } }),
     expect = { status = 429 }, client = { kind = "http", status = 429, sleeps = { 0, 8 } } },
   { name = "429 with Retry-After: 999999999", script = hostile.always(R{ status = 429,
       headers = { "Retry-After: 999999999" } }),
@@ -220,7 +226,8 @@ for _, t in ipairs({ { "an expired certificate", "P_EXPIRED", "127.0.0.1" },
   { "a certificate for another host", "P_WRONG", "localhost" },
   { "a self-signed certificate", "P_SELF", "127.0.0.1" },
   { "a certificate from an unknown CA", "P_UNTRUSTED", "localhost" } }) do
-  cases[#cases + 1] = { name = "TLS: " .. t[1], url = function(ports) return "https://" .. t[3] .. ":" .. ports[t[2]] .. "/" end,
+  cases[#cases + 1] = { name = "TLS: " .. t[1],
+    url = function(ports) return "https://" .. t[3] .. ":" .. ports[t[2]] .. "/" end,
     expect = { kind = "tls", sent = false }, client = { kind = "tls" } }
 end
 cases[#cases + 1] = { name = "TLS: an IP literal its certificate names",

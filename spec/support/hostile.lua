@@ -23,8 +23,8 @@
 --
 -- A script (or the steps of a route) with `loop = true` plays again and again while the
 -- connection lasts (keep-alive: every request gets the same answer), until a request it read
--- says `Connection: close`. When the steps run out the connection is closed. The script may set `lifetime` (seconds the server lives at most,
--- default 600).
+-- says `Connection: close`. When the steps run out the connection is closed. The script may
+-- set `lifetime` (seconds the server lives at most, default 600).
 -- @module support.hostile
 -- @usage
 -- local hostile = require("support.hostile")

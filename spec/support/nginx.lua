@@ -333,8 +333,8 @@ end
 --   values; `@DIR@` is the server's directory, `@REPO@` the repository, `@PORT@` the plain
 --   port), `certs` (true: write `ca.crt`, `localhost.crt`/`.key` (127.0.0.1, ::1, localhost),
 --   `wrongname.crt`/`.key` (another name), `untrusted.crt`/`.key` (localhost, from another
---   CA), `expired.crt`/`.key` (expired) and `selfsigned.crt`/`.key` into the directory, from support.pki, and trust `ca.crt` in nginx's own Lua
---   cosockets: `lua_ssl_trusted_certificate`);
+--   CA), `expired.crt`/`.key` (expired) and `selfsigned.crt`/`.key` into the directory, from
+--   support.pki, and trust `ca.crt` in nginx's own Lua cosockets: `lua_ssl_trusted_certificate`);
 -- * `workers` (default 1), `env` (names for nginx's `env` directive), `environ` (name ->
 --   value: added to the environment nginx starts with);
 -- * `conf` (a complete configuration instead of all the above but `ports`, `vars`, `certs`
