@@ -132,7 +132,8 @@ local cases = {
   { name = "a reset in the middle of the body", script = { "request", { send = "HTTP/1.1 200 OK\r\n"
       .. "Content-Length: 100\r\n\r\nabc" }, { pause = 0.05 }, { reset = true } }, expect = { kind = "network" } },
   { name = "a slow drip past the timeout",
-    script = { "request", { drip = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", every = 0.2 } }, reqs = { { timeout = 1 } }, expect = { kind = "timeout", sent = true },
+    script = { "request", { drip = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", every = 0.2 } },
+    reqs = { { timeout = 1 } }, expect = { kind = "timeout", sent = true },
     client_opts = { timeout = 1, max_retries = 0 } },
   -- bodies where there should be none, redirects, encodings, sizes
   { name = "a 204 with a body", script = hostile.once("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello"),
