@@ -896,27 +896,18 @@ function Transfer:read_chunked(headers)
     local len = #buf
     -- whole chunks in the buffer
     while true do
-      local size, i = hex_at(buf, pos)
-      if i > len then
+      -- a size line is judged whole, as read_chunk does (the outcome must not depend on where
+      -- the stream was split)
+      local lf = str_find(buf, "\n", pos, true)
+      if not lf then
         break -- the size line goes on in the next piece
       end
+      local size, i = hex_at(buf, pos) -- what follows the digits up to LF (extensions): skipped
       if i == pos or i - pos > 16 then
         if accn > 0 and not self:sink(tbl_concat(acc, "", 1, accn)) then
           return nil
         end
         return self:fail("malformed chunked encoding (chunk size)", "network")
-      end
-      local lf
-      local c = str_byte(buf, i)
-      if c == 13 and str_byte(buf, i + 1) == 10 then
-        lf = i + 1
-      elseif c == 10 then
-        lf = i
-      else
-        lf = str_find(buf, "\n", i, true) -- extensions: skipped
-        if not lf then
-          break
-        end
       end
       if size == 0 then
         self.pos = lf + 1
@@ -993,14 +984,28 @@ function Transfer:read_chunk()
   if not self:read_fixed(size) then
     return nil
   end
-  local rest = self:read_line(0, "chunk data")
-  if not rest then
-    if self.kind == "too_large" then
-      self.kind, self.err = "network", "malformed chunked encoding (no line end after a chunk)"
+  -- the line end after the data: LF, or CR LF
+  local c = self:next_byte()
+  if c == 13 then
+    c = self:next_byte()
+  end
+  if c ~= 10 then
+    if c then
+      return self:fail("malformed chunked encoding (no line end after a chunk)", "network")
     end
     return nil
   end
   return true
+end
+
+-- Takes the next byte of the response (waiting for it); nil after fail().
+function Transfer:next_byte()
+  if self.pos > #self.buf and not self:fill() then
+    return nil
+  end
+  local pos = self.pos
+  self.pos = pos + 1
+  return str_byte(self.buf, pos)
 end
 
 -- Reads a body that ends when the server closes the connection.
