@@ -992,9 +992,9 @@ function Transfer:read_to_close()
   end
 end
 
--- Whether `host` (as parse_url gives it: IPv6 without brackets) is an IP address literal.
-local function is_ip_literal(host)
-  return str_find(host, ":", 1, true) ~= nil or str_find(host, "^%d+%.%d+%.%d+%.%d+$") ~= nil
+-- Whether the URL's host is an IP address literal (assesskit.url gives IPv4 as a dotted quad).
+local function is_ip_literal(u)
+  return u.ipv6 or str_find(u.host, "^%d+%.%d+%.%d+%.%d+$") ~= nil
 end
 
 -- OpenSSL through LuaJIT's FFI, for what cosockets do not do: match a certificate's IP
@@ -1028,7 +1028,7 @@ end
 -- and checked by nginx; an IP literal is sent without SNI (RFC 6066) and matched against the
 -- certificate's IP addresses here, as libcurl does.
 function Transfer:handshake(u)
-  local ip = is_ip_literal(u.host)
+  local ip = is_ip_literal(u)
   local session, err
   if ip then
     session, err = self.sock:sslhandshake(nil, nil, true) -- the session: to read the certificate
