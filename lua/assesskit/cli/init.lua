@@ -7,7 +7,7 @@
 -- Exit status: 0 success, 1 API or network error, 2 usage or configuration error (also a
 -- parameter the client refuses before sending anything). Errors are one line on standard
 -- error, never with a secret in them. The user guide is docs/cli.md.
--- @module assesskit.cli
+-- @internal assesskit.cli
 -- @usage os.exit(require("assesskit.cli").main(arg))
 local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatable,
   getmetatable =
@@ -17,6 +17,7 @@ local string_format, string_lower, string_find, string_gsub, string_match, strin
   string_sub =
   string.format, string.lower, string.find, string.gsub, string.match, string.rep, string.sub
 local table_concat, table_remove = table.concat, table.remove
+local io_open, os_remove, os_time, math_random = io.open, os.remove, os.time, math.random
 
 local args_mod = require("assesskit.cli.args")
 local config = require("assesskit.cli.config")
@@ -32,7 +33,7 @@ M.FAILED = 1
 --- Exit status: a usage or configuration error.
 M.USAGE = 2
 
-local VERSION = require("assesskit.client")._VERSION -- one version for the rock
+local VERSION = require("assesskit")._VERSION -- the one version constant
 
 -- A usage error travels as a table raised with error(); anything else raised is a bug.
 local Usage = {}
@@ -294,10 +295,10 @@ local function talview_client(ctx, list_answer)
   })
 end
 
-local function print_dry_run(ctx, ca_file)
+local function print_dry_run(ctx, ca_file, save)
   local dryrun = require("assesskit.cli.dryrun")
   for _, req in ipairs(ctx.recorder.requests) do
-    ctx:out(dryrun.curl(req, { ca_file = ca_file }) .. "\n")
+    ctx:out(dryrun.curl(req, { ca_file = ca_file, output = save }) .. "\n")
   end
 end
 
@@ -332,6 +333,23 @@ local function talview_all(ctx, tv, e, params, opts)
   return M.OK
 end
 
+-- Whether FILE can be written, checked before anything is fetched (--pdf, --save): its
+-- directory must exist and take a new file. Returns nil and a message when it cannot.
+local function writable_target(file)
+  local dir = string_match(file, "^(.*)/[^/]*$")
+  if dir == "" then dir = "/" end
+  dir = dir or "."
+  local probe = dir .. "/.assesskit-probe-" .. tostring(os_time()) .. "-" .. tostring(math_random(1e9))
+  local f, err = io_open(probe, "wb")
+  if not f then
+    return nil, "cannot write " .. file .. ": " .. string_gsub(tostring(err), "^.-: ", "")
+      .. " (the directory " .. dir .. " must exist and be writable)"
+  end
+  f:close()
+  os_remove(probe)
+  return true
+end
+
 local function cmd_talview(ctx, argv)
   local r = parse(argv, spec_with({ all = "all" }, { save = "save" }, { params = true }), ctx.flags)
   local name = r.positional[1]
@@ -354,32 +372,28 @@ local function cmd_talview(ctx, argv)
   local list = e.response == "list" or e.paged
   if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
+  if r.save and not r.dry_run then
+    local ok, why = writable_target(r.save)
+    if not ok then ctx:err_line("--save: " .. why) return M.FAILED end
+  end
   local tv = talview_client(ctx, list)
-  -- --save streams the body to FILE.part, renamed to FILE only on success: an error answer
-  -- never replaces the file. A dry run shows `-o FILE` and touches no file.
-  local part = r.save and not r.dry_run and (r.save .. ".part")
-  local opts = r.save and { output = part or r.save } or nil
+  -- --save goes through the client's one download routine: the body streams to a temporary
+  -- file beside FILE, renamed to FILE only on success, so an error answer never replaces the
+  -- file. A dry run shows `-o FILE` and touches no file.
+  local opts = (r.save and not r.dry_run) and { output = r.save } or nil
   return guarded(function()
     if r.all then return talview_all(ctx, tv, e, params, opts) end
     local value, err = tv:call(e.name, params, opts)
-    if value == nil then
-      if part then os.remove(part) end
-      return ctx:fail(err)
-    end
+    if value == nil then return ctx:fail(err) end
     if ctx.flags.dry_run then
-      print_dry_run(ctx, ctx:config().talview.ca_file)
+      print_dry_run(ctx, ctx:config().talview.ca_file, r.save)
       return M.OK
     end
     if r.save then
-      local renamed, rerr = os.rename(part, r.save)
-      if not renamed then
-        os.remove(part)
-        ctx:err_line("cannot write " .. r.save .. ": " .. tostring(rerr))
-        return M.FAILED
-      end
       ctx:err_line(string_format("saved %s bytes to %s", tostring(value), r.save))
       return M.OK
     end
+    if e.name:find("^actions%.") then value = output.with_status_name(value) end
     ctx:print_value(value, list)
     return M.OK
   end, "talview " .. e.name .. ": ")
@@ -433,6 +447,10 @@ local function cmd_im_report(ctx, argv)
     if report_type ~= 1 and report_type ~= 2 and report_type ~= 3 then
       usage("--type must be 1, 2 or 3")
     end
+  end
+  if r.pdf and not r.dry_run then
+    local ok, why = writable_target(r.pdf)
+    if not ok then ctx:err_line("--pdf: " .. why) return M.FAILED end
   end
   local im = im_client(ctx)
   return guarded(function()
