@@ -237,15 +237,20 @@ end)
 
 case("raises on misuse at the caller's line, naming the nearest option", function(env)
   local tv = env.talview()
-  local ok, err = pcall(function() tv:map({}, function() end, { concurency = 2 }) end)
-  assert.is_false(ok)
-  assert.matches("bulk_map_spec.lua:%d+: talview:map: unknown option 'concurency' %(did you mean 'concurrency'%?%)", err)
-  ok, err = pcall(function() tv:map({}, function() end, { concurrency = 0 }) end)
-  assert.matches("bulk_map_spec.lua:%d+: .*concurrency", err)
-  ok, err = pcall(function() tv:map(42, function() end) end)
-  assert.matches("bulk_map_spec.lua:%d+: .*items", err)
-  ok, err = pcall(function() tv.models.candidate:each({ concurrency = 1.5 }) end)
-  assert.matches("bulk_map_spec.lua:%d+: .*concurrency", err)
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok)
+    return err
+  end
+  assert.matches("bulk_map_spec.lua:%d+: talview:map: unknown option 'concurency' "
+    .. "%(did you mean 'concurrency'%?%)", raised(function()
+      tv:map({}, function() end, { concurency = 2 })
+    end))
+  assert.matches("bulk_map_spec.lua:%d+: .*concurrency",
+    raised(function() tv:map({}, function() end, { concurrency = 0 }) end))
+  assert.matches("bulk_map_spec.lua:%d+: .*items", raised(function() tv:map(42, function() end) end))
+  assert.matches("bulk_map_spec.lua:%d+: .*concurrency",
+    raised(function() tv.models.candidate:each({ concurrency = 1.5 }) end))
   assert.same({}, (tv:map({}, function() end)))
 end)
 
@@ -273,6 +278,28 @@ describe("client:map #bulk #luajit", function()
         if not ok then error(err, 0) end
       end)
     end
+  end)
+
+  describe("in " .. WORLD .. ", memory", function()
+    -- a subprocess each, so that its peak RSS is the map's alone
+    local function peak_rss(n)
+      local code, out, err = sys.exec((jit and "luajit" or "lua5.4") .. " spec/support/bulk_rss.lua "
+        .. srv.api .. " " .. n, { cwd = sys.repo, env = {
+          LUA_PATH = sys.repo .. "/lua/?.lua;" .. sys.repo .. "/lua/?/init.lua;;",
+          LUA_CPATH = package.cpath, PATH = os.getenv("PATH") } })
+      assert.equal(0, code, err)
+      local done, kb = out:match("^(%d+)%s+(%d+)")
+      assert.equal(n, tonumber(done), out .. err)
+      bulk_server.env(srv.api).reset({}) -- the server forgets the arrivals
+      return tonumber(kb)
+    end
+
+    it("keeps memory flat with an iterator: peak RSS for 100,000 items within 4 MB of 1,000's",
+      function()
+        local small, large = peak_rss(1000), peak_rss(100000)
+        assert.is_true(large - small <= 4096, ("peak RSS %d kB for 1,000 items, %d kB for 100,000")
+          :format(small, large))
+      end)
   end)
 
   if not jit then

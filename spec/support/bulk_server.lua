@@ -21,6 +21,7 @@
 -- * `POST /_reset` (body: cfg as JSON) and `GET /_stats`: `{tokens =, max_in_flight =,
 --   connections =, arrivals = {{t =, in_flight =, status =, uri =, conn =}, ...}}`.
 -- @module support.bulk_server
+-- luacheck: globals ngx
 local M = {}
 
 -- ------------------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ function M.handle()
   local n = #state.arrivals + 1
   local arrival = { t = now(), in_flight = state.in_flight, uri = ngx.var.request_uri, conn = conn }
   state.arrivals[n] = arrival
-  local status, value, headers = 200, nil, nil
+  local status, value, headers = 200
   if ngx.var.http_authorization ~= "Bearer " .. current_token() then
     status, value = 401, { name = "Unauthorized", message = "token refused", status = 401 }
   else
