@@ -60,6 +60,7 @@ build = {
     ["assesskit.jwt"] = "lua/assesskit/jwt.lua",
     ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",
     ["assesskit.ngx.transport"] = "lua/assesskit/ngx/transport.lua",
+    ["assesskit.options"] = "lua/assesskit/options.lua",
     ["assesskit.sandbox.actions"] = "lua/assesskit/sandbox/actions.lua",
     ["assesskit.sandbox.auth"] = "lua/assesskit/sandbox/auth.lua",
     ["assesskit.sandbox.config"] = "lua/assesskit/sandbox/config.lua",

@@ -39,6 +39,7 @@ local io_open = io.open
 
 local cjson = require("cjson")
 local errors = require("assesskit.errors")
+local options = require("assesskit.options")
 local url_mod = require("assesskit.url")
 
 local json = cjson.new()
@@ -71,7 +72,6 @@ local KIND_MAP = {
   timeout = "timeout", network = "network", tls = "tls", too_large = "too_large",
   insecure = "insecure", io = "io", aborted = "aborted", closed = "network",
 }
-local MASK = "***"
 local MAX_ERROR_BODY = 65536 -- bytes of a failed download read back for its error
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
@@ -177,19 +177,6 @@ local function header_value(h, name)
   return v
 end
 
-local function masked_headers(h)
-  if not h then return nil end
-  local out = {}
-  for k, v in pairs(h) do
-    if errors.is_secret_name(k) then
-      out[k] = MASK
-    else
-      out[k] = v
-    end
-  end
-  return out
-end
-
 local function looks_json(body)
   local c = string_match(body, "^%s*(.)")
   return c == "{" or c == "["
@@ -197,6 +184,20 @@ end
 
 -- ------------------------------------------------------------------------------------------
 -- Construction
+
+--- The options of `new`.
+-- @table OPTIONS
+M.OPTIONS = { "base_url", "transport", "ca_file", "ca_path", "proxy", "user_agent",
+  "max_response_size", "allow_http", "timeout", "connect_timeout", "max_retries",
+  "retry_base_delay", "retry_max_delay", "max_retry_after", "on_request", "on_response", "auth",
+  "headers", "unwrap", "paging", "parse_error", "comma_params", "page_param", "per_page_param",
+  "name", "sleep", "clock", "random" }
+
+--- The options of `request` (and of `pages`, `each`; `download` adds `method` and `check`).
+-- @table REQUEST_OPTIONS
+M.REQUEST_OPTIONS = { "query", "body", "content_type", "form", "multipart", "headers", "retry",
+  "max_retries", "timeout", "connect_timeout", "auth", "expect", "paged", "output",
+  "on_progress" }
 
 local function check(opts, name, want)
   local v = opts[name]
@@ -258,13 +259,14 @@ end
 --   LuaSocket's `gettime`)
 -- @tparam[opt] function opts.random `function() -> [0, 1)` for jitter (default `math.random`)
 -- @treturn table the client
--- @raise on a wrong option, or a plain `http://` base URL to a non-loopback host without
---   `allow_http`
+-- @raise on a wrong or unknown option (naming the nearest valid one), or a plain `http://`
+--   base URL to a non-loopback host without `allow_http`
 -- @usage
 -- local c = client.new{ base_url = "https://api.example.com", max_retries = 3 }
 -- local v, err, res = c:request("GET", "/things/1")
 function M.new(opts)
   if type(opts) ~= "table" then error("assesskit.client.new: opts must be a table", 2) end
+  options.check(opts, M.OPTIONS, "assesskit.client.new", 2)
   local base_url = opts.base_url
   if type(base_url) ~= "string" then
     error("assesskit.client.new: base_url must be a string", 2)
@@ -354,12 +356,22 @@ function Client:__tostring()
     grant and (", " .. grant) or "")
 end
 
---- The secret values to redact from errors (from the authenticator).
+--- Every secret value this client knows, to mask wherever it could show (errors, hook
+-- arguments, `redact`): the one rule, from the authenticator's `secrets()` (its credentials,
+-- its tokens, and what its token store holds secret).
 -- @treturn table array of strings (may be empty)
 function Client:secrets()
   local a = self.auth
   if a and a.secrets then return a:secrets() end
   return {}
+end
+
+--- Mask every secret this client knows (`secrets`) in a text: for anything that shows a
+-- server's words (logs, command-line output).
+-- @tparam string s
+-- @treturn string
+function Client:redact(s)
+  return errors.redact(s, self:secrets())
 end
 
 --- Build an error object with this client's secrets redacted.
@@ -464,7 +476,7 @@ local function begin(self, req)
     method = method, url = url, auth = auth, can_retry = can_retry,
     max_retries = req.max_retries or self.max_retries,
     attempt = 0, retries = 0, renewed = false, reached = false, unknown = false,
-    masked_url = (self.on_request or self.on_response) and errors.mask_url(url),
+    hooked = (self.on_request or self.on_response) ~= nil,
     treq = {
       method = method, url = url, body = req.body, multipart = req.multipart,
       timeout = req.timeout or self.timeout,
@@ -562,19 +574,20 @@ function Client:send(req)
     local headers, herr = attempt_headers(self, call, req)
     if not headers then return nil, herr end
     call.treq.headers = headers
-    local started
-    if on_request or on_response then
-      started = clock()
+    local started, secrets, url
+    if call.hooked then -- hooks see nothing secret: names, then values (docs/DESIGN.md)
+      started, secrets = clock(), self:secrets()
+      url = errors.redact(errors.mask_url(call.url), secrets)
       if on_request then
-        pcall(on_request, { method = call.method, url = call.masked_url,
-          headers = masked_headers(headers), attempt = call.attempt })
+        pcall(on_request, { method = call.method, url = url,
+          headers = errors.mask_headers(headers, secrets), attempt = call.attempt })
       end
     end
     local status, rheaders, body, err = transfer(self, call)
     local action, delay = self:decide(call, status, rheaders, err)
     if on_response then
-      pcall(on_response, { method = call.method, url = call.masked_url, status = status,
-        attempt = call.attempt, headers = status and masked_headers(rheaders) or nil,
+      pcall(on_response, { method = call.method, url = url, status = status,
+        attempt = call.attempt, headers = status and errors.mask_headers(rheaders, secrets) or nil,
         duration = clock() - started, error = err, retrying = action ~= "return" })
     end
     -- the renewal comes after this answer's hook, so hooks see events in order

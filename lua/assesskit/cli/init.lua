@@ -100,15 +100,23 @@ end
 local Ctx = {}
 Ctx.__index = Ctx
 
-function Ctx:out(s)
-  self.sys.stdout:write(s)
+-- Every secret in a text masked: the configured ones, and what the clients made by this run
+-- know (a token fetched meanwhile). Everything the command prints goes through it.
+function Ctx:redact(s)
+  s = tostring(s)
+  if self._cfg then s = require("assesskit.errors").redact(s, config.secrets(self._cfg)) end
+  for _, c in ipairs(self.clients) do s = c:redact(s) end
+  return s
 end
 
--- One line on standard error, prefixed, with any configured secret redacted (whatever the
--- message's origin).
+function Ctx:out(s)
+  self.sys.stdout:write(self:redact(s))
+end
+
+-- One line on standard error, prefixed, with every secret masked (whatever the message's
+-- origin).
 function Ctx:err_line(s)
-  local line = string_gsub(tostring(s), "[\r\n]+", " ")
-  if self._cfg then line = require("assesskit.errors").redact(line, config.secrets(self._cfg)) end
+  local line = string_gsub(self:redact(s), "[\r\n]+", " ")
   self.sys.stderr:write("assesskit: ", line, "\n")
 end
 
@@ -278,6 +286,7 @@ local function api_client(ctx, a)
   end
   local ok, c = pcall(require(a.module).new, opts)
   if not ok then usage("configuration: " .. bare(c)) end
+  ctx.clients[#ctx.clients + 1] = c
   return c
 end
 
@@ -510,7 +519,7 @@ function M.main(argv, sys)
   sys = sys or M.default_sys()
   local list = {}
   for i = 1, #argv do list[i] = tostring(argv[i]) end
-  local ctx = setmetatable({ sys = sys, flags = {} }, Ctx)
+  local ctx = setmetatable({ sys = sys, flags = {}, clients = {} }, Ctx)
   local ok, status = pcall(function()
     -- global options before the command
     local i = 1
