@@ -60,6 +60,7 @@ local distance = M.distance
 -- @tparam table names the valid names: an array, or a set (name -> true)
 -- @treturn string|nil the nearest valid name, when close enough
 -- @treturn table all valid names, ranked
+-- @treturn table each valid name's distance to `name`
 function M.nearest(name, names)
   local list = {}
   if names[1] ~= nil then
@@ -76,8 +77,8 @@ function M.nearest(name, names)
   end)
   local best = list[1]
   local limit = #tostring(name) > 6 and math_floor(#tostring(name) / 3) or 2
-  if best ~= nil and d[best] <= limit then return best, list end
-  return nil, list
+  if best ~= nil and d[best] <= limit then return best, list, d end
+  return nil, list, d
 end
 local nearest = M.nearest
 
