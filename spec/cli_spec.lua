@@ -485,11 +485,12 @@ talview = {
         assert.equal(0, status, err)
         assert.equal("GET http://api.invalid/models/candidate/2 HTTP/1.1", cjson.decode(out).request)
         env.ASSESSKIT_ALLOW_HTTP = "false"
-        status, out, err = run({ "talview", "models.candidate.get", "--id", "2" }, { env = env })
+        local _
+        status, _, err = run({ "talview", "models.candidate.get", "--id", "2" }, { env = env })
         assert.equal(2, status)
         assert.truthy(one_error_line(err):find("refusing plain http://", 1, true), err)
         env.ASSESSKIT_ALLOW_HTTP = "perhaps"
-        status, out, err = run({ "talview", "models.candidate.get", "--id", "2" }, { env = env })
+        status, _, err = run({ "talview", "models.candidate.get", "--id", "2" }, { env = env })
         assert.equal(2, status)
         assert.truthy(one_error_line(err):find("ASSESSKIT_ALLOW_HTTP", 1, true), err)
       end)
@@ -500,8 +501,10 @@ talview = {
             "unknown key talview.timout (did you mean talview.timeout?)" },
           { "timeout = '60'", "timeout must be a number" },
           { "allow_http = 'yes'", "allow_http must be a boolean" },
-          { "interviewmocha = { apikey = 'k' }", "unknown key interviewmocha.apikey (did you mean interviewmocha.api_key?)" },
-          { "talview = { auth = { grant = 'jwt', scopes = 'x' } }", "unknown key talview.auth.scopes (did you mean talview.auth.scope?)" },
+          { "interviewmocha = { apikey = 'k' }",
+            "unknown key interviewmocha.apikey (did you mean interviewmocha.api_key?)" },
+          { "talview = { auth = { grant = 'jwt', scopes = 'x' } }",
+            "unknown key talview.auth.scopes (did you mean talview.auth.scope?)" },
           { "talview = { base_url = 'api.example.com' }", "talview.base_url is not an http(s) URL" },
         }
         for i, c in ipairs(cases) do

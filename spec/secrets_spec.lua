@@ -206,11 +206,11 @@ describe("secrets echoed by a server #luajit", function()
       return sys.exec("lua5.4 bin/assesskit " .. argv, { cwd = sys.repo, env = e })
     end
     -- the bearer token (fetched at run time) echoed in a 200 body, and in an error
-    local status, out, err = cli("talview models.candidate.list -- --echo token --ok 1")
+    local status, out, err = cli("talview models.candidate.list --raw-param -- --echo token --ok 1")
     assert.equal(0, status, err)
     assert.matches('"echoed":', out)
     assert.is_nil(out:find(TOKEN, 1, true), out)
-    status, out, err = cli("talview models.candidate.list -- --echo token")
+    status, out, err = cli("talview models.candidate.list --raw-param -- --echo token")
     assert.equal(1, status)
     assert.is_nil((out .. err):find(TOKEN, 1, true), err)
     -- the password echoed by the token endpoint, in the log line
