@@ -10,7 +10,7 @@
 --     lua5.4 bench/talview.lua [--sandbox | --static] [--get | --page] [--requests N] [--rounds R]
 --
 -- Two workloads: `get` (one candidate, `tv.models.candidate:get(id)`) and `page` (a page of
--- 100 candidates, `tv.models.candidate:list{pageSize = 100}`: JSON decoding dominates the
+-- candidates, `tv.models.candidate:list{pageSize = 100}` (the sandbox caps it at 50): JSON decoding dominates the
 -- client's side, integers included), each against the same URL through a bare core session.
 --
 -- Two servers, each started on a free loopback port in a temporary directory and stopped by
@@ -170,7 +170,7 @@ local function measure(kind, workload)
     local c, t = core_rates[mid], tv_rates[mid]
     local ratio = t / c
     print(string.format("talview bench: %s, %s (%d requests x %d rounds, median)",
-      workload == "page" and "a page of 100 candidates" or "one candidate",
+      workload == "page" and "a page of candidates (pageSize=100; the sandbox serves 50)" or "one candidate",
       kind == "sandbox" and "the sandbox" or "a bare static nginx", n, opts.rounds))
     print(string.format("  core session:request      %9.0f req/s  (%6.1f us/request)", c, 1e6 / c))
     print(string.format("  tv.models.candidate:%-4s  %9.0f req/s  (%6.1f us/request)",
