@@ -80,6 +80,7 @@ build = {
       ["assesskit.local_sandbox"] = "lua/assesskit/local_sandbox.lua",
       ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",
       ["assesskit.ngx.transport"] = "lua/assesskit/ngx/transport.lua",
+      ["assesskit.options"] = "lua/assesskit/options.lua",
       ["assesskit.talview.action_status"] = "lua/assesskit/talview/action_status.lua",
       ["assesskit.scheduler"] = "lua/assesskit/scheduler.lua",
       ["assesskit.store"] = "lua/assesskit/store.lua",
