@@ -1,6 +1,6 @@
---- `assesskit talview NAME --each FILE|- --parallel N`: one call per input line, many at once.
+--- One call per input line, many at once: `assesskit talview NAME` with `each` and `parallel`.
 --
--- Each non-blank line of FILE (or standard input, `-`) is a JSON object of parameters (over
+-- The options are `--each FILE|-` and `--parallel N`. Each non-blank line of FILE (or standard input, `-`) is a JSON object of parameters (over
 -- the parameters of the command line); the calls run through `tv:map` with N in flight, and
 -- one JSON line is written per input line, in input order, as soon as it and every line before
 -- it are done: `{"line": <n>, "value": <the answer>}` or `{"line": <n>, "error": {kind =,
