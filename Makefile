@@ -13,6 +13,8 @@ BUSTED     := /usr/bin/busted
 
 CFLAGS     ?= -O2 -g
 WARNFLAGS  := -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow
+# core.so exports only luaopen_assesskit_core (AK_EXPORT in csrc/compat.h).
+VISFLAGS   := -fvisibility=hidden
 # Recursive (=) so that pkg-config runs when a recipe needs it, after `make deps`.
 CPPFLAGS_ALL = -D_POSIX_C_SOURCE=200809L $(shell pkg-config --cflags $(LUA_PC) libcurl openssl)
 LDLIBS_ALL   = $(shell pkg-config --libs libcurl openssl)
@@ -32,7 +34,7 @@ build: $(CORE)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(WARNFLAGS) $(CFLAGS) -fPIC -c $< -o $@
+	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(WARNFLAGS) $(VISFLAGS) $(CFLAGS) -fPIC -c $< -o $@
 
 $(CORE): $(OBJS)
 	@mkdir -p $(@D)

@@ -38,7 +38,8 @@ build = {
   type = "builtin",
   modules = {
     ["assesskit.core"] = {
-      sources = { "csrc/codec.c", "csrc/core.c", "csrc/http.c", "csrc/pkey.c" },
+      sources = { "csrc/codec.c", "csrc/core.c", "csrc/http.c", "csrc/loop.c", "csrc/pkey.c",
+                  "csrc/util.c", "csrc/xfer.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "ssl", "crypto" },
       incdirs = { "csrc", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },

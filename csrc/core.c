@@ -1,7 +1,7 @@
 /***
  * assesskit.core: the native part of assesskit (private; use the Lua modules).
  *
- * HTTP transfers over libcurl (`session`), RS256 keys over OpenSSL (`load_key`), base64url
+ * HTTP transfers over libcurl (`session`, `loop`), RS256 keys over OpenSSL (`load_key`), base64url
  * and RFC 3986 percent-encoding. A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
  * @module assesskit.core
@@ -13,25 +13,6 @@
 
 /* The only mutable global: set once libcurl's global state is initialised. */
 static int ak_curl_ready = 0;
-
-void ak_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
-                 const luaL_Reg *meta)
-{
-  luaL_newmetatable(L, tname);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushstring(L, tname);
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
-}
-
-int ak_fielderror(lua_State *L, int arg, const char *name, const char *expected, int idx)
-{
-  return luaL_error(L, "bad argument #%d (field '%s': %s expected, got %s)", arg, name,
-                    expected, luaL_typename(L, idx));
-}
 
 /***
  * Versions of the libraries the core runs on.
@@ -61,9 +42,10 @@ static const luaL_Reg core_funcs[] = {
   {NULL, NULL}
 };
 
-/* Entry point of `require "assesskit.core"`. */
-int luaopen_assesskit_core(lua_State *L);
-int luaopen_assesskit_core(lua_State *L)
+/* Entry point of `require "assesskit.core"`: the library's only exported symbol (the
+ * Makefile builds with -fvisibility=hidden). */
+AK_EXPORT int luaopen_assesskit_core(lua_State *L);
+AK_EXPORT int luaopen_assesskit_core(lua_State *L)
 {
   if (!ak_curl_ready) {
     /* libcurl >= 7.84 makes curl_global_init thread-safe and reference counted. */

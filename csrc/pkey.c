@@ -10,7 +10,7 @@
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 
-#include "core.h"
+#include "util.h"
 
 #define KEY_CLASS "assesskit.key"
 

@@ -493,9 +493,9 @@ describe("assesskit.ngx.transport #ngx", function()
       end
     end)
 
-    it("refuses response headers over 300 KiB, as libcurl does", function()
+    it("refuses response headers over 300 KiB as too_large, as the core does", function()
       local r = run1({ url = plain("/raw/hugeheaders") })
-      assert.are.equal("network", r.kind)
+      assert.are.equal("too_large", r.kind)
       local ok = run1({ url = plain("/raw/bigheader") })
       assert.are.equal(50 * 1024, #ok.headers["x-big"])
     end)
@@ -508,8 +508,8 @@ describe("assesskit.ngx.transport #ngx", function()
       assert.are.equal("a" .. string.rep(" ", 90 * 1024) .. "b", r.headers["x-spaces"])
       local folds = run1({ url = plain("/raw/manyfolds"), timeout = 5 })
       assert.are.equal("a" .. string.rep(" b", 50000), folds.headers["x-fold"])
-      for _, case in ipairs({ "lonecr", "foldspaces" }) do -- lines over 100 KiB, as libcurl
-        assert.are.equal("network", run1({ url = plain("/raw/" .. case), timeout = 5 }).kind, case)
+      for _, case in ipairs({ "lonecr", "foldspaces" }) do -- lines over 100 KiB, as the core
+        assert.are.equal("too_large", run1({ url = plain("/raw/" .. case), timeout = 5 }).kind, case)
       end
     end)
 

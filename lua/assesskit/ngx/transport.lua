@@ -544,7 +544,7 @@ function Transfer:read_until(pattern, max, what)
       return str_sub(buf, 1, s - 1)
     end
     if #buf > max then
-      return self:fail(what .. " too large", "network")
+      return self:fail(what .. " too large", "too_large")
     end
     from = #buf - #pattern + 2
     if from < 1 then
@@ -614,7 +614,7 @@ local function parse_head(t, block)
       stop = stop - 1
     end
     if stop - pos + 1 > MAX_HEADER_LINE then
-      return t:fail("response header line longer than 100 KiB", "network")
+      return t:fail("response header line longer than 100 KiB", "too_large")
     end
     local line = str_sub(block, pos, stop)
     pos = eol + 1
