@@ -166,7 +166,8 @@ static void session_free(ak_session *s)
   xfer_release(&s->req, 0);
   if (s->tmpl) { curl_easy_cleanup(s->tmpl); s->tmpl = NULL; }
   if (s->multi) { curl_multi_cleanup(s->multi); s->multi = NULL; }
-  /* Closes the cached connections; every easy handle that used the share is gone. */
+  /* Closes the cached connections; every easy handle that used the share is gone (else
+   * libcurl refuses, and the share would leak: make sanitize's leak check would say). */
   if (s->share) { curl_share_cleanup(s->share); s->share = NULL; }
   free(s->ca_file); s->ca_file = NULL;
   free(s->ca_path); s->ca_path = NULL;

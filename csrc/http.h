@@ -58,7 +58,7 @@ struct ak_xfer {
   CURL *easy;                 /* from prepare until finished */
   ak_session *session;        /* while running */
   ak_loop *loop;              /* while running on a loop (NULL: a blocking request) */
-  ak_xfer *snext, *sprev;     /* the session's running loop transfers */
+  ak_xfer *snext, *sprev;     /* the session's loop transfers (session->xfers) */
   ak_xfer *lnext, *lprev;     /* the loop's running transfers */
   int state;                  /* XFER_* */
   /* the request */
@@ -108,7 +108,7 @@ struct ak_session {
   lua_Integer requests, connects;
   int busy;                   /* a blocking request is running */
   int callbacks;              /* an on_progress of one of its transfers is running */
-  ak_xfer *xfers;             /* its transfers running on loops */
+  ak_xfer *xfers;             /* its loop transfers: running, or whose preparing raised */
   ak_xfer req;                /* the blocking request's state, reused */
 };
 

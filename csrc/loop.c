@@ -102,10 +102,15 @@ static void finish(lua_State *L, ak_xfer *x, CURLcode rc, int keep)
   x->anchor = x->self = LUA_NOREF;
 }
 
-/* Ends running transfer `x` now, as `fail` (FAIL_CANCELLED, FAIL_CLOSED). Not while its loop
- * is being driven. */
+/* Ends running transfer `x` now, as `fail` (FAIL_CANCELLED, FAIL_CLOSED); not while its loop
+ * is being driven. One that never ran (its preparing raised) only gives its handles back. */
 void loop_detach(lua_State *L, ak_xfer *x, int fail)
 {
+  if (x->state != XFER_RUNNING) {
+    xfer_release(x, 0);
+    session_unlink(x);
+    return;
+  }
   x->fail = fail;
   finish(L, x, CURLE_OK, 1);
 }
@@ -167,6 +172,9 @@ static int loop_start(lua_State *L)
   x = lua_newuserdata(L, sizeof *x);                    /* 4 */
   xfer_init(x);
   luaL_setmetatable(L, XFER_CLASS);
+  /* Linked from now on: if preparing raises, the easy handle it made still belongs to the
+   * session's share handle, and session:close must free it (or __gc will). */
+  session_link(s, x);
   lua_createtable(L, ANCHOR_SLOTS, 0);                   /* 5: the anchor */
   lua_pushvalue(L, 2);
   lua_rawseti(L, 5, ANCHOR_SESSION);
@@ -177,6 +185,7 @@ static int loop_start(lua_State *L)
   n = xfer_prepare(L, x, s, 3, 5);
   if (n != 0) {
     xfer_release(x, 0);
+    session_unlink(x);
     return n;
   }
   lua_pushvalue(L, 5);
@@ -186,12 +195,12 @@ static int loop_start(lua_State *L)
   mc = curl_multi_add_handle(lp->multi, x->easy);
   if (mc != CURLM_OK) {
     xfer_release(x, 0);
+    session_unlink(x);
     xfer_unref(L, x);
     return session_failure(L, curl_multi_strerror(mc), "network");
   }
   x->state = XFER_RUNNING;
   loop_link(lp, x);
-  session_link(s, x);
   lua_settop(L, 4);
   return 1;
 }
@@ -377,6 +386,7 @@ static int xfer_gc(lua_State *L)
     finish(L, x, CURLE_OK, 0);
   }
   xfer_release(x, 0);
+  session_unlink(x);  /* one whose preparing raised */
   xfer_unref(L, x);
   return 0;
 }
