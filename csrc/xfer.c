@@ -227,6 +227,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     return refuse(x, "bare CR in a response header");
   if (starts_with_ci(p, n, "HTTP/")) {
     int code = status_code(p, n);
+    if (code == 0)  /* libcurl 7.88.1 takes "HTTP/200 OK" for a status line (status 0) */
+      return refuse(x, "malformed status line in the response");
     x->head.len = 0;  /* a new response (after 1xx): keep only the last one's headers */
     x->bodiless = code < 200 || code == 204 || code == 304;
     x->has_length = 0;
@@ -958,6 +960,8 @@ int xfer_push_result(lua_State *L, ak_xfer *x)
   if (x->in_headers)
     /* libcurl 7.88.1 takes a connection closed inside the headers for a response */
     return push_failure(L, x, "connection closed inside the response headers", "network");
+  if (x->status < 100 || x->status > 999)  /* defence in depth: on_header refuses them */
+    return push_failure(L, x, "malformed status line in the response", "network");
   lua_pushinteger(L, (lua_Integer)x->status);
   push_headers(L, x);
   if (x->buffering)
