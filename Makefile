@@ -27,7 +27,7 @@ OBJS := $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/build/lua5.4/?.so;;
 
-.PHONY: all build deps test test-lua54 test-luajit rock-check lint memcheck bench demo sandbox docs clean
+.PHONY: all build deps test test-lua54 test-luajit rock-check lint memcheck sanitize fuzz bench demo sandbox docs clean
 
 all: build
 build: $(CORE)
@@ -63,6 +63,18 @@ lint: deps
 memcheck: deps
 	$(MAKE) build LUA=lua5.4 BUILD=build/memcheck CFLAGS="-O0 -g"
 	.ci/memcheck.sh
+
+# The core's specs against a core built with ASan + UBSan (clang), LeakSanitizer at exit.
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+sanitize: deps
+	$(MAKE) build LUA=lua5.4 BUILD=build/sanitize CC=clang CFLAGS="-O1 -g $(SANFLAGS)"
+	.ci/sanitize.sh
+
+# Bounded-time libFuzzer runs of every C entry point that takes outside bytes (fuzz/*.c),
+# then every fuzz/*.lua with luajit. FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 10
+fuzz: deps
+	.ci/fuzz.sh $(FUZZ_SECONDS)
 
 bench: deps build
 	bench/run.sh
