@@ -43,6 +43,8 @@ fi
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+export AK_FUZZ_TMP="$ROOT/$DIR/tmp"  # the only place a target writes files
+trap 'rm -rf "$AK_FUZZ_TMP"' EXIT
 failed=()
 for target in fuzz/core/*.lua; do
   name=$(basename "$target" .lua)
@@ -52,9 +54,10 @@ for target in fuzz/core/*.lua; do
   [ -d "fuzz/corpus/$name" ] && seeds+=("fuzz/corpus/$name")
   [ -d "$DIR/seeds/$name" ] && seeds+=("$DIR/seeds/$name")
   echo "== fuzz $name (${SECS}s)"
-  if AK_FUZZ_TARGET="$target" "$DIR/harness" -max_total_time="$SECS" -timeout=20 \
+  if (cd "$DIR" && AK_FUZZ_TARGET="$ROOT/$target" ./harness -max_total_time="$SECS" -timeout=20 \
        -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 -detect_leaks=0 \
-       -artifact_prefix="$DIR/artifacts/$name-" "$corpus" "${seeds[@]}" > "$DIR/$name.log" 2>&1; then
+       -artifact_prefix="artifacts/$name-" "corpus/$name" "${seeds[@]/#/$ROOT/}") \
+       > "$DIR/$name.log" 2>&1; then
     grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$DIR/$name.log" | tr '\n' ' '
     echo
   else

@@ -1,12 +1,16 @@
 -- make fuzz target: core.session option tables and request tables (session:request and
 -- loop:start) built from the input bytes: misuse raises a Lua error (caught here), anything
 -- else returns a result of the documented shape. Nothing leaves 127.0.0.1: requests that
--- would be sent go to port 1 (refused), loop transfers are cancelled before any run.
+-- would be sent go to port 1 (refused), loop transfers are cancelled before any run; an
+-- `output` file is only ever written inside a temporary directory.
 local core = require "assesskit.core"
 
-local TMP = os.tmpname()
-os.remove(TMP)
-assert(os.execute("mkdir -p " .. TMP))
+local TMP = os.getenv("AK_FUZZ_TMP")  -- .ci/fuzz.sh gives one and removes it afterwards
+if not TMP then
+  TMP = os.tmpname()
+  os.remove(TMP)
+end
+assert(os.execute("mkdir -p '" .. TMP .. "'"))
 local EXISTS = TMP .. "/exists"
 do
   local f = assert(io.open(EXISTS, "wb"))
@@ -93,6 +97,10 @@ return function(input)
   local loop = core.loop()
   while r.more() do
     local req = map(r, REQUEST_KEYS, 0)
+    if type(req.output) == "string" then  -- written to: only ever inside TMP
+      req.output = TMP .. (#req.output % 2 == 0 and "/out" or "/no/dir/out")
+        .. (req.output:find("\0") and "\0x" or "")
+    end
     local ok, x, msg, kind, sent = pcall(loop.start, loop, s, req)
     if ok and x then
       assert(x:cancel())
