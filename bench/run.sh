@@ -28,3 +28,7 @@ if [ -f bench/talview.lua ]; then
   echo "== Talview client vs core"
   lua5.4 bench/talview.lua
 fi
+if [ -f build/luajit/assesskit/core.so ]; then
+  echo "== nginx transport vs core: chunked bodies"
+  lua5.4 bench/ngx.lua
+fi

@@ -1,10 +1,10 @@
 /***
  * assesskit.core: the native part of assesskit (private; use the Lua modules).
  *
- * HTTP transfers over libcurl (`session`, `loop`), RS256 keys over OpenSSL (`load_key`), base64url
- * and RFC 3986 percent-encoding. A wrong argument raises; a run-time failure returns
+ * HTTP transfers over libcurl (`session`, `loop`), RS256 keys over OpenSSL (`load_key`),
+ * base64url and RFC 3986 percent-encoding. A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
- * @module assesskit.core
+ * @internal assesskit.core
  */
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -32,7 +32,7 @@ static int core_versions(lua_State *L)
   lua_setfield(L, -2, "lua");
   lua_pushboolean(L, (info->features & CURL_VERSION_HTTP2) != 0);
   lua_setfield(L, -2, "http2");
-  lua_pushstring(L, AK_VERSION);
+  lua_pushstring(L, ak_version(L));
   lua_setfield(L, -2, "assesskit");
   return 1;
 }
@@ -55,8 +55,9 @@ AK_EXPORT int luaopen_assesskit_core(lua_State *L)
                         curl_easy_strerror(rc));
     ak_curl_ready = 1;
   }
+  ak_load_version(L);
   luaL_newlib(L, core_funcs);
-  lua_pushstring(L, AK_VERSION);
+  lua_pushstring(L, ak_version(L));
   lua_setfield(L, -2, "_VERSION");
   http_open(L);
   pkey_open(L);

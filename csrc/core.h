@@ -1,12 +1,10 @@
 /*
- * core.h: what core.c needs of the concern files, and the version they report.
+ * core.h: what core.c needs of the concern files.
  */
 #ifndef ASSESSKIT_CORE_H
 #define ASSESSKIT_CORE_H
 
 #include "util.h"
-
-#define AK_VERSION "scm"
 
 /* Each concern adds its functions to the module table on top of the stack. */
 void http_open(lua_State *L);   /* session, loop */

@@ -5,6 +5,35 @@
 
 #include "util.h"
 
+/* Registry key (its address) of the version string. */
+static const char ak_version_key = 'v';
+
+const char *ak_version(lua_State *L)
+{
+  const char *v;
+  lua_pushlightuserdata(L, (void *)&ak_version_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  v = lua_tostring(L, -1); /* the registry keeps the string alive */
+  lua_pop(L, 1);
+  return v != NULL ? v : "?";
+}
+
+void ak_load_version(lua_State *L)
+{
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "assesskit");
+  if (lua_pcall(L, 1, 1, 0) != 0)
+    luaL_error(L, "assesskit.core: cannot load the module assesskit for its version: %s",
+               lua_tostring(L, -1));
+  lua_getfield(L, -1, "_VERSION");
+  if (lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "assesskit.core: the module assesskit has no _VERSION string");
+  lua_pushlightuserdata(L, (void *)&ak_version_key);
+  lua_insert(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+}
+
 void ak_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  const luaL_Reg *meta)
 {

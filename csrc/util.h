@@ -1,11 +1,17 @@
 /*
- * util.h: helpers every concern file of assesskit.core uses (classes, argument errors).
+ * util.h: helpers every concern file of assesskit.core uses (version, classes, argument
+ * errors).
  * Nothing here knows about HTTP, keys or encodings.
  */
 #ifndef ASSESSKIT_UTIL_H
 #define ASSESSKIT_UTIL_H
 
 #include "compat.h"
+
+/* The version of assesskit: the Lua module `assesskit`'s `_VERSION` (the one constant of the
+ * rock), read once by ak_load_version (luaopen_assesskit_core) and kept in the registry. */
+const char *ak_version(lua_State *L);
+void ak_load_version(lua_State *L);
 
 /* Creates the named metatable `tname` with `methods` as __index plus the metamethods in
  * `meta`, and pops it. */

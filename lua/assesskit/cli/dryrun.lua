@@ -5,7 +5,7 @@
 -- request with `200` and an empty JSON body, so a client runs its whole call path (parameter
 -- checks, paths, query encoding, JSON body) without any network traffic. The command line
 -- builds dry-run clients with a placeholder access token, so no token endpoint is contacted.
--- @module assesskit.cli.dryrun
+-- @internal assesskit.cli.dryrun
 local type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall =
   type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall
 local string_gsub, string_lower, string_upper, string_find, string_match, string_sub,
@@ -114,7 +114,8 @@ end
 -- parameters and body fields as `***`.
 -- @tparam table req a recorded request (`method`, `url`, `headers`, `body`, `multipart`,
 --   `output`)
--- @tparam[opt] table opts `ca_file` (adds `--cacert`)
+-- @tparam[opt] table opts `ca_file` (adds `--cacert`), `output` (adds `-o FILE` when the
+--   request has no `output` of its own)
 -- @treturn string the command, one option per line, joined with ` \` continuations
 function M.curl(req, opts)
   if type(req) ~= "table" then error("dryrun.curl: req must be a table", 2) end
@@ -146,7 +147,8 @@ function M.curl(req, opts)
     end
     lines[#lines + 1] = "  -F " .. shell_quote(spec)
   end
-  if req.output then lines[#lines + 1] = "  -o " .. shell_quote(req.output) end
+  local out = req.output or (opts and opts.output)
+  if out then lines[#lines + 1] = "  -o " .. shell_quote(out) end
   return table_concat(lines, " \\\n")
 end
 

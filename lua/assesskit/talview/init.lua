@@ -46,8 +46,10 @@
 --   if not c then error(tostring(e)) end
 --   print(c.id, c.name)
 -- end
-local type, tostring, tonumber, pairs, setmetatable, error, select, rawget, require, pcall =
-  type, tostring, tonumber, pairs, setmetatable, error, select, rawget, require, pcall
+local type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget, require,
+  pcall =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget, require,
+  pcall
 local string_find, string_gsub, string_format, string_match, string_rep =
   string.find, string.gsub, string.format, string.match, string.rep
 local math_floor = math.floor
@@ -56,15 +58,17 @@ local io_open = io.open
 
 local client_mod = require("assesskit.client")
 local endpoints = require("assesskit.endpoints")
+local options = require("assesskit.options")
+local url_mod = require("assesskit.url")
 
 local null = client_mod.null
-local url_encode = client_mod.url_encode
+local url_encode = url_mod.encode
 local fill_positional, fill_named = endpoints.fill_positional, endpoints.fill_named
 local check_args, check_opt, reraise = endpoints.check_args, endpoints.check_opt, endpoints.reraise
 local without = endpoints.without
 
 local M = {}
-M._VERSION = client_mod._VERSION
+M._VERSION = require("assesskit")._VERSION
 
 --- The JSON `null` sentinel (`cjson.null`), also `assesskit.client.null`.
 M.null = null
@@ -77,7 +81,6 @@ local NAME = "assesskit.talview"
 local DEFAULT_BASE_URL = "https://apiv4.talview.com"
 local ALWAYS_QUERY = { expand = true, suppress_error_code = true, fields = true }
 local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
-local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 
 ---------------------------------------------------------------------------------------------
 -- Parameters
@@ -172,7 +175,7 @@ local function multipart_parts(tv, ep, params, opts)
   for k, v in pairs(params) do
     if k ~= field and not ALWAYS_QUERY[k] then rest[k] = v end
   end
-  local ok, flat = pcall(client_mod.flatten, rest)
+  local ok, flat = pcall(url_mod.flatten, rest)
   if not ok then error(flat, 4) end
   local parts = {
     { name = field, file = path, filename = (opts and opts.filename) or basename(path),
@@ -195,32 +198,94 @@ local function check_required(tv, ep, params)
   return true
 end
 
--- Resolve an endpoint call's arguments into the path and the client's request options.
+-- Step of `prepare`: the path (placeholders filled), and the call's params and opts.
+-- `named`: the placeholders are in the params table (`tv:call`, `get{id = 42}`).
+local function split_args(tv, ep, named, ...)
+  if ep.np == 0 then
+    local params, opts = ...
+    return ep.lits[1], params, opts
+  end
+  if named or (type((...)) == "table") then
+    local p, opts = ...
+    check_args(ep, p, nil, 4)
+    local path, err = fill_named(tv._client, ep, PATH_RULE, p)
+    if not path then return nil, err end
+    return path, without(p, ep.name_set), opts
+  end
+  local path, err = fill_positional(tv._client, ep, PATH_RULE, ...)
+  if not path then return nil, err end
+  return path, select(ep.np + 1, ...)
+end
+
+-- Step of `prepare`: where each parameter goes. GET and DELETE: all in the query; POST, PUT,
+-- PATCH: the JSON body, except the query parameters (`ALWAYS_QUERY` and the endpoint's own);
+-- a multipart upload: form fields (built by `multipart_parts`) and the query parameters.
+-- Returns the body (or nil) and the query (or nil), never modifying `params` or `query`.
+local function place_params(ep, params, query)
+  if not params then return nil, query end
+  if ep.upload == "multipart" then
+    local q
+    for k in pairs(ALWAYS_QUERY) do
+      if params[k] ~= nil then
+        if not q then
+          q = {}
+          if query then for qk, qv in pairs(query) do q[qk] = qv end end
+        end
+        q[k] = params[k]
+      end
+    end
+    return nil, q or query
+  end
+  if not BODY_METHODS[ep.method] then
+    if not query then return nil, params end
+    local q = {}
+    for k, v in pairs(params) do q[k] = v end
+    for k, v in pairs(query) do q[k] = v end
+    return nil, q
+  end
+  local qset, bset = ep.query_set, ep.body_set
+  local split = false
+  for k in pairs(params) do
+    if ALWAYS_QUERY[k] or qset[k] then split = true break end
+  end
+  if not split then return params, query end
+  local body, q = {}, {}
+  if query then for k, v in pairs(query) do q[k] = v end end
+  for k, v in pairs(params) do
+    if ALWAYS_QUERY[k] or qset[k] then
+      q[k] = v
+      if bset[k] then body[k] = v end -- documented in both: sent in both, from one value
+    else
+      body[k] = v
+    end
+  end
+  return body, q
+end
+
+-- The per-call options passed on to `assesskit.client`.
+local PASSED_OPTS = { "headers", "retry", "max_retries", "timeout", "connect_timeout",
+  "output", "on_progress" }
+
+--- The per-call options of the resource methods, `each`, `pages` and `call`.
+-- @table CALL_OPTIONS
+M.CALL_OPTIONS = { "query", "headers", "retry", "max_retries", "timeout", "connect_timeout",
+  "output", "on_progress", "filename", "content_type", "expect" }
+local CALL_OPTIONS = endpoints.set_of(M.CALL_OPTIONS)
+
+-- Resolve an endpoint call's arguments into the path and the client's request options, in
+-- named steps: the path and the rest (`split_args`), the upload's file, the required
+-- parameters, where each parameter goes (`place_params`), the per-call options.
 -- Called by `invoke`, `node_each`, `node_pages` and `TV:call`; resource methods tail-call
 -- the first three, so level 3 from here is the user's call in every case.
 local function prepare(tv, ep, named, ...)
-  local path, params, opts, err
-  if ep.np == 0 then
-    params, opts = ...
-    path = ep.lits[1]
-  elseif named or (type((...)) == "table") then
-    local p
-    p, opts = ...
-    check_args(ep, p, nil, 3)
-    path, err = fill_named(tv._client, ep, PATH_RULE, p)
-    if not path then return nil, err end
-    params = without(p, ep.name_set)
-  else
-    path, err = fill_positional(tv._client, ep, PATH_RULE, ...)
-    if not path then return nil, err end
-    params, opts = select(ep.np + 1, ...)
-  end
+  local path, params, opts = split_args(tv, ep, named, ...)
+  if not path then return nil, params end
   check_args(ep, params, opts, 3)
-  local method = ep.method
-  if params == nil and opts == nil and not ep.upload then
+  if opts then options.check(opts, CALL_OPTIONS, ep.name, 3) end
+  if params == nil and opts == nil and not ep.needs_params then
     return path, ep.plain_opts -- shared, never modified
   end
-  local o = { paged = ep.paged, expect = ep.expect }
+  local err
   if ep.upload == "base64" then
     params, err = base64_params(tv, ep, params)
     if err then return nil, err end
@@ -228,50 +293,17 @@ local function prepare(tv, ep, named, ...)
   local ok
   ok, err = check_required(tv, ep, params)
   if not ok then return nil, err end
-  local query = opts and opts.query
+  local o = { paged = ep.paged, expect = ep.expect }
   if ep.upload == "multipart" then
     o.multipart, err = multipart_parts(tv, ep, params, opts)
     if not o.multipart then return nil, err end
-    if params then
-      for k in pairs(ALWAYS_QUERY) do
-        if params[k] ~= nil then
-          query = query or {}
-          query[k] = params[k]
-        end
-      end
-    end
-  elseif params then
-    if BODY_METHODS[method] then
-      local qset, split = ep.query_set, false
-      for k in pairs(params) do
-        if ALWAYS_QUERY[k] or (qset and qset[k]) then split = true break end
-      end
-      if split then
-        local body, q = {}, {}
-        if query then for k, v in pairs(query) do q[k] = v end end
-        for k, v in pairs(params) do
-          if ALWAYS_QUERY[k] or (qset and qset[k]) then q[k] = v else body[k] = v end
-        end
-        o.body, query = body, q
-      else
-        o.body = params
-      end
-    else
-      if query then
-        local q = {}
-        for k, v in pairs(params) do q[k] = v end
-        for k, v in pairs(query) do q[k] = v end
-        query = q
-      else
-        query = params
-      end
-    end
   end
-  o.query = query
+  o.body, o.query = place_params(ep, params, opts and opts.query)
   if opts then
-    o.headers, o.retry, o.max_retries, o.timeout, o.connect_timeout, o.output, o.on_progress =
-      opts.headers, opts.retry, opts.max_retries, opts.timeout, opts.connect_timeout,
-      opts.output, opts.on_progress
+    for i = 1, #PASSED_OPTS do
+      local k = PASSED_OPTS[i]
+      o[k] = opts[k]
+    end
     if opts.expect then o.expect = opts.expect end
   end
   return path, o
@@ -314,12 +346,29 @@ local binding = endpoints.binding({
   name = NAME, caller = "talview", owner = "_tv", invoke = invoke,
   endpoint = function(e)
     local ep = {
-      required = e.required, query_set = endpoints.set_of(e.query), paged = e.paged == true,
+      required = e.required, query_set = endpoints.set_of(e.query),
+      body_set = endpoints.set_of(e.body), paged = e.paged == true,
       upload = e.upload, file_field = e.file_field or (e.upload == "base64" and "data" or "file"),
       expect = (e.response == "binary") and "raw" or nil,
     }
     ep.plain_opts = { paged = ep.paged, expect = ep.expect }
+    -- a call without params still needs them checked (required ones) or built (uploads)
+    ep.needs_params = ep.upload ~= nil or (ep.required ~= nil and #ep.required > 0)
     return ep
+  end,
+  -- `endpoints()` rows: the summary and the parameters (seed types and descriptions from
+  -- assesskit.talview.params, loaded on first use)
+  describe = function(_, ep, row)
+    row.summary = ep.entry.summary
+    local docs = require("assesskit.talview.params")[ep.name]
+    row.params = endpoints.params(ep.entry, docs, "string|integer", ep.upload and ep.file_field)
+    for _, p in ipairs(row.params) do
+      if p["in"] == "file" and p.description == "" then
+        p.description = ep.upload == "base64"
+          and "the file's content, base64 (or give `file`, a path, or `content`, a string)"
+          or "the path of the file to upload"
+      end
+    end
   end,
   -- a paged list also has `each` and `pages`
   more = function(ep, action)
@@ -355,6 +404,64 @@ function TV_MT.__tostring(self)
   return tostring(rawget(self, "_client"))
 end
 
+local function str(v)
+  return type(v) == "string" and v ~= "" and v or nil
+end
+
+--- Read a Talview error body (the `parse_error` hook of the client): Yii2's
+-- `{name, message, code, status}`, a 422 list of `{field, message}`, and OAuth2's
+-- `{error, error_description}` from the token endpoint.
+-- @tparam number status
+-- @param body the decoded body (a table), or nil when it was not JSON
+-- @treturn table `{name =, message =, code =, fields =}` (any may be nil)
+function M.parse_error(status, body)
+  if type(body) == "table" and body[1] ~= nil then -- a JSON array (objects have no integer keys)
+    local out, fields = {}, {}
+    for _, f in ipairs(body) do
+      if type(f) == "table" and (f.field ~= nil or f.message ~= nil) then
+        fields[#fields + 1] = { field = f.field, message = f.message }
+      elseif type(f) == "string" then
+        fields[#fields + 1] = { message = f }
+      end
+    end
+    if #fields > 0 then
+      out.fields = fields
+      if status ~= 422 then out.message = fields[1].message end
+    end
+    return out
+  end
+  local out = client_mod.parse_error(status, body) -- name, message, code
+  if type(body) == "table" then
+    out.name = out.name or str(body.error)
+    out.message = out.message or str(body.error_description)
+    if type(body.fields) == "table" then out.fields = body.fields end
+  end
+  return out
+end
+local parse_error = M.parse_error
+
+local function header_number(h, name)
+  local v = h[name]
+  if type(v) == "table" then v = v[1] end
+  return v and tonumber(v)
+end
+
+--- Paging metadata of a Talview list (the `paging` hook of the client), in the Yii2 REST
+-- convention: `X-Pagination-Total-Count`, `X-Pagination-Page-Count`,
+-- `X-Pagination-Current-Page`, `X-Pagination-Per-Page`, and the `Link` header.
+-- @tparam table res the response
+-- @treturn table `{total =, page_count =, page =, per_page =, next =, prev =, first =,
+--   last =}`
+function M.paging(res)
+  local p = client_mod.link_paging(res)
+  local h = res.headers
+  p.total = header_number(h, "x-pagination-total-count")
+  p.page_count = header_number(h, "x-pagination-page-count")
+  p.page = header_number(h, "x-pagination-current-page")
+  p.per_page = header_number(h, "x-pagination-per-page")
+  return p
+end
+
 local function unwrap_envelope(value, _, opts)
   if type(value) ~= "table" or value.success == nil or value.data == nil then
     return value
@@ -362,12 +469,11 @@ local function unwrap_envelope(value, _, opts)
   if value.success == false then
     local d = value.data
     if type(d) ~= "table" then d = { message = tostring(d) } end
-    local info = client_mod.parse_error(422, d)
+    local info = parse_error(422, d)
     local status = tonumber(d.status) or (info.fields and 422) or 400
     return nil, {
       kind = status == 401 and "auth" or "http", status = status,
       name = info.name, message = info.message, code = info.code, fields = info.fields,
-      retryable = RETRY_STATUS[status] == true,
     }
   end
   local q = opts and opts.query
@@ -376,6 +482,11 @@ local function unwrap_envelope(value, _, opts)
   end
   return value
 end
+
+-- The options of `new`: the client's, and Talview's own.
+local NEW_OPTIONS = { "base_url", "token_url", "auth", "token_margin", "token_store",
+  "token_store_key", "catalogue" }
+for _, k in ipairs(endpoints.CLIENT_OPTIONS) do NEW_OPTIONS[#NEW_OPTIONS + 1] = k end
 
 --- Create a Talview v4 client.
 -- @tparam table opts
@@ -402,24 +513,22 @@ end
 --   `retry_max_delay`, `max_retry_after`, `headers`, `sleep`, `clock`, `random` (see
 --   `assesskit.client.new`)
 -- @treturn table the client
--- @raise on a wrong option (including plain `http://` to a non-loopback host without
---   `allow_http`)
+-- @raise on a wrong or unknown option (naming the nearest valid one: `baseurl` ->
+--   `base_url`), a malformed or contradictory `auth`, or plain `http://` to a non-loopback
+--   host without `allow_http`
 -- @usage local tv = require("assesskit.talview").new{ auth = { access_token = token } }
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("assesskit.talview.new: opts must be a table", 2) end
+  options.check(opts, NEW_OPTIONS, "assesskit.talview.new", 2)
   local base_url = check_opt(opts, "base_url", "string", "assesskit.talview.new") or DEFAULT_BASE_URL
   base_url = string_gsub(base_url, "/+$", "")
   local token_url = check_opt(opts, "token_url", "string", "assesskit.talview.new")
     or (base_url .. "/oauth2/token")
-  local scheme, host = client_mod.parse_url(token_url)
-  if not scheme or (scheme ~= "https" and scheme ~= "http") then
-    error("assesskit.talview.new: token_url must be an http(s) URL", 2)
-  end
-  if scheme == "http" and not opts.allow_http and not client_mod.is_loopback(host) then
-    error("assesskit.talview.new: refusing plain http:// token_url to " .. host
-      .. " (use https, or allow_http = true)", 2)
-  end
+  local tu = url_mod.parse(token_url)
+  if not tu then error("assesskit.talview.new: token_url must be an http(s) URL", 2) end
+  local allowed, why = url_mod.allowed(tu, opts.allow_http)
+  if not allowed then error("assesskit.talview.new: token_url: " .. why, 2) end
   local auth
   if opts.auth ~= nil then
     local ok, a = pcall(require("assesskit.talview.auth").new, opts.auth, {
@@ -435,7 +544,8 @@ function M.new(opts)
   copts.base_url = base_url
   copts.auth = auth
   copts.unwrap = unwrap_envelope
-  copts.paging = client_mod.yii2_paging
+  copts.paging = M.paging
+  copts.parse_error = parse_error
   copts.comma_params = { expand = true }
   copts.page_param, copts.per_page_param = "page", "pageSize"
   copts.name = NAME
@@ -446,9 +556,15 @@ function M.new(opts)
   return setmetatable({ _client = c, _auth = auth, _compiled = compiled }, TV_MT)
 end
 
---- Every endpoint, as `{name =, method =, path =}` (`path` a template with `{placeholders}`),
--- in catalogue order.
+--- Every endpoint, as `{name =, method =, path =, summary =, params =}` (`path` a template
+-- with `{placeholders}`, `summary` the seed's one-line description), in catalogue order.
+-- `params` lists its parameters: `{name =, ["in"] = "path" | "query" | "body" | "file",
+-- required =, type =, description =}` (`type` a LuaLS type name such as `"integer"`,
+-- `"string|integer"` or `"integer[]"`, `"any"` where the seed does not say; `description` the
+-- seed's, `""` when it has none): path placeholders in path order, then the query, the body,
+-- and an upload's file.
 -- @treturn table array
+-- @usage for _, p in ipairs(tv:endpoints()[1].params) do print(p.name, p["in"], p.type) end
 function TV:endpoints()
   return binding:endpoints(self)
 end
@@ -480,6 +596,7 @@ function TV:request(method, path, opts)
   if type(method) ~= "string" then error("talview:request: method must be a string", 2) end
   if type(path) ~= "string" then error("talview:request: path must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("talview:request: opts must be a table", 2) end
+  if opts then options.check(opts, client_mod.REQUEST_OPTIONS, "talview:request", 2) end
   local ok, v, err, res = pcall(self._client.request, self._client, method, path, opts)
   if not ok then reraise(v, 2) end
   return v, err, res
@@ -493,6 +610,15 @@ function TV:authenticate()
   local tok, err = self._auth:token(self._client)
   if not tok then return nil, err end
   return true
+end
+
+--- Mask every secret the client knows (credentials, tokens) in a text, e.g. before logging
+-- what a server said.
+-- @tparam string s
+-- @treturn string
+-- @usage log(tv:redact(body))
+function TV:redact(s)
+  return self._client:redact(s)
 end
 
 --- The response of the latest completed request.
