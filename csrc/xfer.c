@@ -166,13 +166,13 @@ static size_t refuse(ak_xfer *x, const char *why)
   return 0;
 }
 
-/* A Content-Length line: a value, or a comma list of values. Different values are a framing
- * error (RFC 9110 section 8.6); identical ones are one value. A value that is not digits is
- * left to libcurl, which refuses it. Returns 0 when the transfer must stop. */
+/* A Content-Length line: 1*DIGIT, or a comma list of them (RFC 9110 section 8.6). Different
+ * values are a framing error; identical ones are one value; anything else ("+2", "-1", "")
+ * is refused. Returns 0 when the transfer must stop. */
 static int content_length(ak_xfer *x, const char *p, size_t n)
 {
   size_t i = strlen("content-length:");
-  while (i < n) {
+  do {
     unsigned long long v = 0;
     int digits = 0;
     while (i < n && (p[i] == ' ' || p[i] == '\t'))
@@ -181,16 +181,13 @@ static int content_length(ak_xfer *x, const char *p, size_t n)
       v = v > (ULLONG_MAX - 9) / 10 ? ULLONG_MAX : v * 10 + (unsigned long long)(p[i] - '0');
     while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
       i++;
-    if (i < n && p[i] != ',')
-      return 1;
-    if (digits > 0) {
-      if (x->has_length && v != x->length)
-        return (int)refuse(x, "conflicting Content-Length values in the response");
-      x->length = v;
-      x->has_length = 1;
-    }
-    i++;  /* the comma */
-  }
+    if (digits == 0 || (i < n && p[i] != ','))
+      return (int)refuse(x, "malformed Content-Length in the response");
+    if (x->has_length && v != x->length)
+      return (int)refuse(x, "conflicting Content-Length values in the response");
+    x->length = v;
+    x->has_length = 1;
+  } while (i++ < n);  /* past the comma */
   /* Refuse a body announced larger than the cap before any of it arrives. */
   if (x->has_length && x->buffering && !x->nobody && !x->bodiless &&
       x->length > (unsigned long long)x->max_response) {
@@ -229,6 +226,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     int code = status_code(p, n);
     if (code == 0)  /* libcurl 7.88.1 takes "HTTP/200 OK" for a status line (status 0) */
       return refuse(x, "malformed status line in the response");
+    if (code == 101)  /* never asked for: the core sends no Upgrade */
+      return refuse(x, "unsolicited 101 Switching Protocols in the response");
     x->head.len = 0;  /* a new response (after 1xx): keep only the last one's headers */
     x->bodiless = code < 200 || code == 204 || code == 304;
     x->has_length = 0;
