@@ -165,6 +165,44 @@ case("an item that fails or raises does not stop the others", function(env)
   assert.equal(6, results[6].err.code)
 end)
 
+case("an error raised without a value (error()) is still an error, never a success", function(env)
+  env.reset({})
+  local tv = env.talview()
+  local results = tv:map(range(4), function(i)
+    if i == 2 then error() end
+    return tv.models.candidate:get(i)
+  end, { concurrency = 2 })
+  assert.equal(4, #results)
+  assert.is_nil(results[2].value)
+  assert.matches("talview:map: fn raised an error without a value", tostring(results[2].err))
+  for _, i in ipairs({ 1, 3, 4 }) do assert.equal(i, results[i].value.id) end
+  -- counted as a failure, and it stops the map under stop_on_error
+  local summary = tv:map(range(4), function(i) if i == 2 then error() end return i end,
+    { on_result = function() end })
+  assert.same({ done = 4, failed = 1 }, summary)
+  local stopped, err = tv:map(range(4), function(i) if i == 2 then error() end return i end,
+    { concurrency = 1, stop_on_error = true })
+  assert.is_nil(stopped[3])
+  assert.matches("without a value", tostring(err))
+  -- an iterator, on_result or on_progress raising error() stops the map with an error
+  local n = 0
+  local ok, raised = pcall(tv.map, tv, function()
+    n = n + 1
+    if n == 3 then error() end
+    return n
+  end, function(i) return i end)
+  assert.is_false(ok)
+  assert.matches("talview:map: the item iterator raised an error without a value", raised)
+  ok, raised = pcall(tv.map, tv, range(3), function(i) return i end,
+    { on_result = function() error() end })
+  assert.is_false(ok)
+  assert.matches("talview:map: on_result raised an error without a value", raised)
+  ok, raised = pcall(tv.map, tv, range(3), function(i) return i end,
+    { on_progress = function() error() end })
+  assert.is_false(ok)
+  assert.matches("talview:map: on_progress raised an error without a value", raised)
+end)
+
 case("stop_on_error takes no new item after the first error", function(env)
   env.reset({ missing = { ["3"] = true } })
   local tv = env.talview()

@@ -166,10 +166,17 @@ function Job.claim()
   return "run"
 end
 
+-- What an error raised without a value (`error()`, `error(nil)`) becomes: pcall gives nil,
+-- which would read as no error at all.
+local function raised_value(job, value, what)
+  if value == nil then return job.where .. ": " .. what .. " raised an error without a value" end
+  return value
+end
+
 -- Call fn; an error it raises becomes the item's err (the raised value, as pcall gives it).
 function Job:run(item, i)
   local ok, value, err = pcall(self.fn, item, i)
-  if not ok then return nil, value end
+  if not ok then return nil, raised_value(self, value, "fn") end
   return value, err
 end
 
@@ -196,7 +203,7 @@ function Job:next_item()
   self.pulling = false
   self.pull_cond.signal()
   if not ok then
-    self:stop(nil, item)
+    self:stop(nil, raised_value(self, item, "the item iterator"))
     return nil
   end
   if item == nil then
@@ -229,8 +236,14 @@ function Job:deliver(i, value, err)
   if self.results then
     self.results[i] = { value = value, err = err }
   end
-  if self.on_result then self.on_result(i, value, err) end
-  if self.on_progress then self.on_progress(self.done, self.total) end
+  if self.on_result then
+    local ok, raised = pcall(self.on_result, i, value, err)
+    if not ok then error(raised_value(self, raised, "on_result"), 0) end
+  end
+  if self.on_progress then
+    local ok, raised = pcall(self.on_progress, self.done, self.total)
+    if not ok then error(raised_value(self, raised, "on_progress"), 0) end
+  end
 end
 
 local function worker(job)
@@ -264,7 +277,7 @@ function M.map(budget, items, fn, opts, where)
   if type(fn) ~= "function" then error(where .. ": fn must be a function", 3) end
   opts = check_options(opts, where)
   local job = setmetatable({
-    fn = fn, done = 0, failed = 0, next_i = 1, stopped = false,
+    fn = fn, where = where, done = 0, failed = 0, next_i = 1, stopped = false,
     on_result = opts.on_result, on_progress = opts.on_progress,
     stop_on_error = opts.stop_on_error == true,
   }, Job)
