@@ -283,6 +283,25 @@ case("a coroutine of the user's own inside fn makes ordinary calls", function(en
   for i = 1, 4 do assert.equal(i, results[i].value.id) end
 end)
 
+case("a value fn yields itself fails that item alone; every other item still runs", function(env)
+  env.reset({})
+  local tv = env.talview()
+  local results = tv:map(range(6), function(i)
+    if i == 2 then coroutine.yield("stray") end
+    return tv.models.candidate:get(i)
+  end, { concurrency = 2 })
+  assert.equal(6, #results)
+  assert.is_nil(results[2].value)
+  assert.matches("yielded", tostring(results[2].err))
+  for _, i in ipairs({ 1, 3, 4, 5, 6 }) do assert.equal(i, results[i].value.id) end
+  -- every item yields: each gets its error (none is lost), and they are counted
+  local failed = 0
+  local summary = tv:map(range(5), function() coroutine.yield() end, { concurrency = 2,
+    on_result = function(_, _, err) if err then failed = failed + 1 end end })
+  assert.same({ done = 5, failed = 5 }, summary)
+  assert.equal(5, failed)
+end, { plain_only = true }) -- inside nginx, coroutine.yield in a light thread lets the others run
+
 case("a map inside fn runs within the outer map", function(env)
   env.reset({ delay = 0.01 })
   local tv = env.talview()

@@ -30,7 +30,8 @@ local DEFAULT_CONCURRENCY = 8
 -- Runtimes: how tasks are spawned, joined and woken where `map` runs
 --
 -- rt:spawn(fn, ...) -> handle; rt:join(handle) -> ok, results... (pcall-like);
--- rt:cond() -> {wait = fn, signal = fn}; rt:close()
+-- rt:call(fn, ...) -> ok, results... (pcall-like: one item's fn); rt:cond() -> {wait = fn,
+-- signal = fn}; rt:close()
 
 local function inside_nginx()
   local ngx = rawget(_G, "ngx")
@@ -49,6 +50,11 @@ end
 
 function NgxRuntime:join(t)
   return self.ngx.thread.wait(t)
+end
+
+-- Inside nginx a coroutine.yield in a light thread only lets the others run: a plain pcall.
+function NgxRuntime.call(_, fn, ...)
+  return pcall(fn, ...)
 end
 
 function NgxRuntime:cond()
@@ -84,6 +90,14 @@ end
 
 function SchedRuntime:join(task)
   return self.s:join(task)
+end
+
+-- One item's fn in a task of its own, joined by the worker: a value fn yields itself (which
+-- the scheduler cannot resume) fails that task, so the item gets the error and the worker
+-- goes on with the next item.
+function SchedRuntime:call(fn, ...)
+  local s = self.s
+  return s:join(s:spawn(fn, ...))
 end
 
 function SchedRuntime:cond()
@@ -175,7 +189,7 @@ end
 
 -- Call fn; an error it raises becomes the item's err (the raised value, as pcall gives it).
 function Job:run(item, i)
-  local ok, value, err = pcall(self.fn, item, i)
+  local ok, value, err = self.rt:call(self.fn, item, i)
   if not ok then return nil, raised_value(self, value, "fn") end
   return value, err
 end
@@ -298,6 +312,7 @@ function M.map(budget, items, fn, opts, where)
     budget:configure({ max_rate = opts.max_rate })
   end
   local rt = M.runtime()
+  job.rt = rt
   if job.iter then job.pull_cond = rt:cond() end
   local ok, err = pcall(function()
     local workers = {}
