@@ -90,6 +90,21 @@ case("sends nothing while a 429's Retry-After pause runs (times taken server-sid
   assert.is_true(after > 0)
 end)
 
+case("a shorter Retry-After seen meanwhile neither shortens nor lifts a 429's pause", function(env)
+  -- two calls in flight get 429 together: the first with Retry-After 2, the second with 1
+  env.reset({ delay = 0.02, pushback = { from = 1, to = 2, status = 429, retry_after = { 2, 1 } } })
+  local tv = env.talview()
+  assert(tv:authenticate())
+  all_ok(tv:map(range(6), getter(tv), { concurrency = 2 }), 6)
+  local arrivals = env.stats().arrivals
+  assert.equal(429, arrivals[1].status)
+  assert.equal(429, arrivals[2].status)
+  for k = 3, #arrivals do
+    local dt = arrivals[k].t - arrivals[1].t
+    assert.is_true(dt >= 1.95, "request " .. k .. " arrived " .. dt .. " s into a pause of 2 s")
+  end
+end)
+
 case("cuts the in-flight limit after 429s and grows it back while calls succeed", function(env)
   env.reset({ delay = 0.02, pushback = { from = 41, to = 48, status = 429 } })
   local tv = env.talview({ retry_base_delay = 0.01, retry_max_delay = 0.02, max_retries = 8 })

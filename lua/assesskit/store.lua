@@ -102,10 +102,11 @@ function Budget:acquire(clock, waited_until)
   local now
   if self.until_ > 0 then
     now = clock()
-    if now < self.until_ and self.until_ > (waited_until or 0) then
+    if now >= self.until_ then
+      self.until_ = 0
+    elseif self.until_ > (waited_until or 0) then
       return nil, self.until_ - now
-    end
-    self.until_ = 0
+    end -- else: the caller waited this pause out itself; it still holds everyone else
   end
   local limit = self.limit
   if limit and self.in_flight >= limit then return nil, SLOT_POLL end
