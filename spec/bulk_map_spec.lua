@@ -287,6 +287,68 @@ case("each{concurrency = N} fetches up to N pages ahead and yields items in orde
   assert.equal(3, env.stats().max_in_flight)
 end)
 
+case("a call in the body of each{concurrency} is not held by a page ahead renewing the token",
+  function(env)
+    -- page 2 is read while page 3 is still on its way; the token is refused from then on, so
+    -- page 6 (started while the loop waits for page 3) gets a 401 and its renewal is slow
+    env.reset({ total = 100, delay = 0.01, token_delay = 1, page_delays = { ["3"] = 0.5 } })
+    local tv = env.talview()
+    assert(tv:authenticate())
+    local n = 0
+    for c, err in tv.models.candidate:each({ pageSize = 10, concurrency = 4 }) do
+      assert(c, err)
+      n = n + 1
+      if c.id == 11 then env.expire() end
+      if c.id == 21 then assert(tv.models.candidate:get(c.id)) end
+    end
+    assert.equal(100, n)
+  end)
+
+case("a call in the body of each{concurrency} after a 429 is not held by the pages ahead",
+  function(env)
+    -- pages 3 to 5 take long; the body's call gets a 429 meanwhile (the in-flight limit is cut)
+    env.reset({ total = 100, delay = 0.01, page_delays = { ["3"] = 1, ["4"] = 1, ["5"] = 1 },
+      pushback = { from = 6, to = 6, status = 429 } })
+    local tv = env.talview({ retry_base_delay = 0.05 })
+    assert(tv:authenticate())
+    local n = 0
+    for c, err in tv.models.candidate:each({ pageSize = 10, concurrency = 4 }) do
+      assert(c, err)
+      n = n + 1
+      if c.id == 11 then assert(tv.models.candidate:get(c.id)) end
+    end
+    assert.equal(100, n)
+    assert.equal(429, env.stats().arrivals[6].status)
+  end)
+
+case("breaking out of each{concurrency} leaves no transfer or connection behind", function(env)
+  env.reset({ total = 500, delay = 0.2 })
+  local tv = env.talview()
+  assert(tv:authenticate())
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("a"):match("^(%d+)")
+  f:close()
+  local function descriptors() -- of this process (its sockets among them)
+    local n = 0
+    local ls = io.popen("ls /proc/" .. pid .. "/fd")
+    for _ in ls:lines() do n = n + 1 end
+    ls:close()
+    return n
+  end
+  local after = {}
+  for round = 1, 4 do
+    for c, err in tv.models.candidate:each({ pageSize = 10, concurrency = 8 }) do
+      assert(c, err)
+      if c.id == 12 then break end
+    end
+    after[round] = descriptors()
+  end
+  -- the first round's connections stay in the session's pool and serve the next rounds
+  assert.equal(after[1], after[4], "descriptors after each round: " .. table.concat(after, ", "))
+  -- and no page is left on its way: the client's next call is answered at once
+  assert(tv.models.candidate:get(1))
+end, { plain_only = true })
+
 case("a coroutine of the user's own inside fn makes ordinary calls", function(env)
   env.reset({})
   local tv = env.talview()

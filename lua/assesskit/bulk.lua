@@ -338,7 +338,11 @@ end
 
 --- Iterate over every item of a list call, fetching up to `n` pages ahead once the first
 -- page's counters (`page`, `page_count`) are known; items still come in order. Without
--- counters it goes on page by page, as `c:each`.
+-- counters it goes on page by page, as `c:each`. Inside nginx, or in a task of a running
+-- scheduler (inside `map`), the pages ahead run on beside the loop body (a window of `n`
+-- pages); elsewhere (plain Lua outside `map`) they are fetched `n` at a time, and a batch
+-- has ended before its items are handed out, so nothing is left half done while the loop
+-- body runs or after it breaks.
 -- @tparam table c an `assesskit.client`
 -- @tparam string method
 -- @tparam string path
@@ -372,8 +376,22 @@ function M.each(c, method, path, opts, n)
     if k > ahead.last_page then return nil end
     local top = k + n - 1
     if top > ahead.last_page then top = ahead.last_page end
-    for j = k, top do
-      if not ahead.tasks[j] then start(j) end
+    if ahead.batch then
+      -- A scheduler of our own runs only while this iterator waits: a page still on its way
+      -- when the items go to the loop body would be frozen there, holding what it holds (a
+      -- permit of the budget, the token renewal, a connection) while the body's own calls
+      -- wait for it, and for ever after a `break`. So: up to n pages at once, all of them
+      -- finished (and their scheduler closed) before any of their items is handed out.
+      if not ahead.tasks[k] then
+        ahead.rt = M.runtime()
+        for j = k, top do start(j) end
+        for j = k, top do ahead.rt:join(ahead.tasks[j]) end
+        ahead.rt:close()
+      end
+    else -- light threads, or tasks of a scheduler driven by others: a sliding window
+      for j = k, top do
+        if not ahead.tasks[j] then start(j) end
+      end
     end
     local task = ahead.tasks[k]
     ahead.tasks[k] = nil
@@ -395,7 +413,9 @@ function M.each(c, method, path, opts, n)
     local p = res and res.paging
     if p and p.page and p.page_count and p.page < p.page_count and type(page) == "table"
       and #page > 0 then
-      ahead = { rt = M.runtime(), tasks = {}, next_page = p.page + 1, last_page = p.page_count }
+      local rt = M.runtime()
+      ahead = { rt = rt, batch = rt.owned == true, tasks = {}, next_page = p.page + 1,
+        last_page = p.page_count }
       pages = nil
     end
     return page
