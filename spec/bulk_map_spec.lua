@@ -349,6 +349,25 @@ case("breaking out of each{concurrency} leaves no transfer or connection behind"
   assert(tv.models.candidate:get(1))
 end, { plain_only = true })
 
+case("pages still on their way when fn breaks out of each{concurrency} give their permits back",
+  function(env)
+    env.reset({ total = 200, delay = 0.01, page_delays = { ["3"] = 0.5, ["4"] = 0.5, ["5"] = 0.5 } })
+    local tv = env.talview({ retry_base_delay = 0.05 })
+    assert(tv:authenticate())
+    local results = tv:map({ 1 }, function()
+      for c, err in tv.models.candidate:each({ pageSize = 10, concurrency = 4 }) do
+        assert(c, err)
+        if c.id == 11 then break end -- pages 3 to 5 are still on their way
+      end
+      return true
+    end)
+    assert.is_true(results[1].value)
+    assert.equal(0, tv._client.budget:state().in_flight)
+    -- a 429 cuts the in-flight limit: permits held by lost pages would leave no room at all
+    env.reset({ pushback = { from = 1, to = 1, status = 429 } })
+    assert(tv.models.candidate:get(1))
+  end, { plain_only = true })
+
 case("a coroutine of the user's own inside fn makes ordinary calls", function(env)
   env.reset({})
   local tv = env.talview()

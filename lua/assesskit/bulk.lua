@@ -104,8 +104,15 @@ function SchedRuntime:cond()
   return self.s:cond()
 end
 
+-- A scheduler of our own is closed once what still runs on it has ended: tasks that outlived
+-- their map (pages ahead of an `each` that `fn` broke out of) finish their request, so that
+-- the permit, the token renewal or the lock they hold is given back; closing would drop them
+-- where they are.
 function SchedRuntime:close()
-  if self.owned then self.s:close() end
+  if self.owned then
+    self.s:drive()
+    self.s:close()
+  end
 end
 
 --- The runtime for the running code: nginx light threads, the running scheduler (a map or an
