@@ -35,6 +35,7 @@
 local type, setmetatable, error, tostring, pairs =
   type, setmetatable, error, tostring, pairs
 local math_floor, math_max, math_min = math.floor, math.max, math.min
+local coroutine_running, coroutine_status = coroutine.running, coroutine.status
 
 local scheduler = require("assesskit.scheduler")
 
@@ -274,13 +275,17 @@ function Store:lock(key, timeout)
   local locks = self.locks
   local waited, step = 0, LOCK_STEP
   while locks[key] do
+    local holder = locks[key].holder
+    if type(holder) == "thread" and coroutine_status(holder) == "dead" then
+      break -- its holder was killed where it stood (ngx.thread.kill, ngx.exit): take it over
+    end
     if waited >= timeout then return nil, "timeout" end
     local d = math_min(step, timeout - waited)
     if self.sleep then self.sleep(d) else scheduler.sleep(d) end
     waited = waited + d
     step = math_min(step * 2, LOCK_MAX_STEP)
   end
-  local token = {}
+  local token = { holder = coroutine_running() }
   locks[key] = token
   return function()
     if locks[key] == token then locks[key] = nil end
