@@ -397,6 +397,27 @@ case("a light thread killed while it renews the token does not hold the client's
     assert.is_true(ngx.now() - t0 < 5, "waited " .. (ngx.now() - t0) .. " s for a dead lock holder")
   end, { ngx_only = true })
 
+case("a light thread killed during its request gives its place in the rate budget back",
+  function(env)
+    env.reset({ delay = 1 })
+    local tv = env.talview({ retry_base_delay = 0.05 })
+    assert(tv:authenticate())
+    local lost = ngx.thread.spawn(function() return tv.models.candidate:get(1) end)
+    ngx.sleep(0.2) -- its request is on its way
+    ngx.thread.kill(lost)
+    -- a 429 cuts the in-flight limit to one: a place held by the killed thread leaves none
+    env.reset({ pushback = { from = 1, to = 1, status = 429 } })
+    local done
+    local call = ngx.thread.spawn(function() done = { tv.models.candidate:get(2) } end)
+    for _ = 1, 100 do
+      if done then break end
+      ngx.sleep(0.05)
+    end
+    if not done then ngx.thread.kill(call) end
+    assert.is_truthy(done, "the call still waits for a place after 5 s")
+    assert.equal(2, done[1].id)
+  end, { ngx_only = true })
+
 case("a coroutine of the user's own inside fn makes ordinary calls", function(env)
   env.reset({})
   local tv = env.talview()
