@@ -2,7 +2,7 @@
  * assesskit.core: the native part of assesskit (private; use the Lua modules).
  *
  * HTTP transfers over libcurl (`session`), RS256 keys over OpenSSL (`load_key`), base64url
- * and RFC 3986 percent-encoding. A wrong argument raises; a run-time failure returns
+ * and RFC 3986 percent-encoding, durable files for the journal (`file_sync`, `file_lock`). A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
  * @module assesskit.core
  */
@@ -79,5 +79,6 @@ int luaopen_assesskit_core(lua_State *L)
   http_open(L);
   pkey_open(L);
   codec_open(L);
+  fileio_open(L);
   return 1;
 }
