@@ -495,12 +495,17 @@ describe("client:map with a journal", function()
   it("raises at the caller for journal options without a journal or of the wrong type", function()
     local tv = sb:talview()
     local fn = function() return true end
-    assert.has_error(function() tv:map({ 1 }, fn, { reconcile = fn }) end,
-      "map: option 'reconcile' needs a journal (option 'journal')")
-    assert.has_error(function() tv:map({ 1 }, fn, { journal = dir .. "/j", key = "email" }) end,
-      "map: option 'key' must be a function(item, i) returning a string")
-    assert.has_error(function() tv:map({ 1 }, fn, { journal = 42 }) end,
-      "map: option 'journal' must be a path or a journal (claim, finish, resolve, sync)")
+    local function raises(pattern, opts)
+      local ok, msg = pcall(function() tv:map({ 1 }, fn, opts) end)
+      assert.is_false(ok)
+      assert.matches(pattern, msg, 1, true)
+      assert.matches("journal_spec.lua:", msg, 1, true)
+    end
+    raises("option 'reconcile' needs a journal (option 'journal')", { reconcile = fn })
+    raises("option 'key' needs a journal", { key = fn })
+    raises("option 'key' must be a function", { journal = dir .. "/j", key = "email" })
+    raises("option 'journal' must be a path or a journal (claim, finish, resolve, sync)", { journal = 42 })
     assert.equal(0, posts())
+    assert.is_nil(sys.read(dir .. "/j"))
   end)
 end)
