@@ -82,7 +82,9 @@ build = {
     ["assesskit.sandbox.talview"] = "lua/assesskit/sandbox/talview.lua",
     ["assesskit.talview.auth"] = "lua/assesskit/talview/auth.lua",
     ["assesskit.talview.catalogue"] = "lua/assesskit/talview/catalogue.lua",
+    ["assesskit.talview.resolutions"] = "lua/assesskit/talview/resolutions.lua",
     ["assesskit.talview"] = "lua/assesskit/talview/init.lua",
+    ["assesskit.url"] = "lua/assesskit/url.lua",
   },
   install = {
     bin = {

@@ -14,6 +14,37 @@
 /* The only mutable global: set once libcurl's global state is initialised. */
 static int ak_curl_ready = 0;
 
+/* Registry key (its address) of the version string. */
+static const char ak_version_key = 'v';
+
+const char *ak_version(lua_State *L)
+{
+  const char *v;
+  lua_pushlightuserdata(L, (void *)&ak_version_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  v = lua_tostring(L, -1); /* the registry keeps the string alive */
+  lua_pop(L, 1);
+  return v != NULL ? v : "?";
+}
+
+/* Reads `require("assesskit")._VERSION` into the registry: one version for the rock, written
+ * only in lua/assesskit/init.lua. */
+static void load_version(lua_State *L)
+{
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "assesskit");
+  if (lua_pcall(L, 1, 1, 0) != 0)
+    luaL_error(L, "assesskit.core: cannot load the module assesskit for its version: %s",
+               lua_tostring(L, -1));
+  lua_getfield(L, -1, "_VERSION");
+  if (lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "assesskit.core: the module assesskit has no _VERSION string");
+  lua_pushlightuserdata(L, (void *)&ak_version_key);
+  lua_insert(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+}
+
 void ak_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  const luaL_Reg *meta)
 {
@@ -51,7 +82,7 @@ static int core_versions(lua_State *L)
   lua_setfield(L, -2, "lua");
   lua_pushboolean(L, (info->features & CURL_VERSION_HTTP2) != 0);
   lua_setfield(L, -2, "http2");
-  lua_pushstring(L, AK_VERSION);
+  lua_pushstring(L, ak_version(L));
   lua_setfield(L, -2, "assesskit");
   return 1;
 }
@@ -73,8 +104,9 @@ int luaopen_assesskit_core(lua_State *L)
                         curl_easy_strerror(rc));
     ak_curl_ready = 1;
   }
+  load_version(L);
   luaL_newlib(L, core_funcs);
-  lua_pushstring(L, AK_VERSION);
+  lua_pushstring(L, ak_version(L));
   lua_setfield(L, -2, "_VERSION");
   http_open(L);
   pkey_open(L);

@@ -6,7 +6,9 @@
 
 #include "compat.h"
 
-#define AK_VERSION "scm"
+/* The version of assesskit: the Lua module `assesskit`'s `_VERSION` (the one constant of the
+ * rock), read once by luaopen_assesskit_core and kept in the registry. */
+const char *ak_version(lua_State *L);
 
 /* Each concern adds its functions to the module table on top of the stack. */
 void http_open(lua_State *L);

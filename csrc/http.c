@@ -647,7 +647,7 @@ static int session_new(lua_State *L)
   opt_string(L, 1, "proxy", &s->proxy);
   opt_string(L, 1, "user_agent", &s->user_agent);
   if (s->user_agent == NULL) {
-    const char *ua = lua_pushfstring(L, "assesskit/%s libcurl/%s", AK_VERSION, info->version);
+    const char *ua = lua_pushfstring(L, "assesskit/%s libcurl/%s", ak_version(L), info->version);
     s->user_agent = malloc(strlen(ua) + 1);
     if (s->user_agent == NULL)
       return luaL_error(L, "out of memory");

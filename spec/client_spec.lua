@@ -271,8 +271,9 @@ describe("assesskit.client #luajit", function()
       assert.is_false(err.retryable)
     end)
 
-    it("gives the fields of a 422", function()
-      local _, err = new_client():request("POST", "/unprocessable", { body = {} })
+    it("gives the fields of a 422 as the API client's parse_error hook reads them", function()
+      local _, err = new_client({ parse_error = require("assesskit.talview").parse_error })
+        :request("POST", "/unprocessable", { body = {} })
       assert.equal(422, err.status)
       assert.equal(2, #err.fields)
       assert.same({ field = "email", message = "Email is not a valid email address." }, err.fields[1])
@@ -337,12 +338,99 @@ describe("assesskit.client #luajit", function()
       assert.is_true(v.tls)
     end)
 
+    it("says whether the request can have reached the server (err.sent)", function()
+      -- an answer: it was sent
+      local _, err = new_client():request("GET", "/yii404")
+      assert.is_true(err.sent)
+      -- refused before sending: plain http to a non-loopback host, given as an absolute URL
+      local rec = recording()
+      local c = new_client({ transport = rec })
+      _, err = c:request("GET", "http://192.0.2.1/x", { auth = false })
+      assert.equal("insecure", err.kind)
+      assert.is_false(err.sent)
+      assert.equal(0, #rec.sent)
+      rec.close()
+      -- a transport's fourth value is the error's `sent`; an earlier attempt that got an
+      -- answer makes it true (a server saw the request). The core says false for a refused
+      -- connection; this transport says so for the core while it does not yet.
+      local session = require("assesskit.core").session()
+      local refused = "http://127.0.0.1:" .. sys.free_port() .. "/x"
+      local transport = { request = function(_, req)
+        local status, h, b, sent = session:request(req)
+        if not status and b == "network" and sent == nil and req.url == refused then sent = false end
+        return status, h, b, sent
+      end }
+      c = new_client({ transport = transport, max_retries = 0 })
+      _, err = c:request("GET", refused)
+      assert.equal("network", err.kind)
+      assert.is_false(err.sent)
+      local key = new_key()
+      local first = true
+      c = new_client({ max_retries = 1, transport = { request = function(t, req)
+        if first then
+          first = false
+          return transport.request(t, { method = req.method, url = base .. "/flaky?n=5&key=" .. key,
+            headers = req.headers })
+        end
+        return transport.request(t, req)
+      end } })
+      _, err = c:request("GET", refused)
+      assert.equal("network", err.kind)
+      assert.is_true(err.sent) -- the first attempt got a 503
+      session:close()
+    end)
+
     it("refuses to send credentials to another origin", function()
       local auth = { authorize = function(_, _, h) h.authorization = "Bearer good"; return true end }
       local c = new_client({ auth = auth })
       local v, err = c:request("GET", "http://127.0.0.1:" .. srv.ports.P_TLS .. "/echo")
       assert.is_nil(v)
       assert.equal("validation", err.kind)
+    end)
+  end)
+
+  describe("download", function()
+    it("saves a body through a unique temporary file beside the target, then renames it", function()
+      local dir = sys.tmpdir("client-download")
+      local rec = recording()
+      local c = new_client({ transport = rec })
+      local path = dir .. "/big.txt"
+      local n, err, res = c:download("/big", path)
+      assert.is_nil(err)
+      assert.equal(100000, n)
+      assert.equal(200, res.status)
+      assert.equal(string.rep("x", 100000), sys.read(path))
+      assert.equal(path .. ".part-", rec.sent[1].output:sub(1, #path + 6))
+      assert.same({ "big.txt" }, sys.ls(dir))
+      rec.close()
+      sys.rmdir(dir)
+    end)
+
+    it("leaves the target as it was on an error status or a failed check, with the server's message", function()
+      local dir = sys.tmpdir("client-download")
+      local path = dir .. "/keep.txt"
+      sys.write(path, "precious")
+      local c = new_client()
+      local n, err = c:download("/yii404", path)
+      assert.is_nil(n)
+      assert.equal(404, err.status)
+      assert.equal("Candidate not found.", err.message)
+      n, err = c:download("/text", path, { check = function(res, tmp)
+        assert.equal(200, res.status)
+        assert.equal("plain words", sys.read(tmp))
+        return nil, { message = "not what we wanted" }
+      end })
+      assert.is_nil(n)
+      assert.equal("decode", err.kind)
+      assert.equal("not what we wanted", err.message)
+      assert.equal("precious", sys.read(path))
+      assert.same({ "keep.txt" }, sys.ls(dir))
+      -- request's output goes the same way
+      n = assert(c:request("GET", "/text", { output = path }))
+      assert.equal(#"plain words", n)
+      assert.equal("plain words", sys.read(path))
+      assert.has_error(function() c:download("/text", "") end)
+      sys.rmdir(dir)
     end)
   end)
 
@@ -504,7 +592,7 @@ describe("assesskit.client #luajit", function()
   describe("paging", function()
     it("follows Link rel=next and returns the paging metadata", function()
       local key = new_key()
-      local c = new_client({ paging = client.yii2_paging, per_page_param = "pageSize" })
+      local c = new_client({ paging = require("assesskit.talview").paging, per_page_param = "pageSize" })
       local items, _, res = c:request("GET", "/items", { paged = true,
         query = { mode = "link", total = 5, pageSize = 2, key = key } })
       assert.equal(2, #items)
@@ -521,7 +609,7 @@ describe("assesskit.client #luajit", function()
 
     it("walks pages lazily by the counters when there is no Link", function()
       local key = new_key()
-      local c = new_client({ paging = client.yii2_paging, per_page_param = "pageSize" })
+      local c = new_client({ paging = require("assesskit.talview").paging, per_page_param = "pageSize" })
       local it = c:each("GET", "/items", { query = { total = 7, pageSize = 3, key = key } })
       assert.equal(1, it().id)
       assert.equal(1, count("items-" .. key))
@@ -533,7 +621,7 @@ describe("assesskit.client #luajit", function()
 
     it("ends when the server ignores the page asked for, instead of fetching it forever", function()
       local key = new_key()
-      local c = new_client({ paging = client.yii2_paging, per_page_param = "pageSize" })
+      local c = new_client({ paging = require("assesskit.talview").paging, per_page_param = "pageSize" })
       local ids = {}
       for item in c:each("GET", "/items", { query = { mode = "stuck", total = 7, pageSize = 3, key = key } }) do
         ids[#ids + 1] = item.id

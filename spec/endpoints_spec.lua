@@ -28,7 +28,7 @@ local RULE = {
   string = function(v)
     if v == "" then return nil, "must not be empty" end
     if v:find("/", 1, true) then return nil, "must not contain '/'" end
-    return client.url_encode(v)
+    return require("assesskit.url").encode(v)
   end,
 }
 

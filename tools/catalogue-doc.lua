@@ -1,4 +1,5 @@
---- Generates the tables of docs/catalogue.md from lua/assesskit/talview/catalogue.lua, so the
+--- Generates the tables of docs/catalogue.md from lua/assesskit/talview/catalogue.lua (and
+-- the seed's typos from lua/assesskit/talview/resolutions.lua), so the
 -- document never drifts from the catalogue. The hand-written prose of docs/catalogue.md is
 -- kept; only the text between the GENERATED markers is replaced.
 --
@@ -38,10 +39,14 @@ end
 
 --- Renders the generated part of docs/catalogue.md.
 -- @tparam table catalogue the loaded catalogue
+-- @tparam table resolutions the seed's typos and their resolutions
+--   (`assesskit.talview.resolutions`)
 -- @treturn string markdown, starting with the BEGIN marker and ending with the END marker
--- @usage local md = M.render(require("assesskit.talview.catalogue"))
-function M.render(catalogue)
+-- @usage local md = M.render(require("assesskit.talview.catalogue"),
+--   require("assesskit.talview.resolutions"))
+function M.render(catalogue, resolutions)
   if type(catalogue) ~= "table" then error("catalogue must be a table", 2) end
+  if type(resolutions) ~= "table" then error("resolutions must be a table", 2) end
   local out = { BEGIN, "" }
   local function add(s) out[#out + 1] = s end
   local by_area = {}
@@ -70,13 +75,13 @@ function M.render(catalogue)
     end
   end
   add("")
-  add(("## Seed typos and ambiguities, and their resolutions (%d)"):format(#catalogue.resolutions))
+  add(("## Seed typos and ambiguities, and their resolutions (%d)"):format(#resolutions))
   add("")
   add("A resolved of *excluded* means the seed line is deliberately not an endpoint.")
   add("")
   add("| seed line | seed text | resolved | why |")
   add("|---|---|---|---|")
-  for _, r in ipairs(catalogue.resolutions) do
+  for _, r in ipairs(resolutions) do
     add(("| %d | %s | %s | %s |"):format(r.seed_line, code(r.seed),
       r.resolved and code(r.resolved) or "*excluded*", cell(r.why)))
   end
@@ -88,24 +93,26 @@ end
 --- Replaces the generated part of a document with a fresh rendering.
 -- @tparam string text the current document (must contain both markers)
 -- @tparam table catalogue the loaded catalogue
+-- @tparam table resolutions the loaded resolutions
 -- @treturn string the document with its generated part re-rendered
-function M.render_into(text, catalogue)
+function M.render_into(text, catalogue, resolutions)
   if type(text) ~= "string" then error("text must be a string", 2) end
   local s = text:find(BEGIN, 1, true)
   local _, e = text:find(END, 1, true)
   if not s or not e then error("document has no GENERATED markers", 2) end
-  return text:sub(1, s - 1) .. M.render(catalogue) .. text:sub(e + 1)
+  return text:sub(1, s - 1) .. M.render(catalogue, resolutions) .. text:sub(e + 1)
 end
 
 local function main(args)
   local root = (arg and arg[0] or ""):match("^(.*)/tools/[^/]*$") or "."
   package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
   local catalogue = require("assesskit.talview.catalogue")
+  local resolutions = require("assesskit.talview.resolutions")
   local path = root .. "/docs/catalogue.md"
   local f = assert(io.open(path, "r"))
   local text = f:read("*a")
   f:close()
-  local new = M.render_into(text, catalogue)
+  local new = M.render_into(text, catalogue, resolutions)
   if args[1] == "--check" then
     if new ~= text then
       io.stderr:write(path, " is stale: run lua5.4 tools/catalogue-doc.lua\n")

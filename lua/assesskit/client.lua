@@ -4,6 +4,7 @@
 -- base URL, an authenticator, and a few API-specific functions (envelope unwrapping, paging
 -- headers, error bodies); everything else happens here. Users normally meet it only through
 -- those clients; its interface (for people building an API client) is in docs/DESIGN.md.
+-- URLs (parsing, the plain-HTTP rule, query strings) are `assesskit.url`'s.
 --
 -- **Results.** A successful call returns `value, nil, response` (so the usual
 -- `local v, err = ...` idiom holds, and the response is the third value). `value` is the
@@ -16,35 +17,36 @@
 --
 -- **Errors.** `nil, err` with `err` from `assesskit.errors`.
 --
--- **Retries.** Network failures, timeouts, 429, 502, 503 and 504 are retried up to
--- `max_retries` times for GET, HEAD, OPTIONS, PUT and DELETE; POST and PATCH only when the
--- call passes `retry = true`. The wait is exponential (`retry_base_delay * 2^(n-1)`, capped by
--- `retry_max_delay`) with jitter (50% to 100% of it), or the server's `Retry-After` (seconds or
--- HTTP-date) capped by `max_retry_after`. TLS failures are never retried.
+-- **Retries.** Network failures, timeouts and the statuses of `RETRY_STATUS` (429, 502, 503,
+-- 504) are retried up to `max_retries` times for GET, HEAD, OPTIONS, PUT and DELETE; POST and
+-- PATCH only when the call passes `retry = true`. The wait is exponential
+-- (`retry_base_delay * 2^(n-1)`, capped by `retry_max_delay`) with jitter (50% to 100% of
+-- it), or the server's `Retry-After` (seconds or HTTP-date) capped by `max_retry_after`. TLS
+-- failures are never retried.
 --
 -- @module assesskit.client
-local type, tostring, tonumber, pairs, ipairs, next, setmetatable, error, pcall,
-  require, rawget =
-  type, tostring, tonumber, pairs, ipairs, next, setmetatable, error, pcall,
-  require, rawget
-local string_find, string_sub, string_lower, string_gsub, string_format, string_byte,
-  string_match, string_gmatch, string_upper =
-  string.find, string.sub, string.lower, string.gsub, string.format, string.byte,
-  string.match, string.gmatch, string.upper
-local table_concat, table_sort = table.concat, table.sort
-local math_floor, math_min, math_max, math_random, math_huge =
-  math.floor, math.min, math.max, math.random, math.huge
-local os_time = os.time
+local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, require, rawget =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, require, rawget
+local string_find, string_lower, string_match, string_gmatch, string_upper, string_byte,
+  string_format, string_gsub =
+  string.find, string.lower, string.match, string.gmatch, string.upper, string.byte,
+  string.format, string.gsub
+local table_concat = table.concat
+local math_floor, math_min, math_max, math_random =
+  math.floor, math.min, math.max, math.random
+local os_time, os_remove, os_rename = os.time, os.remove, os.rename
 local io_open = io.open
 
 local cjson = require("cjson")
 local errors = require("assesskit.errors")
+local url_mod = require("assesskit.url")
 
 local json = cjson.new()
 local json_decode, json_encode = json.decode, json.encode
 
 local M = {}
-M._VERSION = "scm"
+--- The version of assesskit (`require("assesskit")._VERSION`, the one constant).
+M._VERSION = require("assesskit")._VERSION
 
 --- The JSON `null` sentinel (`cjson.null`): decoded JSON nulls are this value, and a body
 -- field set to it is sent as `null`.
@@ -58,13 +60,19 @@ Client.__index = Client
 local responses = setmetatable({}, { __mode = "k" })
 
 local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true }
-local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
+
+--- The HTTP statuses worth sending the same request again for (429, 502, 503, 504): the
+-- one table the retry policy, the errors' `retryable` and the API clients read.
+-- @table RETRY_STATUS
+M.RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
+local RETRY_STATUS = M.RETRY_STATUS
 local RETRY_KIND = { network = true, timeout = true }
 local KIND_MAP = {
   timeout = "timeout", network = "network", tls = "tls", too_large = "too_large",
   insecure = "insecure", io = "io", aborted = "aborted", closed = "network",
 }
 local MASK = "***"
+local MAX_ERROR_BODY = 65536 -- bytes of a failed download read back for its error
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
 -- ------------------------------------------------------------------------------------------
@@ -81,153 +89,9 @@ local function runtime_function(ngx_name, socket_name)
   return nil
 end
 
-local function default_clock()
-  return runtime_function("now", "gettime") or os_time
-end
-
-local function default_sleep(clock)
-  return runtime_function("sleep", "sleep") or function(s) -- last resort: wait on the clock
-    local t = clock() + s
-    while clock() < t do end
-  end
-end
-
-local LOOPBACK = { localhost = true, ["::1"] = true, ["[::1]"] = true }
-
---- Split a URL into scheme, host, port and the rest.
--- @tparam string url
--- @treturn string scheme (lower case)
--- @treturn string host (lower case, IPv6 in brackets)
--- @treturn string|nil port
--- @treturn string the path, query and fragment
-function M.parse_url(url)
-  local scheme, authority, rest = string_match(url, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
-  if not scheme then return nil end
-  authority = string_gsub(authority, "^.*@", "")
-  local host, port = string_match(authority, "^(%[[^%]]*%]):?(%d*)$")
-  if not host then host, port = string_match(authority, "^([^:]*):?(%d*)$") end
-  if port == "" then port = nil end
-  return string_lower(scheme), string_lower(host or ""), port, rest
-end
-
---- Whether a host name is a loopback address (127.0.0.0/8, `::1`, `localhost`).
--- @tparam string host
--- @treturn boolean
-function M.is_loopback(host)
-  return LOOPBACK[host] == true or string_find(host, "^127%.%d+%.%d+%.%d+$") ~= nil
-end
-
---- Percent-encode a string (RFC 3986: only `A-Za-z0-9-._~` are kept).
--- @tparam string s
--- @treturn string
-local function url_encode(s)
-  if not string_find(s, "[^%w%-%._~]") then return s end
-  return (string_gsub(s, "[^%w%-%._~]", function(c)
-    return string_format("%%%02X", string_byte(c))
-  end))
-end
-M.url_encode = url_encode
-
---- Format a scalar for a URL: integral numbers without a fraction, booleans as
--- `true`/`false`, strings as they are.
--- @param v a string, number or boolean
--- @treturn string|nil the text, or nil for other types
-local function scalar(v)
-  local t = type(v)
-  if t == "string" then return v end
-  if t == "number" then
-    if v == math_floor(v) and v > -2^53 and v < 2^53 then return string_format("%d", v) end
-    if v ~= v or v == math_huge or v == -math_huge then return nil end
-    return string_format("%.14g", v)
-  end
-  if t == "boolean" then return v and "true" or "false" end
-  return nil
-end
-M.scalar = scalar
-
-local function is_array(t)
-  local n = #t
-  if n == 0 then return next(t) == nil end
-  local count = 0
-  for _ in pairs(t) do count = count + 1 end
-  return count == n
-end
-
-local function sorted_keys(t)
-  local keys, n = {}, 0
-  for k in pairs(t) do
-    n = n + 1
-    keys[n] = k
-  end
-  if n > 1 then
-    table_sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  end
-  return keys, n
-end
-
-local function flatten_into(out, name, v, comma)
-  if v == nil or v == null then return end
-  if type(v) == "table" then
-    if comma and comma[name] and is_array(v) then
-      local items = {}
-      for i = 1, #v do items[i] = scalar(v[i]) or tostring(v[i]) end
-      out[#out + 1] = { name, table_concat(items, ",") }
-    elseif is_array(v) then
-      for i = 1, #v do flatten_into(out, name .. "[" .. (i - 1) .. "]", v[i]) end
-    else
-      local keys, n = sorted_keys(v)
-      for i = 1, n do
-        local k = keys[i]
-        flatten_into(out, name .. "[" .. tostring(k) .. "]", v[k])
-      end
-    end
-    return
-  end
-  local s = scalar(v)
-  if s == nil then
-    error("assesskit: parameter '" .. name .. "' cannot be a " .. type(v), 0)
-  end
-  out[#out + 1] = { name, s }
-end
-
---- Flatten parameters into name/value pairs, the way a query string or a multipart form
--- carries them: keys sorted; `nil` and `null` left out; arrays as `name[0]`, `name[1]`...
--- (or one comma-separated value when `comma[name]` is set); maps as `name[key]`.
--- @tparam table params
--- @tparam[opt] table comma set of parameter names sent as comma lists
--- @treturn table array of `{name, value}` (strings)
--- @raise when a value is a function, a userdata other than `null`, or a thread
-function M.flatten(params, comma)
-  local out = {}
-  local keys, n = sorted_keys(params)
-  for i = 1, n do
-    local k = keys[i]
-    flatten_into(out, tostring(k), params[k], comma)
-  end
-  return out
-end
-
---- Encode a query string (without the `?`), from `flatten`ed parameters; names and values
--- percent-encoded (so `name[0]` is written `name%5B0%5D`).
--- @tparam table params
--- @tparam[opt] table comma set of parameter names sent as comma lists
--- @treturn string
--- @raise as `flatten`
-function M.encode_query(params, comma)
-  local pairs_ = M.flatten(params, comma)
-  local buf = {}
-  for i = 1, #pairs_ do
-    local p = pairs_[i]
-    buf[i] = url_encode(p[1]) .. "=" .. url_encode(p[2])
-  end
-  return table_concat(buf, "&")
-end
-
---- Encode a table as `application/x-www-form-urlencoded`.
--- @tparam table form
--- @treturn string
-function M.encode_form(form)
-  return M.encode_query(form)
+local function no_sleep()
+  error("assesskit.client: nothing to wait with between retries (LuaSocket is not installed"
+    .. " and this is not nginx): install lua-socket or pass the sleep option", 2)
 end
 
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
@@ -281,13 +145,8 @@ function M.parse_link(value)
   return links
 end
 
-local function header_number(h, name)
-  local v = h[name]
-  if type(v) == "table" then v = v[1] end
-  return v and tonumber(v)
-end
-
---- Paging metadata from the `Link` header only: `{next =, prev =, first =, last =}`.
+--- Paging metadata from the `Link` header only: `{next =, prev =, first =, last =}` (the
+-- default `paging` hook).
 -- @tparam table res the response
 -- @treturn table paging
 function M.link_paging(res)
@@ -295,68 +154,20 @@ function M.link_paging(res)
   return { next = links.next, prev = links.prev, first = links.first, last = links.last }
 end
 
---- Paging metadata in the Yii2 REST convention: `X-Pagination-Total-Count`,
--- `X-Pagination-Page-Count`, `X-Pagination-Current-Page`, `X-Pagination-Per-Page`, and the
--- `Link` header. Returns `{total =, page_count =, page =, per_page =, next =, ...}`.
--- @tparam table res the response
--- @treturn table paging
-function M.yii2_paging(res)
-  local p = M.link_paging(res)
-  local h = res.headers
-  p.total = header_number(h, "x-pagination-total-count")
-  p.page_count = header_number(h, "x-pagination-page-count")
-  p.page = header_number(h, "x-pagination-current-page")
-  p.per_page = header_number(h, "x-pagination-per-page")
-  return p
+local function str(v)
+  return type(v) == "string" and v ~= "" and v or nil
 end
 
---- The default reading of an error body: Yii2 (`{name, message, code, status}`), a 422
--- list of `{field, message}`, `{"errors": [...]}`, OAuth2 (`{error, error_description}`)
--- and `{description}`.
+--- The default reading of an error body (the `parse_error` hook): a JSON object's `name`,
+-- `message` and `code`. The API clients read their own shapes (docs/DESIGN.md).
 -- @tparam number status
 -- @param body the decoded body (a table), or nil when it was not JSON
 -- @treturn table `{name =, message =, code =, fields =}` (any may be nil)
-function M.parse_error(status, body)
+function M.parse_error(_, body)
   local out = {}
   if type(body) ~= "table" then return out end
-  if body[1] ~= nil and is_array(body) then
-    local fields = {}
-    for _, f in ipairs(body) do
-      if type(f) == "table" and (f.field ~= nil or f.message ~= nil) then
-        fields[#fields + 1] = { field = f.field, message = f.message }
-      elseif type(f) == "string" then
-        fields[#fields + 1] = { message = f }
-      end
-    end
-    if #fields > 0 then
-      out.fields = fields
-      if status ~= 422 then
-        out.message = fields[1].message
-      end
-    end
-    return out
-  end
-  local function str(v) return type(v) == "string" and v ~= "" and v or nil end
-  out.name = str(body.name) or str(body.error)
-  out.message = str(body.message) or str(body.error_description) or str(body.description)
+  out.name, out.message = str(body.name), str(body.message)
   if body.code ~= nil and body.code ~= null then out.code = body.code end
-  if type(body.errors) == "table" then
-    local fields, msgs = {}, {}
-    for k, e in pairs(body.errors) do
-      if type(e) == "table" then
-        local m = str(e.message) or str(e.description) or str(e.detail)
-        fields[#fields + 1] = { field = e.field or (type(k) == "string" and k or nil), message = m }
-        msgs[#msgs + 1] = m
-        if out.code == nil and e.code ~= nil and e.code ~= null then out.code = e.code end
-      elseif type(e) == "string" then
-        fields[#fields + 1] = { field = type(k) == "string" and k or nil, message = e }
-        msgs[#msgs + 1] = e
-      end
-    end
-    if #fields > 0 then out.fields = fields end
-    if not out.message and #msgs > 0 then out.message = table_concat(msgs, "; ") end
-  end
-  if type(body.fields) == "table" and not out.fields then out.fields = body.fields end
   return out
 end
 
@@ -458,10 +269,8 @@ function M.new(opts)
   if type(base_url) ~= "string" then
     error("assesskit.client.new: base_url must be a string", 2)
   end
-  local scheme, host, port = M.parse_url(base_url)
-  if not scheme or (scheme ~= "https" and scheme ~= "http") or host == "" then
-    error("assesskit.client.new: base_url must be an http(s) URL", 2)
-  end
+  local base = url_mod.parse(base_url)
+  if not base then error("assesskit.client.new: base_url must be an http(s) URL", 2) end
   for _, name in ipairs({ "ca_file", "ca_path", "proxy", "user_agent", "name", "page_param",
     "per_page_param" }) do
     check(opts, name, "string")
@@ -476,10 +285,8 @@ function M.new(opts)
     "retry_max_delay", "max_retry_after", "max_response_size" }) do
     check_nonneg(opts, name)
   end
-  if scheme == "http" and not opts.allow_http and not M.is_loopback(host) then
-    error("assesskit.client.new: refusing plain http:// to " .. host
-      .. " (use https, or allow_http = true)", 2)
-  end
+  local allowed, why = url_mod.allowed(base, opts.allow_http)
+  if not allowed then error("assesskit.client.new: " .. why, 2) end
   local transport, owned = opts.transport, false
   if transport ~= nil then
     if (type(transport) ~= "table" and type(transport) ~= "userdata")
@@ -502,10 +309,10 @@ function M.new(opts)
     end
     owned = true
   end
-  local base = string_gsub(base_url, "/+$", "")
   local self = {
-    base_url = base,
-    origin = scheme .. "://" .. host .. (port and (":" .. port) or ""),
+    base_url = string_gsub(base_url, "/+$", ""),
+    origin = base.origin,
+    allow_http = opts.allow_http == true,
     transport = transport,
     owned = owned,
     timeout = opts.timeout or 30,
@@ -528,13 +335,13 @@ function M.new(opts)
     random = opts.random or math_random,
     last = nil,
   }
-  self.clock = opts.clock or default_clock()
+  self.clock = opts.clock or runtime_function("now", "gettime") or os_time
   if opts.sleep then
     self.sleep = opts.sleep
   elseif type(transport.sleep) == "function" then
     self.sleep = function(s) return transport:sleep(s) end
   else
-    self.sleep = default_sleep(self.clock)
+    self.sleep = runtime_function("sleep", "sleep") or no_sleep
   end
   return setmetatable(self, Client)
 end
@@ -604,22 +411,17 @@ function Client:url(path, query)
   return url
 end
 
---- Whether a URL is on this client's origin (credentials are only sent there).
+--- Whether a URL is on this client's origin (credentials are only sent there): the same
+-- scheme, host and port, as `assesskit.url` reads them.
 -- @tparam string url
 -- @treturn boolean
 function Client:same_origin(url)
-  local o = self.origin
-  if string_lower(string_sub(url, 1, #o)) ~= o then return false end
-  local c = string_sub(url, #o + 1, #o + 1)
-  return c == "" or c == "/" or c == "?" or c == "#"
+  local u = url_mod.parse(url)
+  return u ~= nil and u.origin == self.origin
 end
 
 -- ------------------------------------------------------------------------------------------
 -- Sending
-
-local function call_hook(hook, info)
-  pcall(hook, info)
-end
 
 --- The backoff before retry `n` (1-based), with jitter.
 -- @tparam number n
@@ -629,115 +431,168 @@ function Client:backoff(n)
   return d * (0.5 + 0.5 * self.random())
 end
 
-local function transport_error(self, req, message, kind)
-  local k = KIND_MAP[kind] or "network"
-  return self:error({
-    kind = k, message = message or k,
-    retryable = RETRY_KIND[k] == true, method = req.method, url = req.url,
+-- Whether the request of a call can have reached the server, from what its attempts so far
+-- tell: true when one got an answer or the transport says it sent something, false when every
+-- failed attempt is known to have sent nothing, nil when a transport did not say.
+local function sent_so_far(call)
+  if call.reached then return true end
+  if call.unknown then return nil end
+  return false
+end
+
+-- Step: the request's method, URL, credentials and retry policy, once per call.
+local function begin(self, req)
+  local method = req.method or "GET"
+  local url = req.url
+  local auth = self.auth
+  if not req.local_path then
+    local ok, why = url_mod.allowed(url, self.allow_http)
+    if not ok then
+      return nil, self:error({ kind = url_mod.parse(url) and "insecure" or "validation",
+        method = method, url = url, message = why, sent = false })
+    end
+  end
+  if req.auth == false then
+    auth = nil
+  elseif auth and not req.local_path and not self:same_origin(url) then
+    return nil, self:error({ kind = "validation", method = method, url = url, sent = false,
+      message = "refusing to send credentials to another origin" })
+  end
+  local can_retry = req.retry
+  if can_retry == nil then can_retry = IDEMPOTENT[method] == true end
+  return {
+    method = method, url = url, auth = auth, can_retry = can_retry,
+    max_retries = req.max_retries or self.max_retries,
+    attempt = 0, retries = 0, renewed = false, reached = false, unknown = false,
+    masked_url = (self.on_request or self.on_response) and errors.mask_url(url),
+    treq = {
+      method = method, url = url, body = req.body, multipart = req.multipart,
+      timeout = req.timeout or self.timeout,
+      connect_timeout = req.connect_timeout or self.connect_timeout,
+      output = req.output, on_progress = req.on_progress,
+    },
+  }
+end
+
+-- Step: the headers of one attempt (the client's, the request's, the credentials).
+local function attempt_headers(self, call, req)
+  local base_headers = self.headers
+  local headers
+  if req.own_headers and not base_headers and call.attempt == 1 then
+    headers = req.headers -- built by `request` for this call alone
+  else
+    headers = {}
+    if base_headers then for k, v in pairs(base_headers) do headers[k] = v end end
+    if req.headers then for k, v in pairs(req.headers) do headers[k] = v end end
+  end
+  if call.auth then
+    local ok, err = call.auth:authorize(self, headers)
+    if not ok then return nil, err end
+  end
+  return headers
+end
+
+-- Step: one transfer. Returns status, headers, body, or nil, nil, nil and the error.
+local function transfer(self, call)
+  local treq = call.treq
+  local status, rheaders, body, sent = self.transport:request(treq)
+  if status then
+    call.reached = true
+    return status, rheaders, body
+  end
+  -- a failure: rheaders is the message, body the kind
+  if sent then
+    call.reached = true
+  elseif sent == nil then
+    call.unknown = true
+  end
+  local kind = KIND_MAP[body] or "network"
+  return nil, nil, nil, self:error({
+    kind = kind, message = rheaders or kind, retryable = RETRY_KIND[kind] == true,
+    method = treq.method, url = treq.url, sent = sent_so_far(call),
   })
+end
+
+--- What to do after an attempt: the retry policy, in one place.
+-- @tparam table call the call's state: `can_retry`, `retries`, `max_retries`, `auth`,
+--   `renewed`
+-- @tparam[opt] number status the answer's status (nil on a transport failure)
+-- @tparam[opt] table headers the answer's headers
+-- @tparam[opt] table err the transport failure
+-- @treturn string `"return"` (the answer or the failure is the call's result), `"retry"`
+--   (send again after the delay; counted in `call.retries`) or `"renew"` (renew the
+--   credentials, then send again; once per call)
+-- @treturn number the delay before a retry, seconds
+function Client:decide(call, status, headers, err)
+  local retry_ok = call.can_retry and call.retries < call.max_retries
+  if err then
+    if err.retryable and retry_ok then return "retry", self:backoff(call.retries + 1) end
+    return "return", 0
+  end
+  if status == 401 and call.auth and not call.renewed and call.auth.renew then
+    return "renew", 0
+  end
+  if RETRY_STATUS[status] and retry_ok then
+    local retry_after = M.parse_retry_after(headers["retry-after"], os_time())
+    if retry_after then return "retry", math_min(retry_after, self.max_retry_after) end
+    return "retry", self:backoff(call.retries + 1)
+  end
+  return "return", 0
 end
 
 --- Send one prepared request with hooks, authentication, 401 renewal and retries.
 -- This is the layer under `request`: it returns the raw response, whatever its status.
+-- Each attempt is a sequence of named steps: headers (with credentials), the `on_request`
+-- hook, the transfer, the decision (`decide`), the `on_response` hook, and then a renewal
+-- or a wait when the decision says so.
 -- @tparam table req `method`, `url` (absolute), `headers` (map), `body` (string) or
 --   `multipart`, `timeout`, `connect_timeout`, `output`, `on_progress` (passed to the
 --   transport), and `retry` (true: retry even a POST/PATCH; false: never), `max_retries`,
 --   `auth` (false: send no credentials)
 -- @treturn table the response `{status =, headers =, body =, method =, url =, attempts =}`
--- @return or nil and an error object (transport failures only; HTTP statuses are returned)
+-- @return or nil and an error object (transport failures only; HTTP statuses are returned);
+--   a plain `http://` URL to a non-loopback host without `allow_http` is an `insecure` error
+--   and credentials for another origin a `validation` error, both before anything is sent
 function Client:send(req)
-  local method = req.method or "GET"
-  local url = req.url
-  local transport = self.transport
-  local max_retries = req.max_retries or self.max_retries
-  local can_retry = req.retry
-  if can_retry == nil then can_retry = IDEMPOTENT[method] == true end
-  local auth = self.auth
-  if req.auth == false then
-    auth = nil
-  elseif auth and not req.local_path and not self:same_origin(url) then
-    return nil, self:error({ kind = "validation", method = method, url = url,
-      message = "refusing to send credentials to another origin" })
-  end
-  local hooks = self.on_request or self.on_response
-  local clock = self.clock
-  local treq = {
-    method = method, url = url, body = req.body, multipart = req.multipart,
-    timeout = req.timeout or self.timeout,
-    connect_timeout = req.connect_timeout or self.connect_timeout,
-    output = req.output, on_progress = req.on_progress,
-  }
-  local base_headers = self.headers
-  local attempt, retries, renewed = 0, 0, false
-  local masked_url = hooks and errors.mask_url(url)
+  local call, cerr = begin(self, req)
+  if not call then return nil, cerr end
+  local on_request, on_response, clock = self.on_request, self.on_response, self.clock
   while true do
-    attempt = attempt + 1
-    local headers
-    if req.own_headers and not base_headers and attempt == 1 then
-      headers = req.headers -- built by `request` for this call alone
-    else
-      headers = {}
-      if base_headers then for k, v in pairs(base_headers) do headers[k] = v end end
-      if req.headers then for k, v in pairs(req.headers) do headers[k] = v end end
-    end
-    if auth then
-      local ok, err = auth:authorize(self, headers)
-      if not ok then return nil, err end
-    end
-    treq.headers = headers
+    call.attempt = call.attempt + 1
+    local headers, herr = attempt_headers(self, call, req)
+    if not headers then return nil, herr end
+    call.treq.headers = headers
     local started
-    if hooks then
+    if on_request or on_response then
       started = clock()
-      if self.on_request then
-        call_hook(self.on_request, {
-          method = method, url = masked_url, headers = masked_headers(headers), attempt = attempt,
-        })
+      if on_request then
+        pcall(on_request, { method = call.method, url = call.masked_url,
+          headers = masked_headers(headers), attempt = call.attempt })
       end
     end
-    local status, rheaders, body = transport:request(treq)
-    local err
-    if not status then
-      err = transport_error(self, treq, rheaders, body)
-    end
-    -- decide whether to go again: a retry (counted, after a delay) or a renewal (once)
-    local again, delay = false, 0
-    if err then
-      if err.retryable and can_retry and retries < max_retries then
-        retries = retries + 1
-        again, delay = true, self:backoff(retries)
-      end
-    elseif status == 401 and auth and not renewed and auth.renew then
-      renewed, again = true, "renew"
-    elseif RETRY_STATUS[status] and can_retry and retries < max_retries then
-      retries = retries + 1
-      local retry_after = M.parse_retry_after(rheaders["retry-after"], os_time())
-      if retry_after then
-        delay = math_min(retry_after, self.max_retry_after)
-      else
-        delay = self:backoff(retries)
-      end
-      again = true
-    end
-    if hooks and self.on_response then
-      call_hook(self.on_response, {
-        method = method, url = masked_url, status = status, attempt = attempt,
-        headers = status and masked_headers(rheaders) or nil,
-        duration = clock() - started, error = err, retrying = again ~= false,
-      })
+    local status, rheaders, body, err = transfer(self, call)
+    local action, delay = self:decide(call, status, rheaders, err)
+    if on_response then
+      pcall(on_response, { method = call.method, url = call.masked_url, status = status,
+        attempt = call.attempt, headers = status and masked_headers(rheaders) or nil,
+        duration = clock() - started, error = err, retrying = action ~= "return" })
     end
     -- the renewal comes after this answer's hook, so hooks see events in order
-    if again == "renew" then
-      local ok, rerr = auth:renew(self, headers)
+    if action == "renew" then
+      call.renewed = true
+      local ok, rerr = call.auth:renew(self, headers)
       if not ok then
-        again = false
+        action = "return"
         if rerr then err = rerr end
       end
+    elseif action == "retry" then
+      call.retries = call.retries + 1
     end
-    if err and not again then return nil, err end
-    if not again then
+    if action == "return" then
+      if err then return nil, err end
       return {
-        status = status, headers = rheaders, body = body, method = method, url = url,
-        attempts = attempt,
+        status = status, headers = rheaders, body = body, method = call.method, url = call.url,
+        attempts = call.attempt,
       }
     end
     if delay > 0 then self.sleep(delay) end
@@ -758,12 +613,40 @@ local function http_error(self, res, value)
     message = info.message or errors.REASONS[status] or ("HTTP " .. status),
     code = info.code, fields = info.fields,
     retryable = RETRY_STATUS[status] == true, retry_after = retry_after,
-    method = res.method, url = res.url,
+    method = res.method, url = res.url, sent = true,
     request_id = header_value(res.headers, "x-request-id"),
   })
 end
 
+-- Step of `result`: the body as a value (decoded JSON, the string, true for an empty
+-- success, the size of a body streamed to a file), or nil and a decode error.
+local function decode(self, res, body, expect)
+  local status, headers = res.status, res.headers
+  if type(body) == "number" then return body end -- streamed to a file
+  if status == 204 or body == nil or body == "" then return (status < 400) or nil end
+  if expect == "raw" and status < 400 then return body end
+  local ctype = header_value(headers, "content-type")
+  local jsonish = ctype and (string_find(ctype, "json", 1, true)
+    or string_find(string_lower(ctype), "json", 1, true))
+  if jsonish or (not ctype and looks_json(body)) or (status >= 400 and looks_json(body)) then
+    local ok, decoded = pcall(json_decode, body)
+    if ok then return decoded end
+    if status < 400 then
+      return nil, self:error({
+        kind = "decode", status = status, method = res.method, url = res.url, sent = true,
+        message = "response body is not valid JSON",
+        request_id = header_value(headers, "x-request-id"),
+      })
+    end
+    return nil
+  end
+  if status < 400 then return body end
+  return nil
+end
+
 --- Turn a raw response into the call's result.
+-- Steps: decode the body; an error status (>= 400) or a redirect is an error; the API's
+-- `unwrap` hook; paging metadata.
 -- @tparam table res from `send`
 -- @tparam[opt] table opts `expect` (`"raw"`: return the body string as is), `paged` (compute
 --   `res.paging`)
@@ -773,46 +656,23 @@ function Client:result(res, opts)
   res.body = nil
   res.url = errors.mask_url(res.url)
   self.last = res
-  local expect = opts and opts.expect
-  local value
-  if type(body) == "number" then -- streamed to a file
-    value = body
-  elseif status == 204 or body == nil or body == "" then
-    value = (status < 400) or nil
-  elseif expect == "raw" and status < 400 then
-    value = body
-  else
-    local ctype = header_value(headers, "content-type")
-    local jsonish = ctype and (string_find(ctype, "json", 1, true)
-      or string_find(string_lower(ctype), "json", 1, true))
-    if jsonish or (not ctype and looks_json(body)) or (status >= 400 and looks_json(body)) then
-      local ok, decoded = pcall(json_decode, body)
-      if ok then
-        value = decoded
-      elseif status < 400 then
-        return nil, self:error({
-          kind = "decode", status = status, method = res.method, url = res.url,
-          message = "response body is not valid JSON",
-          request_id = header_value(headers, "x-request-id"),
-        })
-      end
-    elseif status < 400 then
-      value = body
-    end
-  end
+  local value, derr = decode(self, res, body, opts and opts.expect)
+  if derr then return nil, derr end
   if status >= 400 then
     return nil, http_error(self, res, value)
   end
   if status >= 300 then
+    local location = header_value(headers, "location")
     return nil, self:error({ kind = "http", status = status, method = res.method, url = res.url,
-      message = "unexpected redirect " .. status
-        .. (header_value(headers, "location") and (" to " .. header_value(headers, "location")) or "") })
+      sent = true,
+      message = "unexpected redirect " .. status .. (location and (" to " .. location) or "") })
   end
   if self.unwrap and value ~= nil then
     local v, fields = self.unwrap(value, res, opts)
     if fields then
       fields.kind = fields.kind or "http"
-      fields.method, fields.url = res.method, res.url
+      fields.method, fields.url, fields.sent = res.method, res.url, true
+      if fields.retryable == nil then fields.retryable = RETRY_STATUS[fields.status] == true end
       return nil, self:error(fields)
     end
     value = v
@@ -824,11 +684,128 @@ function Client:result(res, opts)
   return value, nil, res
 end
 
+-- Step of `request` and `download`: the request `send` takes, from a call's method, path and
+-- options. Raises (at `level` above its caller) on a misuse.
+local function prepare(self, method, path, opts, level)
+  level = level + 1
+  local query = opts.query
+  local qs
+  if query ~= nil then
+    if type(query) ~= "table" then error("request: query must be a table", level) end
+    local ok, s = pcall(url_mod.encode_query, query, self.comma)
+    if not ok then error(s, level) end
+    qs = s
+  end
+  local headers = { accept = "application/json" }
+  if opts.headers then
+    for k, v in pairs(opts.headers) do headers[string_lower(k)] = v end
+  end
+  local body = opts.body
+  if type(body) == "table" then
+    local ok, s = pcall(json_encode, body)
+    if not ok then error("request: body cannot be encoded as JSON: " .. tostring(s), level) end
+    body = s
+    headers["content-type"] = headers["content-type"] or "application/json"
+  elseif type(body) == "string" then
+    headers["content-type"] = headers["content-type"] or opts.content_type
+      or "application/octet-stream"
+  elseif body ~= nil then
+    error("request: body must be a table or a string", level)
+  elseif opts.form ~= nil then
+    if type(opts.form) ~= "table" then error("request: form must be a table", level) end
+    local ok, s = pcall(url_mod.encode_query, opts.form)
+    if not ok then error(s, level) end
+    body = s
+    headers["content-type"] = "application/x-www-form-urlencoded"
+  end
+  return {
+    local_path = string_byte(path, 1) == 47, -- "/...": on base_url, so on its origin
+    own_headers = true,
+    method = string_upper(method), url = self:url(path, qs), headers = headers, body = body,
+    multipart = opts.multipart, retry = opts.retry, max_retries = opts.max_retries,
+    timeout = opts.timeout, connect_timeout = opts.connect_timeout, auth = opts.auth,
+    on_progress = opts.on_progress,
+  }
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Downloads: a body streamed to a temporary file beside the target, checked, then renamed
+
+local temp_counter = 0
+
+local function file_exists(path)
+  local f = io_open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- A fresh name beside `path` (same directory, so the final rename is atomic): the counter
+-- and a table's address keep names apart within a process, time and randomness across them.
+local function temp_name(path)
+  for _ = 1, 100 do
+    temp_counter = temp_counter + 1
+    local addr = string_match(tostring({}), "(%x+)$") or "0"
+    local t = string_format("%s.part-%s-%d-%d-%06x", path, addr, temp_counter,
+      os_time() % 100000, math_random(0, 0xffffff))
+    if not file_exists(t) then return t end
+  end
+  return nil
+end
+
+-- The one download routine (`download`, and `request` with `output`).
+local function fetch_to_file(self, method, path, file, opts, level)
+  if type(file) ~= "string" or file == "" or string_find(file, "%z") then
+    error("download: the file must be a non-empty path", level + 1)
+  end
+  if opts.check ~= nil and type(opts.check) ~= "function" then
+    error("download: check must be a function", level + 1)
+  end
+  local req = prepare(self, method, path, opts, level + 1)
+  local tmp = temp_name(file)
+  if not tmp then
+    return nil, self:error({ kind = "io", method = req.method, url = req.url, sent = false,
+      message = "cannot choose a temporary file beside " .. file })
+  end
+  req.output = tmp
+  local ok, res, err = pcall(self.send, self, req)
+  if not ok then
+    os_remove(tmp)
+    error(res, 0)
+  end
+  if not res then
+    os_remove(tmp)
+    return nil, err
+  end
+  if res.status >= 300 then -- read back a bounded part of the error body for its message
+    res.body = M.read_file(tmp, MAX_ERROR_BODY) or ""
+    os_remove(tmp)
+    return self:result(res, opts)
+  end
+  if opts.check then
+    local good, fields = opts.check(res, tmp)
+    if not good then
+      os_remove(tmp)
+      fields = fields or {}
+      fields.kind = fields.kind or "decode"
+      fields.status, fields.method, fields.url, fields.sent = res.status, res.method, res.url, true
+      self.last = res
+      return nil, self:error(fields)
+    end
+  end
+  local renamed, rerr = os_rename(tmp, file)
+  if not renamed then
+    os_remove(tmp)
+    return nil, self:error({ kind = "io", method = res.method, url = res.url, sent = true,
+      message = "cannot move the download to " .. file .. ": " .. tostring(rerr) })
+  end
+  return self:result(res, opts)
+end
+
 --- Prepare and send a request; decode the answer.
 -- @tparam string method `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, ...
 -- @tparam string path `/...` under `base_url` (or an absolute URL on the same origin)
 -- @tparam[opt] table opts
--- @tparam[opt] table opts.query query parameters (see `encode_query`)
+-- @tparam[opt] table opts.query query parameters (see `assesskit.url.encode_query`)
 -- @param[opt] opts.body a table (sent as JSON) or a string (sent as is, with
 --   `opts.content_type`)
 -- @tparam[opt="application/octet-stream"] string opts.content_type of a string body
@@ -842,7 +819,8 @@ end
 -- @tparam[opt] boolean opts.auth false: send no credentials
 -- @tparam[opt] string opts.expect `"raw"`: return the body string even when it is JSON
 -- @tparam[opt] boolean opts.paged compute `response.paging`
--- @tparam[opt] string opts.output stream the body to this file (the value is its size)
+-- @tparam[opt] string opts.output save the body to this file, as `download` does (the value
+--   is its size)
 -- @tparam[opt] function opts.on_progress `function(received, total)`, as for the transport
 -- @return the value, nil and the response; or nil and the error
 -- @raise when `method` or `path` is not a string, or the body cannot be encoded
@@ -851,47 +829,35 @@ function Client:request(method, path, opts)
   if type(path) ~= "string" then error("request: path must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("request: opts must be a table", 2) end
   opts = opts or EMPTY
-  method = string_upper(method)
-  local query = opts.query
-  local qs
-  if query ~= nil then
-    if type(query) ~= "table" then error("request: query must be a table", 2) end
-    local ok, s = pcall(M.encode_query, query, self.comma)
-    if not ok then error(s, 2) end
-    qs = s
-  end
-  local headers = { accept = "application/json" }
-  if opts.headers then
-    for k, v in pairs(opts.headers) do headers[string_lower(k)] = v end
-  end
-  local body = opts.body
-  if type(body) == "table" then
-    local ok, s = pcall(json_encode, body)
-    if not ok then error("request: body cannot be encoded as JSON: " .. tostring(s), 2) end
-    body = s
-    headers["content-type"] = headers["content-type"] or "application/json"
-  elseif type(body) == "string" then
-    headers["content-type"] = headers["content-type"] or opts.content_type
-      or "application/octet-stream"
-  elseif body ~= nil then
-    error("request: body must be a table or a string", 2)
-  elseif opts.form ~= nil then
-    if type(opts.form) ~= "table" then error("request: form must be a table", 2) end
-    local ok, s = pcall(M.encode_form, opts.form)
-    if not ok then error(s, 2) end
-    body = s
-    headers["content-type"] = "application/x-www-form-urlencoded"
-  end
-  local res, err = self:send({
-    local_path = string_byte(path, 1) == 47, -- "/...": on base_url, so on its origin
-    own_headers = true,
-    method = method, url = self:url(path, qs), headers = headers, body = body,
-    multipart = opts.multipart, retry = opts.retry, max_retries = opts.max_retries,
-    timeout = opts.timeout, connect_timeout = opts.connect_timeout, auth = opts.auth,
-    output = opts.output, on_progress = opts.on_progress,
-  })
+  if opts.output ~= nil then return fetch_to_file(self, method, path, opts.output, opts, 2) end
+  local res, err = self:send(prepare(self, method, path, opts, 2))
   if not res then return nil, err end
   return self:result(res, opts)
+end
+
+--- Save a response body to a file: streamed to a temporary file beside `file` (a unique
+-- name, `<file>.part-...`), checked, then renamed to `file`. On any failure the temporary
+-- file is removed and `file` is left as it was; an error status reads back a bounded part
+-- of the body for the error's message.
+-- @tparam string url `/...` under `base_url`, or an absolute URL (credentials are only sent
+--   to `base_url`'s origin: pass `auth = false` for another one)
+-- @tparam string file the file to write
+-- @tparam[opt] table opts as for `request` (`query`, `headers`, `auth`, `timeout`,
+--   `max_retries`, `on_progress`, ...), plus `method` (default `GET`) and `check`
+--   (`function(response, temp_path) -> true | nil, error_fields`: a last look at the body
+--   before it replaces `file`; the fields' `kind` defaults to `decode`)
+-- @treturn number the number of bytes written
+-- @treturn nil
+-- @treturn table the response
+-- @return or nil and the error
+-- @raise when `file` is not a non-empty string, or on a misuse as for `request`
+function Client:download(url, file, opts)
+  if type(url) ~= "string" then error("download: url must be a string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("download: opts must be a table", 2) end
+  opts = opts or EMPTY
+  local method = opts.method or "GET"
+  if type(method) ~= "string" then error("download: method must be a string", 2) end
+  return fetch_to_file(self, method, url, file, opts, 2)
 end
 
 -- ------------------------------------------------------------------------------------------
@@ -990,16 +956,20 @@ function Client:each(method, path, opts)
   end
 end
 
---- Read a whole local file.
+--- Read a local file, whole or its first bytes.
 -- @tparam string path
+-- @tparam[opt] number max read at most this many bytes
 -- @treturn string|nil the contents
 -- @treturn string|nil the error message
-function M.read_file(path)
+function M.read_file(path, max)
   local f, err = io_open(path, "rb")
   if not f then return nil, err end
-  local data = f:read("*a")
+  local data = f:read(max or "*a")
   f:close()
-  if not data then return nil, "cannot read " .. path end
+  if not data then
+    if max then return "" end
+    return nil, "cannot read " .. path
+  end
   return data
 end
 

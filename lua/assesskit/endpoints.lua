@@ -42,6 +42,7 @@ local table_concat = table.concat
 local client_mod = require("assesskit.client")
 
 local null = client_mod.null
+local VERSION = require("assesskit")._VERSION
 
 local M = {}
 
@@ -120,7 +121,7 @@ end
 function M.client_options(opts)
   local copts = {}
   for _, k in ipairs(CLIENT_OPTIONS) do copts[k] = opts[k] end
-  copts.user_agent = copts.user_agent or ("assesskit/" .. client_mod._VERSION)
+  copts.user_agent = copts.user_agent or ("assesskit/" .. VERSION)
   return copts
 end
 

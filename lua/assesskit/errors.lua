@@ -21,6 +21,12 @@
 -- * `retry_after`: seconds the server asked us to wait (`Retry-After`), if any.
 -- * `method`, `url`: the request (secret query values masked).
 -- * `request_id`: the server's request id header, when it sent one.
+-- * `sent`: whether the request can have reached the server. `false` when nothing of it can
+--   have (a validation error, a refused plain-HTTP URL, a refused connection, a DNS or TLS
+--   handshake failure), `true` when it may have (a failure after some of it was written, or
+--   any answer from the server; with retries, true when any attempt may have reached it),
+--   `nil` when the transport did not say. A write that failed with `sent ~= false` may have
+--   been applied: check before sending it again.
 --
 -- `tostring(err)` is one readable line. An error never carries a token, secret, password or
 -- key: URLs are masked and known secret values are redacted from every text field.

@@ -18,8 +18,8 @@ local M = {}
 --- A recording transport over a fresh core session.
 -- @tparam[opt] table session_opts options of `core.session` (e.g. `ca_file`)
 -- @treturn table the transport: `request` (the transport contract), `sent` (a shallow copy of
---   every request, as it was when sent, oldest first), `received` (`{status, headers, body}`
---   of each, or the failure's `nil, message, kind` in those fields), `close()` (closes the
+--   every request, as it was when sent, oldest first), `received` (`{status, headers, body,
+--   sent}` of each, or the failure's `nil, message, kind, sent` in those fields), `close()` (closes the
 --   session; also callable as `rec.close()`)
 function M.recording(session_opts)
   local inner = core.session(session_opts or {})
@@ -28,9 +28,9 @@ function M.recording(session_opts)
     local copy = {}
     for k, v in pairs(req) do copy[k] = v end
     t.sent[#t.sent + 1] = copy
-    local status, headers, body = inner:request(req)
-    t.received[#t.received + 1] = { status = status, headers = headers, body = body }
-    return status, headers, body
+    local status, headers, body, sent = inner:request(req)
+    t.received[#t.received + 1] = { status = status, headers = headers, body = body, sent = sent }
+    return status, headers, body, sent
   end
   function t.close() inner:close() end
   return t

@@ -114,7 +114,8 @@ end
 -- parameters and body fields as `***`.
 -- @tparam table req a recorded request (`method`, `url`, `headers`, `body`, `multipart`,
 --   `output`)
--- @tparam[opt] table opts `ca_file` (adds `--cacert`)
+-- @tparam[opt] table opts `ca_file` (adds `--cacert`), `output` (adds `-o FILE` when the
+--   request has no `output` of its own)
 -- @treturn string the command, one option per line, joined with ` \` continuations
 function M.curl(req, opts)
   if type(req) ~= "table" then error("dryrun.curl: req must be a table", 2) end
@@ -146,7 +147,8 @@ function M.curl(req, opts)
     end
     lines[#lines + 1] = "  -F " .. shell_quote(spec)
   end
-  if req.output then lines[#lines + 1] = "  -o " .. shell_quote(req.output) end
+  local out = req.output or (opts and opts.output)
+  if out then lines[#lines + 1] = "  -o " .. shell_quote(out) end
   return table_concat(lines, " \\\n")
 end
 

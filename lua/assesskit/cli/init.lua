@@ -32,7 +32,7 @@ M.FAILED = 1
 --- Exit status: a usage or configuration error.
 M.USAGE = 2
 
-local VERSION = require("assesskit.client")._VERSION -- one version for the rock
+local VERSION = require("assesskit")._VERSION -- the one version constant
 
 -- A usage error travels as a table raised with error(); anything else raised is a bug.
 local Usage = {}
@@ -294,10 +294,10 @@ local function talview_client(ctx, list_answer)
   })
 end
 
-local function print_dry_run(ctx, ca_file)
+local function print_dry_run(ctx, ca_file, save)
   local dryrun = require("assesskit.cli.dryrun")
   for _, req in ipairs(ctx.recorder.requests) do
-    ctx:out(dryrun.curl(req, { ca_file = ca_file }) .. "\n")
+    ctx:out(dryrun.curl(req, { ca_file = ca_file, output = save }) .. "\n")
   end
 end
 
@@ -355,28 +355,19 @@ local function cmd_talview(ctx, argv)
   if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
   local tv = talview_client(ctx, list)
-  -- --save streams the body to FILE.part, renamed to FILE only on success: an error answer
-  -- never replaces the file. A dry run shows `-o FILE` and touches no file.
-  local part = r.save and not r.dry_run and (r.save .. ".part")
-  local opts = r.save and { output = part or r.save } or nil
+  -- --save goes through the client's one download routine: the body streams to a temporary
+  -- file beside FILE, renamed to FILE only on success, so an error answer never replaces the
+  -- file. A dry run shows `-o FILE` and touches no file.
+  local opts = (r.save and not r.dry_run) and { output = r.save } or nil
   return guarded(function()
     if r.all then return talview_all(ctx, tv, e, params, opts) end
     local value, err = tv:call(e.name, params, opts)
-    if value == nil then
-      if part then os.remove(part) end
-      return ctx:fail(err)
-    end
+    if value == nil then return ctx:fail(err) end
     if ctx.flags.dry_run then
-      print_dry_run(ctx, ctx:config().talview.ca_file)
+      print_dry_run(ctx, ctx:config().talview.ca_file, r.save)
       return M.OK
     end
     if r.save then
-      local renamed, rerr = os.rename(part, r.save)
-      if not renamed then
-        os.remove(part)
-        ctx:err_line("cannot write " .. r.save .. ": " .. tostring(rerr))
-        return M.FAILED
-      end
       ctx:err_line(string_format("saved %s bytes to %s", tostring(value), r.save))
       return M.OK
     end

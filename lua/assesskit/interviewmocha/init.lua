@@ -46,21 +46,21 @@ local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, selec
   require
 local string_find, string_sub, string_gsub, string_format, string_match, string_lower =
   string.find, string.sub, string.gsub, string.format, string.match, string.lower
-local math_floor, math_random = math.floor, math.random
+local math_floor = math.floor
 local table_concat = table.concat
-local io_open, os_remove, os_rename, os_time = io.open, os.remove, os.rename, os.time
 
 local client_mod = require("assesskit.client")
 local endpoints = require("assesskit.endpoints")
 local errors = require("assesskit.errors")
+local url_mod = require("assesskit.url")
 local normalise = require("assesskit.interviewmocha.normalise")
 
 local null = client_mod.null
-local url_encode = client_mod.url_encode
+local url_encode = url_mod.encode
 local check_args, check_opt, reraise = endpoints.check_args, endpoints.check_opt, endpoints.reraise
 
 local M = {}
-M._VERSION = client_mod._VERSION
+M._VERSION = require("assesskit")._VERSION
 
 --- The JSON `null` sentinel (`cjson.null`), also `assesskit.client.null`.
 M.null = null
@@ -70,8 +70,6 @@ M.null = null
 M.response = client_mod.response
 
 local NAME = "assesskit.interviewmocha"
-local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
-local MAX_ERROR_BODY = 65536 -- bytes of a failed download read back for its error message
 local MAX_INT64 = "9223372036854775807"
 
 -- ------------------------------------------------------------------------------------------
@@ -154,7 +152,6 @@ local function unwrap(value, _, opts)
         kind = (major == 401 or major == 403 or is_key_message(desc)) and "auth" or "http",
         status = major, code = sc, name = errors.REASONS[major],
         message = desc or ("statuscode " .. sc),
-        retryable = RETRY_STATUS[major] == true,
       }
     end
     value = value.result
@@ -179,16 +176,41 @@ local function unwrap(value, _, opts)
   return value
 end
 
--- Error bodies: the shared reading ({"errors": [...]} joined with "; ", description, ...),
--- plus the v2 envelope's statuscode as the error's code.
-local function parse_error(status, body)
-  local info = client_mod.parse_error(status, body)
-  if type(body) == "table" and info.code == nil then
-    local sc = statuscode(body.statuscode)
-    if sc then info.code = sc end
+--- Read an InterviewMocha error body (the `parse_error` hook of both clients): v3's
+-- `{"errors": [...]}` (strings, or objects with `message`/`description`/`detail`, `field`,
+-- `code`; the messages joined with "; "), the v2 envelope's `description` and `statuscode`
+-- (the error's `code`), and a plain `{name, message, code}`.
+-- @tparam number status
+-- @param body the decoded body (a table), or nil when it was not JSON
+-- @treturn table `{name =, message =, code =, fields =}` (any may be nil)
+function M.parse_error(status, body)
+  local out = client_mod.parse_error(status, body)
+  if type(body) ~= "table" then return out end
+  out.message = out.message or str(body.description)
+  if type(body.errors) == "table" then
+    local fields, msgs = {}, {}
+    for k, e in pairs(body.errors) do
+      local name = type(k) == "string" and k or nil
+      if type(e) == "table" then
+        local m = str(e.message) or str(e.description) or str(e.detail)
+        fields[#fields + 1] = { field = e.field or name, message = m }
+        msgs[#msgs + 1] = m
+        if out.code == nil and e.code ~= nil and e.code ~= null then out.code = e.code end
+      elseif type(e) == "string" then
+        fields[#fields + 1] = { field = name, message = e }
+        msgs[#msgs + 1] = e
+      end
+    end
+    if #fields > 0 then out.fields = fields end
+    if not out.message and #msgs > 0 then out.message = table_concat(msgs, "; ") end
   end
-  return info
+  if out.code == nil then
+    local sc = statuscode(body.statuscode)
+    if sc then out.code = sc end
+  end
+  return out
 end
+local parse_error = M.parse_error
 
 -- A 400/403 about the API key is an authentication failure, as is every 401.
 local function classify(err)
@@ -319,41 +341,54 @@ end
 -- ------------------------------------------------------------------------------------------
 -- PDF download
 
-local function file_exists(path)
-  local f = io_open(path, "rb")
-  if f then f:close() return true end
-  return false
+-- The download's last check: the body must be a PDF.
+local function pdf_check(res, tmp)
+  if client_mod.read_file(tmp, 5) == "%PDF-" then return true end
+  local ctype = res.headers and res.headers["content-type"]
+  if type(ctype) == "table" then ctype = ctype[#ctype] end
+  return nil, { kind = "decode", message = "the downloaded body is not a PDF"
+    .. (ctype and (" (content-type " .. tostring(ctype) .. ")") or "") }
 end
 
-local function read_head(path, n)
-  local f = io_open(path, "rb")
-  if not f then return nil end
-  local s = f:read(n)
-  f:close()
-  return s
-end
-
-local temp_counter = 0
-
--- A fresh name beside `path` (same directory, so the final rename is atomic). The counter
--- and a table address keep names apart within a process, time and randomness across them.
-local function temp_name(path)
-  for _ = 1, 100 do
-    temp_counter = temp_counter + 1
-    local addr = string_match(tostring({}), "(%x+)$") or "0"
-    local t = string_format("%s.part-%s-%d-%d-%06x", path, addr, temp_counter,
-      os_time() % 100000, math_random(0, 0xffffff))
-    if not file_exists(t) then return t end
+-- Step of `download_pdf`: the report (fetched when given its id) and its PDF URL.
+local function pdf_url(im, ep, report, opts)
+  if type(report) ~= "table" then
+    local err
+    report, err = invoke(im, ep, report, nil, opts)
+    if not report then return nil, err end
   end
-  return nil
+  local v3 = im._clients.v3
+  local url = report.pdfReportUrl
+  if type(url) ~= "string" or url == "" then
+    return nil, v3:error({ kind = "validation", sent = false,
+      message = "download_pdf: the report has no pdfReportUrl",
+      fields = { { field = "pdfReportUrl", message = "is required" } } })
+  end
+  if string_sub(url, 1, 1) == "/" then url = v3.origin .. url end
+  if not url_mod.parse(url) then
+    return nil, v3:error({ kind = "validation", url = url, sent = false,
+      message = "download_pdf: pdfReportUrl is not an http(s) URL",
+      fields = { { field = "pdfReportUrl", message = "must be an http(s) URL" } } })
+  end
+  return url
+end
+
+-- Step of `download_pdf`: the client that sends the request, and whether it sends the key
+-- (only to the API's own origins).
+local function pdf_sender(im, url)
+  local v3, v2 = im._clients.v3, im._clients.v2
+  if v3:same_origin(url) then return v3, true end
+  if v2:same_origin(url) then return v2, true end
+  return v3, false
 end
 
 local Reports = {}
 
 --- Save a report's PDF to a file, streaming it to disk.
--- The PDF at the report's `pdfReportUrl` is written to a temporary file beside `path`,
--- checked (an HTTP error, or a body that is not a PDF, fails), then renamed to `path`; on any
--- failure the temporary file is removed and `path` is left as it was. The API key is sent only
+-- The PDF at the report's `pdfReportUrl` is saved by the client's one download routine
+-- (`assesskit.client`'s `download`): written to a temporary file beside `path`, checked (an
+-- HTTP error, or a body that is not a PDF, fails), then renamed to `path`; on any failure the
+-- temporary file is removed and `path` is left as it was. The API key is sent only
 -- when the PDF URL is on the origin of `v3_url` or `v2_url`; plain `http://` to a non-loopback
 -- host is refused unless `allow_http`.
 -- @tparam table|number|string report_or_id a report (from `reports:get`) or a test
@@ -386,89 +421,26 @@ function Reports:download_pdf(report_or_id, path, opts)
     error("download_pdf: on_progress must be a function", 2)
   end
   local ep = im._compiled.by_name["reports.get"]
-  local report = report_or_id
-  if type(report) ~= "table" then
-    local err
-    report, err = invoke(im, ep, report_or_id, nil, opts)
-    if not report then return nil, err end
-  end
-  local v3 = im._clients.v3
-  local url = report.pdfReportUrl
-  if type(url) ~= "string" or url == "" then
-    return nil, v3:error({ kind = "validation",
-      message = "download_pdf: the report has no pdfReportUrl",
-      fields = { { field = "pdfReportUrl", message = "is required" } } })
-  end
-  if string_sub(url, 1, 1) == "/" then url = v3.origin .. url end
-  local scheme, host = client_mod.parse_url(url)
-  if not scheme or (scheme ~= "https" and scheme ~= "http") or host == "" then
-    return nil, v3:error({ kind = "validation", url = url,
-      message = "download_pdf: pdfReportUrl is not an http(s) URL",
-      fields = { { field = "pdfReportUrl", message = "must be an http(s) URL" } } })
-  end
-  if scheme == "http" and not im._allow_http and not client_mod.is_loopback(host) then
-    return nil, v3:error({ kind = "insecure", method = "GET", url = url,
-      message = "refusing plain http:// to " .. host .. " (use https, or allow_http = true)" })
-  end
-  -- the key goes to the API's own origins only
-  local cl, auth = v3, false
-  if v3:same_origin(url) then
-    cl, auth = v3, true
-  elseif im._clients.v2:same_origin(url) then
-    cl, auth = im._clients.v2, true
-  end
-  if auth and not im._has_key then
+  local url, err = pdf_url(im, ep, report_or_id, opts)
+  if not url then return nil, err end
+  local cl, with_key = pdf_sender(im, url)
+  if with_key and not im._has_key then
     return nil, validation(im, ep, "api_key", "is required (the client was made without one)")
-  end
-  local tmp = temp_name(path)
-  if not tmp then
-    return nil, cl:error({ kind = "io", message = "cannot choose a temporary file beside " .. path })
   end
   local headers = { accept = "application/pdf" }
   if opts.headers then for k, v in pairs(opts.headers) do headers[string_lower(k)] = v end end
   local send_auth -- nil: the client's authenticator; false: no credentials
-  if not auth then send_auth = false end
-  local pok, res, err = pcall(cl.send, cl, {
-    method = "GET", url = url, headers = headers, auth = send_auth,
-    output = tmp, on_progress = opts.on_progress, timeout = opts.timeout,
+  if not with_key then send_auth = false end
+  local before = cl:last_response()
+  local pok, n, e, res = pcall(cl.download, cl, url, path, {
+    headers = headers, auth = send_auth, on_progress = opts.on_progress, timeout = opts.timeout,
     connect_timeout = opts.connect_timeout, max_retries = opts.max_retries,
+    check = opts.check_pdf ~= false and pdf_check or nil,
   })
-  if not pok then
-    os_remove(tmp)
-    reraise(res, 2)
-  end
-  if not res then
-    os_remove(tmp)
-    return nil, classify(err)
-  end
-  if res.status >= 300 then
-    -- read back a bounded part of the error body for the error's message
-    res.body = read_head(tmp, MAX_ERROR_BODY) or ""
-    os_remove(tmp)
-    local _, e = cl:result(res, {})
-    im._last = cl:last_response()
-    return nil, classify(e)
-  end
-  if opts.check_pdf ~= false then
-    local head = read_head(tmp, 5)
-    if head ~= "%PDF-" then
-      os_remove(tmp)
-      local ctype = res.headers and res.headers["content-type"]
-      if type(ctype) == "table" then ctype = ctype[#ctype] end
-      return nil, cl:error({ kind = "decode", status = res.status, method = "GET", url = url,
-        message = "the downloaded body is not a PDF"
-          .. (ctype and (" (content-type " .. tostring(ctype) .. ")") or "") })
-    end
-  end
-  local ok, rerr = os_rename(tmp, path)
-  if not ok then
-    os_remove(tmp)
-    return nil, cl:error({ kind = "io", method = "GET", url = url,
-      message = "cannot move the download to " .. path .. ": " .. tostring(rerr) })
-  end
-  local n, e, r = cl:result(res, {})
-  if r then im._last = r end
-  return n, e, r
+  if not pok then reraise(n, 2) end
+  track(im, cl, before)
+  if n == nil then return nil, classify(e) end
+  return n, nil, res
 end
 
 -- ------------------------------------------------------------------------------------------
@@ -592,7 +564,6 @@ function M.new(opts)
   end
   return setmetatable({
     _clients = clients, _compiled = compiled, _auth = auth, _has_key = key ~= nil,
-    _allow_http = opts.allow_http == true,
   }, IM_MT)
 end
 

@@ -37,11 +37,12 @@ local getmetatable = getmetatable
 local str_byte = string.byte
 local str_find = string.find
 local str_format = string.format
-local str_gsub = string.gsub
 local str_lower = string.lower
 local str_match = string.match
 local str_sub = string.sub
 local tbl_concat = table.concat
+
+local url_mod = require("assesskit.url")
 
 local M = {}
 local mt = { __index = M }
@@ -54,7 +55,7 @@ local CHUNK = 64 * 1024                 -- read and file-write granularity
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_MS = 60 * 1000
 local MAX_TIMEOUT_MS = 2147483647       -- cosockets refuse more; ~24 days, as the core's cap
-local DEFAULT_USER_AGENT = "assesskit/" .. require("assesskit.client")._VERSION .. " ngx_lua"
+local DEFAULT_USER_AGENT = "assesskit/" .. require("assesskit")._VERSION .. " ngx_lua"
 local KNOWN_OPTIONS = {
   ca_file = true, ca_path = true, proxy = true, user_agent = true, max_response_size = true,
   http2 = true, allow_http = true, pool_size = true, keepalive_timeout = true,
@@ -187,70 +188,35 @@ end
 
 -- URL ------------------------------------------------------------------------------------
 
-local function is_loopback(host)
-  host = str_lower(host)
-  if host == "localhost" or host == "localhost." or host == "::1" or host == "0:0:0:0:0:0:0:1" then
-    return true
-  end
-  local a, b, c, d = str_match(host, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if a and tonumber(a) == 127 and tonumber(b) < 256 and tonumber(c) < 256 and tonumber(d) < 256 then
-    return true
-  end
-  return false
-end
-
--- Returns a table {scheme=, host=, port=, target=, host_header=} or nil, message.
+-- Returns a table {scheme=, host=, port=, target=, host_header=, connect_host=, ipv6=,
+-- userinfo=} or nil, message. URLs are read by assesskit.url (the one reading of hosts, ports
+-- and the plain-HTTP rule for every client and both transports).
 local function parse_url(url)
-  if str_find(url, "[%c%s]") then
-    return nil, "malformed URL (whitespace or control character)"
-  end
-  local scheme, rest = str_match(url, "^(%a[%w+.-]*)://(.*)$")
-  if not scheme then
-    return nil, "malformed URL (no scheme)"
-  end
-  scheme = str_lower(scheme)
-  if scheme ~= "http" and scheme ~= "https" then
-    return nil, "unsupported URL scheme '" .. scheme .. "'"
-  end
-  local authority = str_match(rest, "^[^/?#]*")
-  local target = str_sub(rest, #authority + 1)
-  target = str_gsub(target, "#.*$", "")
-  if target == "" then
-    target = "/"
-  elseif str_byte(target, 1) == 63 then -- "?"
-    target = "/" .. target
-  end
-  if str_find(authority, "@", 1, true) then
-    return nil, "malformed URL (credentials in URLs are not supported)"
-  end
-  local host, port
-  if str_byte(authority, 1) == 91 then -- "["
-    host, port = str_match(authority, "^%[([%x:.]+)%]:?(%d*)$")
-  else
-    host, port = str_match(authority, "^([%w._~%%!$&'()*+,;=-]+):?(%d*)$")
-  end
-  if not host then
-    return nil, "malformed URL (bad host)"
-  end
-  local default_port = scheme == "https" and 443 or 80
-  local nport = port ~= "" and tonumber(port) or default_port
-  if nport < 1 or nport > 65535 then
+  local u, err = url_mod.parse(url)
+  if not u then return nil, err end
+  local target = u.path
+  if target == "" then target = "/" end
+  if u.query then target = target .. "?" .. u.query end
+  local default_port = u.scheme == "https" and 443 or 80
+  local nport = u.port or default_port
+  if nport < 1 then
     return nil, "malformed URL (bad port)"
   end
-  local ipv6 = str_byte(authority, 1) == 91
-  local host_header = ipv6 and ("[" .. host .. "]") or host
+  local host = u.host
+  local host_header = u.ipv6 and ("[" .. host .. "]") or host
   if nport ~= default_port then
     host_header = host_header .. ":" .. nport
   end
   local connect_host = host
-  if ipv6 then
+  if u.ipv6 then
     connect_host = "[" .. host .. "]"
-  elseif str_lower(host) == "localhost" or str_lower(host) == "localhost." then
+  elseif host == "localhost" or host == "localhost." then
     connect_host = "127.0.0.1" -- no resolver needed for the loopback name
   end
   return {
-    scheme = scheme, host = host, port = nport, target = target,
-    host_header = host_header, connect_host = connect_host, ipv6 = ipv6,
+    scheme = u.scheme, host = host, port = nport, target = target,
+    host_header = host_header, connect_host = connect_host, ipv6 = u.ipv6, url = u,
+    userinfo = u.userinfo,
   }
 end
 
@@ -1047,7 +1013,7 @@ function M:request(req)
   if not u then
     error("assesskit.ngx.transport: bad req.url: " .. uerr, 2)
   end
-  if u.scheme == "http" and not self.allow_http and not is_loopback(u.host) then
+  if not url_mod.allowed(u.url, self.allow_http) then
     return nil, "plain http to a non-loopback host is refused (use https, or allow_http = true)",
       "insecure"
   end
@@ -1055,6 +1021,10 @@ function M:request(req)
   -- request head
   local lines = { method .. " " .. u.target .. " HTTP/1.1\r\n" }
   local seen = add_user_headers(lines, req.headers)
+  if u.userinfo and not seen["authorization"] then -- as libcurl does with credentials in a URL
+    lines[#lines + 1] = "Authorization: Basic " .. ngx.encode_base64(url_mod.decode(u.userinfo))
+      .. "\r\n"
+  end
   if not seen["host"] then
     lines[#lines + 1] = "Host: " .. u.host_header .. "\r\n"
   end

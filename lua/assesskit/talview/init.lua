@@ -56,15 +56,16 @@ local io_open = io.open
 
 local client_mod = require("assesskit.client")
 local endpoints = require("assesskit.endpoints")
+local url_mod = require("assesskit.url")
 
 local null = client_mod.null
-local url_encode = client_mod.url_encode
+local url_encode = url_mod.encode
 local fill_positional, fill_named = endpoints.fill_positional, endpoints.fill_named
 local check_args, check_opt, reraise = endpoints.check_args, endpoints.check_opt, endpoints.reraise
 local without = endpoints.without
 
 local M = {}
-M._VERSION = client_mod._VERSION
+M._VERSION = require("assesskit")._VERSION
 
 --- The JSON `null` sentinel (`cjson.null`), also `assesskit.client.null`.
 M.null = null
@@ -77,7 +78,6 @@ local NAME = "assesskit.talview"
 local DEFAULT_BASE_URL = "https://apiv4.talview.com"
 local ALWAYS_QUERY = { expand = true, suppress_error_code = true, fields = true }
 local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
-local RETRY_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 
 ---------------------------------------------------------------------------------------------
 -- Parameters
@@ -172,7 +172,7 @@ local function multipart_parts(tv, ep, params, opts)
   for k, v in pairs(params) do
     if k ~= field and not ALWAYS_QUERY[k] then rest[k] = v end
   end
-  local ok, flat = pcall(client_mod.flatten, rest)
+  local ok, flat = pcall(url_mod.flatten, rest)
   if not ok then error(flat, 4) end
   local parts = {
     { name = field, file = path, filename = (opts and opts.filename) or basename(path),
@@ -195,32 +195,82 @@ local function check_required(tv, ep, params)
   return true
 end
 
--- Resolve an endpoint call's arguments into the path and the client's request options.
+-- Step of `prepare`: the path (placeholders filled), and the call's params and opts.
+-- `named`: the placeholders are in the params table (`tv:call`, `get{id = 42}`).
+local function split_args(tv, ep, named, ...)
+  if ep.np == 0 then
+    local params, opts = ...
+    return ep.lits[1], params, opts
+  end
+  if named or (type((...)) == "table") then
+    local p, opts = ...
+    check_args(ep, p, nil, 4)
+    local path, err = fill_named(tv._client, ep, PATH_RULE, p)
+    if not path then return nil, err end
+    return path, without(p, ep.name_set), opts
+  end
+  local path, err = fill_positional(tv._client, ep, PATH_RULE, ...)
+  if not path then return nil, err end
+  return path, select(ep.np + 1, ...)
+end
+
+-- Step of `prepare`: where each parameter goes. GET and DELETE: all in the query; POST, PUT,
+-- PATCH: the JSON body, except the query parameters (`ALWAYS_QUERY` and the endpoint's own);
+-- a multipart upload: form fields (built by `multipart_parts`) and the query parameters.
+-- Returns the body (or nil) and the query (or nil), never modifying `params` or `query`.
+local function place_params(ep, params, query)
+  if not params then return nil, query end
+  if ep.upload == "multipart" then
+    local q
+    for k in pairs(ALWAYS_QUERY) do
+      if params[k] ~= nil then
+        if not q then
+          q = {}
+          if query then for qk, qv in pairs(query) do q[qk] = qv end end
+        end
+        q[k] = params[k]
+      end
+    end
+    return nil, q or query
+  end
+  if not BODY_METHODS[ep.method] then
+    if not query then return nil, params end
+    local q = {}
+    for k, v in pairs(params) do q[k] = v end
+    for k, v in pairs(query) do q[k] = v end
+    return nil, q
+  end
+  local qset = ep.query_set
+  local split = false
+  for k in pairs(params) do
+    if ALWAYS_QUERY[k] or qset[k] then split = true break end
+  end
+  if not split then return params, query end
+  local body, q = {}, {}
+  if query then for k, v in pairs(query) do q[k] = v end end
+  for k, v in pairs(params) do
+    if ALWAYS_QUERY[k] or qset[k] then q[k] = v else body[k] = v end
+  end
+  return body, q
+end
+
+-- The per-call options passed on to `assesskit.client`.
+local PASSED_OPTS = { "headers", "retry", "max_retries", "timeout", "connect_timeout",
+  "output", "on_progress" }
+
+-- Resolve an endpoint call's arguments into the path and the client's request options, in
+-- named steps: the path and the rest (`split_args`), the upload's file, the required
+-- parameters, where each parameter goes (`place_params`), the per-call options.
 -- Called by `invoke`, `node_each`, `node_pages` and `TV:call`; resource methods tail-call
 -- the first three, so level 3 from here is the user's call in every case.
 local function prepare(tv, ep, named, ...)
-  local path, params, opts, err
-  if ep.np == 0 then
-    params, opts = ...
-    path = ep.lits[1]
-  elseif named or (type((...)) == "table") then
-    local p
-    p, opts = ...
-    check_args(ep, p, nil, 3)
-    path, err = fill_named(tv._client, ep, PATH_RULE, p)
-    if not path then return nil, err end
-    params = without(p, ep.name_set)
-  else
-    path, err = fill_positional(tv._client, ep, PATH_RULE, ...)
-    if not path then return nil, err end
-    params, opts = select(ep.np + 1, ...)
-  end
+  local path, params, opts = split_args(tv, ep, named, ...)
+  if not path then return nil, params end
   check_args(ep, params, opts, 3)
-  local method = ep.method
   if params == nil and opts == nil and not ep.upload then
     return path, ep.plain_opts -- shared, never modified
   end
-  local o = { paged = ep.paged, expect = ep.expect }
+  local err
   if ep.upload == "base64" then
     params, err = base64_params(tv, ep, params)
     if err then return nil, err end
@@ -228,50 +278,17 @@ local function prepare(tv, ep, named, ...)
   local ok
   ok, err = check_required(tv, ep, params)
   if not ok then return nil, err end
-  local query = opts and opts.query
+  local o = { paged = ep.paged, expect = ep.expect }
   if ep.upload == "multipart" then
     o.multipart, err = multipart_parts(tv, ep, params, opts)
     if not o.multipart then return nil, err end
-    if params then
-      for k in pairs(ALWAYS_QUERY) do
-        if params[k] ~= nil then
-          query = query or {}
-          query[k] = params[k]
-        end
-      end
-    end
-  elseif params then
-    if BODY_METHODS[method] then
-      local qset, split = ep.query_set, false
-      for k in pairs(params) do
-        if ALWAYS_QUERY[k] or (qset and qset[k]) then split = true break end
-      end
-      if split then
-        local body, q = {}, {}
-        if query then for k, v in pairs(query) do q[k] = v end end
-        for k, v in pairs(params) do
-          if ALWAYS_QUERY[k] or (qset and qset[k]) then q[k] = v else body[k] = v end
-        end
-        o.body, query = body, q
-      else
-        o.body = params
-      end
-    else
-      if query then
-        local q = {}
-        for k, v in pairs(params) do q[k] = v end
-        for k, v in pairs(query) do q[k] = v end
-        query = q
-      else
-        query = params
-      end
-    end
   end
-  o.query = query
+  o.body, o.query = place_params(ep, params, opts and opts.query)
   if opts then
-    o.headers, o.retry, o.max_retries, o.timeout, o.connect_timeout, o.output, o.on_progress =
-      opts.headers, opts.retry, opts.max_retries, opts.timeout, opts.connect_timeout,
-      opts.output, opts.on_progress
+    for i = 1, #PASSED_OPTS do
+      local k = PASSED_OPTS[i]
+      o[k] = opts[k]
+    end
     if opts.expect then o.expect = opts.expect end
   end
   return path, o
@@ -355,6 +372,64 @@ function TV_MT.__tostring(self)
   return tostring(rawget(self, "_client"))
 end
 
+local function str(v)
+  return type(v) == "string" and v ~= "" and v or nil
+end
+
+--- Read a Talview error body (the `parse_error` hook of the client): Yii2's
+-- `{name, message, code, status}`, a 422 list of `{field, message}`, and OAuth2's
+-- `{error, error_description}` from the token endpoint.
+-- @tparam number status
+-- @param body the decoded body (a table), or nil when it was not JSON
+-- @treturn table `{name =, message =, code =, fields =}` (any may be nil)
+function M.parse_error(status, body)
+  if type(body) == "table" and body[1] ~= nil then -- a JSON array (objects have no integer keys)
+    local out, fields = {}, {}
+    for _, f in ipairs(body) do
+      if type(f) == "table" and (f.field ~= nil or f.message ~= nil) then
+        fields[#fields + 1] = { field = f.field, message = f.message }
+      elseif type(f) == "string" then
+        fields[#fields + 1] = { message = f }
+      end
+    end
+    if #fields > 0 then
+      out.fields = fields
+      if status ~= 422 then out.message = fields[1].message end
+    end
+    return out
+  end
+  local out = client_mod.parse_error(status, body) -- name, message, code
+  if type(body) == "table" then
+    out.name = out.name or str(body.error)
+    out.message = out.message or str(body.error_description)
+    if type(body.fields) == "table" then out.fields = body.fields end
+  end
+  return out
+end
+local parse_error = M.parse_error
+
+local function header_number(h, name)
+  local v = h[name]
+  if type(v) == "table" then v = v[1] end
+  return v and tonumber(v)
+end
+
+--- Paging metadata of a Talview list (the `paging` hook of the client), in the Yii2 REST
+-- convention: `X-Pagination-Total-Count`, `X-Pagination-Page-Count`,
+-- `X-Pagination-Current-Page`, `X-Pagination-Per-Page`, and the `Link` header.
+-- @tparam table res the response
+-- @treturn table `{total =, page_count =, page =, per_page =, next =, prev =, first =,
+--   last =}`
+function M.paging(res)
+  local p = client_mod.link_paging(res)
+  local h = res.headers
+  p.total = header_number(h, "x-pagination-total-count")
+  p.page_count = header_number(h, "x-pagination-page-count")
+  p.page = header_number(h, "x-pagination-current-page")
+  p.per_page = header_number(h, "x-pagination-per-page")
+  return p
+end
+
 local function unwrap_envelope(value, _, opts)
   if type(value) ~= "table" or value.success == nil or value.data == nil then
     return value
@@ -362,12 +437,11 @@ local function unwrap_envelope(value, _, opts)
   if value.success == false then
     local d = value.data
     if type(d) ~= "table" then d = { message = tostring(d) } end
-    local info = client_mod.parse_error(422, d)
+    local info = parse_error(422, d)
     local status = tonumber(d.status) or (info.fields and 422) or 400
     return nil, {
       kind = status == 401 and "auth" or "http", status = status,
       name = info.name, message = info.message, code = info.code, fields = info.fields,
-      retryable = RETRY_STATUS[status] == true,
     }
   end
   local q = opts and opts.query
@@ -412,14 +486,10 @@ function M.new(opts)
   base_url = string_gsub(base_url, "/+$", "")
   local token_url = check_opt(opts, "token_url", "string", "assesskit.talview.new")
     or (base_url .. "/oauth2/token")
-  local scheme, host = client_mod.parse_url(token_url)
-  if not scheme or (scheme ~= "https" and scheme ~= "http") then
-    error("assesskit.talview.new: token_url must be an http(s) URL", 2)
-  end
-  if scheme == "http" and not opts.allow_http and not client_mod.is_loopback(host) then
-    error("assesskit.talview.new: refusing plain http:// token_url to " .. host
-      .. " (use https, or allow_http = true)", 2)
-  end
+  local tu = url_mod.parse(token_url)
+  if not tu then error("assesskit.talview.new: token_url must be an http(s) URL", 2) end
+  local allowed, why = url_mod.allowed(tu, opts.allow_http)
+  if not allowed then error("assesskit.talview.new: token_url: " .. why, 2) end
   local auth
   if opts.auth ~= nil then
     local ok, a = pcall(require("assesskit.talview.auth").new, opts.auth, {
@@ -435,7 +505,8 @@ function M.new(opts)
   copts.base_url = base_url
   copts.auth = auth
   copts.unwrap = unwrap_envelope
-  copts.paging = client_mod.yii2_paging
+  copts.paging = M.paging
+  copts.parse_error = parse_error
   copts.comma_params = { expand = true }
   copts.page_param, copts.per_page_param = "page", "pageSize"
   copts.name = NAME
