@@ -24,6 +24,10 @@ if [ -f bench/talview.lua ]; then
   echo "== Talview client vs core"
   lua5.4 bench/talview.lua
 fi
+if [ -f build/luajit/assesskit/core.so ]; then
+  echo "== nginx transport vs core: chunked bodies"
+  lua5.4 bench/ngx.lua
+fi
 if [ -f bench/journal.lua ]; then
   echo "== journal: client:map with and without"
   lua5.4 bench/journal.lua

@@ -4,7 +4,7 @@
  * HTTP transfers over libcurl (`session`), RS256 keys over OpenSSL (`load_key`), base64url
  * and RFC 3986 percent-encoding, durable files for the journal (`file_sync`, `file_lock`). A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
- * @module assesskit.core
+ * @internal assesskit.core
  */
 #include <curl/curl.h>
 #include <openssl/crypto.h>

@@ -113,14 +113,17 @@ describe("talview client #luajit", function()
   end)
 
   describe("introspection", function()
-    it("lists every endpoint of the catalogue as {name, method, path}", function()
+    it("lists every endpoint of the catalogue as {name, method, path, summary, params}", function()
       local eps = tv:endpoints()
       assert.equal(#catalogue.endpoints, #eps)
       local found
       for _, e in ipairs(eps) do
         if e.name == "models.candidate.get" then found = e end
       end
-      assert.same({ name = "models.candidate.get", method = "GET", path = "/models/candidate/{id}" }, found)
+      assert.same({ name = "models.candidate.get", method = "GET", path = "/models/candidate/{id}",
+        summary = "Retrieve a Candidate" },
+        { name = found.name, method = found.method, path = found.path, summary = found.summary })
+      assert.same({ "id" }, { found.params[1].name, found.params[2] })
     end)
 
     it("has a method for every endpoint, at the place its name says", function()

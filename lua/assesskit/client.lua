@@ -24,7 +24,7 @@
 -- it), or the server's `Retry-After` (seconds or HTTP-date) capped by `max_retry_after`. TLS
 -- failures are never retried.
 --
--- @module assesskit.client
+-- @internal assesskit.client
 local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, require, rawget =
   type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, require, rawget
 local string_find, string_lower, string_match, string_gmatch, string_upper, string_byte,
@@ -973,8 +973,18 @@ function M.read_file(path, max)
   return data
 end
 
---- JSON helpers bound to this module's private cjson instance.
+--- Encode a value as JSON with this module's private cjson instance (`client.null` is JSON null).
+-- @function json_encode
+-- @param value a table, string, number, boolean or `client.null`
+-- @treturn string the JSON text
+-- @raise when the value cannot be encoded (a function, a sparse array, a cycle...)
 M.json_encode = json_encode
+
+--- Decode JSON text with this module's private cjson instance (JSON null is `client.null`).
+-- @function json_decode
+-- @tparam string text
+-- @return the decoded value
+-- @raise when the text is not JSON
 M.json_decode = json_decode
 
 M.Client = Client

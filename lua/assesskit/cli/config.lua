@@ -16,7 +16,7 @@
 --    auth = {...}}`, `interviewmocha = {api_key =, v2_url =, v3_url =}`, `ca_file = ...`; a
 --    JSON file is the same object. A file that other users can read draws a warning.
 --
--- @module assesskit.cli.config
+-- @internal assesskit.cli.config
 local type, pairs, ipairs, tostring, tonumber, error, pcall, next, load =
   type, pairs, ipairs, tostring, tonumber, error, pcall, next, load
 local string_format, string_gsub, string_match =
@@ -80,73 +80,6 @@ local function command_line(cmd)
   local line = f:read("l")
   f:close()
   return line
-end
-
---- The sandbox run directory: `$ASSESSKIT_SANDBOX_DIR`, else the directory
--- `bin/assesskit-sandbox start` uses by default (`/tmp/assesskit-sandbox-<uid>`).
--- @tparam[opt] function getenv default `os.getenv`
--- @treturn string
-function M.sandbox_dir(getenv)
-  getenv = getenv or os_getenv
-  local dir = env_value(getenv, "ASSESSKIT_SANDBOX_DIR")
-  if dir then return dir end
-  return "/tmp/assesskit-sandbox-" .. (command_line("id -u") or "0")
-end
-
---- Read a sandbox's `credentials.json`.
--- The result is the file's object (`base_url`, `ca_file`, `password`, `viewer`, `jwt`,
--- `interviewmocha`) plus `dir`, and `interviewmocha.v2_url`/`v3_url` when the file does not
--- give them (the sandbox serves InterviewMocha under `/v2` and `/v3` of its base URL).
--- @tparam[opt] string dir the run directory (default `sandbox_dir()`)
--- @treturn[1] table the credentials
--- @treturn[2] nil
--- @treturn[2] string why (no sandbox there, unreadable file)
--- @usage local sb = assert(require("assesskit.cli.config").sandbox())
--- print(sb.base_url, sb.jwt.client_id)
-function M.sandbox(dir)
-  if dir ~= nil and type(dir) ~= "string" then error("config.sandbox: dir must be a string", 2) end
-  dir = dir or M.sandbox_dir()
-  local path = dir .. "/credentials.json"
-  local raw = read_file(path)
-  if not raw then
-    return nil, "no sandbox credentials at " .. path
-      .. " (start the sandbox with bin/assesskit-sandbox start, and set ASSESSKIT_SANDBOX_DIR to its run directory)"
-  end
-  local ok, creds = pcall(cjson.decode, raw)
-  if not ok or type(creds) ~= "table" or type(creds.base_url) ~= "string" then
-    return nil, path .. " is not a sandbox credentials file"
-  end
-  if creds.ca_file == cjson.null then creds.ca_file = nil end
-  creds.dir = dir
-  local im = type(creds.interviewmocha) == "table" and creds.interviewmocha or {}
-  creds.interviewmocha = im
-  im.v2_url = im.v2_url or (creds.base_url .. "/v2")
-  im.v3_url = im.v3_url or (creds.base_url .. "/v3")
-  return creds
-end
-
---- The Talview `auth` option for a sandbox's credentials.
--- @tparam table creds from `sandbox`
--- @tparam[opt="jwt"] string grant `"jwt"` (the service account and the sandbox demo key) or
---   `"password"` (the demo recruiter)
--- @treturn[1] table the auth spec for `assesskit.talview.new`
--- @treturn[2] nil
--- @treturn[2] string why
-function M.sandbox_auth(creds, grant)
-  if type(creds) ~= "table" then error("config.sandbox_auth: creds must be a table", 2) end
-  grant = grant or "jwt"
-  if grant == "jwt" then
-    local j = creds.jwt
-    if type(j) ~= "table" then return nil, "the sandbox credentials have no jwt service account" end
-    return { grant = "jwt", client_id = j.client_id, issuer = j.issuer, audience = j.audience,
-      scope = j.scope, private_key_file = j.private_key_file }
-  elseif grant == "password" then
-    local p = creds.password
-    if type(p) ~= "table" then return nil, "the sandbox credentials have no password user" end
-    return { grant = "password", client_id = p.client_id, client_secret = p.client_secret,
-      username = p.username, password = p.password }
-  end
-  return nil, "ASSESSKIT_GRANT must be jwt or password with a sandbox (got " .. tostring(grant) .. ")"
 end
 
 --- The default config file: `$ASSESSKIT_CONFIG`, else `config.lua` then `config.json` in
@@ -262,15 +195,16 @@ function M.load(opts)
 
   local sandbox_dir = env_value(getenv, "ASSESSKIT_SANDBOX_DIR")
   if sandbox_dir then
-    local creds, err = M.sandbox(sandbox_dir)
+    -- the one public way to a sandbox's credentials (it says when the sandbox is not running)
+    local sandbox = require("assesskit.local_sandbox")
+    local creds, err = sandbox.credentials(sandbox_dir)
     if not creds then return nil, err end
-    local auth, aerr = M.sandbox_auth(creds, env_value(getenv, "ASSESSKIT_GRANT"))
-    if not auth then return nil, aerr end
+    local topts, terr = sandbox.talview_options(creds, env_value(getenv, "ASSESSKIT_GRANT"))
+    if not topts then return nil, "ASSESSKIT_GRANT: " .. terr end
     cfg.source = "sandbox " .. sandbox_dir
     cfg.sandbox = true
-    cfg.talview = { base_url = creds.base_url, ca_file = creds.ca_file, auth = auth }
-    cfg.interviewmocha = { api_key = creds.interviewmocha.api_key, v2_url = creds.interviewmocha.v2_url,
-      v3_url = creds.interviewmocha.v3_url, ca_file = creds.ca_file }
+    cfg.talview = topts
+    cfg.interviewmocha = sandbox.interviewmocha_options(creds)
     return cfg
   end
 

@@ -1,6 +1,6 @@
 --- Help texts of the `assesskit` command line, one per level (`assesskit --help`,
 -- `assesskit talview --help`, `assesskit im report --help`, ...).
--- @module assesskit.cli.help
+-- @internal assesskit.cli.help
 local M = {}
 
 local COMMON = [[

@@ -7,7 +7,7 @@
 -- Exit status: 0 success, 1 API or network error, 2 usage or configuration error (also a
 -- parameter the client refuses before sending anything). Errors are one line on standard
 -- error, never with a secret in them. The user guide is docs/cli.md.
--- @module assesskit.cli
+-- @internal assesskit.cli
 -- @usage os.exit(require("assesskit.cli").main(arg))
 local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatable,
   getmetatable =
@@ -17,6 +17,7 @@ local string_format, string_lower, string_find, string_gsub, string_match, strin
   string_sub =
   string.format, string.lower, string.find, string.gsub, string.match, string.rep, string.sub
 local table_concat, table_remove = table.concat, table.remove
+local io_open, os_remove, os_time, math_random = io.open, os.remove, os.time, math.random
 
 local args_mod = require("assesskit.cli.args")
 local config = require("assesskit.cli.config")
@@ -332,6 +333,23 @@ local function talview_all(ctx, tv, e, params, opts)
   return M.OK
 end
 
+-- Whether FILE can be written, checked before anything is fetched (--pdf, --save): its
+-- directory must exist and take a new file. Returns nil and a message when it cannot.
+local function writable_target(file)
+  local dir = string_match(file, "^(.*)/[^/]*$")
+  if dir == "" then dir = "/" end
+  dir = dir or "."
+  local probe = dir .. "/.assesskit-probe-" .. tostring(os_time()) .. "-" .. tostring(math_random(1e9))
+  local f, err = io_open(probe, "wb")
+  if not f then
+    return nil, "cannot write " .. file .. ": " .. string_gsub(tostring(err), "^.-: ", "")
+      .. " (the directory " .. dir .. " must exist and be writable)"
+  end
+  f:close()
+  os_remove(probe)
+  return true
+end
+
 local function cmd_talview(ctx, argv)
   local r = parse(argv, spec_with({ all = "all" }, { save = "save" }, { params = true }), ctx.flags)
   local name = r.positional[1]
@@ -354,6 +372,10 @@ local function cmd_talview(ctx, argv)
   local list = e.response == "list" or e.paged
   if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
+  if r.save and not r.dry_run then
+    local ok, why = writable_target(r.save)
+    if not ok then ctx:err_line("--save: " .. why) return M.FAILED end
+  end
   local tv = talview_client(ctx, list)
   -- --save goes through the client's one download routine: the body streams to a temporary
   -- file beside FILE, renamed to FILE only on success, so an error answer never replaces the
@@ -425,6 +447,10 @@ local function cmd_im_report(ctx, argv)
     if report_type ~= 1 and report_type ~= 2 and report_type ~= 3 then
       usage("--type must be 1, 2 or 3")
     end
+  end
+  if r.pdf and not r.dry_run then
+    local ok, why = writable_target(r.pdf)
+    if not ok then ctx:err_line("--pdf: " .. why) return M.FAILED end
   end
   local im = im_client(ctx)
   return guarded(function()

@@ -457,6 +457,8 @@ local binding = endpoints.binding({
   extras = { reports = Reports }, -- hand-written actions, by resource
   describe = function(im, ep, row)
     row.api, row.url, row.summary = ep.api, im._clients[ep.api].base_url .. ep.path, ep.summary
+    row.params = endpoints.params(ep.entry, require("assesskit.interviewmocha.params")[ep.name],
+      "integer")
   end,
   check = function(cat)
     if type(cat) ~= "table" or type(cat.endpoints) ~= "table" or type(cat.apis) ~= "table" then
@@ -567,9 +569,11 @@ function M.new(opts)
   }, IM_MT)
 end
 
---- Every endpoint, as `{name =, api =, method =, path =, url =, summary =}` (`path` a
--- template with `{placeholders}`, `url` the same under the configured base URL), in catalogue
--- order.
+--- Every endpoint, as `{name =, api =, method =, path =, url =, summary =, params =}` (`path`
+-- a template with `{placeholders}`, `url` the same under the configured base URL), in
+-- catalogue order. `params` lists its parameters as `tv:endpoints()` does: `{name =, ["in"] =
+-- "path" | "query", required =, type =, description =}` (catalogue spelling: `testId`,
+-- `reportType`).
 -- @treturn table array
 -- @usage for _, e in ipairs(im:endpoints()) do print(e.name, e.method, e.url) end
 function IM:endpoints()

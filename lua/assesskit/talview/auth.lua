@@ -25,7 +25,7 @@
 --
 -- Credentials and tokens live in a private table, not in fields of the object: they never
 -- show in `tostring`, in errors, in hook arguments or in a dump of the client.
--- @module assesskit.talview.auth
+-- @internal assesskit.talview.auth
 local type, tostring, tonumber, setmetatable, error, pcall, ipairs =
   type, tostring, tonumber, setmetatable, error, pcall, ipairs
 local string_sub, string_find = string.sub, string.find

@@ -338,6 +338,20 @@ local binding = endpoints.binding({
     ep.plain_opts = { paged = ep.paged, expect = ep.expect }
     return ep
   end,
+  -- `endpoints()` rows: the summary and the parameters (seed types and descriptions from
+  -- assesskit.talview.params, loaded on first use)
+  describe = function(_, ep, row)
+    row.summary = ep.entry.summary
+    local docs = require("assesskit.talview.params")[ep.name]
+    row.params = endpoints.params(ep.entry, docs, "string|integer", ep.upload and ep.file_field)
+    for _, p in ipairs(row.params) do
+      if p["in"] == "file" and p.description == "" then
+        p.description = ep.upload == "base64"
+          and "the file's content, base64 (or give `file`, a path, or `content`, a string)"
+          or "the path of the file to upload"
+      end
+    end
+  end,
   -- a paged list also has `each` and `pages`
   more = function(ep, action)
     if action == "list" and ep.paged then
@@ -517,9 +531,15 @@ function M.new(opts)
   return setmetatable({ _client = c, _auth = auth, _compiled = compiled }, TV_MT)
 end
 
---- Every endpoint, as `{name =, method =, path =}` (`path` a template with `{placeholders}`),
--- in catalogue order.
+--- Every endpoint, as `{name =, method =, path =, summary =, params =}` (`path` a template
+-- with `{placeholders}`, `summary` the seed's one-line description), in catalogue order.
+-- `params` lists its parameters: `{name =, ["in"] = "path" | "query" | "body" | "file",
+-- required =, type =, description =}` (`type` a LuaLS type name such as `"integer"`,
+-- `"string|integer"` or `"integer[]"`, `"any"` where the seed does not say; `description` the
+-- seed's, `""` when it has none): path placeholders in path order, then the query, the body,
+-- and an upload's file.
 -- @treturn table array
+-- @usage for _, p in ipairs(tv:endpoints()[1].params) do print(p.name, p["in"], p.type) end
 function TV:endpoints()
   return binding:endpoints(self)
 end
