@@ -210,6 +210,16 @@ case("each{concurrency = N} fetches up to N pages ahead and yields items in orde
   local st = env.stats()
   assert.equal(10, #st.arrivals)
   assert.equal(4, st.max_in_flight)
+  -- the same given among the per-call options
+  env.reset({ total = 95, delay = 0.03 })
+  local n = 0
+  for c, e in tv.models.candidate:each({ pageSize = 10 }, { concurrency = 3 }) do
+    assert(c, e)
+    n = n + 1
+    assert.equal(n, c.id)
+  end
+  assert.equal(95, n)
+  assert.equal(3, env.stats().max_in_flight)
 end)
 
 case("a coroutine of the user's own inside fn makes ordinary calls", function(env)

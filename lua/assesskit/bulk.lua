@@ -21,6 +21,7 @@ local math_floor, math_huge = math.floor, math.huge
 
 local scheduler = require("assesskit.scheduler")
 local journal = require("assesskit.journal")
+local options = require("assesskit.options")
 
 local M = {}
 
@@ -126,44 +127,12 @@ local MAP_OPTIONS = {
   job = "string",
 }
 
--- The nearest name (edit distance) for "did you mean".
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = (a:sub(i, i) == b:sub(j, j)) and 0 or 1
-      local v = prev[j] + 1
-      if cur[j - 1] + 1 < v then v = cur[j - 1] + 1 end
-      if prev[j - 1] + cost < v then v = prev[j - 1] + cost end
-      cur[j] = v
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
-local function nearest(name, known)
-  local best, bd = nil, math_huge
-  for k in pairs(known) do
-    local d = distance(name, k)
-    if d < bd or (d == bd and k < best) then best, bd = k, d end
-  end
-  if best and bd <= 3 then return best end
-  return nil
-end
-
 local function check_options(opts, where)
   if opts == nil then return {} end
   if type(opts) ~= "table" then error(where .. ": opts must be a table", 4) end
+  options.check(opts, MAP_OPTIONS, where, 4)
   for k, v in pairs(opts) do
     local want = MAP_OPTIONS[k]
-    if not want then
-      local near = type(k) == "string" and nearest(k, MAP_OPTIONS)
-      error(where .. ": unknown option '" .. tostring(k) .. "'"
-        .. (near and (" (did you mean '" .. near .. "'?)") or ""), 4)
-    end
     if want ~= true and type(v) ~= want then
       error(where .. ": option '" .. k .. "' must be a " .. want, 4)
     end

@@ -36,8 +36,10 @@
 -- ex.things:get(42) -- invoke(ex, <the things.get endpoint>, 42)
 local type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset =
   type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset
-local string_find, string_sub, string_gsub, string_format, string_upper, string_gmatch =
-  string.find, string.sub, string.gsub, string.format, string.upper, string.gmatch
+local string_find, string_sub, string_gsub, string_format, string_upper, string_gmatch,
+  string_match =
+  string.find, string.sub, string.gsub, string.format, string.upper, string.gmatch,
+  string.match
 local table_concat = table.concat
 
 local client_mod = require("assesskit.client")
@@ -129,7 +131,7 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Errors and path values
 
---- An error about an endpoint's call, before anything is sent.
+--- An error about an endpoint's call, before anything is sent (`sent = false`).
 -- @tparam table cl the `assesskit.client` the endpoint is sent with (its `error` redacts the
 --   authenticator's secrets)
 -- @tparam table ep the endpoint
@@ -140,7 +142,7 @@ end
 function M.endpoint_error(cl, ep, kind, message, fields)
   return cl:error({
     kind = kind, method = ep.method, url = cl.base_url .. ep.path,
-    message = message, fields = fields,
+    message = message, fields = fields, sent = false,
   })
 end
 local endpoint_error = M.endpoint_error
@@ -299,6 +301,14 @@ end
 local Binding = {}
 Binding.__index = Binding
 
+-- A resource method called with a dot (`tv.models.candidate.get(42)`): say to use a colon,
+-- at the caller's line (`level` counted from the caller of `dot_error`).
+local function dot_error(module, dotted, level)
+  local res, action = string_match(dotted, "^(.*)%.([^.]+)$")
+  error(string_format("%s: %s called with a dot: use a colon, %s:%s(...)", module, dotted,
+    res, action), level + 1)
+end
+
 local function new_node(path)
   return { path = path, methods = {}, children = {}, eps = {} }
 end
@@ -399,7 +409,12 @@ function Binding:compile(cat)
     end
     c.list[i] = ep
     c.by_name[ep.name] = ep
-    ep.fn = function(obj, ...) return invoke(obj[owner], ep, ...) end
+    local call_name = ep.name
+    ep.fn = function(obj, ...)
+      local o = type(obj) == "table" and rawget(obj, owner)
+      if not o then dot_error(name, call_name, 2) end
+      return invoke(o, ep, ...)
+    end
     -- place it in the tree
     local node = c.tree
     local parts = {}
@@ -426,7 +441,12 @@ function Binding:compile(cat)
         if node.methods[k] or node.children[k] then
           error(name .. ": catalogue name clash at " .. ep.name .. " (its " .. k .. ")", 3)
         end
-        node.methods[k] = function(obj, ...) return f(obj[owner], ep, ...) end
+        local more_name = string_gsub(ep.name, "[^.]+$", k)
+        node.methods[k] = function(obj, ...)
+          local o = type(obj) == "table" and rawget(obj, owner)
+          if not o then dot_error(name, more_name, 2) end
+          return f(o, ep, ...)
+        end
       end
     end
   end

@@ -19,8 +19,8 @@
 -- @internal assesskit.cli.config
 local type, pairs, ipairs, tostring, tonumber, error, pcall, next, load =
   type, pairs, ipairs, tostring, tonumber, error, pcall, next, load
-local string_format, string_gsub, string_match =
-  string.format, string.gsub, string.match
+local string_format, string_gsub, string_match, string_lower =
+  string.format, string.gsub, string.match, string.lower
 local table_concat, table_sort = table.concat, table.sort
 local io_open, io_popen, os_getenv = io.open, io.popen, os.getenv
 
@@ -52,10 +52,32 @@ M.VARIABLES = {
   { name = "ASSESSKIT_IM_API_KEY", im = "api_key", secret = true, what = "InterviewMocha API key" },
   { name = "ASSESSKIT_IM_V2_URL", im = "v2_url", what = "InterviewMocha v2 base URL" },
   { name = "ASSESSKIT_IM_V3_URL", im = "v3_url", what = "InterviewMocha v3 base URL" },
-  { name = "ASSESSKIT_CA_FILE", ca = true, what = "CA bundle for both APIs" },
+  { name = "ASSESSKIT_CA_FILE", conn = "ca_file", what = "CA bundle for both APIs" },
+  { name = "ASSESSKIT_ALLOW_HTTP", conn = "allow_http", what = "true: plain http:// to any host" },
+  { name = "ASSESSKIT_PROXY", conn = "proxy", what = "proxy URL for both APIs" },
+}
+
+--- The connection options a config file may set, at its top level (both APIs) or in the
+-- `talview` / `interviewmocha` tables (that API only), with their Lua types: the options of
+-- the clients' `new` that concern the connection.
+M.CONNECTION = {
+  ca_file = "string", ca_path = "string", proxy = "string", user_agent = "string",
+  timeout = "number", connect_timeout = "number", max_retries = "number",
+  max_response_size = "number", retry_base_delay = "number", retry_max_delay = "number",
+  max_retry_after = "number", allow_http = "boolean",
+}
+local CONNECTION = M.CONNECTION
+
+-- The other keys of each table of a config file.
+local FILE_KEYS = {
+  top = { talview = "table", interviewmocha = "table" },
+  talview = { base_url = "string", token_url = "string", auth = "table" },
+  interviewmocha = { api_key = "string", v2_url = "string", v3_url = "string" },
 }
 
 local is_secret = require("assesskit.errors").is_secret_name
+local options = require("assesskit.options")
+local url = require("assesskit.url")
 
 local AUTH_KEYS = {
   password = { "client_id", "client_secret", "username", "password" },
@@ -138,14 +160,58 @@ local function load_file(path)
   return v
 end
 
-local function check_strings(t, where, path)
+-- The keys of one table of the config file, with their types: unknown keys (naming the
+-- nearest valid one) and wrong types are errors. `where` is the table's dotted name.
+local function check_table(t, keys, where, path)
   for k, v in pairs(t) do
-    if type(v) ~= "string" and not (k == "lifetime" and type(v) == "number") and k ~= "auth" then
-      return nil, string_format("config file %s: %s.%s must be a string", path, where, tostring(k))
+    local want = keys[k]
+    if want == nil then
+      local near = type(k) == "string" and options.nearest(k, keys)
+      return nil, string_format("config file %s: unknown key %s%s%s", path, where,
+        tostring(k), near and (" (did you mean " .. where .. near .. "?)") or "")
+    end
+    local got = type(v)
+    if want == "number" and got == "number" and (v ~= v or v < 0) then
+      return nil, string_format("config file %s: %s%s must be a number >= 0", path, where, k)
+    end
+    if got ~= want then
+      return nil, string_format("config file %s: %s%s must be a %s", path, where, tostring(k), want)
     end
   end
   return true
 end
+
+local AUTH_FILE_KEYS = { grant = "string", lifetime = "number" }
+for _, keys in pairs(AUTH_KEYS) do
+  for _, k in ipairs(keys) do AUTH_FILE_KEYS[k] = AUTH_FILE_KEYS[k] or "string" end
+end
+
+-- Every table of a config file checked: the keys it may hold, with their types.
+local function check_file(file, path)
+  local function merged(own)
+    local keys = {}
+    for k, v in pairs(own) do keys[k] = v end
+    for k, v in pairs(CONNECTION) do keys[k] = v end
+    return keys
+  end
+  local ok, err = check_table(file, merged(FILE_KEYS.top), "", path)
+  if not ok then return nil, err end
+  for _, api in ipairs({ "talview", "interviewmocha" }) do
+    if file[api] then
+      ok, err = check_table(file[api], merged(FILE_KEYS[api]), api .. ".", path)
+      if not ok then return nil, err end
+    end
+  end
+  if file.talview and file.talview.auth then
+    ok, err = check_table(file.talview.auth, AUTH_FILE_KEYS, "talview.auth.", path)
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+-- ASSESSKIT_ALLOW_HTTP's value as a boolean.
+local BOOLEANS = { ["1"] = true, ["true"] = true, yes = true, on = true,
+  ["0"] = false, ["false"] = false, no = false, off = false }
 
 local function infer_grant(auth)
   if auth.grant then return auth.grant end
@@ -228,44 +294,43 @@ function M.load(opts)
     end
   end
 
-  local tv = type(file.talview) == "table" and file.talview or {}
-  local im = type(file.interviewmocha) == "table" and file.interviewmocha or {}
-  if file.talview ~= nil and type(file.talview) ~= "table" then
-    return nil, "config file " .. path .. ": talview must be a table"
-  end
-  if file.interviewmocha ~= nil and type(file.interviewmocha) ~= "table" then
-    return nil, "config file " .. path .. ": interviewmocha must be a table"
-  end
-  local ok, err = check_strings(tv, "talview", path)
-  if not ok then return nil, err end
-  ok, err = check_strings(im, "interviewmocha", path)
-  if not ok then return nil, err end
-  if tv.auth ~= nil and type(tv.auth) ~= "table" then
-    return nil, "config file " .. path .. ": talview.auth must be a table"
-  end
-  ok, err = check_strings(tv.auth or {}, "talview.auth", path)
-  if not ok then return nil, err end
-  if file.ca_file ~= nil and type(file.ca_file) ~= "string" then
-    return nil, "config file " .. path .. ": ca_file must be a string"
-  end
+  local ok, cerr = check_file(file, path)
+  if not ok then return nil, cerr end
+  local tv = file.talview or {}
+  local im = file.interviewmocha or {}
 
   local auth = {}
   for k, v in pairs(tv.auth or {}) do auth[k] = v end
-  local t = { base_url = tv.base_url, token_url = tv.token_url, ca_file = tv.ca_file or file.ca_file }
-  local i = { api_key = im.api_key, v2_url = im.v2_url, v3_url = im.v3_url,
-    ca_file = im.ca_file or file.ca_file }
+  local t = { base_url = tv.base_url, token_url = tv.token_url }
+  local i = { api_key = im.api_key, v2_url = im.v2_url, v3_url = im.v3_url }
+  for k in pairs(CONNECTION) do -- an API's own setting, else the file's top-level one
+    if tv[k] ~= nil then t[k] = tv[k] else t[k] = file[k] end
+    if im[k] ~= nil then i[k] = im[k] else i[k] = file[k] end
+  end
   local from_env = false
   for _, var in ipairs(M.VARIABLES) do
     local v = env_value(getenv, var.name)
-    if v and (var.key or var.auth or var.im or var.ca) then
+    if v and (var.key or var.auth or var.im or var.conn) then
       from_env = true
       if var.key then t[var.key] = v end
       if var.auth then auth[var.auth] = v end
       if var.im then i[var.im] = v end
-      if var.ca then t.ca_file, i.ca_file = v, v end
+      if var.conn == "allow_http" then
+        v = BOOLEANS[string_lower(v)]
+        if v == nil then
+          return nil, "ASSESSKIT_ALLOW_HTTP must be true or false (1/0, yes/no)"
+        end
+      end
+      if var.conn then t[var.conn], i[var.conn] = v, v end
     end
   end
-  if from_env then sources[#sources + 1] = "environment" end
+  for _, u in ipairs({ { t, "base_url", "talview." }, { t, "token_url", "talview." },
+    { i, "v2_url", "interviewmocha." }, { i, "v3_url", "interviewmocha." } }) do
+    local v = u[1][u[2]]
+    if v ~= nil and not url.parse(v) then
+      return nil, "configuration: " .. u[3] .. u[2] .. " is not an http(s) URL: " .. v
+    end
+  end  if from_env then sources[#sources + 1] = "environment" end
   if next(auth) ~= nil then
     local spec, aerr = auth_spec(auth)
     if aerr then return nil, aerr end

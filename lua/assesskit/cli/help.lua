@@ -20,7 +20,7 @@ Drive the Talview v4 and InterviewMocha v2/v3 APIs from the shell.
 
 Commands:
   endpoints [FILTER]            list the Talview endpoints (name, method, path)
-  talview NAME [--PARAM VALUE ...] [--all]
+  talview NAME [--PARAM VALUE ...] [--all | --each FILE|- --parallel N]
                                 call a Talview endpoint by its catalogue name
   im links TEST_ID              the links of an InterviewMocha test
   im report ID [--type N] [--pdf FILE]
@@ -57,6 +57,7 @@ Options:
 --- `assesskit talview --help`.
 M.talview = [[
 Usage: assesskit talview NAME [--PARAM VALUE ...] [-] [--all] [-- --PARAM VALUE ...]
+       assesskit talview NAME --each FILE|- [--parallel N] [--PARAM VALUE ...]
 
 Call the Talview endpoint NAME (see `assesskit endpoints`) and print its JSON answer.
 
@@ -70,12 +71,20 @@ Parameters:
                      (command-line parameters win)
   -- --PARAM VALUE   after a bare --, every --PARAM is a parameter, even one named like an
                      option below (--all, --timeout, ...)
+  A parameter the endpoint does not document is refused, naming the documented one nearest
+  to it (--pagesize: did you mean --pageSize?); --raw-param sends it as given.
 
 Options:
   --all              walk every page of a list endpoint and print one JSON object a line;
                      a progress bar goes to standard error when it is a terminal
   --save FILE        write the answer's body as it came (an image, say) to FILE; an error
                      answer leaves FILE as it was
+  --raw-param        send parameters the endpoint does not document, as given
+  --each FILE|-      one call per line of FILE (- : standard input), each line a JSON object
+                     of parameters (over the command line's); one JSON line per input line,
+                     in input order: {"line": N, "value": ...} or {"line": N, "error": {...}};
+                     exit status 1 when a line failed; a progress bar on a terminal
+  --parallel N       with --each: N calls in flight (default 8, at most 256)
 ]] .. COMMON .. [[
 
 `assesskit talview NAME --help` describes one endpoint and its parameters.
@@ -85,6 +94,7 @@ Examples:
   assesskit talview models.candidate.get --id 42 --expand status
   assesskit talview models.candidate.list --all > candidates.jsonl
   echo '{"email": "ada@example.com"}' | assesskit talview models.candidate.create -
+  assesskit talview models.candidate.create --each people.jsonl --parallel 16 > created.jsonl
   assesskit --dry-run talview actions.invite --assessmentSectionID 7 \
       --endDate 2030-01-01T00:00:00Z --candidates '[{"id": 42}]'
 ]]
@@ -146,6 +156,8 @@ Sources, first match wins:
        ASSESSKIT_ACCESS_TOKEN     a ready access token
        ASSESSKIT_IM_API_KEY, ASSESSKIT_IM_V2_URL, ASSESSKIT_IM_V3_URL
        ASSESSKIT_CA_FILE          CA bundle for both APIs
+       ASSESSKIT_PROXY            proxy URL for both APIs
+       ASSESSKIT_ALLOW_HTTP       true: plain http:// to any host (default false: loopback only)
   3. The config file: ASSESSKIT_CONFIG, else $XDG_CONFIG_HOME/assesskit/config.lua or
      config.json (~/.config/assesskit/...). A Lua file:
        talview = {
@@ -154,8 +166,14 @@ Sources, first match wins:
                   private_key_file = "/path/key.pem", scope = "..." },
        }
        interviewmocha = { api_key = "..." }
-     A JSON file holds the same object. Keep it private (chmod 600): assesskit warns when
-     other users can read it.
+       timeout = 60          -- connection options, for both APIs or inside one's table:
+                             -- ca_file, ca_path, proxy, user_agent (strings), timeout,
+                             -- connect_timeout, max_retries, max_response_size,
+                             -- retry_base_delay, retry_max_delay, max_retry_after
+                             -- (numbers), allow_http (boolean)
+     A JSON file holds the same object. An unknown key or a wrong type is an error naming
+     the nearest key. Keep it private (chmod 600): assesskit warns when other users can
+     read it.
 ]]
 
 return M
