@@ -7,7 +7,8 @@ pkgs=(build-essential pkg-config ca-certificates curl openssl
       lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
       libcurl4-openssl-dev libssl-dev
       lua-cjson lua-busted lua-luassert lua-socket lua-luaossl lua-check lua-ldoc lua-markdown luarocks
-      nginx-light libnginx-mod-http-lua valgrind zip unzip)
+      nginx-light libnginx-mod-http-lua valgrind zip unzip
+      clang libclang-rt-14-dev)  # make sanitize, make fuzz (ASan/UBSan, libFuzzer)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -15,7 +15,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "util.h"
 
 /* The open FILE* of the Lua file handle at `idx`; raises when it is not one or is closed. */
 static FILE *check_file(lua_State *L, int idx)
