@@ -1,10 +1,11 @@
---- `assesskit talview NAME --each FILE|- --parallel N`: one call per input line, many at once.
+--- One call per input line, many at once: `assesskit talview NAME` with `each` and `parallel`.
 --
--- Each non-blank line of FILE (or standard input, `-`) is a JSON object of parameters (over
--- the parameters of the command line); the calls run through `tv:map` with N in flight, and
--- one JSON line is written per input line, in input order, as soon as it and every line before
--- it are done: `{"line": <n>, "value": <the answer>}` or `{"line": <n>, "error": {kind =,
--- status =, message =, ...}}` (`kind = "usage"` for a line that is not a JSON object, or whose
+-- The options are `--each FILE|-` and `--parallel N`. Each non-blank line of FILE (or of
+-- standard input, `-`) is a JSON object of parameters (over the parameters of the command
+-- line); the calls run through `tv:map` with N in flight, and one JSON line is written per
+-- input line, in input order, as soon as it and every line before it are done:
+-- `{"line": <n>, "value": <the answer>}` or `{"line": <n>, "error": {kind =, status =,
+-- message =, ...}}` (`kind = "usage"` for a line that is not a JSON object, or whose
 -- parameters are refused before sending). Lines are read as the calls go, so memory stays
 -- flat for any number of lines; a progress bar goes to standard error when it is a terminal.
 -- The exit status is 1 when a line failed.
