@@ -1,10 +1,11 @@
 --- Bench: the cost of the journal in `client:map`.
 --
 -- What it shows: items per second of `tv:map` creating candidates (`POST /models/candidate`)
--- against a fast local endpoint (a bare nginx answering at once), with 16 in flight, without a
--- journal and with one (each item: a 'started' record and an outcome record, each flushed with
--- fdatasync before map goes on), and the fdatasync calls the journal made (fewer than two per
--- item when records of items finishing together share one: group commit).
+-- with 16 in flight, without a journal and with one (each item: a 'started' record and an
+-- outcome record, each flushed with fdatasync before map goes on), and the fdatasync calls the
+-- journal made (fewer than two per item when records of items finishing together share one:
+-- group commit); against a fast local endpoint (a bare nginx answering at once: the journal's
+-- whole cost), and against one answering after 20 ms (an API's latency: the cost in practice).
 --
 -- How to run (from the repository root, after `make`):
 --
@@ -52,19 +53,28 @@ local server = nginx.start({
         default_type application/json;
         return 201 '{"id":10301,"email":"bench@journal.test","first_name":"Bench","status_id":25}';
       }
+      location = /slow/models/candidate {
+        default_type application/json;
+        content_by_lua_block {
+          ngx.sleep(0.02)
+          ngx.status = 201
+          ngx.print('{"id":10301,"email":"bench@journal.test","first_name":"Bench","status_id":25}')
+        }
+      }
     }
   ]],
 })
 
-local ok, err = pcall(function()
+local function measure(base_path, n_items, label)
   local tv = talview.new({
-    base_url = "http://127.0.0.1:" .. server.ports.P,
+    base_url = "http://127.0.0.1:" .. server.ports.P .. base_path,
+    token_url = "http://127.0.0.1:" .. server.ports.P .. "/oauth2/token",
     auth = { grant = "password", client_id = "bench", client_secret = "bench-secret",
              username = "bench", password = "bench-password" },
   })
   local dir = sys.tmpdir("journal-bench")
   local items = {}
-  for i = 1, opts.items do items[i] = { email = ("bench-%d@journal.test"):format(i) } end
+  for i = 1, n_items do items[i] = { email = ("bench-%d@journal.test"):format(i) } end
   local function fn(row) return tv.models.candidate:create(row) end
   local key = function(row) return row.email end
 
@@ -90,10 +100,10 @@ local ok, err = pcall(function()
       -- what the journal holds: every item started and done
       local text = sys.read(path)
       local done = select(2, text:gsub('"state":"done"', ""))
-      if done ~= opts.items then error("the journal holds " .. done .. " outcomes") end
+      if done ~= n_items then error("the journal holds " .. done .. " outcomes") end
       os.remove(path)
     end
-    return opts.items / dt, syncs
+    return n_items / dt, syncs
   end
 
   local plain, journaled, syncs = {}, {}, 0
@@ -112,16 +122,21 @@ local ok, err = pcall(function()
   table.sort(journaled)
   local mid = math.floor((opts.rounds + 1) / 2)
   local p, j = plain[mid], journaled[mid]
-  print(string.format("journal bench: %d candidates created through tv:map, %d in flight, a bare "
-    .. "local nginx (%d rounds, median)", opts.items, opts.concurrency, opts.rounds))
+  print(string.format("journal bench: %d candidates created through tv:map, %d in flight, %s "
+    .. "(%d rounds, median)", n_items, opts.concurrency, label, opts.rounds))
   print(string.format("  map without journal         %9.0f items/s  (%6.1f us/item)", p, 1e6 / p))
   print(string.format("  map with journal            %9.0f items/s  (%6.1f us/item)", j, 1e6 / j))
   print(string.format("  journal cost                %9.1f us/item  (%.2fx the rate without)",
     1e6 / j - 1e6 / p, j / p))
   print(string.format("  fdatasync calls             %9.2f per item (2 without group commit)",
-    syncs / (opts.items * opts.rounds)))
+    syncs / (n_items * opts.rounds)))
   sys.rmdir(dir)
   tv:close()
+end
+
+local ok, err = pcall(function()
+  measure("", opts.items, "a bare local nginx")
+  measure("/slow", math.max(16, math.floor(opts.items / 4)), "a local endpoint answering after 20 ms")
 end)
 server:stop()
 if not ok then

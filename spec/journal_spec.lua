@@ -360,6 +360,25 @@ describe("client:map with a journal", function()
     end
   end)
 
+  it("calls fn once its 'started' record is in the file, delivers once its outcome is", function()
+    local tv = sb:talview()
+    local path = dir .. "/job.journal"
+    local items = rows(24, "durable")
+    local function on_disk(pattern) return (sys.read(path) or ""):find(pattern) ~= nil end
+    local late = {}
+    local results = tv:map(items, function(row, i)
+      if not on_disk('"i":' .. i .. ',"key":"[^"]*","state":"started"}') then late[#late + 1] = "fn " .. i end
+      return tv.models.candidate:create(row)
+    end, { journal = path, key = function(row) return row.email end, concurrency = 6,
+      on_result = function(i, v)
+        if not on_disk('"i":' .. i .. ',"key":"[^"]*","state":"done"') then late[#late + 1] = "result " .. i end
+        assert.equal(items[i].email, v.email)
+      end })
+    assert.same({}, late)
+    assert.equal(24, results.done)
+    assert.equal(24, posts())
+  end)
+
   it("reports a failure that is not retryable again, and runs it again with retry_failed", function()
     local tv = sb:talview({ max_retries = 0 })
     local path = dir .. "/job.journal"

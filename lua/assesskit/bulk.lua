@@ -12,8 +12,8 @@
 -- * inside nginx, every worker is a light thread (`ngx.thread.spawn`): the cosocket transport
 --   and `ngx.sleep` already suspend.
 --
--- The user guide is docs/bulk.md; the per-item steps (the seam a journal plugs into) are
--- `Job:item` below.
+-- The user guide is docs/bulk.md. With a journal (`assesskit.journal`) each worker runs its
+-- items through the journal's `job:item` (`journal_worker` below).
 -- @internal assesskit.bulk
 local type, error, pcall, tostring, setmetatable, rawget, require, pairs =
   type, error, pcall, tostring, setmetatable, rawget, require, pairs
@@ -154,21 +154,46 @@ end
 local Job = {}
 Job.__index = Job
 
---- The steps of one item, in one place. Without a journal: run `fn`. With one
--- (`assesskit.journal`'s `job:item`): claim the item, give back a recorded outcome or
--- reconcile an ambiguous one, or run `fn` with its 'started' record and its outcome made
--- durable before the result is delivered; a journal that refuses the item (another job's) or
--- cannot be written stops the map.
--- @tparam table item
--- @tparam number i
--- @return the value
--- @return the error
-function Job:item(item, i)
-  local jj = self.journal
-  if not jj then return self:run(item, i) end
-  local value, err, stop = jj:item(item, i, self.call)
-  if stop then self:stop(err) end
-  return value, err
+-- A worker with a journal (`journal.job`'s `job:item`: claim the item, give back a recorded
+-- outcome or reconcile an ambiguous one, or run `fn` between its 'started' record and its
+-- outcome; a journal that refuses the item or cannot be written stops the map). An item's
+-- outcome is delivered once it is durable, and the
+-- fdatasync that makes the worker's next claim durable covers it, so one fdatasync serves the
+-- outcomes and the next claims of the items that finish together (journal's `job:item`).
+local function journal_worker(job)
+  local jj = job.journal
+  local held -- {i, value, err}: recorded, not yet durable
+  local function release()
+    local h = held
+    if h then
+      held = nil
+      job:deliver(h[1], h[2], h[3])
+    end
+  end
+  local function flush()
+    if not held then return end
+    local ok, err = jj:flush()
+    if not ok then
+      held[2], held[3] = nil, err -- its outcome could not be made durable
+      job:stop(err)
+    end
+    release()
+  end
+  while true do
+    local i, item = job:next_item()
+    if i == nil then break end
+    local value, err, stop, pending = jj:item(item, i, job.call, release)
+    if stop then job:stop(err) end
+    flush() -- when the item returned before its claim's fdatasync
+    if pending then
+      held = { i, value, err }
+      -- stop_on_error: a failure must stop the map before the next item is taken
+      if err ~= nil and job.stop_on_error then flush() end
+    else
+      job:deliver(i, value, err)
+    end
+  end
+  flush()
 end
 
 -- Call fn; an error it raises becomes the item's err (the raised value, as pcall gives it).
@@ -235,10 +260,11 @@ end
 
 local function worker(job)
   local ok, raised = pcall(function()
+    if job.journal then return journal_worker(job) end
     while true do
       local i, item = job:next_item()
       if i == nil then return end
-      job:deliver(i, job:item(item, i))
+      job:deliver(i, job:run(item, i))
     end
   end)
   if not ok then job:stop(nil, raised) end

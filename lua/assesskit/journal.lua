@@ -653,14 +653,22 @@ end
 -- that is ambiguous (a lost write answer) goes to `reconcile` at once: landed, it is done;
 -- not landed, `fn` runs once more. Without `reconcile` it is reported as kind `ambiguous`
 -- (`err.cause` holds the failure) and not run again.
+--
+-- Pipelined (given `release`): the outcome of this run is written but not yet durable when
+-- this returns (fourth result true): the caller holds it back, and delivers it when
+-- `release()` is called by the next `item` of the same worker, after the fdatasync that made
+-- that item's claim durable (which covers the held outcome too), or after `flush()`. So one
+-- fdatasync serves the outcomes and the next claims of a batch of items.
 -- @param item the item
 -- @int i its index
 -- @tparam function call `call(item, i) -> value, err`: runs `fn` (map's protected call)
+-- @tparam[opt] function release called once everything written before this item is durable
 -- @return the item's value (recorded or just made)
 -- @return its error
 -- @treturn ?boolean true when the whole job must stop: the journal refused the item (another
 --   job's) or cannot be written (nothing more could be recorded)
-function Job:item(item, i, call)
+-- @treturn ?boolean true when the outcome is not durable yet (only with `release`)
+function Job:item(item, i, call, release)
   local j, counts, env = self.journal, self.counts, self.env
   local yield = env.yield
   local key, kerr = item_key(self, item, i)
@@ -672,6 +680,12 @@ function Job:item(item, i, call)
     env.sleep(0.2)
   end
   if state == nil then return nil, rec, true end
+  if release then
+    -- the claim, and the outcome the caller holds, on disk at once
+    local ok, err = j:sync(yield)
+    if not ok then return nil, err, true end
+    release()
+  end
   if state == "done" or state == "failed" then
     counts.replayed = counts.replayed + 1
     return rec.value, rec.err
@@ -718,12 +732,22 @@ function Job:item(item, i, call)
         message = "the outcome of item " .. key .. " could not be recorded (" .. err.message
           .. "); it will be ambiguous in the next run" }), true
     end
-    -- the outcome is on disk before the item counts as done
+    local clear = not (verr ~= nil and M.is_ambiguous(verr))
+    -- the outcome is on disk before the item counts as done (pipelined: before it is released)
+    if clear and release then return value, verr, nil, true end
     ok, err = j:sync(yield)
     if not ok then return nil, err, true end
-    if not (verr ~= nil and M.is_ambiguous(verr)) then return value, verr end
+    if clear then return value, verr end
     state, rec = "ambiguous", { key = key, i = i, state = "failed", err = verr }
   end
+end
+
+--- Make every record written so far durable (the outcomes a pipelined caller holds).
+-- @treturn[1] boolean true
+-- @treturn[2] nil
+-- @treturn[2] table an error of kind `io`
+function Job:flush()
+  return self.journal:sync(self.env.yield)
 end
 
 --- Counts of this run: `ran` (fn called), `replayed` (outcome read from the journal),
