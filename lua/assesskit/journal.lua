@@ -544,8 +544,8 @@ local function default_key(_, i)
 end
 
 --- Prepare the journal of one `client:map` call (used by `map`, not by users).
--- Checks the options (raising at `level` for a caller's mistake) and opens the journal when
--- given as a path.
+-- Checks how the options go together (raising at `level` for a caller's mistake; their types
+-- are checked by `map` with its other options) and opens the journal when given as a path.
 -- @tparam table opts map's options: `journal` (a path or a journal object with `claim`,
 --   `finish`, `resolve`, `sync`), `key`, `reconcile`, `retry_failed`, `job` (string, for a
 --   path: the job's identity in the header)
@@ -557,7 +557,8 @@ end
 -- @treturn[1] ?table the job (`job:item(item, i, call)`, `job:close()`), nil without journal
 -- @treturn[2] nil
 -- @treturn[2] table the error of `journal.open`
--- @raise on a bad option (wrong type, `key`/`reconcile`/`retry_failed`/`job` without `journal`)
+-- @raise on a bad option (`key`/`reconcile`/`retry_failed`/`job` without `journal`, a
+--   `journal` that is neither a path nor a journal, `job` with a journal object)
 function M.job(opts, env, level, where)
   level = (level or 2) + 1
   where = where or "map"
@@ -570,18 +571,7 @@ function M.job(opts, env, level, where)
     end
     return nil
   end
-  if opts.key ~= nil and type(opts.key) ~= "function" then
-    error(where .. ": option 'key' must be a function(item, i) returning a string", level)
-  end
-  if opts.reconcile ~= nil and type(opts.reconcile) ~= "function" then
-    error(where .. ": option 'reconcile' must be a function(item, i)", level)
-  end
-  if opts.retry_failed ~= nil and type(opts.retry_failed) ~= "boolean" then
-    error(where .. ": option 'retry_failed' must be a boolean", level)
-  end
-  if opts.job ~= nil and type(opts.job) ~= "string" then
-    error(where .. ": option 'job' must be a string", level)
-  end
+  -- the types of `key`, `reconcile`, `retry_failed` and `job` are map's option check's
   local owned = false
   if type(j) == "string" then
     if j == "" then error(where .. ": option 'journal' must not be an empty path", level) end
