@@ -77,6 +77,7 @@ build = {
       ["assesskit.interviewmocha.init"] = "lua/assesskit/interviewmocha/init.lua",
       ["assesskit.interviewmocha.normalise"] = "lua/assesskit/interviewmocha/normalise.lua",
       ["assesskit.interviewmocha.params"] = "lua/assesskit/interviewmocha/params.lua",
+      ["assesskit.journal"] = "lua/assesskit/journal.lua",
       ["assesskit.jwt"] = "lua/assesskit/jwt.lua",
       ["assesskit.local_sandbox"] = "lua/assesskit/local_sandbox.lua",
       ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",

@@ -42,3 +42,7 @@ if [ -f build/luajit/assesskit/core.so ]; then
   echo "== bulk: tv:map (luajit)"
   luajit bench/bulk.lua --only wave
 fi
+if [ -f bench/journal.lua ]; then
+  echo "== journal: client:map with and without"
+  lua5.4 bench/journal.lua
+fi
