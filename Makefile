@@ -14,8 +14,8 @@ BUSTED     := /usr/bin/busted
 CFLAGS     ?= -O2 -g
 WARNFLAGS  := -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow
 # Recursive (=) so that pkg-config runs when a recipe needs it, after `make deps`.
-CPPFLAGS_ALL = -D_POSIX_C_SOURCE=200809L $(shell pkg-config --cflags $(LUA_PC) libcurl openssl)
-LDLIBS_ALL   = $(shell pkg-config --libs libcurl openssl)
+CPPFLAGS_ALL = -D_POSIX_C_SOURCE=200809L $(shell pkg-config --cflags $(LUA_PC) libcurl openssl hiredis)
+LDLIBS_ALL   = $(shell pkg-config --libs libcurl openssl hiredis)
 LDFLAGS_SO  := -shared
 
 SRCS := $(wildcard csrc/*.c)

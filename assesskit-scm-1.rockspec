@@ -32,17 +32,19 @@ external_dependencies = {
   -- the compiler finds it by itself, so only the library is checked.
   CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" }, -- Debian's libhiredis-dev (0.14)
 }
 
 build = {
   type = "builtin",
   modules = {
     ["assesskit.core"] = {
-      sources = { "csrc/codec.c", "csrc/core.c", "csrc/http.c", "csrc/pkey.c" },
+      sources = { "csrc/codec.c", "csrc/core.c", "csrc/crypto.c", "csrc/http.c", "csrc/pkey.c",
+        "csrc/redis.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "ssl", "crypto" },
-      incdirs = { "csrc", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "curl", "ssl", "crypto", "hiredis" },
+      incdirs = { "csrc", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HIREDIS_LIBDIR)" },
     },
     ["assesskit.cli.args"] = "lua/assesskit/cli/args.lua",
     ["assesskit.cli.config"] = "lua/assesskit/cli/config.lua",
