@@ -39,8 +39,8 @@ build = {
   type = "builtin",
   modules = {
     ["assesskit.core"] = {
-      sources = { "csrc/codec.c", "csrc/core.c", "csrc/crypto.c", "csrc/http.c", "csrc/pkey.c",
-        "csrc/redis.c" },
+      sources = { "csrc/codec.c", "csrc/core.c", "csrc/crypto.c", "csrc/fileio.c", "csrc/http.c",
+        "csrc/pkey.c", "csrc/redis.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "ssl", "crypto", "hiredis" },
       incdirs = { "csrc", "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(HIREDIS_INCDIR)" },
@@ -59,6 +59,7 @@ build = {
     ["assesskit.interviewmocha.catalogue"] = "lua/assesskit/interviewmocha/catalogue.lua",
     ["assesskit.interviewmocha"] = "lua/assesskit/interviewmocha/init.lua",
     ["assesskit.interviewmocha.normalise"] = "lua/assesskit/interviewmocha/normalise.lua",
+    ["assesskit.journal"] = "lua/assesskit/journal.lua",
     ["assesskit.jwt"] = "lua/assesskit/jwt.lua",
     ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",
     ["assesskit.ngx.transport"] = "lua/assesskit/ngx/transport.lua",

@@ -24,3 +24,7 @@ if [ -f bench/talview.lua ]; then
   echo "== Talview client vs core"
   lua5.4 bench/talview.lua
 fi
+if [ -f bench/journal.lua ]; then
+  echo "== journal: client:map with and without"
+  lua5.4 bench/journal.lua
+fi

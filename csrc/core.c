@@ -2,8 +2,9 @@
  * assesskit.core: the native part of assesskit (private; use the Lua modules).
  *
  * HTTP transfers over libcurl (`session`), RS256 keys over OpenSSL (`load_key`), base64url
- * and RFC 3986 percent-encoding, SHA-256/HKDF/AES-GCM (`aead_seal`), Redis connections over
- * libhiredis (`redis_connect`). A wrong argument raises; a run-time failure returns
+ * and RFC 3986 percent-encoding, durable files for the journal (`file_sync`, `file_lock`),
+ * SHA-256/HKDF/AES-GCM (`aead_seal`), Redis connections over libhiredis (`redis_connect`).
+ * A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
  * @module assesskit.core
  */
@@ -114,5 +115,6 @@ int luaopen_assesskit_core(lua_State *L)
   codec_open(L);
   crypto_open(L);
   redis_open(L);
+  fileio_open(L);
   return 1;
 }

@@ -16,6 +16,7 @@ void pkey_open(lua_State *L);
 void codec_open(lua_State *L);
 void crypto_open(lua_State *L);
 void redis_open(lua_State *L);
+void fileio_open(lua_State *L);
 
 /* Creates the named metatable `tname` with `methods` as __index plus the metamethods in
  * `meta`, and pops it. */

@@ -17,6 +17,8 @@
 -- * `malformed_json`: the normal answer, cut in the middle, sent as `application/json`;
 -- * `expire_token`: the bearer token of the request expires now, so the request (and every
 --   later one with that token) gets 401.
+-- * `drop_response`: the request is processed (a POST creates its record), then the
+--   connection is closed before any answer: the client cannot tell whether its write landed.
 --
 -- `times` (a whole number, default 1) is how many matching requests the fault hits; then it
 -- is gone, so `{kind = "status", status = 503, times = 2}` is "two failures, then success".
@@ -43,7 +45,7 @@ local M = {}
 --- Every fault kind.
 M.kinds = {
   reset = true, slow = true, slow_body = true, truncate = true, status = true,
-  rate_limit = true, malformed_json = true, expire_token = true,
+  rate_limit = true, malformed_json = true, expire_token = true, drop_response = true,
 }
 
 local armed = {}        -- faults from the control endpoint, in arming order
