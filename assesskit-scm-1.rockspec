@@ -63,6 +63,7 @@ build = {
     ["assesskit.jwt"] = "lua/assesskit/jwt.lua",
     ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",
     ["assesskit.ngx.transport"] = "lua/assesskit/ngx/transport.lua",
+    ["assesskit.redis"] = "lua/assesskit/redis.lua",
     ["assesskit.sandbox.actions"] = "lua/assesskit/sandbox/actions.lua",
     ["assesskit.sandbox.auth"] = "lua/assesskit/sandbox/auth.lua",
     ["assesskit.sandbox.config"] = "lua/assesskit/sandbox/config.lua",
