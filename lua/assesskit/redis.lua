@@ -587,6 +587,329 @@ function Store:lock(key, timeout)
 end
 
 -- ------------------------------------------------------------------------------------------
+-- The rate budget
+
+-- Seconds between two looks at the shared budget (a pause set by another process is seen
+-- at most this late).
+local SYNC_EVERY = 0.02
+-- Seconds a batch of max_rate permits may be kept before use (then it is dropped): any
+-- one-second window sees at most max_rate * (1 + HOLD) + burst requests.
+local HOLD = 0.04
+-- How long a request waits before asking again for a slot under the in-flight limit.
+local SLOT_POLL = 0.005
+-- A pause that ends at most this much after the one a caller waited out does not hold it.
+local PAUSE_SLACK = 0.02
+-- Seconds a slot taken under the in-flight limit stays taken if its process dies.
+local SLOT_TTL = 120
+-- Seconds a process's published in-flight count counts (it publishes at every look).
+local PROC_TTL = 5
+
+local NOW_MS = [[
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+]]
+
+-- KEYS: pause, bucket, aimd, procs. ARGV: proc, in_flight, rate ('' none), burst, want.
+-- Publishes this process's in-flight count; returns {pause left ms, limit (-1: none), gen,
+-- permits granted, ms until the next permit}.
+SCRIPTS.budget_sync = NOW_MS .. [[
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2] .. ' ' .. (now + ]] .. PROC_TTL * 1000 .. [[))
+redis.call('PEXPIRE', KEYS[4], 600000)
+local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = 0
+if pause > now then left = pause - now end
+local a = redis.call('HMGET', KEYS[3], 'limit', 'gen')
+local limit, gen = tonumber(a[1] or '-1'), tonumber(a[2] or '0')
+local granted, wait = 0, 0
+local rate, want = tonumber(ARGV[3]), tonumber(ARGV[5])
+if rate and want > 0 and left == 0 then
+  local burst = tonumber(ARGV[4])
+  local b = redis.call('HMGET', KEYS[2], 'tokens', 'stamp')
+  local tokens, stamp = tonumber(b[1] or '1'), tonumber(b[2] or now)
+  tokens = math.min(burst, tokens + (now - stamp) * rate / 1000)
+  granted = math.min(want, math.floor(tokens))
+  tokens = tokens - granted
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'stamp', now)
+  redis.call('PEXPIRE', KEYS[2], 600000)
+  if granted == 0 then wait = math.ceil((1 - tokens) * 1000 / rate) end
+end
+return {left, limit, gen, granted, wait}]]
+
+-- KEYS: pause. ARGV: ms. Returns the ms left of the pause now in force.
+SCRIPTS.budget_pause = NOW_MS .. [[
+local till = now + tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if till > cur then redis.call('SET', KEYS[1], till, 'PX', tonumber(ARGV[1]) + 1000) else till = cur end
+return till - now]]
+
+-- KEYS: aimd, slots, pre. ARGV: slot id. A slot under the in-flight limit: {1 taken | 0 full
+-- | -1 no limit any more, limit, gen}. Slots in use: the taken ones, plus the requests that
+-- were in flight (untracked) when the limit was cut, counted per process in `pre`.
+SCRIPTS.budget_take = NOW_MS .. [[
+local a = redis.call('HMGET', KEYS[1], 'limit', 'gen')
+local gen = tonumber(a[2] or '0')
+if not a[1] then return {-1, -1, gen} end
+local limit = tonumber(a[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local used = redis.call('ZCARD', KEYS[2])
+for _, n in ipairs(redis.call('HVALS', KEYS[3])) do used = used + tonumber(n) end
+if used >= limit then return {0, limit, gen} end
+redis.call('ZADD', KEYS[2], now + ]] .. SLOT_TTL * 1000 .. [[, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ]] .. SLOT_TTL * 1000 .. [[)
+return {1, limit, gen}]]
+
+-- KEYS: aimd, slots, procs, pre. ARGV: slot id ('' none), outcome, the permit's gen, this
+-- process's in-flight count, proc. Gives the slot back and applies AIMD: a pushback cuts the
+-- limit to half of what the fleet has in flight, once per round (the permits of the round
+-- before a cut carry an older gen); answers grow it by one per `limit` answers until it is
+-- back at the ceiling, where it is lifted. Returns {limit (-1: none), gen}.
+SCRIPTS.budget_release = NOW_MS .. [[
+local a = redis.call('HMGET', KEYS[1], 'limit', 'gen', 'ceiling', 'grown')
+local limit, gen = tonumber(a[1] or '-1'), tonumber(a[2] or '0')
+local ceiling, grown = tonumber(a[3] or '0'), tonumber(a[4] or '0')
+if ARGV[1] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+elseif limit > 0 and tonumber(redis.call('HGET', KEYS[4], ARGV[5]) or '0') > 0 then
+  redis.call('HINCRBY', KEYS[4], ARGV[5], -1)
+end
+if ARGV[2] == 'pushback' then
+  if tonumber(ARGV[3]) ~= gen then return {limit, gen} end
+  local total, counts = 0, {}
+  local h = redis.call('HGETALL', KEYS[3])
+  for i = 1, #h, 2 do
+    if h[i] ~= ARGV[5] then
+      local n, till = string.match(h[i + 1], '^(%d+) (%d+)$')
+      if n and tonumber(till) > now then
+        total = total + tonumber(n)
+        local name = h[i]
+        counts[name] = tonumber(n)
+      else
+        redis.call('HDEL', KEYS[3], h[i])
+      end
+    end
+  end
+  total = total + tonumber(ARGV[4]) + 1
+  local me = ARGV[5]
+  counts[me] = tonumber(ARGV[4])
+  if limit < 0 then -- the requests in flight now hold slots until they end
+    redis.call('DEL', KEYS[4])
+    for proc, n in pairs(counts) do
+      if n > 0 then redis.call('HSET', KEYS[4], proc, n) end
+    end
+    redis.call('PEXPIRE', KEYS[4], ]] .. SLOT_TTL * 1000 .. [[)
+  end
+  local current = limit
+  if current < 0 or total > current then current = total end
+  limit = math.max(1, math.floor(current / 2))
+  if total > ceiling then ceiling = total end
+  gen = gen + 1
+  redis.call('HSET', KEYS[1], 'limit', limit, 'gen', gen, 'ceiling', ceiling, 'grown', 0)
+  redis.call('PEXPIRE', KEYS[1], 600000)
+elseif ARGV[2] == 'ok' and limit > 0 then
+  grown = grown + 1
+  if grown >= limit then
+    grown = 0
+    limit = limit + 1
+    if limit >= ceiling then
+      redis.call('HDEL', KEYS[1], 'limit', 'ceiling', 'grown')
+      redis.call('DEL', KEYS[2], KEYS[4])
+      return {-1, gen}
+    end
+  end
+  redis.call('HSET', KEYS[1], 'limit', limit, 'grown', grown)
+end
+return {limit, gen}]]
+
+local Budget = {}
+Budget.__index = Budget
+
+local function local_budget(self)
+  local f = self.fallback
+  if not f then
+    f = require("assesskit.store").budget({ max_rate = self.rate })
+    self.fallback = f
+  end
+  return f
+end
+
+-- Runs a budget script; nil when Redis is away (the budget is then local).
+local function brun(self, name, keys, args)
+  local store = self.store
+  local res = store:_run(function(c) return script(c, store, name, keys, args) end)
+  if type(res) ~= "table" and type(res) ~= "number" then return nil end
+  return res
+end
+
+-- One look at the shared budget: the pause, the limit, and max_rate permits when wanted.
+local function sync(self, now, want)
+  local res = brun(self, "budget_sync", self.keys4,
+    { self.proc, self.in_flight, self.rate or "", self.burst or 0, want or 0 })
+  if not res then return false end
+  self.sync_at = now + SYNC_EVERY
+  local left = res[1] / 1000
+  self.until_ = left > 0 and math_max(self.until_, now + left) or (self.until_ > now and self.until_ or 0)
+  self.limit = res[2] >= 0 and res[2] or nil
+  self.gen = res[3]
+  if res[4] > 0 then
+    self.tokens, self.tokens_until = res[4], now + HOLD
+  elseif want and want > 0 then
+    self.tokens, self.rate_retry_at = 0, now + math_max(res[5], 1) / 1000
+  end
+  return true
+end
+
+--- A permit to send one request now, or how long to wait (the `assesskit.store` budget
+-- interface). Looks at the fleet's budget in Redis at most every 20 ms (a pause set
+-- elsewhere), takes `max_rate` permits in small batches, and a slot in Redis only while the
+-- in-flight limit is cut. With Redis away: a process-local budget.
+-- @tparam function clock
+-- @tparam[opt] number waited_until the end of a pause the caller waited out itself
+-- @return the permit, or nil
+-- @treturn number|nil seconds to wait before asking again
+function Budget:acquire(clock, waited_until)
+  local now = clock()
+  if self.store.down and now < self.store.retry_at then
+    return local_budget(self):acquire(clock, waited_until)
+  end
+  local rate = self.rate
+  local want
+  if rate and (self.tokens < 1 or now > self.tokens_until) and now >= self.rate_retry_at then
+    want = math_max(1, math.ceil(rate * HOLD))
+  end
+  if now >= self.sync_at or want then
+    if not sync(self, now, want) then return local_budget(self):acquire(clock, waited_until) end
+  end
+  local until_ = self.until_
+  -- (a pause the caller waited out comes back from Redis a few ms off: PAUSE_SLACK)
+  if until_ > now and until_ > (waited_until or 0) + PAUSE_SLACK then return nil, until_ - now end
+  if rate then
+    if now > self.tokens_until then self.tokens = 0 end
+    if self.tokens < 1 then return nil, math_max(self.rate_retry_at - now, 0.001) end
+  end
+  local permit = { gen = self.gen }
+  if self.limit then
+    self.slot_seq = self.slot_seq + 1
+    local id = self.proc .. ":" .. self.slot_seq
+    local res = brun(self, "budget_take", { self.keys4[3], self.slots, self.pre }, { id })
+    if not res then return local_budget(self):acquire(clock, waited_until) end
+    self.gen = res[3]
+    if res[1] == 0 then
+      self.limit = res[2]
+      return nil, SLOT_POLL
+    elseif res[1] == 1 then
+      permit.slot = id
+    else
+      self.limit = nil
+    end
+    permit.gen = self.gen
+  end
+  if rate then self.tokens = self.tokens - 1 end
+  self.in_flight = self.in_flight + 1
+  return permit
+end
+
+--- Look at the fleet's budget now (the pause, the in-flight limit) and publish this
+-- process's in-flight count, instead of waiting for the next look (every 20 ms of use).
+-- @tparam function clock
+-- @treturn boolean false when Redis is away
+function Budget:refresh(clock)
+  return sync(self, clock())
+end
+
+--- Give a permit back with the request's outcome: `"ok"`, `"pushback"` (429, 503: the
+-- fleet's in-flight limit is cut, once per round) or `"failed"`.
+-- @param permit from `acquire`
+-- @tparam string outcome
+function Budget:release(permit, outcome)
+  if type(permit) ~= "table" then return local_budget(self):release(permit, outcome) end
+  self.in_flight = self.in_flight - 1
+  if permit.slot or outcome == "pushback" or (self.limit and outcome == "ok") then
+    local res = brun(self, "budget_release", { self.keys4[3], self.slots, self.keys4[4], self.pre },
+      { permit.slot or "", outcome, permit.gen, self.in_flight, self.proc })
+    if res then
+      self.limit = res[1] >= 0 and res[1] or nil
+      self.gen = res[2]
+    end
+  end
+end
+
+--- Pause every request of the fleet for `seconds` (a longer pause already running is kept).
+-- @tparam number seconds
+-- @tparam function clock
+-- @treturn number the end of the pause (epoch seconds of this process's clock)
+function Budget:pause(seconds, clock)
+  local now = clock()
+  local till = now + seconds
+  if till > self.until_ then self.until_ = till end
+  local res = brun(self, "budget_pause", { self.keys4[1] }, { math_floor(seconds * 1000 + 0.5) })
+  if type(res) == "number" and now + res / 1000 > self.until_ then self.until_ = now + res / 1000 end
+  if not res then local_budget(self):pause(seconds, clock) end
+  return self.until_
+end
+
+--- The end of the pause in force as this process last saw it (epoch seconds), or 0.
+-- @treturn number
+function Budget:paused_until()
+  local f = self.fallback
+  if f and f:paused_until() > self.until_ then return f:paused_until() end
+  return self.until_
+end
+
+--- `{in_flight =, limit =, paused_until =, max_rate =}` (this process's view).
+-- @treturn table
+function Budget:state()
+  return { in_flight = self.in_flight, limit = self.limit, paused_until = self:paused_until(),
+    max_rate = self.rate }
+end
+
+--- Change the settings: `max_rate` (requests per second for the whole fleet; `false` removes
+-- the cap). Every process of the fleet should give the same.
+-- @tparam table opts
+function Budget:configure(opts)
+  if opts.max_rate == false then
+    self.rate, self.burst = nil, nil
+  elseif opts.max_rate ~= nil then
+    local rate = opts.max_rate
+    if type(rate) ~= "number" or rate ~= rate or rate <= 0 then
+      error("assesskit.redis: max_rate must be a number > 0 (requests per second)", 3)
+    end
+    -- a burst of a 25th of a second's worth: with HOLD, a one-second window sees at most
+    -- about max_rate * 1.08 requests (55 for 50)
+    self.rate, self.burst = rate, math_max(1, math_floor(rate / 25))
+  end
+  self.tokens, self.tokens_until, self.rate_retry_at = 0, 0, 0
+  if self.fallback then self.fallback:configure(opts) end
+end
+
+function Budget:__tostring()
+  return "assesskit.redis.budget(in_flight=" .. self.in_flight .. ", limit=" .. tostring(self.limit) .. ")"
+end
+
+--- The rate budget of a credential, shared by the fleet (created at the first call; one
+-- object per key in this process).
+-- @tparam string key the credential's identity
+-- @tparam[opt] table opts `max_rate`
+-- @treturn table the budget (`acquire`, `release`, `pause`, `paused_until`, `state`,
+--   `configure`)
+function Store:budget(key, opts)
+  check_key(key, "budget")
+  local b = self.budgets[key]
+  if not b then
+    local base = self.prefix .. "budget:" .. core.b64url_encode(core.sha256(key)) .. ":"
+    b = setmetatable({
+      store = self, in_flight = 0, until_ = 0, sync_at = 0, gen = 0, slot_seq = 0,
+      tokens = 0, tokens_until = 0, rate_retry_at = 0,
+      proc = core.b64url_encode(core.random_bytes(9)),
+      keys4 = { base .. "pause", base .. "bucket", base .. "aimd", base .. "procs" },
+      slots = base .. "slots", pre = base .. "pre",
+    }, Budget)
+    self.budgets[key] = b
+  end
+  if opts then b:configure(opts) end
+  return b
+end
+
+-- ------------------------------------------------------------------------------------------
 -- The fleet journal
 
 SCRIPTS.claim = [[
