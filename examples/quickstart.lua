@@ -1,9 +1,11 @@
 -- quickstart.lua: assesskit in one minute, against the local sandbox.
 --
 -- Signs in to Talview with the JWT-bearer grant (the sandbox's service account and its demo
--- key), lists candidates a page at a time, creates a candidate, invites them to an
--- assessment section and reads back their status; then fetches an InterviewMocha test's
--- links and a candidate's report.
+-- key), lists candidates a page at a time, creates a candidate, and invites them to an
+-- assessment section. The invite is an action: its POST answers "queued" (status 1) and
+-- nothing has happened yet, so the script waits until the candidate shows up in the
+-- assessment, then reads their status. Then it fetches an InterviewMocha test's links and a
+-- candidate's report. docs/actions.md has more on actions.
 --
 -- Run it (from the repository root, after `make`):
 --   make demo                      # starts a sandbox, runs this file, stops the sandbox
@@ -14,6 +16,8 @@
 --   bin/assesskit-sandbox stop --dir /tmp/aksb
 local talview = require("assesskit.talview")
 local interviewmocha = require("assesskit.interviewmocha")
+local action_status = require("assesskit.talview.action_status")
+local sleep = require("socket").sleep
 
 -- The sandbox wrote its URL and demo credentials to $ASSESSKIT_SANDBOX_DIR/credentials.json.
 local sb = assert(require("assesskit.cli.config").sandbox())
@@ -45,21 +49,38 @@ local cand = check(tv.models.candidate:create{
 })
 print(("created candidate #%d <%s>"):format(cand.id, cand.email))
 
--- 3. Invite them to the first section of an assessment.
+-- 3. Invite them to the first section of an assessment. Actions run asynchronously: the
+--    answer is the queued action (status 1, "requested"), not the invitation.
 local section = check(tv.models.assessment_section:list{ pageSize = 1 })[1]
-local invite = check(tv.actions:invite{
+local action = check(tv.actions:invite{
   assessmentSectionID = section.id, endDate = "2030-12-31T23:59:59Z",
   candidates = { { id = cand.id } }, isNotify = false,
 })
-local ac_id = invite.assessmentCandidates[1].id
+print(("invite queued: action #%d, status %d (%s)"):format(action.id, action.status,
+  action_status.name(action.status)))
+
+-- 4. Wait until the invitation exists: look for the candidate in the assessment, backing off
+--    between looks, and give up after a while (docs/actions.md: polling or a callback).
+local function invited()
+  local found = check(tv.models.assessment_candidate:list{
+    assessment_id = section.assessment_id, candidate_id = cand.id })
+  return found[1]
+end
+local ac, delay, waited = invited(), 0.1, 0
+while not ac and waited < 30 do
+  sleep(delay)
+  waited = waited + delay
+  delay = math.min(delay * 2, 2)
+  ac = invited()
+end
+check(ac, "the invitation did not show up within 30 s")
 print(("invited to assessment #%d, section #%d"):format(section.assessment_id, section.id))
 
--- 4. Read their status back (status ids as the Talview documentation lists them).
+-- 5. Their status (status ids as the Talview documentation lists them).
 local STATUS = { [10] = "invited", [20] = "mailed", [30] = "attending", [50] = "completed" }
-local ac = check(tv.models.assessment_candidate:get(ac_id))
 print(("status: %s (status_id %d)"):format(STATUS[ac.status_id] or "?", ac.status_id))
 
--- 5. InterviewMocha: a test's links, and one candidate's report.
+-- 6. InterviewMocha: a test's links, and one candidate's report.
 local im = interviewmocha.new{
   api_key = sb.interviewmocha.api_key, ca_file = sb.ca_file,
   v2_url = sb.interviewmocha.v2_url, v3_url = sb.interviewmocha.v3_url,

@@ -62,7 +62,8 @@ describe("runnable examples", function()
     local expected = {
       ["examples/quickstart.lua"] = {
         lines = { "^candidates: %d+ in all, page 1 of %d+$", "^  #10001 Asha Ahmed <candidate001@example%.test>$",
-          "^created candidate #%d+ <ada%.%d+@example%.test>$", "^invited to assessment #%d+, section #%d+$",
+          "^created candidate #%d+ <ada%.%d+@example%.test>$",
+          "^invite queued: action #%d+, status 1 %(requested%)$", "^invited to assessment #%d+, section #%d+$",
           "^status: invited %(status_id 10%)$", "^test 114110 has 3 links: Default$",
           "^report 225634: dave@yopmail%.com, Complete, 1 of 89 points$" },
         check = function(out)
@@ -83,6 +84,7 @@ describe("runnable examples", function()
           "^invited 8 candidates to section 2002 %(action #%d+%)$" },
         stderr = { "%[##############################%] 8/8 candidates" },
         check = function()
+          sb:run_actions() -- the invite is an action: queued until the sandbox processes it
           local emails = {}
           for _, c in ipairs(sb:state("candidate")) do emails[c.email] = c.id end
           local ada = assert(emails["ada.lovelace@example.test"])
@@ -98,6 +100,22 @@ describe("runnable examples", function()
           local status, out = run("lua5.4 examples/bulk_invite.lua", env)
           assert.equal(0, status)
           assert.truthy(has_line(out, "^8 candidates: 0 created, 8 already there, 0 failed$"), out)
+        end,
+      },
+      ["examples/invite_and_wait.lua"] = {
+        lines = { "^created 3 candidates: #%d+, #%d+, #%d+$", "^invite queued: action #%d+, status 1 %(requested%)$",
+          "^3 of 3 invited to assessment #1001 after %d+ looks$",
+          "^  #%d+ %-> assessment candidate #%d+ %(status_id 10%)$" },
+        check = function(out, err)
+          assert.equal("", err) -- no progress line: standard error is not a terminal
+          local n = 0
+          for cid, acid in out:gmatch("\n  #(%d+) %-> assessment candidate #(%d+)") do
+            local ac = sb:state("assessment_candidate", tonumber(acid))
+            assert.equal(tonumber(cid), ac.candidate_id)
+            assert.equal(1001, ac.assessment_id)
+            n = n + 1
+          end
+          assert.equal(3, n)
         end,
       },
       ["examples/export_reports.lua"] = {
@@ -162,6 +180,28 @@ describe("runnable examples", function()
       assert.truthy(has_line(out, "^2 candidates: 1 created, 0 already there, 1 failed$"), out)
       assert.truthy(has_line(out, "^  failed not%-an%-email: http 422 "), out)
       assert.truthy(has_line(out, "^invited 1 candidates to section 2002"), out)
+    end)
+
+    it("invite_and_wait gives up after its timeout while the action is queued, and exits 1", function()
+      local delay = sb:config().action_delay
+      sb:config({ action_delay = 600 })
+      local status, out = run("lua5.4 examples/invite_and_wait.lua 2001 2 1", env)
+      sb:config({ action_delay = delay })
+      assert.equal(1, status)
+      assert.truthy(has_line(out, "^gave up after 1 s: 0 of 2 invited$"), out)
+    end)
+
+    it("invite_and_wait draws its progress line on a terminal", function()
+      local delay = sb:config().action_delay
+      sb:config({ action_delay = 1 })
+      local vars = { LUA_PATH = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
+        LUA_CPATH = ROOT .. "/build/lua5.4/?.so;;", PATH = os.getenv("PATH") or "/usr/bin:/bin",
+        HOME = tmp_dir, ASSESSKIT_SANDBOX_DIR = sb.dir }
+      local status, term = sys.exec("lua5.4 examples/invite_and_wait.lua 2001 1 >/dev/null",
+        { cwd = ROOT, env = vars, tty = true })
+      sb:config({ action_delay = delay })
+      assert.equal(0, status, term)
+      assert.truthy(term:find("\rwaiting for action #%d+: 0 of 1 invited, next look in 0%.2 s"), term)
     end)
 
     it("export_reports writes the CSV to a file when given one", function()

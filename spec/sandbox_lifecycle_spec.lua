@@ -184,10 +184,17 @@ describe("bin/assesskit-sandbox", function()
       return pending("runs only as root (unprivileged, the other specs cover it)")
     end
     if sh("command -v setpriv") ~= 0 then return pending("needs setpriv (util-linux)") end
+    -- `nobody` may not enter the checkout (a clone under /root is mode 0700): it runs a copy of
+    -- the script and the Lua tree, laid out as in the repository, from a directory it can read
+    local install = mkdtemp()
+    assert.equal(0, (sh("mkdir " .. q(install .. "/bin") .. " && cp " .. q(script) .. " " .. q(install .. "/bin/")
+      .. " && cp -R " .. q(sandbox.root .. "/lua") .. " " .. q(install .. "/")
+      .. " && chmod -R a+rX " .. q(install))))
     local dir = mkdtemp()
     sh("chown nobody:nogroup " .. q(dir))
     local as_nobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp "
-    local rc, out = sh(as_nobody .. q(script) .. " start --port 0 --dir " .. q(dir))
+    local staged = install .. "/bin/assesskit-sandbox"
+    local rc, out = sh(as_nobody .. q(staged) .. " start --port 0 --dir " .. q(dir))
     local ok, err = pcall(function()
       assert.equal(0, rc, out)
       local pid = tonumber(read(dir .. "/nginx.pid"):match("%d+"))
@@ -195,11 +202,12 @@ describe("bin/assesskit-sandbox", function()
       for _, w in ipairs(children(pid)) do assert.equal(65534, owner(w)) end
       local url = out:match("(http://127%.0%.0%.1:%d+)%s*$")
       assert.equal(0, (sh("curl -fsS " .. q(url .. "/_sandbox/health"))))
-      assert.equal(0, (sh(as_nobody .. q(script) .. " stop --dir " .. q(dir))))
+      assert.equal(0, (sh(as_nobody .. q(staged) .. " stop --dir " .. q(dir))))
       assert.is_true(gone(pid))
     end)
-    sh(as_nobody .. q(script) .. " stop --dir " .. q(dir))
+    sh(as_nobody .. q(staged) .. " stop --dir " .. q(dir))
     sys.rmdir(dir)
+    sys.rmdir(install)
     assert(ok, err)
   end)
 end)

@@ -2,6 +2,7 @@
 local sandbox = require("support.sandbox")
 local mime = require("mime")
 local sys = require("support.sys")
+local cjson = require("cjson")
 
 describe("sandbox request log", function()
   local sb = sandbox.fixture({ clear = true })
@@ -116,6 +117,17 @@ describe("sandbox request log", function()
                               "plain-text-secret", "multipart-secret" }) do
       assert.falsy(raw:find(secret, 1, true), secret)
     end
+  end)
+
+  it("keeps a masked JSON body's nulls, and masks the secret in a URL's query", function()
+    sb:request("POST", "/oauth2/token", { body = { grant_type = "password", password = "hunter2-hunter2",
+      scope = cjson.null } })
+    sb:request("POST", "/models/candidate", { body = { email = "u@example.test",
+      website = "https://example.test/cb?a=1&secret=hunter3-hunter3&b=2" } })
+    local log = sb:requests()
+    assert.same({ grant_type = "password", password = "***", scope = cjson.null }, cjson.decode(log[1].body))
+    assert.equal("https://example.test/cb?a=1&secret=***&b=2", cjson.decode(log[2].body).website)
+    assert.is_nil(raw_log():find("hunter3", 1, true))
   end)
 
   it("keeps query strings, and so their secrets, out of nginx's access log", function()

@@ -34,6 +34,10 @@
 -- * `method` (e.g. `"GET"`), `path` (a prefix of the request path, e.g. `"/models/candidate"`),
 --   `path_pattern` (a Lua pattern): which requests match; control requests never do.
 -- * `delay` (seconds, for slow kinds), `status`, `retry_after` (seconds).
+-- * Kinds that go with a Talview action (`POST /actions/...`) and act when it is processed:
+--   `"slow_action"` (each item takes `delay` seconds), `"partial_failure"` (the first `items`
+--   items fail, default 1), `"callback_down"` (the callback's first `attempts` deliveries find
+--   no receiver; default all).
 --
 -- The same faults can be asked per request with the header
 -- `X-Sandbox-Fault: <kind>; name=value; ...` (for example `status; status=502; times=2; id=x`:
@@ -294,12 +298,20 @@ function Sandbox:reset(opts)
 end
 
 --- Read or change run-time settings (`token_ttl`, `jwt_token_ttl`, `refresh_ttl`,
--- `default_page_size`, `max_page_size`, `jwt_max_lifetime`, `jwt_leeway`).
+-- `default_page_size`, `max_page_size`, `jwt_max_lifetime`, `jwt_leeway`, `action_delay`,
+-- `callback_attempts`, `callback_backoff`, `callback_timeout`).
 -- @tparam[opt] table changes name -> number; nil to read
 -- @treturn table the settings in force
 function Sandbox:config(changes)
   if changes == nil then return control(self, "GET", "/_sandbox/config") end
   return control(self, "PUT", "/_sandbox/config", changes)
+end
+
+--- Process every pending Talview action now, and make one attempt of every callback waiting
+-- for its retry (`POST /_sandbox/actions/run`), so that a spec need not wait `action_delay`.
+-- @treturn table `{processed = <actions>, callbacks = <attempts made meanwhile>}`
+function Sandbox:run_actions()
+  return control(self, "POST", "/_sandbox/actions/run")
 end
 
 --- Expire every access token issued so far (refresh tokens stay valid).

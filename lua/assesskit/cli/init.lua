@@ -371,6 +371,7 @@ local function cmd_talview(ctx, argv)
       ctx:err_line(string_format("saved %s bytes to %s", tostring(value), r.save))
       return M.OK
     end
+    if e.name:find("^actions%.") then value = output.with_status_name(value) end
     ctx:print_value(value, list)
     return M.OK
   end, "talview " .. e.name .. ": ")

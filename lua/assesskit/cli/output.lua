@@ -1,18 +1,19 @@
 --- Output helpers of the `assesskit` command line: JSON (pretty or one line), terminal
--- detection and a progress bar.
+-- detection, a progress bar, and the name of a Talview action's status.
 --
 -- The JSON writer sorts object keys so that output is stable, keeps `/` unescaped, writes
 -- JSON `null` (`cjson.null`) as `null`, and writes an empty table as `{}` unless the caller
 -- knows it is a list (`opts.list`).
 -- @module assesskit.cli.output
-local type, tostring, pairs, ipairs, next, error, setmetatable, math_type =
-  type, tostring, pairs, ipairs, next, error, setmetatable, math.type
+local type, tostring, pairs, ipairs, next, error, setmetatable, getmetatable, math_type =
+  type, tostring, pairs, ipairs, next, error, setmetatable, getmetatable, math.type
 local string_format, string_gsub, string_rep, string_byte =
   string.format, string.gsub, string.rep, string.byte
 local table_concat, table_sort = table.concat, table.sort
 local math_floor, math_huge, math_min = math.floor, math.huge, math.min
 
 local null = require("cjson").null
+local action_status = require("assesskit.talview.action_status")
 
 local M = {}
 
@@ -160,6 +161,22 @@ function Bar:finish(message)
   if self.drawn then self.stream:write("\n") end
   if message then self.stream:write(message, "\n") end
   self.drawn = false
+end
+
+--- A Talview action object with its status's name beside its number: a copy with
+-- `status_name` (`"requested"`, `"processing"`, `"completed"`, `"failed"`, `"deleted"`) when
+-- `status` is a known one; anything else is returned as it is.
+-- @param v the value an `actions.*` endpoint answered
+-- @return v, or the copy
+-- @usage output.with_status_name({ id = 7, status = 1 })  --> { id = 7, status = 1, status_name = "requested" }
+function M.with_status_name(v)
+  if type(v) ~= "table" or v == null then return v end
+  local name = action_status.name(v.status)
+  if not name then return v end
+  local out = setmetatable({}, getmetatable(v))
+  for k, x in pairs(v) do out[k] = x end
+  out.status_name = name
+  return out
 end
 
 --- The JSON `null` sentinel (`cjson.null`).

@@ -1,24 +1,40 @@
---- Talview actions (`POST /actions/...`): each changes the state it names, then answers with
--- an action object shaped like the seed's sample (the sample's keys, the request's fields
--- echoed, `id`, `status` 3 "completed", counts, times, `requested_by`).
+--- Talview actions (`POST /actions/...`): what each one does, item by item, and the action
+-- object it answers with. docs/actions.md describes the life cycle for users; this is how the
+-- sandbox carries it out.
 --
--- The sandbox runs actions synchronously, so `status` is 3 (STATUS_COMPLETED) at once and
--- `total_count` / `success_count` / `error_count` say how many records were handled. Where
--- an action creates records the answer also names them (`assessmentCandidates`,
--- `assessmentSectionCandidates`, `liveSessionID`, `assessmentID`, `evaluationID`), so that a
--- client can follow up. Every action is kept in the `action` store
+-- The POST answers the action object shaped as the seed's example for that action, field for
+-- field (the example's keys in its order, the request's values for the keys it echoes, `null`
+-- or `[]` for the others; nothing the example does not carry). Most actions are queued: the
+-- answer has `status` 1 (requested), counts and times null, and nothing has happened yet;
+-- `assesskit.sandbox.queue` processes them after the `action_delay` setting or at
+-- `POST /_sandbox/actions/run`: status 2, then each item, then status 3 with the counts (an
+-- item that cannot be done counts in `error_count` and is described in `response`; the others
+-- are done). Those whose seed example shows them done (create-assessment, evaluate,
+-- event-candidate-invite, event-panel-notify, section-workflow) are processed before the
+-- answer, which has status 3; live-schedule too, and it fails as a whole (status 99, `response`
+-- "Invalid configuration", as its example) when its panel or candidate is unknown or its end is
+-- not after its start. Every action is kept in the `action` store
 -- (`GET /_sandbox/state/action`).
 --
--- Referenced records must exist: an unknown id answers 422 with the field named.
+-- The request is checked before anything is queued, as Yii2 validates a model: required
+-- fields (the catalogue), the shape of values, and the records the action as a whole is about
+-- (an assessment section, a live session, an event): a 422 naming the field. The records of
+-- the items (candidates, assessment candidates) are looked up when the item is done.
+-- `callbackUrl` (an http or https URL) and `skipCallback` (a boolean) are accepted by every
+-- action; `assesskit.sandbox.callbacks` delivers the callback.
 -- @module assesskit.sandbox.actions
 
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 local store = require("assesskit.sandbox.store")
 local resources = require("assesskit.sandbox.resources")
+local faults = require("assesskit.sandbox.faults")
+local queue = require("assesskit.sandbox.queue")
+local action_status = require("assesskit.talview.action_status")
 
-local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
-local string_format, math_random = string.format, math.random
+local type, pairs, ipairs, tostring, tonumber, error = type, pairs, ipairs, tostring, tonumber, error
+local string_format, string_match, math_random = string.format, string.match, math.random
 
 local M = {}
 
@@ -34,8 +50,23 @@ M.status_sort_keys = { [70] = "SELECT", [80] = "HOLD", [90] = "REJECT", [100] = 
 --- Live session status ids.
 M.live_status = { scheduled = 1, in_progress = 2, complete = 3, cancelled = 10 }
 
+--- The assessment status "Closed" (the seed's "List of Assessment Status"): nobody can be
+-- invited to, re-invited to or given more time in a closed assessment.
+M.assessment_closed = 2
+
+--- Actions processed before their POST answers (their seed examples show them done, or, for
+-- live-schedule, failed as a whole); every other action is queued.
+M.immediate = {
+  create_assessment = true, evaluate = true, event_candidate_invite = true,
+  event_panel_notify = true, section_workflow = true, live_schedule = true,
+}
+
 local function eq(a, b)
   return a ~= nil and b ~= nil and a ~= json.null and b ~= json.null and tostring(a) == tostring(b)
+end
+
+local function blank(v)
+  return v == nil or v == json.null or v == ""
 end
 
 local function uuid()
@@ -44,34 +75,36 @@ local function uuid()
     math_random(0, 0xffffff) * 0x1000000 + math_random(0, 0xffffff))
 end
 
--- ids from `[{id = 1}, ...]`, `[1, 2]` or a single id
-local function ids_of(v)
-  local out = {}
-  if v == nil or v == json.null then return out end
-  if type(v) ~= "table" then
-    out[1] = tonumber(v)
-    return out
-  end
-  if v.id ~= nil and not json.is_array(v) then
-    out[1] = tonumber(v.id)
-    return out
-  end
-  for _, x in ipairs(v) do
-    if type(x) == "table" then out[#out + 1] = tonumber(x.id) or false
-    else out[#out + 1] = tonumber(x) or false end
-  end
-  return out
-end
-
--- A validation failure carried out of a handler.
+-- A validation failure carried out of a handler (a 422 naming the field).
 local function invalid(field, message)
   error({ invalid = { { field = field, message = message } } }, 0)
 end
 
-local function need(resource, id, field)
+-- ids from `[{id = 1}, ...]`, `[1, 2]`, `{id = 1}` or a single id; an id that is not a number
+-- is kept as given, so that its item fails naming it
+local function ids_of(v)
+  local out = {}
+  if blank(v) then return out end
+  if type(v) ~= "table" then
+    out[1] = tonumber(v) or v
+  elseif v.id ~= nil and not json.is_array(v) then
+    out[1] = tonumber(v.id) or v.id
+  else
+    for _, x in ipairs(v) do
+      local id = type(x) == "table" and x.id or x
+      out[#out + 1] = tonumber(id) or id
+    end
+  end
+  return out
+end
+
+-- The record a whole action is about: a 422 naming the field when there is none.
+local function need(resource, value, field)
+  local id = tonumber(type(value) == "table" and value.id or value)
   local rec = id and store.get(resource, id)
   if not rec then
-    invalid(field, string_format("%s %s is invalid: no such %s.", resources.label(field), tostring(id), resource))
+    invalid(field, string_format("%s %s is invalid: no such %s.", resources.label(field),
+      tostring(type(value) == "table" and value.id or value), resource))
   end
   return rec
 end
@@ -82,6 +115,30 @@ local function need_all(resource, value, field)
   local out = {}
   for _, id in ipairs(ids) do out[#out + 1] = need(resource, id, field) end
   return out
+end
+
+-- The ids of an action's items: a 422 when there is none.
+local function item_ids(value, field)
+  local ids = ids_of(value)
+  if #ids == 0 then invalid(field, resources.label(field) .. " cannot be blank.") end
+  return ids
+end
+
+-- An item's failure: `nil, message`.
+local function missing(what, id)
+  return nil, string_format("%s %s does not exist.", what, tostring(id))
+end
+
+local function get(resource, id)
+  return type(id) == "number" and store.get(resource, id) or nil
+end
+
+-- nil when the assessment is open to (re-)invitations, else the failure
+local function closed(assessment_id)
+  local a = store.get("assessment", assessment_id)
+  if a and tonumber(a.status_id) == M.assessment_closed then
+    return string_format("Assessment %s is closed.", tostring(assessment_id))
+  end
 end
 
 local function sections_of(ac, section_id)
@@ -99,96 +156,121 @@ local function notify(principal, kind, to, about)
   }, principal)
 end
 
-local function id_list(records)
-  local out = json.array()
-  for i, r in ipairs(records) do out[i] = json.object({ id = r.id }) end
-  return out
+local function link(resource, id)
+  return json.object({ [resource] = json.object({ href = "/models/" .. resource:gsub("_", "-") .. "/" .. id }) })
 end
 
--- handlers: function(body, principal) -> count, extra fields for the answer ----------------
+-- Jobs ---------------------------------------------------------------------------------------
+--
+-- handlers[name](body, principal) checks the request (raising `invalid` for a 422) and returns
+-- the job: `items` (array), `item(it) -> true | nil, message`, optionally `start() -> true |
+-- nil, reason` (run first when the action is processed: a reason fails it as a whole),
+-- `links()` (the `_links` of a completed action) and `label(it, i)` (what names an item in
+-- `response`; default: the item itself when it is not a table, else its position).
 
 local handlers = {}
 
 handlers.invite = function(body, principal)
-  local section = need("assessment_section", tonumber(body.assessmentSectionID), "assessmentSectionID")
-  if body.assessmentID ~= nil and body.assessmentID ~= json.null
-    and tonumber(body.assessmentID) ~= tonumber(section.assessment_id) then
+  local section = need("assessment_section", body.assessmentSectionID, "assessmentSectionID")
+  if not blank(body.assessmentID) and tonumber(body.assessmentID) ~= tonumber(section.assessment_id) then
     invalid("assessmentID", "Assessment ID does not match the assessment section's assessment.")
   end
-  local candidates = need_all("candidate", body.candidates, "candidates")
-  local now = resources.now()
-  local acs, ascs = {}, {}
-  for _, cand in ipairs(candidates) do
-    local ac = store.find("assessment_candidate", function(r)
-      return eq(r.candidate_id, cand.id) and eq(r.assessment_id, section.assessment_id)
-    end)
-    if ac then
-      ac.invite_count = (tonumber(ac.invite_count) or 1) + 1
-      ac.invited_at, ac.updated_at = now, now
-    else
-      ac = resources.create_record("assessment_candidate", {
-        assessment_id = section.assessment_id, candidate_id = cand.id,
-        status_id = body.isNotify == true and M.status.mailed or M.status.invited,
-        invited_by = principal.id, invited_at = now, invite_count = 1,
-      }, principal)
-    end
-    local asc = sections_of(ac, section.id)[1]
-    if asc then
-      asc.end_date = body.endDate
-      asc.invite_count = (tonumber(asc.invite_count) or 1) + 1
-      asc.invited_at, asc.updated_at = now, now
-    else
-      asc = resources.create_record("assessment_section_candidate", {
-        assessment_candidate_id = ac.id, assessment_id = section.assessment_id,
-        assessment_section_id = section.id, section_id = section.section_id,
-        end_date = body.endDate, status_id = ac.status_id, invited_at = now, invite_count = 1,
-        isComplete = false,
-      }, principal)
-    end
-    if body.isNotify == true then notify(principal, "invite", cand.email, asc) end
-    acs[#acs + 1], ascs[#ascs + 1] = ac, asc
-  end
-  return #candidates, {
-    assessmentID = section.assessment_id,
-    assessmentCandidates = id_list(acs),
-    assessmentSectionCandidates = id_list(ascs),
+  local notify_them = body.isNotify == true
+  return {
+    items = item_ids(body.candidates, "candidates"),
+    start = function()
+      if not store.get("assessment_section", section.id) then
+        return missing("Assessment Section", section.id)
+      end
+      return true
+    end,
+    item = function(id)
+      local cand = get("candidate", id)
+      if not cand then return missing("Candidate", id) end
+      local shut = closed(section.assessment_id)
+      if shut then return nil, shut end
+      local now = resources.now()
+      local ac = store.find("assessment_candidate", function(r)
+        return eq(r.candidate_id, cand.id) and eq(r.assessment_id, section.assessment_id)
+      end)
+      if ac then
+        ac.invite_count = (tonumber(ac.invite_count) or 1) + 1
+        ac.invited_at, ac.updated_at = now, now
+      else
+        ac = resources.create_record("assessment_candidate", {
+          assessment_id = section.assessment_id, candidate_id = cand.id,
+          status_id = notify_them and M.status.mailed or M.status.invited,
+          invited_by = principal.id, invited_at = now, invite_count = 1,
+        }, principal)
+      end
+      local asc = sections_of(ac, section.id)[1]
+      if asc then
+        asc.end_date = body.endDate
+        asc.invite_count = (tonumber(asc.invite_count) or 1) + 1
+        asc.invited_at, asc.updated_at = now, now
+      else
+        asc = resources.create_record("assessment_section_candidate", {
+          assessment_candidate_id = ac.id, assessment_id = section.assessment_id,
+          assessment_section_id = section.id, section_id = section.section_id,
+          end_date = body.endDate, status_id = ac.status_id, invited_at = now, invite_count = 1,
+          isComplete = false,
+        }, principal)
+      end
+      if notify_them then notify(principal, "invite", cand.email, asc) end
+      return true
+    end,
   }
 end
 
+-- An item that is an assessment candidate, still in an open assessment: the record, or nil and
+-- the failure.
+local function open_candidate(id)
+  local ac = get("assessment_candidate", id)
+  if not ac then return missing("Assessment Candidate", id) end
+  local shut = closed(ac.assessment_id)
+  if shut then return nil, shut end
+  return ac
+end
+
 handlers.re_invite = function(body, principal)
-  local acs = need_all("assessment_candidate", body.assessmentCandidates, "assessmentCandidates")
-  local section_id = body.assessment_section_id or body.assessmentSectionID
-  if section_id == json.null then section_id = nil end
-  local now = resources.now()
-  for _, ac in ipairs(acs) do
-    ac.invite_count = (tonumber(ac.invite_count) or 1) + 1
-    ac.invited_at, ac.updated_at = now, now
-    if body.isNotify == true and (ac.status_id == M.status.invited or ac.status_id == json.null) then
-      ac.status_id = M.status.mailed
-    end
-    for _, asc in ipairs(sections_of(ac, section_id)) do
-      asc.invite_count = (tonumber(asc.invite_count) or 1) + 1
-      asc.invited_at, asc.updated_at = now, now
-    end
-    if body.isNotify == true then notify(principal, "re-invite", nil, { assessment_candidate_id = ac.id }) end
-  end
-  return #acs, { assessmentCandidates = id_list(acs) }
+  local section_id = body.assessment_section_id
+  if blank(section_id) then section_id = body.assessmentSectionID end
+  if blank(section_id) then section_id = nil end
+  return {
+    items = item_ids(body.assessmentCandidates, "assessmentCandidates"),
+    item = function(id)
+      local ac, why = open_candidate(id)
+      if not ac then return nil, why end
+      local now = resources.now()
+      ac.invite_count = (tonumber(ac.invite_count) or 1) + 1
+      ac.invited_at, ac.updated_at = now, now
+      if body.isNotify == true and (ac.status_id == M.status.invited or ac.status_id == json.null) then
+        ac.status_id = M.status.mailed
+      end
+      for _, asc in ipairs(sections_of(ac, section_id)) do
+        asc.invite_count = (tonumber(asc.invite_count) or 1) + 1
+        asc.invited_at, asc.updated_at = now, now
+      end
+      if body.isNotify == true then notify(principal, "re-invite", nil, { assessment_candidate_id = ac.id }) end
+      return true
+    end,
+  }
 end
 
 handlers.extend_date = function(body, principal)
-  local acs = need_all("assessment_candidate", body.assessmentCandidates, "assessmentCandidates")
   if type(body.endDate) ~= "string" then invalid("endDate", "End Date must be a date string.") end
-  local now = resources.now()
-  local n = 0
-  for _, ac in ipairs(acs) do
-    ac.end_date, ac.updated_at = body.endDate, now
-    for _, asc in ipairs(sections_of(ac)) do
-      asc.end_date, asc.updated_at = body.endDate, now
-      n = n + 1
-    end
-    if body.isNotify == true then notify(principal, "extend-date", nil, { assessment_candidate_id = ac.id }) end
-  end
-  return #acs, { assessmentCandidates = id_list(acs), endDate = body.endDate }
+  return {
+    items = item_ids(body.assessmentCandidates, "assessmentCandidates"),
+    item = function(id)
+      local ac, why = open_candidate(id)
+      if not ac then return nil, why end
+      local now = resources.now()
+      ac.end_date, ac.updated_at = body.endDate, now
+      for _, asc in ipairs(sections_of(ac)) do asc.end_date, asc.updated_at = body.endDate, now end
+      if body.isNotify == true then notify(principal, "extend-date", nil, { assessment_candidate_id = ac.id }) end
+      return true
+    end,
+  }
 end
 
 handlers.change_status = function(body, principal)
@@ -196,247 +278,411 @@ handlers.change_status = function(body, principal)
   if not key or not M.status_sort_keys[key] then
     invalid("statusSortKey", "Status Sort Key is invalid: one of 70, 80, 90, 100, 120.")
   end
-  local acs = need_all("assessment_candidate", body.assessmentCandidates, "assessmentCandidates")
-  local now = resources.now()
-  for _, ac in ipairs(acs) do
-    ac.status_id, ac.updated_at = key, now
-    ac.reasonText = body.reasonText
-    for _, asc in ipairs(sections_of(ac)) do asc.status_id, asc.updated_at = key, now end
-    if body.isNotify == true and (key == 70 or key == 90) then
-      notify(principal, M.status_sort_keys[key], nil, { assessment_candidate_id = ac.id })
-    end
-  end
-  return #acs, { assessmentCandidates = id_list(acs), statusSortKey = key }
-end
-
-handlers.live_schedule = function(body, principal)
-  local panel = need_all("user", body.panel, "panel")
-  local ac, asc
-  if body.assessmentCandidateID ~= nil and body.assessmentCandidateID ~= json.null then
-    ac = need("assessment_candidate", tonumber(body.assessmentCandidateID), "assessmentCandidateID")
-    asc = sections_of(ac)[1]
-  end
-  local session = resources.create_record("live_session", {
-    name = tostring(math_random(100000, 999999)), status = M.live_status.scheduled,
-    starts_at = body.startDate, ends_at = body.endDate, timezone = body.timezone or json.null,
-    assessment_section_candidate_id = asc and asc.id or json.null, hosted_by = principal.id,
-    is_record = false,
-  }, principal)
-  for _, user in ipairs(panel) do
-    resources.create_record("live_attendee", {
-      live_session_id = session.id, user_id = user.id, type = 1, status = 1,
-    }, principal)
-  end
-  if ac then
-    resources.create_record("live_attendee", {
-      live_session_id = session.id, candidate_id = ac.candidate_id, type = 2, status = 1,
-    }, principal)
-  end
-  return 1, { liveSessionID = session.id }
-end
-
-handlers.live_reschedule = function(body)
-  local session = need("live_session", tonumber(body.liveSessionID), "liveSessionID")
-  session.starts_at, session.ends_at = body.startDate, body.endDate
-  session.timezone = body.timezone
-  session.status = M.live_status.scheduled
-  session.updated_at = resources.now()
-  return 1, { liveSessionID = session.id }
-end
-
-handlers.live_cancel = function(body)
-  local session = need("live_session", tonumber(body.liveSessionID), "liveSessionID")
-  session.status = M.live_status.cancelled
-  session.updated_at = resources.now()
-  return 1, { liveSessionID = session.id }
-end
-
-handlers.live_change_panel = function(body, principal)
-  local session = need("live_session", tonumber(body.liveSessionID), "liveSessionID")
-  local panel = need_all("user", body.panel, "panel")
-  -- the panel are the attendees with a user; the candidate's attendee stays
-  for _, a in ipairs(store.list("live_attendee", function(r)
-    return eq(r.live_session_id, session.id) and r.user_id ~= nil and r.user_id ~= json.null
-  end)) do
-    store.delete("live_attendee", a.id)
-  end
-  for _, user in ipairs(panel) do
-    resources.create_record("live_attendee", {
-      live_session_id = session.id, user_id = user.id, type = 1, status = 1,
-    }, principal)
-  end
-  return #panel, { liveSessionID = session.id }
-end
-
-handlers.live_reminder = function(body, principal)
-  local session = need("live_session", tonumber(body.liveSessionID), "liveSessionID")
-  notify(principal, "live-reminder", nil, nil)
-  return 1, { liveSessionID = session.id }
+  return {
+    items = item_ids(body.assessmentCandidates, "assessmentCandidates"),
+    item = function(id)
+      local ac = get("assessment_candidate", id)
+      if not ac then return missing("Assessment Candidate", id) end
+      local now = resources.now()
+      ac.status_id, ac.updated_at = key, now
+      ac.reasonText = body.reasonText
+      for _, asc in ipairs(sections_of(ac)) do asc.status_id, asc.updated_at = key, now end
+      if body.isNotify == true and (key == 70 or key == 90) then
+        notify(principal, M.status_sort_keys[key], nil, { assessment_candidate_id = ac.id })
+      end
+      return true
+    end,
+  }
 end
 
 handlers.add_panel = function(body, principal)
-  local sec = body.assessmentSections
-  local section = need("assessment_section", type(sec) == "table" and tonumber(sec.id) or tonumber(sec),
-    "assessmentSections")
+  local section = need("assessment_section", body.assessmentSections, "assessmentSections")
   local panel = need_all("user", body.panel, "panel")
-  local acs = {}
-  if body.assessmentCandidates ~= nil then
-    acs = need_all("assessment_candidate", body.assessmentCandidates, "assessmentCandidates")
-  end
-  local made = {}
-  for _, ac in ipairs(acs) do
-    local asc = sections_of(ac, section.id)[1]
-    for _, user in ipairs(panel) do
-      local p = store.find("panel", function(r)
-        return eq(r.user_id, user.id) and eq(r.assessment_section_id, section.id)
-      end) or resources.create_record("panel", { user_id = user.id, assessment_section_id = section.id }, principal)
-      -- replace an old panel of this candidate
+  return {
+    items = ids_of(body.assessmentCandidates),
+    item = function(id)
+      local ac = get("assessment_candidate", id)
+      if not ac then return missing("Assessment Candidate", id) end
+      local asc = sections_of(ac, section.id)[1]
+      -- the candidate's old panel is replaced
       for _, old in ipairs(store.list("panel_candidate", function(r)
         return eq(r.assessment_candidate_id, ac.id) and (asc == nil or eq(r.assessment_section_candidate_id, asc.id))
       end)) do
         store.delete("panel_candidate", old.id)
       end
-      made[#made + 1] = resources.create_record("panel_candidate", {
-        panel_id = p.id, assessment_candidate_id = ac.id,
-        assessment_section_candidate_id = asc and asc.id or json.null, end_date = body.endDate,
-      }, principal)
+      for _, user in ipairs(panel) do
+        local p = store.find("panel", function(r)
+          return eq(r.user_id, user.id) and eq(r.assessment_section_id, section.id)
+        end) or resources.create_record("panel", { user_id = user.id, assessment_section_id = section.id }, principal)
+        resources.create_record("panel_candidate", {
+          panel_id = p.id, assessment_candidate_id = ac.id,
+          assessment_section_candidate_id = asc and asc.id or json.null, end_date = body.endDate,
+        }, principal)
+      end
+      return true
+    end,
+  }
+end
+
+-- The assessment candidates a reminder goes to when it names sections instead: those invited
+-- or in progress (the seed's note on Remind Candidate).
+local function reminded_in_sections(sections)
+  local out, seen = {}, {}
+  for _, sid in ipairs(ids_of(sections)) do
+    for _, asc in ipairs(store.list("assessment_section_candidate", function(r)
+      return eq(r.assessment_section_id, sid)
+    end)) do
+      local ac = store.get("assessment_candidate", asc.assessment_candidate_id)
+      local st = ac and tonumber(ac.status_id)
+      if ac and not seen[ac.id] and (st == M.status.invited or st == M.status.mailed or st == M.status.attending) then
+        seen[ac.id] = true
+        out[#out + 1] = ac.id
+      end
     end
   end
-  return #made, { panelCandidates = id_list(made) }
+  return out
 end
 
 handlers.remind_candidate = function(body, principal)
-  local acs = {}
-  if body.assessmentCandidates ~= nil and body.assessmentCandidates ~= json.null then
-    acs = need_all("assessment_candidate", body.assessmentCandidates, "assessmentCandidates")
+  local ids = ids_of(body.assessmentCandidates)
+  local job = {
+    items = ids,
+    item = function(id)
+      local ac = get("assessment_candidate", id)
+      if not ac then return missing("Assessment Candidate", id) end
+      ac.reminded_at = resources.now()
+      notify(principal, "remind-candidate", nil, { assessment_candidate_id = ac.id })
+      return true
+    end,
+  }
+  if #ids == 0 and not blank(body.assessmentSections) then
+    -- who is reminded is decided when the action is processed
+    job.start = function()
+      job.items = reminded_in_sections(body.assessmentSections)
+      return true
+    end
   end
-  for _, ac in ipairs(acs) do
-    ac.reminded_at = resources.now()
-    notify(principal, "remind-candidate", nil, { assessment_candidate_id = ac.id })
-  end
-  return #acs, {}
+  return job
 end
 
 handlers.remind_panel = function(body, principal)
-  local acs = need_all("assessment_candidate", body.assessmentCandidates, "assessmentCandidates")
-  for _, ac in ipairs(acs) do notify(principal, "remind-panel", nil, { assessment_candidate_id = ac.id }) end
-  return #acs, {}
+  return {
+    items = item_ids(body.assessmentCandidates, "assessmentCandidates"),
+    item = function(id)
+      local ac = get("assessment_candidate", id)
+      if not ac then return missing("Assessment Candidate", id) end
+      notify(principal, "remind-panel", nil, { assessment_candidate_id = ac.id })
+      return true
+    end,
+  }
 end
+
+-- live sessions --------------------------------------------------------------------------------
+
+-- The times of a slot, when both read as ISO 8601 ("2030-02-01T10:00..." or with a space):
+-- whether the end comes after the start; true when they cannot be compared.
+local function slot_ok(starts, ends)
+  local pat = "^(%d%d%d%d%-%d%d%-%d%d)[T ](%d%d:%d%d:?%d?%d?)"
+  if type(starts) ~= "string" or type(ends) ~= "string" then return true end
+  local sd, st = string_match(starts, pat)
+  local ed, et = string_match(ends, pat)
+  if not (sd and ed) then return true end
+  return (ed .. " " .. et) > (sd .. " " .. st)
+end
+
+handlers.live_schedule = function(body, principal)
+  local panel_ids = item_ids(body.panel, "panel")
+  local session
+  return {
+    items = { 1 },
+    start = function()
+      local ac
+      if not blank(body.assessmentCandidateID) then
+        ac = get("assessment_candidate", tonumber(body.assessmentCandidateID))
+        if not ac then return nil, "Invalid configuration" end
+      end
+      for _, id in ipairs(panel_ids) do
+        if not get("user", id) then return nil, "Invalid configuration" end
+      end
+      if not slot_ok(body.startDate, body.endDate) then return nil, "Invalid configuration" end
+      local asc = ac and sections_of(ac)[1]
+      session = resources.create_record("live_session", {
+        name = tostring(math_random(100000, 999999)), status = M.live_status.scheduled,
+        starts_at = body.startDate, ends_at = body.endDate,
+        timezone = blank(body.timezone) and json.null or body.timezone,
+        assessment_section_candidate_id = asc and asc.id or json.null, hosted_by = principal.id,
+        is_record = false,
+      }, principal)
+      for _, id in ipairs(panel_ids) do
+        resources.create_record("live_attendee", {
+          live_session_id = session.id, user_id = id, type = 1, status = 1,
+        }, principal)
+      end
+      if ac then
+        resources.create_record("live_attendee", {
+          live_session_id = session.id, candidate_id = ac.candidate_id, type = 2, status = 1,
+        }, principal)
+      end
+      return true
+    end,
+    item = function()
+      if body.isNotify == true then notify(principal, "live-schedule", nil, nil) end
+      return true
+    end,
+  }
+end
+
+-- A one-item action on a live session that must exist when the POST arrives.
+local function on_session(fn)
+  return function(body, principal)
+    local session = need("live_session", body.liveSessionID, "liveSessionID")
+    local extra = fn.check and fn.check(body) or nil
+    return {
+      items = { session.id },
+      item = function(id)
+        local s = store.get("live_session", id)
+        if not s then return missing("Live Session", id) end
+        fn.apply(s, body, principal, extra)
+        s.updated_at = resources.now()
+        return true
+      end,
+    }
+  end
+end
+
+handlers.live_reschedule = on_session({
+  apply = function(s, body)
+    s.starts_at, s.ends_at = body.startDate, body.endDate
+    s.timezone = body.timezone
+    s.status = M.live_status.scheduled
+  end,
+})
+
+handlers.live_cancel = on_session({
+  apply = function(s) s.status = M.live_status.cancelled end,
+})
+
+handlers.live_change_panel = on_session({
+  check = function(body) return need_all("user", body.panel, "panel") end,
+  apply = function(s, _, principal, panel)
+    -- the panel are the attendees with a user; the candidate's attendee stays
+    for _, a in ipairs(store.list("live_attendee", function(r)
+      return eq(r.live_session_id, s.id) and r.user_id ~= nil and r.user_id ~= json.null
+    end)) do
+      store.delete("live_attendee", a.id)
+    end
+    for _, user in ipairs(panel) do
+      resources.create_record("live_attendee", {
+        live_session_id = s.id, user_id = user.id, type = 1, status = 1,
+      }, principal)
+    end
+  end,
+})
+
+-- live-reminder names one session or several (`[{"id": ...}]`, the seed's example)
+handlers.live_reminder = function(body, principal)
+  return {
+    items = item_ids(body.liveSessionID, "liveSessionID"),
+    item = function(id)
+      if not get("live_session", id) then return missing("Live Session", id) end
+      notify(principal, "live-reminder", nil, nil)
+      return true
+    end,
+  }
+end
+
+-- assessments and evaluations ------------------------------------------------------------------
 
 handlers.create_assessment = function(body, principal)
   if type(body.sections) ~= "table" or #body.sections == 0 then
     invalid("sections", "Sections cannot be blank.")
   end
-  local a = resources.create_record("assessment", {
-    title = body.title, description = body.description or json.null,
-    start_date = body.start_date or json.null, end_date = body.end_date or json.null,
-    status_id = tonumber(body.assessmentStatus) or 1, owned_by = principal.id,
-    organization_id = principal.organization_id,
-  }, principal)
-  local made = {}
-  for i, s in ipairs(body.sections) do
+  for _, s in ipairs(body.sections) do
     if type(s) ~= "table" then invalid("sections", "Sections must be objects.") end
-    local fields = {}
-    for k, v in pairs(s) do
-      if k ~= "combined" and k ~= "id" then fields[k] = v end
-    end
-    fields.assessment_id = a.id
-    fields.sort_order = s.order or i
-    fields.section_id = tonumber(s.section_id) or (a.id * 10 + i)
-    made[#made + 1] = resources.create_record("assessment_section", fields, principal)
   end
-  a.first_assessment_section_id = made[1] and made[1].id or json.null
-  return #made, { assessmentID = a.id, assessmentSections = id_list(made) }
+  local a
+  return {
+    items = body.sections,
+    start = function()
+      a = resources.create_record("assessment", {
+        title = body.title, description = body.description or json.null,
+        start_date = body.start_date or json.null, end_date = body.end_date or json.null,
+        status_id = tonumber(body.assessmentStatus) or 1, owned_by = principal.id,
+        organization_id = principal.organization_id,
+      }, principal)
+      return true
+    end,
+    item = function(s, i)
+      local fields = {}
+      for k, v in pairs(s) do
+        if k ~= "combined" and k ~= "id" then fields[k] = v end
+      end
+      fields.assessment_id = a.id
+      fields.sort_order = s.order or i
+      fields.section_id = tonumber(s.section_id) or (a.id * 10 + i)
+      local made = resources.create_record("assessment_section", fields, principal)
+      if blank(a.first_assessment_section_id) then a.first_assessment_section_id = made.id end
+      return true
+    end,
+    links = function() return link("assessment", a.id) end,
+  }
 end
 
 handlers.evaluate = function(body, principal)
-  local asc = need("assessment_section_candidate", tonumber(body.assessmentSectionCandidateID),
+  local asc = need("assessment_section_candidate", body.assessmentSectionCandidateID,
     "assessmentSectionCandidateID")
-  local rec = body.recommendation
-  if type(rec) ~= "string" then invalid("recommendation", "Recommendation must be a string.") end
-  local ev = resources.create_record("evaluation", {
-    assessment_section_candidate_id = asc.id, assessment_candidate_id = asc.assessment_candidate_id,
-    assessment_section_id = asc.assessment_section_id, recommendation = rec,
-    evaluated_at = resources.now(), evaluated_by = principal.id,
-  }, principal)
-  if type(body.evaluationComment) == "string" and body.evaluationComment ~= "" then
-    resources.create_record("evaluation_comment", { evaluation_id = ev.id, content = body.evaluationComment },
-      principal)
-  end
-  if type(body.rating) == "table" then
-    for _, r in ipairs(body.rating) do
-      if type(r) == "table" then
-        resources.create_record("evaluation_rating", {
-          evaluation_id = ev.id, parameter_id = r.parameter_id, rating = r.rating,
-        }, principal)
+  if type(body.recommendation) ~= "string" then invalid("recommendation", "Recommendation must be a string.") end
+  local ev
+  return {
+    items = { asc.id },
+    item = function()
+      ev = resources.create_record("evaluation", {
+        assessment_section_candidate_id = asc.id, assessment_candidate_id = asc.assessment_candidate_id,
+        assessment_section_id = asc.assessment_section_id, recommendation = body.recommendation,
+        evaluated_at = resources.now(), evaluated_by = principal.id,
+      }, principal)
+      if type(body.evaluationComment) == "string" and body.evaluationComment ~= "" then
+        resources.create_record("evaluation_comment", { evaluation_id = ev.id, content = body.evaluationComment },
+          principal)
       end
-    end
-  end
-  asc.status_id = M.status.assessed
-  asc.evaluated_at = resources.now()
-  local ac = store.get("assessment_candidate", asc.assessment_candidate_id)
-  if ac then
-    ac.status_id = M.status.assessed
-    ac.evaluated_at = asc.evaluated_at
-  end
-  return 1, { evaluationID = ev.id }
+      if type(body.rating) == "table" then
+        for _, r in ipairs(body.rating) do
+          if type(r) == "table" then
+            resources.create_record("evaluation_rating", {
+              evaluation_id = ev.id, parameter_id = r.parameter_id, rating = r.rating,
+            }, principal)
+          end
+        end
+      end
+      asc.status_id = M.status.assessed
+      asc.evaluated_at = resources.now()
+      local ac = store.get("assessment_candidate", asc.assessment_candidate_id)
+      if ac then
+        ac.status_id = M.status.assessed
+        ac.evaluated_at = asc.evaluated_at
+      end
+      return true
+    end,
+    links = function() return ev and link("evaluation", ev.id) or json.array() end,
+  }
 end
 
-handlers.event_candidate_invite = function(body, principal)
-  local event = need("event", tonumber(body.event_id), "event_id")
-  local list = body.candidates
-  if type(list) ~= "table" then invalid("candidates", "Candidates cannot be blank.") end
-  if not json.is_array(list) then list = { list } end
-  local made = {}
-  for _, c in ipairs(list) do
-    local cand
-    if type(c) == "table" and type(c._content) == "table" then
-      local fields = {}
-      -- a new candidate: the id is the store's to give (one sent would overwrite a record)
-      for k, v in pairs(c._content) do
-        if k ~= "id" then fields[k] = v end
+handlers.section_workflow = function(body, principal)
+  local assessment = need("assessment", body.assessmentID, "assessmentID")
+  local kind = body.type
+  if kind ~= "insert" and kind ~= "delete" then invalid("type", "Type is invalid: insert or delete.") end
+  return {
+    items = { kind == "insert" and "insert" or tonumber(body.child) or body.child },
+    item = function(it)
+      if it == "insert" then
+        local fields = {}
+        for k, v in pairs(type(body.section) == "table" and body.section or {}) do
+          if k ~= "combined" and k ~= "id" then fields[k] = v end
+        end
+        fields.assessment_id = assessment.id
+        resources.create_record("assessment_section", fields, principal)
+        return true
       end
-      fields.organization_id = principal.organization_id
-      cand = resources.create_record("candidate", fields, principal)
-    else
-      cand = need("candidate", type(c) == "table" and tonumber(c.id) or tonumber(c), "candidates")
-    end
-    made[#made + 1] = resources.create_record("event_candidate", {
-      event_id = event.id, candidate_id = cand.id, status = 1,
-    }, principal)
-    if body.isNotify == true then notify(principal, "event-invite", cand.email, nil) end
-  end
-  return #made, { eventCandidates = id_list(made) }
+      local s = get("assessment_section", it)
+      if not s or not eq(s.assessment_id, assessment.id) then return missing("Assessment Section", it) end
+      store.delete("assessment_section", s.id)
+      return true
+    end,
+    label = function(it) return it == "insert" and json.null or it end,
+  }
+end
+
+-- events ----------------------------------------------------------------------------------------
+
+handlers.event_candidate_invite = function(body, principal)
+  local event = need("event", body.event_id, "event_id")
+  local list = body.candidates
+  if type(list) ~= "table" or list == json.null then invalid("candidates", "Candidates cannot be blank.") end
+  if not json.is_array(list) then list = { list } end
+  return {
+    items = list,
+    item = function(c)
+      local cand
+      if type(c) == "table" and type(c._content) == "table" then
+        local fields = {}
+        -- a new candidate: the id is the store's to give (one sent would overwrite a record)
+        for k, v in pairs(c._content) do
+          if k ~= "id" then fields[k] = v end
+        end
+        fields.organization_id = principal.organization_id
+        cand = resources.create_record("candidate", fields, principal)
+      else
+        local id = tonumber(type(c) == "table" and c.id or c)
+        cand = get("candidate", id)
+        if not cand then return missing("Candidate", type(c) == "table" and c.id or c) end
+      end
+      resources.create_record("event_candidate", { event_id = event.id, candidate_id = cand.id, status = 1 },
+        principal)
+      if body.isNotify == true then notify(principal, "event-invite", cand.email, nil) end
+      return true
+    end,
+    label = function(c, i)
+      if type(c) ~= "table" then return c end
+      return c.id or i
+    end,
+  }
 end
 
 handlers.event_candidate_notify = function(body, principal)
-  local event = need("event", tonumber(body.event_id), "event_id")
-  local n = 0
-  for _, ec in ipairs(store.list("event_candidate", function(r) return eq(r.event_id, event.id) end)) do
-    notify(principal, "event-candidate-notify", nil, { assessment_candidate_id = ec.candidate_id })
-    n = n + 1
+  local event = need("event", body.event_id, "event_id")
+  local job = { items = {} }
+  job.start = function()
+    for _, ec in ipairs(store.list("event_candidate", function(r) return eq(r.event_id, event.id) end)) do
+      job.items[#job.items + 1] = ec.id
+    end
+    return true
   end
-  return n, {}
+  job.item = function(id)
+    local ec = get("event_candidate", id)
+    if not ec then return missing("Event Candidate", id) end
+    notify(principal, "event-candidate-notify", nil, { assessment_candidate_id = ec.candidate_id })
+    return true
+  end
+  return job
 end
 
 handlers.event_panel_notify = function(body, principal)
-  local event = need("event", tonumber(body.event_id), "event_id")
-  local users = body.eventUsers ~= nil and need_all("event_user", body.eventUsers, "eventUsers") or
-    store.list("event_user", function(r) return eq(r.event_id, event.id) end)
-  for _ in ipairs(users) do notify(principal, "event-panel-notify", nil, nil) end
-  return #users, {}
+  local event = need("event", body.event_id, "event_id")
+  local ids = ids_of(body.eventUsers)
+  if #ids == 0 then
+    for _, u in ipairs(store.list("event_user", function(r) return eq(r.event_id, event.id) end)) do
+      ids[#ids + 1] = u.id
+    end
+  end
+  return {
+    items = ids,
+    item = function(id)
+      if not get("event_user", id) then return missing("Event User", id) end
+      notify(principal, "event-panel-notify", nil, nil)
+      return true
+    end,
+  }
 end
+
+-- simulations ------------------------------------------------------------------------------------
 
 local function simulation(field_updates)
   return function(body, principal)
-    local asc = need("assessment_section_candidate", tonumber(body.assessmentSectionCandidateID),
+    local asc = need("assessment_section_candidate", body.assessmentSectionCandidateID,
       "assessmentSectionCandidateID")
-    for k, from in pairs(field_updates) do
-      if type(from) == "string" then asc[k] = body[from] else asc[k] = from end
-    end
-    asc.updated_at = resources.now()
-    if body.isNotify == true then notify(principal, "simulation", nil, asc) end
-    return 1, {}
+    return {
+      items = { asc.id },
+      item = function(id)
+        local rec = store.get("assessment_section_candidate", id)
+        if not rec then return missing("Assessment Section Candidate", id) end
+        for k, from in pairs(field_updates) do
+          if type(from) == "string" then rec[k] = body[from] else rec[k] = from end
+        end
+        rec.updated_at = resources.now()
+        if body.isNotify == true then notify(principal, "simulation", nil, rec) end
+        return true
+      end,
+    }
   end
 end
 
@@ -447,10 +693,7 @@ handlers.simulation_reschedule = simulation({ simulation_start = "startDate", si
 handlers.simulation_cancel = simulation({ simulation_status = M.live_status.cancelled })
 handlers.simulation_reminder = simulation({})
 
-handlers.section_workflow = function(body)
-  need("assessment", tonumber(body.assessmentID), "assessmentID")
-  return 1, {}
-end
+-- The answer ------------------------------------------------------------------------------------
 
 --- Whether an action has a handler.
 -- @tparam string action e.g. "invite"
@@ -459,46 +702,79 @@ function M.has(action)
   return handlers[action] ~= nil
 end
 
---- Run an action and answer.
+-- Action ids: unique for the worker's life (across resets, so that a callback receiver never
+-- sees one id twice), starting from the clock so that a restarted sandbox does not reuse them.
+local next_action_id
+
+-- The action object as the seed's example for `ep` shapes it, with the request's values for the
+-- keys it echoes.
+local function action_object(ep, body, principal)
+  local sample = resources.sample(ep.name)
+  if type(sample) == "table" and json.is_array(sample) then sample = sample[1] end
+  if type(sample) ~= "table" then sample = json.object({}) end
+  local rec = json.object({}, json.order_of(sample))
+  for k, v in pairs(sample) do
+    if type(v) == "table" and json.is_array(v) then rec[k] = json.array() else rec[k] = json.null end
+    if body[k] ~= nil then rec[k] = body[k] end
+  end
+  -- the action's type is the server's (a number), but Section Workflow's is the request's word
+  rec.type = type(body.type) == "string" and body.type or sample.type
+  local now = resources.now()
+  next_action_id = (next_action_id or (ngx and ngx.time() or os.time())) + 1
+  rec.id = next_action_id
+  rec.external_id = uuid()
+  rec.status = action_status.REQUESTED
+  rec.requested_by = principal.id
+  rec.created_at, rec.updated_at = now, now
+  -- what the server decides, whatever the request said
+  for _, k in ipairs({ "total_count", "error_count", "success_count", "completed_at", "requested_at",
+                       "started_at", "last_attempt_at", "response" }) do
+    rec[k] = json.null
+  end
+  return rec
+end
+
+-- Checks `callbackUrl` and `skipCallback`: the validation errors, or nil.
+local function callback_errors(body)
+  local errs = {}
+  local url = body.callbackUrl
+  if not blank(url)
+    and (type(url) ~= "string" or not string_match(url, "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#%s]+[^%s]*$")) then
+    errs[#errs + 1] = { field = "callbackUrl", message = "Callback Url is not a valid URL." }
+  end
+  local skip = body.skipCallback
+  if skip ~= nil and skip ~= json.null and type(skip) ~= "boolean" then
+    errs[#errs + 1] = { field = "skipCallback", message = 'Skip Callback must be either "true" or "false".' }
+  end
+  if #errs > 0 then return errs end
+end
+
+--- Check an action request, keep the action, queue it (or process it at once, see `immediate`)
+-- and answer with the action object.
 -- @tparam table req
 -- @tparam table ep catalogue endpoint (`actions.<name>`)
 -- @tparam table body parsed body
 -- @tparam table principal
 function M.handle(req, ep, body, principal)
-  local action = ep.name:match("^actions%.(.+)$")
-  local handler = handlers[action]
-  local count, extra = 0, {}
-  if handler then
-    local ok, a, b = pcall(handler, body, principal)
-    if not ok then
-      if type(a) == "table" and a.invalid then return http.validation_error(req, a.invalid) end
-      error(a, 0)
-    end
-    count, extra = a, b or {}
+  local name = ep.name:match("^actions%.(.+)$")
+  local handler = handlers[name]
+  if not handler then error("no sandbox handler for " .. ep.name, 0) end
+  local errs = callback_errors(body)
+  if errs then return http.validation_error(req, errs) end
+  local ok, job = pcall(handler, body, principal)
+  if not ok then
+    if type(job) == "table" and job.invalid then return http.validation_error(req, job.invalid) end
+    error(job, 0)
   end
-  local sample = resources.sample(ep.name)
-  if type(sample) == "table" and json.is_array(sample) then sample = sample[1] end
-  local rec = json.object({}, type(sample) == "table" and json.order_of(sample) or nil)
-  if type(sample) == "table" then
-    for k, v in pairs(sample) do
-      if k == "type" then rec[k] = v
-      elseif json.is_array(v) then rec[k] = json.array()
-      elseif k ~= "_links" then rec[k] = json.null end
-    end
-  end
-  for k, v in pairs(body) do rec[k] = v end
-  for k, v in pairs(extra) do rec[k] = v end
-  local now = resources.now()
-  rec.id = nil
-  rec.external_id = uuid()
-  rec.status = 3
-  rec.requested_by = principal.id
-  rec.created_at, rec.updated_at = now, now
-  rec.requested_at, rec.started_at, rec.completed_at = now, now, now
-  rec.total_count, rec.success_count, rec.error_count = count, count, 0
-  rec.isNotify = body.isNotify == nil and json.null or body.isNotify
-  if rec.name == nil or rec.name == json.null then rec.name = action end
+  local rec = action_object(ep, body, principal)
   store.insert("action", rec)
+  local entry = queue.add(rec, job, {
+    faults = faults.take_action(req),
+    callback_url = not blank(body.callbackUrl) and body.callbackUrl or nil,
+    skip_callback = body.skipCallback == true,
+    immediate = M.immediate[name] == true,
+  })
+  if M.immediate[name] then queue.process(entry) end
   return http.json(req, 200, rec)
 end
 

@@ -19,6 +19,11 @@ local M = {}
 -- @field default_page_size the `pageSize` when none is given (Yii2: 20)
 -- @field jwt_max_lifetime the longest `exp - iat` accepted in an assertion (24 h)
 -- @field jwt_leeway clock skew allowed on `iat` (seconds in the future)
+-- @field action_delay how long a queued action waits (status 1) before it is processed
+-- @field callback_attempts how many times a callback is tried before the sandbox gives up
+--   (whole, >= 1)
+-- @field callback_backoff the wait before the second attempt; it doubles for each later one
+-- @field callback_timeout how long one callback attempt may take
 local defaults = {
   token_ttl = 86400,
   jwt_token_ttl = 3600,
@@ -27,11 +32,16 @@ local defaults = {
   max_page_size = 50,
   jwt_max_lifetime = 86400,
   jwt_leeway = 60,
+  action_delay = 0.2,
+  callback_attempts = 5,
+  callback_backoff = 0.5,
+  callback_timeout = 5,
 }
 M.defaults = defaults
 
--- settings that divide the list into pages: a page of 0 (or 2.5) records breaks the arithmetic
-local page_sizes = { default_page_size = true, max_page_size = true }
+-- settings that count things: a page of 0 (or 2.5) records breaks the arithmetic, and so would
+-- 0 or 2.5 callback attempts
+local whole_numbers = { default_page_size = true, max_page_size = true, callback_attempts = true }
 
 --- Static settings given at start (filled by `init`): `dir`, `base_url`, `tls`, `ca_file`,
 -- `lua_dir`, `port`.
@@ -65,7 +75,8 @@ function M.reset()
 end
 
 --- Change run-time settings.
--- @tparam table changes name -> number (finite, >= 0; the page sizes whole and >= 1);
+-- @tparam table changes name -> number (finite, >= 0; the page sizes and `callback_attempts`
+--   whole and >= 1);
 --   `token_ttl` also sets `jwt_token_ttl` unless that is given too
 -- @treturn[1] table the settings now in force
 -- @treturn[2] nil
@@ -76,7 +87,7 @@ function M.set(changes)
   for k, v in pairs(changes) do
     if defaults[k] == nil then return nil, "unknown setting: " .. tostring(k) end
     local n = tonumber(v)
-    if page_sizes[k] then
+    if whole_numbers[k] then
       if not n or n < 1 or n ~= math_floor(n) or n == math_huge then
         return nil, "setting " .. k .. " must be a whole number >= 1"
       end

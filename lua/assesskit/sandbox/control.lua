@@ -11,9 +11,12 @@
 --    DELETE /_sandbox/faults            disarm every fault
 --    GET    /_sandbox/config            the run-time settings (token_ttl, refresh_ttl, ...)
 --    PUT    /_sandbox/config            change some (a JSON object name -> number; PATCH too)
---    POST   /_sandbox/reset             state back to the seed, faults disarmed, settings back
---                                       to their start values; ?all=1 also forgets tokens and
---                                       clears the request log
+--    POST   /_sandbox/reset             state back to the seed, pending actions and callbacks
+--                                       dropped, faults disarmed, settings back to their start
+--                                       values; ?all=1 also forgets tokens and clears the
+--                                       request log
+--    POST   /_sandbox/actions/run       process every pending Talview action now, and make each
+--                                       callback attempt waiting for its retry
 --    POST   /_sandbox/tokens/expire     every access token issued so far expires now
 --    DELETE /_sandbox/tokens            forget every access and refresh token
 --    GET    /_sandbox/state/<resource>  the stored records of a resource (e.g. candidate)
@@ -28,6 +31,9 @@ local http = require("assesskit.sandbox.http")
 local log = require("assesskit.sandbox.log")
 local faults = require("assesskit.sandbox.faults")
 local config = require("assesskit.sandbox.config")
+local credentials = require("assesskit.sandbox.credentials")
+local seed = require("assesskit.sandbox.seed")
+local queue = require("assesskit.sandbox.queue")
 
 local ipairs, tonumber, require = ipairs, tonumber, require
 local string_match = string.match
@@ -58,14 +64,13 @@ local routes = {}
 
 routes["/_sandbox/health"] = function(req)
   if req.method ~= "GET" then return method_not_allowed(req, "GET") end
-  local seed_error = require("assesskit.sandbox").seed_error
-  if seed_error then return reply(req, 500, { ok = false, error = "seeding failed: " .. seed_error }) end
+  if seed.failure then return reply(req, 500, { ok = false, error = "seeding failed: " .. seed.failure }) end
   return reply(req, 200, { ok = true, base_url = config.static.base_url, pid = ngx.worker.pid() })
 end
 
 routes["/_sandbox/credentials"] = function(req)
   if req.method ~= "GET" then return method_not_allowed(req, "GET") end
-  return reply(req, 200, require("assesskit.sandbox").credentials_table())
+  return reply(req, 200, credentials.document(config.static))
 end
 
 routes["/_sandbox/requests"] = function(req)
@@ -121,9 +126,9 @@ end
 
 routes["/_sandbox/reset"] = function(req)
   if req.method ~= "POST" then return method_not_allowed(req, "POST") end
-  local ok, err = pcall(require("assesskit.sandbox.seed").reset)
-  require("assesskit.sandbox").seed_error = not ok and tostring(err) or nil
-  if not ok then return fail(req, 500, "seeding failed: " .. tostring(err)) end
+  queue.clear()
+  local ok, err = seed.reset_safely()
+  if not ok then return fail(req, 500, "seeding failed: " .. err) end
   faults.clear()
   config.reset()
   local all = req.args.all
@@ -132,6 +137,11 @@ routes["/_sandbox/reset"] = function(req)
     log.clear()
   end
   return reply(req, 200, { ok = true })
+end
+
+routes["/_sandbox/actions/run"] = function(req)
+  if req.method ~= "POST" then return method_not_allowed(req, "POST") end
+  return reply(req, 200, queue.run())
 end
 
 routes["/_sandbox/tokens/expire"] = function(req)

@@ -20,6 +20,17 @@
 -- * `drop_response`: the request is processed (a POST creates its record), then the
 --   connection is closed before any answer: the client cannot tell whether its write landed.
 --
+-- Three more kinds hit a Talview action (`POST /actions/...`) rather than the answer to its
+-- request, which goes out as usual: the fault goes with the action and acts when the action is
+-- processed (`assesskit.sandbox.queue`):
+--
+-- * `slow_action`: each item of the action takes `delay` seconds (default 1), so it stays in
+--   status 2 (processing) with its counts growing;
+-- * `partial_failure`: the first `items` items (default 1) fail, counted in `error_count` and
+--   described in `response`; the others are done;
+-- * `callback_down`: the action's callback receiver counts as down (connection refused) for the
+--   first `attempts` deliveries (default: all of them).
+--
 -- `times` (a whole number, default 1) is how many matching requests the fault hits; then it
 -- is gone, so `{kind = "status", status = 503, times = 2}` is "two failures, then success".
 -- `times = -1` never runs out. `method` and `path` narrow what matches: `path` is a prefix of the request
@@ -46,7 +57,11 @@ local M = {}
 M.kinds = {
   reset = true, slow = true, slow_body = true, truncate = true, status = true,
   rate_limit = true, malformed_json = true, expire_token = true, drop_response = true,
+  slow_action = true, partial_failure = true, callback_down = true,
 }
+
+--- The kinds that go with an action instead of hitting its request.
+M.action_kinds = { slow_action = true, partial_failure = true, callback_down = true }
 
 local armed = {}        -- faults from the control endpoint, in arming order
 local header_hits = {}  -- header value or id -> number of requests already failed
@@ -88,6 +103,10 @@ function M.normalise(spec)
   ok, err = num("status", kind == "rate_limit" and 429 or 503, 400, 599, true)
   if not ok then return nil, err end
   ok, err = num("retry_after", kind == "rate_limit" and 1 or nil, 0, 86400, true)
+  if not ok then return nil, err end
+  ok, err = num("items", kind == "partial_failure" and 1 or nil, 1, nil, true)
+  if not ok then return nil, err end
+  ok, err = num("attempts", nil, 1, nil, true)
   if not ok then return nil, err end
   if spec.method ~= nil then
     if type(spec.method) ~= "string" then return nil, "fault method must be a string" end
@@ -169,27 +188,26 @@ function M.parse_header(value)
   return f
 end
 
---- Find the fault that applies to a request, consuming one use of it.
--- @tparam table req the request (its `X-Sandbox-Fault` header is looked at first)
--- @treturn[1] ?table the fault, or nil when none applies
--- @treturn[2] nil
--- @treturn[2] string a bad `X-Sandbox-Fault` header
-function M.take(req)
+-- The header's fault when it applies (consuming one use of it), nil otherwise; `nil, err` for
+-- a bad header.
+local function header_fault(req, want_action)
   local hv = req.headers["x-sandbox-fault"]
   if type(hv) == "table" then hv = hv[1] end
-  if hv then
-    local f, err = M.parse_header(hv)
-    if not f then return nil, err end
-    if f.times < 0 then return f end
-    local used = header_hits[f.header_key] or 0
-    if used < f.times then
-      header_hits[f.header_key] = used + 1
-      return f
-    end
-    -- header budget spent: fall through to armed faults
-  end
+  if not hv then return nil end
+  local f, err = M.parse_header(hv)
+  if not f then return nil, err end
+  if (M.action_kinds[f.kind] == true) ~= want_action then return nil end
+  if f.times < 0 then return f end
+  local used = header_hits[f.header_key] or 0
+  if used >= f.times then return nil end -- budget spent: armed faults may still apply
+  header_hits[f.header_key] = used + 1
+  return f
+end
+
+-- The first armed fault of a request's kinds matching it, consuming one use of it.
+local function armed_fault(req)
   for i, f in ipairs(armed) do
-    if matches(f, req) then
+    if not M.action_kinds[f.kind] and matches(f, req) then
       if f.times > 0 then
         f.times = f.times - 1
         if f.times == 0 then table_remove(armed, i) end
@@ -198,6 +216,40 @@ function M.take(req)
     end
   end
   return nil
+end
+
+--- Find the fault that applies to a request, consuming one use of it. The action kinds are
+-- left for `take_action`.
+-- @tparam table req the request (its `X-Sandbox-Fault` header is looked at first)
+-- @treturn[1] ?table the fault, or nil when none applies
+-- @treturn[2] nil
+-- @treturn[2] string a bad `X-Sandbox-Fault` header
+function M.take(req)
+  local f, err = header_fault(req, false)
+  if f or err then return f, err end
+  return armed_fault(req)
+end
+
+--- The action faults that go with an action request (`POST /actions/...`), consuming one use
+-- of each: at most one of each kind, the header's first. (A bad header was refused by `take`.)
+-- @tparam table req
+-- @treturn table kind -> fault (empty when none applies)
+function M.take_action(req)
+  local out = {}
+  local f = header_fault(req, true)
+  if f then out[f.kind] = f end
+  local i = 1
+  while i <= #armed do
+    local g = armed[i]
+    if M.action_kinds[g.kind] and not out[g.kind] and matches(g, req) then
+      out[g.kind] = g
+      if g.times > 0 then g.times = g.times - 1 end
+      if g.times == 0 then table_remove(armed, i) else i = i + 1 end
+    else
+      i = i + 1
+    end
+  end
+  return out
 end
 
 return M

@@ -36,52 +36,6 @@ local function write_file(path, data, mode)
   return true
 end
 
---- The demo credentials as written to `credentials.json` (and printed by `start`).
--- @treturn table `base_url`, `ca_file` (with TLS), `password` {client_id, client_secret,
---   username, password}, `viewer` (the same for the user without privileged roles), `jwt`
---   {client_id, issuer, audience, scope, private_key_file}, `interviewmocha` {api_key}
-function M.credentials_table()
-  local s = config.static
-  local u, viewer, sa = credentials.users[1], credentials.users[2], credentials.service_accounts[1]
-  local sandbox_dir = (s.lua_dir or "lua") .. "/assesskit/sandbox/"
-  return json.object({
-    base_url = s.base_url,
-    ca_file = s.ca_file or nil,
-    password = json.object({
-      client_id = credentials.client.client_id, client_secret = credentials.client.client_secret,
-      username = u.username, password = u.password,
-    }, { "client_id", "client_secret", "username", "password" }),
-    viewer = json.object({
-      client_id = credentials.client.client_id, client_secret = credentials.client.client_secret,
-      username = viewer.username, password = viewer.password,
-    }, { "client_id", "client_secret", "username", "password" }),
-    jwt = json.object({
-      client_id = sa.client_id, issuer = sa.issuer,
-      audience = (s.base_url or "") .. "/oauth2/token",
-      scope = sa.scope, private_key_file = sandbox_dir .. sa.private_key_file,
-    }, { "client_id", "issuer", "audience", "scope", "private_key_file" }),
-    interviewmocha = json.object({ api_key = credentials.interviewmocha.api_key }),
-  }, { "base_url", "ca_file", "password", "viewer", "jwt", "interviewmocha" })
-end
-
-local function credentials_text(c)
-  local lines = {
-    "assesskit sandbox (demo credentials, for this sandbox alone)",
-    "  base URL:        " .. tostring(c.base_url),
-  }
-  if c.ca_file then lines[#lines + 1] = "  CA file:         " .. c.ca_file end
-  lines[#lines + 1] = "  password grant:  client_id=" .. c.password.client_id .. " client_secret="
-    .. c.password.client_secret
-  lines[#lines + 1] = "                   username=" .. c.password.username .. " password=" .. c.password.password
-  lines[#lines + 1] = "  no-role user:    username=" .. c.viewer.username .. " password=" .. c.viewer.password
-  lines[#lines + 1] = "  JWT-bearer:      client_id=" .. c.jwt.client_id .. " iss=" .. c.jwt.issuer
-  lines[#lines + 1] = "                   aud=" .. c.jwt.audience .. " scope=\"" .. c.jwt.scope .. "\""
-  lines[#lines + 1] = "                   key=" .. c.jwt.private_key_file .. " (sandbox demo key)"
-  lines[#lines + 1] = "  InterviewMocha:  x-api-key: " .. c.interviewmocha.api_key
-  lines[#lines + 1] = "  control:         " .. tostring(c.base_url) .. "/_sandbox/"
-  return table.concat(lines, "\n") .. "\n"
-end
-
 --- Configure the sandbox (nginx master, `init_by_lua`). Writes `credentials.json` and
 -- `credentials.txt` into the run directory.
 -- @tparam table conf `dir`, `base_url`, `port`, `tls`, `ca_file`, `lua_dir`, `token_ttl`,
@@ -95,20 +49,17 @@ function M.init(conf)
   require("assesskit.sandbox.talview")
   require("assesskit.sandbox.interviewmocha")
   if conf.dir then
-    local c = M.credentials_table()
+    local c = credentials.document(config.static)
     assert(write_file(conf.dir .. "/credentials.json", json.encode(c) .. "\n", "600"))
-    assert(write_file(conf.dir .. "/credentials.txt", credentials_text(c), "600"))
+    assert(write_file(conf.dir .. "/credentials.txt", credentials.text(c), "600"))
   end
 end
 
 --- Seed the state (nginx worker, `init_worker_by_lua`).
 function M.init_worker()
   math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
-  local ok, err = pcall(require("assesskit.sandbox.seed").reset)
-  if not ok then
-    M.seed_error = tostring(err)
-    ngx.log(ngx.ERR, "sandbox: seeding failed: ", M.seed_error)
-  end
+  local ok, err = require("assesskit.sandbox.seed").reset_safely()
+  if not ok then ngx.log(ngx.ERR, "sandbox: seeding failed: ", err) end
 end
 
 local function dispatch(req)

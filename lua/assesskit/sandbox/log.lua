@@ -9,9 +9,14 @@
 -- query string and in form and multipart bodies (the rest kept byte for byte) and in JSON
 -- bodies (written again, masked, when they hold a secret). A body that cannot be read field
 -- by field (bad JSON, an unknown media type) is replaced by `***` whole when it names a
--- secret field.
+-- secret field. A string value that is an http(s) URL (a `callbackUrl`) has the secret-named
+-- parameters of its query masked the same way.
+--
+-- Outgoing callbacks of Talview actions (`assesskit.sandbox.callbacks`) are logged too, one
+-- entry per attempt, with `kind = "callback"` (`record_callback`).
 -- @module assesskit.sandbox.log
 
+local ngx = ngx -- luacheck: read globals ngx
 local json = require("assesskit.sandbox.json")
 local http = require("assesskit.sandbox.http")
 
@@ -76,10 +81,32 @@ local function collect_secrets(v, found)
   return found
 end
 
+local mask_form -- forward
+
+-- A URL with the secret-named parameters of its query masked (other strings as they are).
+local function mask_url(s)
+  local base, query = string_match(s, "^([Hh][Tt][Tt][Pp][Ss]?://[^?#]*%?)([^#]*)")
+  if not base then return s end
+  return base .. mask_form(query, {}) .. string_sub(s, #base + #query + 1)
+end
+M.mask_url = mask_url
+
+-- Whether a decoded value holds a URL whose query has a secret-named parameter.
+local function has_secret_url(v, depth)
+  if type(v) == "string" then return mask_url(v) ~= v end
+  if type(v) ~= "table" or depth > 64 then return false end
+  for _, x in pairs(v) do
+    if has_secret_url(x, depth + 1) then return true end
+  end
+  return false
+end
+
 -- A copy of a decoded value with secret-named fields, and values equal to a secret, masked.
 local function mask_table(v, secrets)
+  if v == json.null then return v end
   if type(v) ~= "table" then
     if (type(v) == "string" or type(v) == "number") and secrets[tostring(v)] then return MASK end
+    if type(v) == "string" then return mask_url(v) end
     return v
   end
   local out = {}
@@ -97,7 +124,7 @@ end
 
 -- A query string or form body with the value of every secret-named field (a bracket part
 -- counts: `user[password]`), or equal to a secret, masked; the rest kept byte for byte.
-local function mask_form(raw, secrets)
+mask_form = function(raw, secrets)
   return (string.gsub(raw, "[^&]+", function(pair)
     local eq = string_find(pair, "=", 1, true)
     if not eq or eq == #pair then return nil end
@@ -147,7 +174,7 @@ function M.mask_body(body, media, params)
     local v = json.decode(body)
     if v ~= nil then
       local secrets = collect_secrets(v, {})
-      if next(secrets) == nil then return body end
+      if next(secrets) == nil and not has_secret_url(v, 0) then return body end
       return json.encode(mask_table(v, secrets))
     end
   elseif media == "application/x-www-form-urlencoded" then
@@ -191,6 +218,43 @@ function M.record(req)
     content_type = req.content_type,
     body = body,
     body_size = size,
+  }
+  entries[#entries + 1] = entry
+  while #entries > M.capacity do table_remove(entries, 1) end
+  return entry
+end
+
+--- Record one attempt of an action's callback (an outgoing request).
+-- @tparam table a `url`, `body` (JSON text sent), `headers` (sent, lower-case names),
+--   `action_id`, `action_status`, `attempt` (1 for the first), `status` (the receiver's, nil
+--   when it did not answer), `error` (what went wrong, or nil), `fault` (`callback_down`)
+-- @treturn table the entry: `seq`, `time`, `kind` ("callback"), `method` ("POST"), `url`,
+--   `path` and `query` (secrets masked), `headers`, `content_type`, `body` (masked),
+--   `body_size` and the fields above
+function M.record_callback(a)
+  seq = seq + 1
+  local url = mask_url(a.url)
+  local path = string_match(url, "^%a+://[^/?#]*([^?#]*)") or ""
+  local body = M.mask_body(a.body, "application/json")
+  if body and #body > M.max_body then body = string_sub(body, 1, M.max_body) end
+  local entry = {
+    seq = seq,
+    time = ngx and ngx.now() or os.time(),
+    kind = "callback",
+    method = "POST",
+    url = url,
+    path = path == "" and "/" or path,
+    query = string_match(url, "%?([^#]*)") or "",
+    headers = a.headers or {},
+    content_type = "application/json",
+    body = body,
+    body_size = a.body and #a.body or 0,
+    action_id = a.action_id,
+    action_status = a.action_status,
+    attempt = a.attempt,
+    status = a.status,
+    error = a.error,
+    fault = a.fault,
   }
   entries[#entries + 1] = entry
   while #entries > M.capacity do table_remove(entries, 1) end

@@ -179,6 +179,19 @@ local function is_request_line(line)
     or line:match("^%s*PATCH%s") or line:match("^%s*DELETE%s")
 end
 
+-- Whether a block right after the request's header line or its role list, with no heading of
+-- its own, is the request body: it is when a "returns JSON" line follows it (Event Panel Notify
+-- and Simulation Schedule show their request that way); otherwise it is the answer.
+local function unheaded_request(seed, prev, after, limit)
+  if not (prev:match("^%s*Authorization:") or prev:match("^%s*%d+%.%s")) then return false end
+  for k = after, limit do
+    local line = seed[k]
+    if is_request_line(line) and line:find("HTTP/1.1", 1, true) then return false end
+    if line:find("returns JSON", 1, true) then return true end
+  end
+  return false
+end
+
 --- Find the response sample for an endpoint: the first JSON block after its seed line and
 -- before the next request line, skipping request-body samples ("JSON POST Request:").
 -- @tparam {string,...} seed all seed lines
@@ -216,7 +229,7 @@ function M.sample_after(seed, from, stop)
           break
         end
       end
-      if not prev:find("Request") and #block > 0 then
+      if #block > 0 and not prev:find("Request") and not unheaded_request(seed, prev, j, limit) then
         return { value = M.rebuild(block), line = start }
       end
       i = j

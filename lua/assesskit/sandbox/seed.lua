@@ -20,7 +20,8 @@ local store = require("assesskit.sandbox.store")
 local resources = require("assesskit.sandbox.resources")
 local credentials = require("assesskit.sandbox.credentials")
 
-local ipairs, pairs, tonumber, string_format = ipairs, pairs, tonumber, string.format
+local ipairs, pairs, tonumber, pcall, tostring, string_format =
+  ipairs, pairs, tonumber, pcall, tostring, string.format
 
 local M = {}
 
@@ -173,6 +174,7 @@ end
 --- Put the whole state back to the seed.
 function M.reset()
   store.clear()
+  store.define("action") -- Talview actions (`assesskit.sandbox.actions`), none yet
   seed_samples()
   seed_orgs()
   seed_users()
@@ -182,6 +184,20 @@ function M.reset()
   seed_misc()
   require("assesskit.sandbox.interviewmocha").seed()
   require("assesskit.sandbox.auth").reset_passwords()
+end
+
+--- Why the last `reset_safely` failed (nil when it succeeded): `/_sandbox/health` reports it.
+M.failure = nil
+
+--- `reset`, with a failure caught and kept in `failure` instead of raised.
+-- @treturn[1] true
+-- @treturn[2] nil
+-- @treturn[2] string what went wrong
+function M.reset_safely()
+  local ok, err = pcall(M.reset)
+  M.failure = not ok and tostring(err) or nil
+  if not ok then return nil, M.failure end
+  return true
 end
 
 return M
