@@ -939,20 +939,20 @@ if not rec then
 end
 return {'held', rec}]]
 
--- Writes an item's record if this owner holds it (or nobody does); keeps the claim (and
--- renews its lease) when ARGV[4] is set, else lets it go.
+-- Writes an item's record if this owner holds it (or nobody does and it has no outcome yet:
+-- an outcome recorded by another process is never overwritten); keeps the claim (and renews
+-- its lease) when ARGV[4] is set, else lets it go.
 SCRIPTS.record = [[
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'lost'} end
 local key, owner, rec, keep, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', tonumber(ARGV[5])
 local claim = redis.call('HGET', KEYS[3], key)
-if claim then
-  local who = string.match(claim, '^(%S+) ')
-  if who ~= owner then
-    local cur = redis.call('HGET', KEYS[2], key) or ''
-    local state = string.match(cur, '^(%a+)')
-    if state == 'done' or state == 'resolved' then return {'done'} end
-    return {'taken'}
-  end
+local who = claim and string.match(claim, '^(%S+) ')
+if who ~= owner then
+  local cur = redis.call('HGET', KEYS[2], key) or ''
+  local state = string.match(cur, '^(%a+)')
+  if state == 'done' or state == 'resolved' then return {'done'} end
+  if claim then return {'taken'} end
+  if state == 'failed' then return {'done'} end
 end
 redis.call('HSET', KEYS[2], key, rec)
 if keep then
