@@ -88,8 +88,8 @@ describe("assesskit.redis budget", function()
   it("cuts the fleet's in-flight limit on a pushback, once per round, and lifts it back", function()
     local b = fleet(2)
     local held = {}
-    for i = 1, 4 do held[#held + 1] = assert(take(b[1])) end
-    for i = 1, 4 do held[#held + 1] = assert(take(b[2])) end
+    for _ = 1, 4 do held[#held + 1] = assert(take(b[1])) end
+    for _ = 1, 4 do held[#held + 1] = assert(take(b[2])) end
     b[2]:refresh(clock) -- both have published their counts (8 in flight)
     b[1]:refresh(clock)
     b[1]:release(table.remove(held, 1), "pushback")
