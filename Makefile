@@ -4,6 +4,9 @@
 #   make LUA=luajit      build build/luajit/assesskit/core.so (OpenResty's LuaJIT 2.1)
 #   make test            install missing Debian packages, build both, run every spec
 #   make demo            install, build, start the sandbox, run examples/quickstart.lua, stop it
+#   make dist            the source rocks of both rockspecs (luarocks pack) in build/dist/
+#   make docs            the LDoc reference in doc/
+#   make annotations     regenerate the LuaLS annotation files in types/ from the catalogues
 
 LUA        ?= lua5.4
 BUILD      := build/$(LUA)
@@ -14,7 +17,9 @@ BUSTED     := /usr/bin/busted
 CFLAGS     ?= -O2 -g
 WARNFLAGS  := -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow
 # Recursive (=) so that pkg-config runs when a recipe needs it, after `make deps`.
-CPPFLAGS_ALL = -D_POSIX_C_SOURCE=200809L $(shell pkg-config --cflags $(LUA_PC) libcurl openssl hiredis)
+# LUA_CFLAGS: where lua.h is; `make rock` (luarocks) sets it from luarocks' LUA_INCDIR.
+LUA_CFLAGS   = $(shell pkg-config --cflags $(LUA_PC))
+CPPFLAGS_ALL = -D_POSIX_C_SOURCE=200809L $(LUA_CFLAGS) $(shell pkg-config --cflags libcurl openssl hiredis)
 LDLIBS_ALL   = $(shell pkg-config --libs libcurl openssl hiredis)
 LDFLAGS_SO  := -shared
 
@@ -25,7 +30,8 @@ OBJS := $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/build/lua5.4/?.so;;
 
-.PHONY: all build deps test test-lua54 test-luajit rock-check lint memcheck bench demo sandbox docs clean
+.PHONY: all build deps test test-lua54 test-luajit rock-check lint memcheck bench demo sandbox docs \
+  dist annotations rock rock-install clean
 
 all: build
 build: $(CORE)
@@ -73,6 +79,39 @@ demo: deps build
 
 docs: deps
 	ldoc .
+
+dist: deps
+	.ci/dist.sh build/dist
+
+# types/ from the catalogues; first lua/assesskit/talview/params.lua from the seed when the API
+# documents are beside the checkout (../shared/seeds)
+SEED_TALVIEW := ../shared/seeds/002_3384fbf1d7adbc06.txt
+annotations:
+	@if [ -f $(SEED_TALVIEW) ]; then lua5.4 tools/seed-params.lua $(SEED_TALVIEW); fi
+	rm -rf types
+	lua5.4 tools/annotations.lua types
+
+# --- luarocks ---------------------------------------------------------------------------------
+# The rockspecs build with `build.type = "make"`: luarocks runs `make rock` then
+# `make rock-install` with its own variables (ROCK_LUA: the interpreter of the Lua version it
+# targets, LUA_INCDIR, CC, CFLAGS, LIBFLAG; INST_LIBDIR). The core is built in build/rock and that
+# directory is removed once installed, so `luarocks make` leaves nothing beside the sources.
+# .ci/rock-lua.sh decides the Lua headers: Lua 5.4, or LuaJIT 2.1 for luarocks' 5.1 (found
+# through LUA_INCDIR or pkg-config); any other Lua stops with a message saying what to do.
+ROCK_LUA   ?= lua5.4
+ROCK_BUILD := build/rock
+
+rock:
+	@flags=$$(.ci/rock-lua.sh '$(ROCK_LUA)' '$(LUA_INCDIR)') && \
+	  $(MAKE) --no-print-directory build BUILD=$(ROCK_BUILD) LUA_CFLAGS="$$flags" \
+	    $(if $(LIBFLAG),LDFLAGS_SO="$(LIBFLAG)")
+
+rock-install:
+	@test -n '$(INST_LIBDIR)' || { echo "make rock-install: INST_LIBDIR is not set (luarocks sets it)" >&2; exit 1; }
+	mkdir -p '$(INST_LIBDIR)/assesskit'
+	cp $(ROCK_BUILD)/assesskit/core.so '$(INST_LIBDIR)/assesskit/core.so'
+	rm -rf $(ROCK_BUILD)
+	-@rmdir build 2>/dev/null || true
 
 clean:
 	rm -rf build doc

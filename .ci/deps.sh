@@ -6,8 +6,8 @@ set -eu
 pkgs=(build-essential pkg-config ca-certificates curl openssl
       lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
       libcurl4-openssl-dev libssl-dev
-      lua-cjson lua-busted lua-luassert lua-socket lua-luaossl lua-check lua-ldoc luarocks
-      nginx-light libnginx-mod-http-lua valgrind
+      lua-cjson lua-busted lua-luassert lua-socket lua-luaossl lua-check lua-ldoc lua-markdown luarocks
+      nginx-light libnginx-mod-http-lua valgrind zip unzip
       libhiredis-dev redis-server lua-nginx-redis)
 # lua-nginx-redis (resty.redis, installed as nginx.redis) pulls in nginx-extras, a metapackage
 # of modules beside nginx-light's; the specs' nginx loads only the Lua module. redis-server is

@@ -28,3 +28,7 @@ if [ -f bench/journal.lua ]; then
   echo "== journal: client:map with and without"
   lua5.4 bench/journal.lua
 fi
+if [ -f build/luajit/assesskit/core.so ]; then
+  echo "== nginx transport vs core: chunked bodies"
+  lua5.4 bench/ngx.lua
+fi

@@ -7,7 +7,11 @@
 --
 -- How to run (from the repository root, after `make`):
 --
---     lua5.4 bench/talview.lua [--sandbox | --static] [--requests N] [--rounds R]
+--     lua5.4 bench/talview.lua [--sandbox | --static] [--get | --page] [--requests N] [--rounds R]
+--
+-- Two workloads: `get` (one candidate, `tv.models.candidate:get(id)`) and `page` (a page of
+-- candidates, `tv.models.candidate:list{pageSize = 100}` (the sandbox caps it at 50): JSON decoding dominates the
+-- client's side, integers included), each against the same URL through a bare core session.
 --
 -- Two servers, each started on a free loopback port in a temporary directory and stopped by
 -- its pid: the assesskit sandbox (the server the target is set against: it authenticates,
@@ -21,17 +25,20 @@ local socket = require("socket")
 local core = require("assesskit.core")
 local talview = require("assesskit.talview")
 
-local opts = { requests = 3000, rounds = 5, server = "both" }
+local opts = { requests = 3000, rounds = 5, server = "both", workload = "both" }
 do
   local i = 1
   while arg and arg[i] do
     local a = arg[i]
     if a == "--sandbox" then opts.server = "sandbox"
     elseif a == "--static" then opts.server = "static"
+    elseif a == "--get" then opts.workload = "get"
+    elseif a == "--page" then opts.workload = "page"
     elseif a == "--requests" then i = i + 1; opts.requests = tonumber(arg[i])
     elseif a == "--rounds" then i = i + 1; opts.rounds = tonumber(arg[i])
     else
-      io.stderr:write("usage: lua5.4 bench/talview.lua [--sandbox | --static] [--requests N] [--rounds R]\n")
+      io.stderr:write("usage: lua5.4 bench/talview.lua [--sandbox | --static] [--get | --page]"
+        .. " [--requests N] [--rounds R]\n")
       os.exit(2)
     end
     i = i + 1
@@ -67,6 +74,10 @@ local function start_server(kind)
     local body = CANDIDATE:gsub("'", "\\'")
     server = nginx.start({
       ports = { "P" },
+      -- a page of 100 candidates, built once (too long for a `return` in the config)
+      http = "init_by_lua_block { local c = [=[" .. CANDIDATE .. "]=] local t = {} "
+        .. "for i = 1, 100 do t[i] = c:gsub('6506985', tostring(6506985 + i)) end "
+        .. "package.loaded.bench_page = '[' .. table.concat(t, ',') .. ']' }",
       servers = [[
         server {
           listen 127.0.0.1:@P@;
@@ -80,6 +91,14 @@ local function start_server(kind)
             if ($http_authorization != "Bearer bench-token") { return 401 '{"status":401}'; }
             return 200 ']] .. body .. [[';
           }
+          location = /models/candidate {
+            default_type application/json;
+            add_header X-Pagination-Total-Count 100;
+            add_header X-Pagination-Page-Count 1;
+            add_header X-Pagination-Current-Page 1;
+            add_header X-Pagination-Per-Page 100;
+            content_by_lua_block { ngx.print(package.loaded.bench_page) }
+          }
         }
       ]],
     })
@@ -91,10 +110,16 @@ local function start_server(kind)
   return server, base_url, auth, id
 end
 
-local function measure(kind)
+local function measure(kind, workload)
   local server, base_url, auth, id = start_server(kind)
   local url = base_url .. "/models/candidate/" .. string.format("%d", id)
   local n = opts.requests
+  local call = function(candidate) return candidate:get(id) end
+  if workload == "page" then
+    url = base_url .. "/models/candidate?pageSize=100"
+    n = math.max(1, math.floor(n / 10))
+    call = function(candidate) return candidate:list({ pageSize = 100 }) end
+  end
 
   local function run_core()
     local s = core.session({})
@@ -102,7 +127,7 @@ local function measure(kind)
     local headers
     local rec = { request = function(_, req) headers = req.headers; return s:request(req) end }
     local t = talview.new({ base_url = base_url, auth = auth, transport = rec })
-    assert(t.models.candidate:get(id))
+    assert(call(t.models.candidate))
     local req = { method = "GET", url = url, headers = headers, timeout = 30, connect_timeout = 10 }
     for _ = 1, 50 do assert(s:request(req) == 200) end
     local t0 = socket.gettime()
@@ -118,10 +143,10 @@ local function measure(kind)
   local function run_talview()
     local tv = talview.new({ base_url = base_url, auth = auth })
     local candidate = tv.models.candidate
-    for _ = 1, 50 do assert(candidate:get(id)) end
+    for _ = 1, 50 do assert(call(candidate)) end
     local t0 = socket.gettime()
     for _ = 1, n do
-      local v, err = candidate:get(id)
+      local v, err = call(candidate)
       if not v then error("talview request failed: " .. tostring(err)) end
     end
     local dt = socket.gettime() - t0
@@ -144,11 +169,13 @@ local function measure(kind)
     local mid = math.floor((opts.rounds + 1) / 2)
     local c, t = core_rates[mid], tv_rates[mid]
     local ratio = t / c
-    print(string.format("talview bench: %s (%d requests x %d rounds, median)",
+    print(string.format("talview bench: %s, %s (%d requests x %d rounds, median)",
+      workload == "page" and "a page of candidates (pageSize=100; the sandbox serves 50)" or "one candidate",
       kind == "sandbox" and "the sandbox" or "a bare static nginx", n, opts.rounds))
     print(string.format("  core session:request      %9.0f req/s  (%6.1f us/request)", c, 1e6 / c))
-    print(string.format("  tv.models.candidate:get   %9.0f req/s  (%6.1f us/request)", t, 1e6 / t))
-    if kind == "sandbox" then
+    print(string.format("  tv.models.candidate:%-4s  %9.0f req/s  (%6.1f us/request)",
+      workload == "page" and "list" or "get", t, 1e6 / t))
+    if kind == "sandbox" and workload ~= "page" then
       print(string.format("  ratio                     %9.3f  (target >= 0.90: %s)", ratio,
         ratio >= 0.90 and "met" or "NOT met"))
     else
@@ -161,8 +188,12 @@ local function measure(kind)
 end
 
 local ok, err = pcall(function()
-  if opts.server == "sandbox" or opts.server == "both" then measure("sandbox") end
-  if opts.server == "static" or opts.server == "both" then measure("static") end
+  for _, workload in ipairs({ "get", "page" }) do
+    if opts.workload == workload or opts.workload == "both" then
+      if opts.server == "sandbox" or opts.server == "both" then measure("sandbox", workload) end
+      if opts.server == "static" or opts.server == "both" then measure("static", workload) end
+    end
+  end
 end)
 if not ok then
   io.stderr:write("bench failed: ", tostring(err), "\n")

@@ -6,7 +6,7 @@
  * SHA-256/HKDF/AES-GCM (`aead_seal`), Redis connections over libhiredis (`redis_connect`).
  * A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
- * @module assesskit.core
+ * @internal assesskit.core
  */
 #include <curl/curl.h>
 #include <openssl/crypto.h>

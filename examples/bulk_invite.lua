@@ -16,7 +16,7 @@ local talview = require("assesskit.talview")
 local csv_path = arg[1] or "examples/data/candidates.csv"
 local section_id = tonumber(arg[2]) or 2002
 
-local sb = assert(require("assesskit.cli.config").sandbox())
+local sb = assert(require("assesskit.local_sandbox").credentials())
 local tv = talview.new{
   base_url = sb.base_url, ca_file = sb.ca_file,
   auth = { grant = "jwt", client_id = sb.jwt.client_id, issuer = sb.jwt.issuer,

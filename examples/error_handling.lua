@@ -13,7 +13,7 @@
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" lua5.4 examples/error_handling.lua
 local talview = require("assesskit.talview")
 
-local sb = assert(require("assesskit.cli.config").sandbox())
+local sb = assert(require("assesskit.local_sandbox").credentials())
 local tv = talview.new{
   base_url = sb.base_url, ca_file = sb.ca_file, max_retries = 2,
   auth = { grant = "jwt", client_id = sb.jwt.client_id, issuer = sb.jwt.issuer,

@@ -18,7 +18,7 @@ local test_id = tonumber(arg[1]) or 11224
 local ids_path = arg[2] or "examples/data/invitations.txt"
 local out = arg[3] and assert(io.open(arg[3], "w")) or io.stdout
 
-local sb = assert(require("assesskit.cli.config").sandbox())
+local sb = assert(require("assesskit.local_sandbox").credentials())
 local im = interviewmocha.new{
   api_key = sb.interviewmocha.api_key, ca_file = sb.ca_file,
   v2_url = sb.interviewmocha.v2_url, v3_url = sb.interviewmocha.v3_url,

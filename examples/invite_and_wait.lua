@@ -34,7 +34,7 @@ local function check(value, err)
   return value
 end
 
-local sb = check(require("assesskit.cli.config").sandbox())
+local sb = check(require("assesskit.local_sandbox").credentials())
 local tv = talview.new{
   base_url = sb.base_url, ca_file = sb.ca_file,
   auth = { grant = "jwt", client_id = sb.jwt.client_id, issuer = sb.jwt.issuer,

@@ -13,7 +13,7 @@
 local talview = require("assesskit.talview")
 local cjson = require("cjson")
 
-local sb = assert(require("assesskit.cli.config").sandbox())
+local sb = assert(require("assesskit.local_sandbox").credentials())
 
 local tv = talview.new{
   base_url = sb.base_url, ca_file = sb.ca_file,

@@ -20,7 +20,7 @@ local action_status = require("assesskit.talview.action_status")
 local sleep = require("socket").sleep
 
 -- The sandbox wrote its URL and demo credentials to $ASSESSKIT_SANDBOX_DIR/credentials.json.
-local sb = assert(require("assesskit.cli.config").sandbox())
+local sb = assert(require("assesskit.local_sandbox").credentials())
 
 local function check(value, err)
   if value == nil then

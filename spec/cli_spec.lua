@@ -429,6 +429,119 @@ talview = {
       assert.equal(0, status, err)
     end)
 
+    describe("connection options", function()
+      local proxy
+
+      setup(function()
+        proxy = require("support.nginx").start({ locations = [[
+          location / {
+            default_type application/json;
+            content_by_lua_block {
+              ngx.say(require("cjson").encode({ request = ngx.var.request, host = ngx.var.http_host,
+                authorization = ngx.var.http_authorization }))
+            }
+          }
+        ]] })
+      end)
+
+      teardown(function()
+        if proxy then proxy:stop() end
+      end)
+
+      it("honours every connection option of a config file, with its real type", function()
+        local path = tmp_dir .. "/conn.lua"
+        write_file(path, ([[
+timeout = 60
+max_retries = 0
+talview = {
+  base_url = "http://api.invalid",
+  auth = { access_token = "tok-conn-123456" },
+  allow_http = true,
+  proxy = %q,
+  user_agent = "conn-test/1",
+  connect_timeout = 5,
+}
+]]):format(proxy:url("")), "600")
+        local status, out, err = run({ "talview", "models.candidate.get", "--id", "1" },
+          { env = { ASSESSKIT_CONFIG = path } })
+        assert.equal(0, status, err)
+        local got = cjson.decode(out)
+        -- through the proxy, plain http to a non-loopback host (allow_http), the token sent
+        assert.equal("GET http://api.invalid/models/candidate/1 HTTP/1.1", got.request)
+        assert.equal("Bearer ***", got.authorization) -- sent, and masked in what is printed
+        status, out = run({ "config" }, { env = { ASSESSKIT_CONFIG = path } })
+        assert.equal(0, status)
+        for _, line in ipairs({ "talview.timeout = 60", "talview.allow_http = true",
+          "talview.max_retries = 0", "talview.user_agent = conn-test/1",
+          "interviewmocha.timeout = 60" }) do
+          assert.truthy(out:find(line .. "\n", 1, true), line .. " in:\n" .. out)
+        end
+      end)
+
+      it("takes ASSESSKIT_ALLOW_HTTP and ASSESSKIT_PROXY from the environment", function()
+        local env = { ASSESSKIT_TALVIEW_URL = "http://api.invalid", ASSESSKIT_ACCESS_TOKEN = "tok-env-123456",
+          ASSESSKIT_PROXY = proxy:url(""), ASSESSKIT_ALLOW_HTTP = "true" }
+        local status, out, err = run({ "talview", "models.candidate.get", "--id", "2" }, { env = env })
+        assert.equal(0, status, err)
+        assert.equal("GET http://api.invalid/models/candidate/2 HTTP/1.1", cjson.decode(out).request)
+        env.ASSESSKIT_ALLOW_HTTP = "false"
+        local _
+        status, _, err = run({ "talview", "models.candidate.get", "--id", "2" }, { env = env })
+        assert.equal(2, status)
+        assert.truthy(one_error_line(err):find("refusing plain http://", 1, true), err)
+        env.ASSESSKIT_ALLOW_HTTP = "perhaps"
+        status, _, err = run({ "talview", "models.candidate.get", "--id", "2" }, { env = env })
+        assert.equal(2, status)
+        assert.truthy(one_error_line(err):find("ASSESSKIT_ALLOW_HTTP", 1, true), err)
+      end)
+
+      it("refuses an unknown key or a wrong type in the config file, naming the nearest key", function()
+        local cases = {
+          { "talview = { base_url = 'https://x.example', timout = 60 }",
+            "unknown key talview.timout (did you mean talview.timeout?)" },
+          { "timeout = '60'", "timeout must be a number" },
+          { "allow_http = 'yes'", "allow_http must be a boolean" },
+          { "interviewmocha = { apikey = 'k' }",
+            "unknown key interviewmocha.apikey (did you mean interviewmocha.api_key?)" },
+          { "talview = { auth = { grant = 'jwt', scopes = 'x' } }",
+            "unknown key talview.auth.scopes (did you mean talview.auth.scope?)" },
+          { "talview = { base_url = 'api.example.com' }", "talview.base_url is not an http(s) URL" },
+        }
+        for i, c in ipairs(cases) do
+          local path = tmp_dir .. "/bad" .. i .. ".lua"
+          write_file(path, c[1], "600")
+          local status, out, err = run({ "config" }, { env = { ASSESSKIT_CONFIG = path } })
+          assert.equal(2, status, c[1])
+          assert.equal("", out)
+          assert.truthy(one_error_line(err):find(c[2], 1, true), err)
+        end
+      end)
+    end)
+
+    it("refuses an undocumented --PARAM with the documented name, unless --raw-param", function()
+      local status, out, err = run({ "--dry-run", "talview", "models.candidate.list", "--pagesize", "3" },
+        { env = sbenv })
+      assert.equal(2, status)
+      assert.equal("", out)
+      assert.truthy(one_error_line(err):find("--pagesize is not a documented parameter (did you mean --pageSize?)",
+        1, true), err)
+      status, out = run({ "--dry-run", "talview", "models.candidate.list", "--raw-param", "--pagesize", "3" },
+        { env = sbenv })
+      assert.equal(0, status)
+      assert.truthy(out:find("pagesize=3", 1, true), out)
+      status = run({ "talview", "models.candidate.list", "-" }, { env = sbenv, stdin = '{"pagsize": 2}' })
+      assert.equal(2, status)
+    end)
+
+    it("ranks the did-you-mean of an endpoint name by edit distance", function()
+      for typo, want in pairs({ ["actions.invit"] = "actions.invite",
+        ["models.candidat.get"] = "models.candidate.get", ["user.me.updat_password"] = "user.me.update_password" }) do
+        local status, _, err = run({ "talview", typo }, { env = sbenv })
+        assert.equal(2, status)
+        assert.truthy(one_error_line(err):find("(did you mean " .. want, 1, true), err)
+      end
+    end)
+
     it("exits 2 with one line when no credentials are configured", function()
       local status, out, err = run({ "talview", "models.candidate.get", "--id", "1" })
       assert.equal(2, status)

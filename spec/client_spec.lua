@@ -28,6 +28,15 @@ local servers = [[
       }
     }
     location = /null { default_type application/json; return 200 '{"a": null, "b": [1, null]}'; }
+    location = /numbers {
+      default_type application/json;
+      return 200 '{"id": 10001, "neg": -7, "score": 2.5, "f": 10001.0, "e": 1e3, "s": "v2.0",
+                   "list": [1, 2.0, {"n": 3}], "big": 123456789012}';
+    }
+    location = /numbers-nul {
+      default_type application/json;
+      return 200 '{"id": 10001, "f": 1.0, "z": "\u0000"}';
+    }
     location = /empty { return 204; }
     location = /text { default_type text/plain; return 200 'plain words'; }
     location = /notjson { default_type application/json; return 200 '{"id": 1, "na'; }
@@ -205,6 +214,30 @@ describe("assesskit.client #luajit", function()
       local v = new_client():request("GET", "/null")
       assert.equal(client.null, v.a)
       assert.equal(cjson.null, v.b[2])
+    end)
+
+    it("decodes a JSON number without a fraction as an integer on Lua 5.4 (as is on LuaJIT)", function()
+      local v = new_client():request("GET", "/numbers")
+      assert.equal("candidate-10001", "candidate-" .. v.id)
+      assert.equal(10001, v.id)
+      assert.equal(2.5, v.score)
+      assert.equal(3, v.list[3].n)
+      assert.equal("v2.0", v.s)
+      if math.type then
+        for _, x in ipairs({ v.id, v.neg, v.e, v.list[1], v.list[3].n, v.big }) do
+          assert.equal("integer", math.type(x))
+        end
+        -- written with a fraction: a float, even when its value is integral
+        assert.equal("float", math.type(v.f))
+        assert.equal("float", math.type(v.list[2]))
+        assert.equal("10001.0", tostring(v.f))
+        -- a text with an escaped NUL: integral fractions cannot be told apart, cjson's floats stay
+        local w = new_client():request("GET", "/numbers-nul")
+        assert.equal("float", math.type(w.f))
+        assert.equal(10001, w.id)
+        assert.equal("integer", math.type(client.json_decode("42")))
+        assert.equal("float", math.type(client.json_decode("42.0")))
+      end
     end)
 
     it("returns true for a 204", function()

@@ -219,7 +219,7 @@ describe("runnable examples", function()
       local status, out, err = run("lua5.4 examples/quickstart.lua", { ASSESSKIT_SANDBOX_DIR = tmp_dir .. "/nothing" })
       assert.are_not.equal(0, status)
       assert.equal("", out)
-      assert.truthy(err:find("bin/assesskit-sandbox start", 1, true), err)
+      assert.truthy(err:find("assesskit-sandbox start --port 0 --dir " .. tmp_dir .. "/nothing", 1, true), err)
     end)
   end)
 
@@ -245,10 +245,11 @@ describe("runnable examples", function()
     end)
 
     it("propagates the quickstart's failure and still stops the sandbox", function()
-      -- a quickstart that cannot reach its sandbox: point LUA_PATH at a stub assesskit.cli.config
-      local stub = tmp_dir .. "/stub/assesskit/cli"
+      -- a quickstart that cannot reach its sandbox: point LUA_PATH at a stub assesskit.local_sandbox
+      local stub = tmp_dir .. "/stub/assesskit"
       sys.must("mkdir -p " .. shell_quote(stub))
-      sys.write(stub .. "/config.lua", "return { sandbox = function() return nil, 'stubbed: no sandbox' end }\n")
+      sys.write(stub .. "/local_sandbox.lua",
+        "return { credentials = function() return nil, 'stubbed: no sandbox' end }\n")
       local status, out, err = run(".ci/demo.sh", {
         LUA_PATH = tmp_dir .. "/stub/?.lua;" .. ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
       })

@@ -28,7 +28,7 @@ end
 
 local function gateway_conf(workers)
   local conf = assert(sys.read(EXAMPLE .. "/nginx.conf"))
-  conf = replace_once(conf, "listen 127.0.0.1:8080;", "listen 127.0.0.1:@P@ reuseport;")
+  conf = replace_once(conf, "listen 127.0.0.1:8088;", "listen 127.0.0.1:@P@ reuseport;")
   conf = replace_once(conf, "worker_processes 2;", "worker_processes " .. workers .. ";")
   conf = replace_once(conf, '"$prefix/?.lua;$prefix/../../lua/?.lua;$prefix/../../lua/?/init.lua;;"',
     '"' .. EXAMPLE .. "/?.lua;" .. REPO .. "/lua/?.lua;" .. REPO .. '/lua/?/init.lua;;"')

@@ -7,6 +7,7 @@
 -- with its results. nginx is stopped by its pid in teardown.
 
 local nginx = require("support.nginx")
+local hostile = require("support.hostile")
 local sys = require("support.sys")
 local cjson = require("cjson")
 
@@ -124,18 +125,6 @@ describe("assesskit.ngx.transport #ngx", function()
         sock:send(raw[case])
       }
     }
-    # Answers on a keep-alive connection, then drops the connection without a response when a
-    # second request arrives on it: the client must retry on a fresh connection.
-    location = /flaky-keepalive {
-      content_by_lua_block {
-        local d = ngx.shared.results
-        d:incr("flaky_connections", 1, 0)
-        local sock = ngx.req.socket(true)
-        sock:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        sock:settimeout(5000)
-        sock:receive("*l")  -- the next request's first line: hang up on it
-      }
-    }
     location = /run {
       content_by_lua_block {
         local cjson = require("cjson")
@@ -155,20 +144,24 @@ describe("assesskit.ngx.transport #ngx", function()
           if spec.close_before == i then t:close() end
           -- called from a Lua function (not a tail call), so that a misuse error carries this
           -- chunk's position
-          local ok, status, headers, body = pcall(function()
-            local s, h, b = t:request(req)
-            return s, h, b
+          local ok, status, headers, body, sent = pcall(function()
+            local s, h, b, x = t:request(req)
+            return s, h, b, x
           end)
           if not ok then
             out[i] = { raised = tostring(status) }
           elseif status then
             out[i] = { status = status, headers = headers, body = body, progress = progress }
           else
-            out[i] = { err = headers, kind = body }
+            out[i] = { err = headers, kind = body, sent = sent }
           end
         end
+        -- the worker's peak resident memory (kB), for specs that bound what a response costs
+        local f = io.open("/proc/self/status")
+        local status_text = f:read("*a"); f:close()
+        local peak_kb = tonumber(status_text:match("VmHWM:%s*(%d+)"))
         ngx.header["Content-Type"] = "application/json"
-        ngx.say(cjson.encode(out))
+        ngx.say(cjson.encode({ results = out, peak_kb = peak_kb }))
       }
     }
     location = /phase/header_filter {
@@ -213,7 +206,7 @@ describe("assesskit.ngx.transport #ngx", function()
         local d = ngx.shared.results
         ngx.say(require("cjson").encode({ init = d:get("init"), body_filter = d:get("body_filter"),
           init_worker = d:get("init_worker"), timer = d:get("timer"),
-          log = d:get("log"), flaky_connections = d:get("flaky_connections") }))
+          log = d:get("log") }))
       }
     }
   }
@@ -255,13 +248,15 @@ describe("assesskit.ngx.transport #ngx", function()
     return "http://127.0.0.1:" .. ports.P_PLAIN .. path
   end
 
-  -- Runs the requests in nginx through one transport; returns the array of outcomes.
+  -- Runs the requests in nginx through one transport; returns the array of outcomes and the
+  -- worker's peak resident memory (kB) after them.
   local function run(requests, opts, extra)
     local spec = { requests = requests, opts = opts or {} }
     for k, v in pairs(extra or {}) do spec[k] = v end
     local status, body = srv:http("POST", "/run", cjson.encode(spec), ports.P_PLAIN)
     assert.are.equal(200, status, body)
-    return cjson.decode(body)
+    local r = cjson.decode(body)
+    return r.results, r.peak_kb
   end
 
   local function run1(req, opts)
@@ -416,13 +411,26 @@ describe("assesskit.ngx.transport #ngx", function()
       assert.are.equal(b.connection, c.connection)
     end)
 
-    it("retries on a fresh connection when the peer dropped a pooled one", function()
-      local rs = run({ { url = plain("/flaky-keepalive") }, { url = plain("/flaky-keepalive") } })
+    it("does not send a request again when the server drops a pooled connection", function()
+      -- the first request is answered on a kept-alive connection; the second, a POST, is read
+      -- there and the connection closed without an answer: it must not go out again on a new
+      -- connection (the client's retry policy decides), and the failure says it was sent
+      local h = hostile.start{ connections = {
+        { "request", { send = hostile.response{ body = "ok" } }, "request", { close = true } },
+        hostile.always(hostile.response{ body = "again" }) } }
+      local rs = run({ { url = h:url("/first") },
+        { method = "POST", url = h:url("/write"), body = "payload" } })
+      local reqs = h:wait_requests(2)
+      h:stop()
       assert.are.equal("ok", rs[1].body)
-      assert.are.equal(200, rs[2].status)
-      assert.are.equal("ok", rs[2].body)
-      local _, results = srv:http("GET", "/results", nil, ports.P_PLAIN)
-      assert.are.equal(2, cjson.decode(results).flaky_connections)
+      assert.are.equal("network", rs[2].kind)
+      assert.is_true(rs[2].sent)
+      local posts = 0
+      for _, r in ipairs(reqs) do
+        if r.method == "POST" then posts = posts + 1 end
+      end
+      assert.are.equal(1, posts, "the POST reached the server more than once")
+      assert.are.equal(2, #reqs)
     end)
   end)
 
@@ -431,6 +439,17 @@ describe("assesskit.ngx.transport #ngx", function()
       local r = run1({ url = "https://localhost:" .. ports.P_TLS .. "/" })
       assert.are.equal(200, r.status)
       assert.are.equal("secure hello", r.body)
+    end)
+
+    it("accepts an IP literal whose certificate names that IP, and checks it", function()
+      local r = run1({ url = "https://127.0.0.1:" .. ports.P_TLS .. "/" })
+      assert.are.equal(200, r.status, r.err)
+      assert.are.equal("secure hello", r.body)
+      local wrong = run1({ url = "https://127.0.0.1:" .. ports.P_WRONGNAME .. "/" })
+      assert.are.equal("tls", wrong.kind)
+      assert.matches("127.0.0.1", wrong.err, 1, true)
+      local untrusted = run1({ url = "https://127.0.0.1:" .. ports.P_UNTRUSTED .. "/" })
+      assert.are.equal("tls", untrusted.kind)
     end)
 
     it("refuses a certificate issued for another name", function()
@@ -493,9 +512,9 @@ describe("assesskit.ngx.transport #ngx", function()
       end
     end)
 
-    it("refuses response headers over 300 KiB, as libcurl does", function()
+    it("refuses response headers over 300 KiB, as libcurl does, as too_large", function()
       local r = run1({ url = plain("/raw/hugeheaders") })
-      assert.are.equal("network", r.kind)
+      assert.are.equal("too_large", r.kind)
       local ok = run1({ url = plain("/raw/bigheader") })
       assert.are.equal(50 * 1024, #ok.headers["x-big"])
     end)
@@ -509,7 +528,7 @@ describe("assesskit.ngx.transport #ngx", function()
       local folds = run1({ url = plain("/raw/manyfolds"), timeout = 5 })
       assert.are.equal("a" .. string.rep(" b", 50000), folds.headers["x-fold"])
       for _, case in ipairs({ "lonecr", "foldspaces" }) do -- lines over 100 KiB, as libcurl
-        assert.are.equal("network", run1({ url = plain("/raw/" .. case), timeout = 5 }).kind, case)
+        assert.are.equal("too_large", run1({ url = plain("/raw/" .. case), timeout = 5 }).kind, case)
       end
     end)
 
@@ -535,7 +554,159 @@ describe("assesskit.ngx.transport #ngx", function()
     it("returns closed after close()", function()
       local rs = run({ { url = plain("/length") }, { url = plain("/length") } }, nil, { close_before = 2 })
       assert.are.equal(200, rs[1].status)
-      assert.are.same({ err = "session is closed", kind = "closed" }, rs[2])
+      assert.are.same({ err = "session is closed", kind = "closed", sent = false }, rs[2])
+    end)
+  end)
+
+  describe("hostile responses", function()
+    local CHUNKED = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    -- One request to a hostile server playing `script`; the outcome and the server.
+    local function against(script, req, opts)
+      local h = hostile.start(script)
+      req = req or {}
+      req.url = req.url or h:url("/")
+      local rs, peak = run({ req }, opts)
+      return rs[1], h, peak
+    end
+
+    it("ends an endless trailer stream as too_large without growing the worker", function()
+      local _, before = run({ { url = plain("/length") } })
+      local r, h, after = against({ "request", { send = CHUNKED .. "2\r\nok\r\n0\r\n" },
+        { send = "X-Trailer: " .. string.rep("t", 100) .. "\r\n", forever = true, seconds = 30 } },
+        { timeout = 20 })
+      h:stop()
+      assert.are.equal("too_large", r.kind, r.err)
+      assert.is_true(after - before < 64 * 1024, "the worker grew by " .. (after - before) .. " kB")
+    end)
+
+    it("caps every part of a response head and of a chunked body's framing as too_large", function()
+      local cases = {
+        { "a 200 KiB status line", "HTTP/1.1 200 " .. string.rep("O", 200 * 1024) .. "\r\n\r\n" },
+        { "a 101 KiB header line", "HTTP/1.1 200 OK\r\nX-Long: " .. string.rep("l", 101 * 1024)
+          .. "\r\nContent-Length: 0\r\n\r\n" },
+        { "100001 header fields in under 300 KiB", "HTTP/1.1 200 OK\n" .. string.rep("a:\n", 100001)
+          .. "Content-Length: 0\n\n" },
+        { "heads over 300 KiB in 1xx responses", string.rep("HTTP/1.1 100 Continue\r\n\r\n", 20000)
+          .. "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" },
+        { "a 5000-byte trailer line", CHUNKED .. "2\r\nok\r\n0\r\nX-T: " .. string.rep("t", 5000)
+          .. "\r\n\r\n" },
+        { "100001 trailer fields", CHUNKED .. "2\r\nok\r\n0\r\n" .. string.rep("a:\r\n", 100001) .. "\r\n" },
+        { "trailers over 1 MiB", CHUNKED .. "2\r\nok\r\n0\r\n"
+          .. string.rep("X-T: " .. string.rep("t", 4000) .. "\r\n", 300) .. "\r\n" },
+        { "a 2 MiB chunk extension", CHUNKED .. "2;" .. string.rep("e", 2 * 1024 * 1024)
+          .. "\r\nok\r\n0\r\n\r\n" },
+      }
+      for _, case in ipairs(cases) do
+        local r, h = against(hostile.once(case[2]), { timeout = 20 })
+        h:stop()
+        assert.are.equal("too_large", r.kind, case[1] .. ": " .. tostring(r.err or r.status))
+        assert.is_true(r.sent)
+      end
+    end)
+
+    it("reads what stays under the caps", function()
+      local cases = {
+        { "70000 small headers", "HTTP/1.1 200 OK\r\n" .. string.rep("a:\r\n", 70000)
+          .. "Content-Length: 2\r\n\r\nok" },
+        { "10000 interim responses", string.rep("HTTP/1.1 100 Continue\r\n\r\n", 10000)
+          .. "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" },
+        { "50000 trailer fields", CHUNKED .. "2\r\nok\r\n0\r\n" .. string.rep("X-T: a\r\n", 50000) .. "\r\n" },
+        { "a 200 KiB chunk extension", CHUNKED .. "2;" .. string.rep("e", 200 * 1024) .. "\r\nok\r\n0\r\n\r\n" },
+      }
+      for _, case in ipairs(cases) do
+        local r, h = against(hostile.once(case[2]), { timeout = 20 })
+        h:stop()
+        assert.are.equal(200, r.status, case[1] .. ": " .. tostring(r.err))
+        assert.are.equal("ok", r.body, case[1])
+      end
+    end)
+
+    it("reads a body of 2 MiB of 1-byte chunks, chunks split across reads included", function()
+      local n = 2 * 1024 * 1024
+      local r, h = against({ "request", { send = CHUNKED }, { send = "1\r\nx\r\n", rep = n - 3 },
+        { drip = "1\r\ny\r\n1;ext\r\nz\r\n1\r", size = 2, every = 0.01 }, { send = "\nw\r\n0\r\n\r\n" },
+        { close = true } }, { timeout = 60 })
+      h:stop()
+      assert.are.equal(200, r.status, r.err)
+      assert.are.equal(n, #r.body)
+      assert.are.equal(string.rep("x", n - 3) .. "yzw", r.body)
+    end)
+
+    it("rejects a NUL or a bare CR in the response head as network", function()
+      for _, raw in ipairs({ "HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nX-A: ab\r\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 O\rK\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nX-A: a\r\n b\rc\r\nContent-Length: 2\r\n\r\nok",
+        CHUNKED .. "2\r\nok\r\n0\r\nX-T: a\rb\r\n\r\n" }) do
+        local r, h = against(hostile.once(raw))
+        h:stop()
+        assert.are.equal("network", r.kind, string.format("%q", raw))
+      end
+    end)
+
+    it("refuses an unsolicited 101 Switching Protocols", function()
+      local r, h = against(hostile.once("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        .. "Connection: Upgrade\r\n\r\nxyz"))
+      h:stop()
+      assert.are.equal("network", r.kind)
+      assert.matches("101", r.err)
+    end)
+
+    it("rejects conflicting Content-Length values and takes identical ones", function()
+      for _, raw in ipairs({ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nabc", "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0x2\r\n\r\nok", "HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\nok" }) do
+        local r, h = against(hostile.once(raw))
+        h:stop()
+        assert.are.equal("network", r.kind, string.format("%q", raw))
+      end
+      for _, raw in ipairs({ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok" }) do
+        local r, h = against(hostile.once(raw))
+        h:stop()
+        assert.are.equal("ok", r.body, string.format("%q", raw))
+      end
+    end)
+
+    it("rejects status lines libcurl rejects and transfer codings it cannot undo", function()
+      for _, raw in ipairs({ "HTTP/1.1 1000 OK\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 099 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/3.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1\t200 OK\r\nContent-Length: 2\r\n\r\nok", "hello world\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok" }) do
+        local r, h = against(hostile.once(raw))
+        h:stop()
+        assert.are.equal("network", r.kind, string.format("%q", raw))
+      end
+    end)
+
+    it("does not reuse a connection after a 204 or 304 that announced a body", function()
+      for _, status in ipairs({ "204 No Content", "304 Not Modified" }) do
+        local h = hostile.start{ connections = {
+          { "request", { send = "HTTP/1.1 " .. status .. "\r\nContent-Length: 5\r\n\r\n" }, { pause = 0.2 },
+            { send = "hello" }, "request", { send = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" } },
+          hostile.always(hostile.response{ body = "fresh" }) } }
+        local rs = run({ { url = h:url("/a") }, { url = h:url("/b"), timeout = 5 } })
+        h:stop()
+        assert.are.equal(tonumber(status:sub(1, 3)), rs[1].status)
+        assert.are.equal("fresh", rs[2].body, status)
+      end
+    end)
+
+    it("says whether the request can have reached the server", function()
+      local rs = run({ { url = "http://127.0.0.1:1/" }, { url = "http://api.example.com/" },
+        { url = "https://127.0.0.1:" .. ports.P_UNTRUSTED .. "/" },
+        { url = plain("/length"), output = srv.dir .. "/no/such/dir/x" } })
+      for i, r in ipairs(rs) do
+        assert.is_string(r.kind, i)
+        assert.is_false(r.sent, i)
+      end
+      local slow = run1({ url = plain("/slow?s=5"), timeout = 0.3 })
+      assert.are.same({ "timeout", true }, { slow.kind, slow.sent })
+      local cut = run1({ url = plain("/raw/truncated") })
+      assert.are.same({ "network", true }, { cut.kind, cut.sent })
     end)
   end)
 
@@ -660,13 +831,13 @@ describe("assesskit.ngx.transport #ngx", function()
       { "1xx interim responses", { url = "/raw/interim" } },
       { "trailers and chunk extensions", { url = "/raw/trailer" } },
       { "a 50 KiB header", { url = "/raw/bigheader" } },
-      { "a header line over 100 KiB", { url = "/raw/longline" } },
-      { "headers over 300 KiB", { url = "/raw/hugeheaders" } },
+      { "a header line over 100 KiB", { url = "/raw/longline" }, nil, core_fix = true },
+      { "headers over 300 KiB", { url = "/raw/hugeheaders" }, nil, core_fix = true },
       { "an obsolete folded header", { url = "/raw/fold" } },
       { "a header folded over 50000 lines", { url = "/raw/manyfolds" } },
       { "a header with a long run of inner spaces", { url = "/raw/spaces" } },
-      { "a header line over 100 KiB with a lone CR", { url = "/raw/lonecr" } },
-      { "a folded header line over 100 KiB", { url = "/raw/foldspaces" } },
+      { "a header line over 100 KiB with a lone CR", { url = "/raw/lonecr" }, nil, core_fix = true },
+      { "a folded header line over 100 KiB", { url = "/raw/foldspaces" }, nil, core_fix = true },
       { "an error status", { url = "/status" } },
       { "a HEAD request", { method = "HEAD", url = "/head" } },
       { "a truncated body", { url = "/raw/truncated" } },
@@ -692,8 +863,11 @@ describe("assesskit.ngx.transport #ngx", function()
       { "a refused connection", { url = "http://127.0.0.1:1/" } },
       { "plain http to a non-loopback host", { url = "http://api.example.com/" } },
     }
+    -- core_fix: the core reports these as network until issue 11.8 (a header line or block
+    -- over libcurl's caps is too_large) lands in it
     for _, case in ipairs(cases) do
-      it("gives the same result as the core for " .. case[1], function()
+      it("gives the same result as the core for " .. case[1]
+        .. (case.core_fix and " #needs_core_fix" or ""), function()
         local req = {}
         for k, v in pairs(case[2]) do req[k] = v end
         if req.url:sub(1, 1) == "/" then req.url = plain(req.url) end

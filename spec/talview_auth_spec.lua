@@ -445,5 +445,34 @@ describe("talview auth #luajit", function()
       assert.has_error(function() sb:talview({ auth = "token" }) end)
       assert.has_error(function() sb:talview({ auth = { access_token = 5 } }) end)
     end)
+
+    it("raise on an unknown auth field, naming the nearest valid one, and on a contradictory auth", function()
+      local function msg(auth)
+        local ok, m = pcall(function() sb:talview({ auth = auth }) end)
+        assert.is_false(ok)
+        return m
+      end
+      assert.matches("auth: unknown option 'scopes' %(did you mean 'scope'%?%)",
+        msg(sb:jwt_auth({ scopes = "read" })))
+      assert.matches("auth: unknown option 'usrname' %(did you mean 'username'%?%)",
+        msg(sb:password_auth({ usrname = "x" })))
+      -- a field of another grant is as unknown as a typo
+      assert.matches("auth: unknown option 'private_key_file'",
+        msg(sb:password_auth({ private_key_file = "/k.pem" })))
+      assert.matches("access_token and grant exclude each other",
+        msg({ access_token = "tok-abcdef", grant = "password" }))
+      assert.matches('did you mean "password"', msg(sb:password_auth({ grant = "pasword" })))
+      assert.equal(0, #sb:requests())
+    end)
+
+    it("refuse the password grant without client_secret as a validation error, sending nothing", function()
+      local tv = sb:talview({ auth = sb:password_auth({ client_secret = false }) })
+      local v, err = tv.user.me:get()
+      assert.is_nil(v)
+      assert.equal("validation", err.kind)
+      assert.is_false(err.sent)
+      assert.equal("client_secret", err.fields[1].field)
+      assert.equal(0, #sb:requests())
+    end)
   end)
 end)

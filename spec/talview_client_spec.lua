@@ -113,14 +113,17 @@ describe("talview client #luajit", function()
   end)
 
   describe("introspection", function()
-    it("lists every endpoint of the catalogue as {name, method, path}", function()
+    it("lists every endpoint of the catalogue as {name, method, path, summary, params}", function()
       local eps = tv:endpoints()
       assert.equal(#catalogue.endpoints, #eps)
       local found
       for _, e in ipairs(eps) do
         if e.name == "models.candidate.get" then found = e end
       end
-      assert.same({ name = "models.candidate.get", method = "GET", path = "/models/candidate/{id}" }, found)
+      assert.same({ name = "models.candidate.get", method = "GET", path = "/models/candidate/{id}",
+        summary = "Retrieve a Candidate" },
+        { name = found.name, method = found.method, path = found.path, summary = found.summary })
+      assert.same({ "id" }, { found.params[1].name, found.params[2] })
     end)
 
     it("has a method for every endpoint, at the place its name says", function()
@@ -207,6 +210,87 @@ describe("talview client #luajit", function()
       assert.equal(sb.url .. "/models/candidate/7", rec.sent[1].url)
       local _, err = tv.models.candidate:get(7.5)
       assert.equal("validation", err.kind)
+    end)
+  end)
+
+  describe("strict", function()
+    local function raised(f)
+      local ok, msg = pcall(f)
+      assert.is_false(ok, "did not raise")
+      return msg
+    end
+    local here = "^[^:]*talview_client_spec%.lua:%d+: "
+
+    it("raises on an unknown option of new, naming the nearest valid one", function()
+      assert.matches(here .. "assesskit%.talview%.new: unknown option 'baseurl' %(did you mean 'base_url'%?%)",
+        raised(function() local c = talview.new({ baseurl = sb.url }) return c end))
+      assert.matches("unknown option 'timout' %(did you mean 'timeout'%?%)",
+        raised(function() return talview.new({ timout = 3 }) end))
+      assert.matches(here .. "assesskit%.interviewmocha%.new: unknown option 'apikey' %(did you mean 'api_key'%?%)",
+        raised(function() local c = require("assesskit.interviewmocha").new({ apikey = "k" }) return c end))
+      assert.matches("assesskit%.client%.new: unknown option 'max_retires' %(did you mean 'max_retries'%?%)",
+        raised(function() return require("assesskit.client").new({ base_url = sb.url, max_retires = 1 }) end))
+      -- no suggestion when nothing is close
+      assert.matches("unknown option 'colour'$", raised(function() return talview.new({ colour = 1 }) end))
+    end)
+
+    it("raises on an unknown per-call option (methods, each, pages, call, request), sending nothing", function()
+      assert.matches(here .. "models%.candidate%.get: unknown option 'timout' %(did you mean 'timeout'%?%)",
+        raised(function() local v = tv.models.candidate:get(1, nil, { timout = 1 }) return v end))
+      assert.matches(here .. "models%.candidate%.list: unknown option 'header' %(did you mean 'headers'%?%)",
+        raised(function() local v = tv.models.candidate:each({}, { header = {} }) return v end))
+      assert.matches("models%.candidate%.list: unknown option 'max_retry'",
+        raised(function() return tv.models.candidate:pages(nil, { max_retry = 1 }) end))
+      assert.matches("models%.candidate%.get: unknown option 'retyr' %(did you mean 'retry'%?%)",
+        raised(function() return tv:call("models.candidate.get", { id = 1 }, { retyr = true }) end))
+      assert.matches("talview:request: unknown option 'querry' %(did you mean 'query'%?%)",
+        raised(function() return tv:request("GET", "/models/candidate", { querry = {} }) end))
+      assert.equal(0, #rec.sent)
+    end)
+
+    it("says to use a colon when a method is called with a dot, at the caller's line", function()
+      assert.matches(here .. "assesskit%.talview: models%.candidate%.get called with a dot: use a colon, "
+        .. "models%.candidate:get%(%.%.%.%)",
+        raised(function() local v = tv.models.candidate.get(42) return v end))
+      assert.matches(here .. "assesskit%.talview: models%.candidate%.list called with a dot",
+        raised(function() local v = tv.models.candidate.list({ pageSize = 2 }) return v end))
+      assert.matches(here .. "assesskit%.talview: models%.candidate%.each called with a dot",
+        raised(function() local v = tv.models.candidate.each() return v end))
+      assert.matches(here .. "assesskit%.talview: actions%.invite called with a dot",
+        raised(function() local v = tv.actions.invite({}) return v end))
+      local im = require("assesskit.interviewmocha").new({ api_key = "k" })
+      assert.matches(here .. "assesskit%.interviewmocha: reports%.get called with a dot",
+        raised(function() local v = im.reports.get(5) return v end))
+      assert.matches(here .. "assesskit%.interviewmocha: reports%.download_pdf called with a dot",
+        raised(function() local v = im.reports.download_pdf(5, "/tmp/x.pdf") return v end))
+      im:close()
+      assert.equal(0, #rec.sent)
+    end)
+
+    it("checks required parameters on every call, also without a params table", function()
+      local v, err = tv.user.me:update_password()
+      assert.is_nil(v)
+      assert.equal("validation", err.kind)
+      assert.equal("current_password", err.fields[1].field)
+      assert.is_false(err.sent)
+      v, err = tv:call("user.me.update_password")
+      assert.is_nil(v)
+      assert.equal("validation", err.kind)
+      assert.equal(0, #rec.sent)
+    end)
+
+    it("sends a parameter documented in both the query and the body in both, from one value", function()
+      local params = { oid = 2, item_name = "panel.assign", user_id = 41, type = 2 }
+      tv.admin.rbac:update(2, { item_name = "panel.assign", user_id = 41, type = 2 })
+      tv:call("admin.rbac.update", params)
+      local log = api_requests()
+      assert.equal(2, #log)
+      for _, e in ipairs(log) do
+        assert.equal("PUT", e.method)
+        assert.equal("/admin/organization/2/rbac", e.path)
+        assert.equal("item_name=panel.assign&user_id=41", e.query)
+        assert.same({ item_name = "panel.assign", user_id = 41, type = 2 }, cjson.decode(e.body))
+      end
     end)
   end)
 

@@ -24,13 +24,13 @@
 -- it), or the server's `Retry-After` (seconds or HTTP-date) capped by `max_retry_after`. TLS
 -- failures are never retried.
 --
--- @module assesskit.client
+-- @internal assesskit.client
 local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, require, rawget =
   type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, require, rawget
 local string_find, string_lower, string_match, string_gmatch, string_upper, string_byte,
-  string_format, string_gsub =
+  string_format, string_gsub, string_sub =
   string.find, string.lower, string.match, string.gmatch, string.upper, string.byte,
-  string.format, string.gsub
+  string.format, string.gsub, string.sub
 local table_concat = table.concat
 local math_floor, math_min, math_max, math_random =
   math.floor, math.min, math.max, math.random
@@ -39,10 +39,12 @@ local io_open = io.open
 
 local cjson = require("cjson")
 local errors = require("assesskit.errors")
+local options = require("assesskit.options")
 local url_mod = require("assesskit.url")
 
 local json = cjson.new()
-local json_decode, json_encode = json.decode, json.encode
+local cjson_decode, json_encode = json.decode, json.encode
+local math_tointeger = math.tointeger -- nil on LuaJIT, whose numbers are all doubles
 
 local M = {}
 --- The version of assesskit (`require("assesskit")._VERSION`, the one constant).
@@ -71,7 +73,6 @@ local KIND_MAP = {
   timeout = "timeout", network = "network", tls = "tls", too_large = "too_large",
   insecure = "insecure", io = "io", aborted = "aborted", closed = "network",
 }
-local MASK = "***"
 local MAX_ERROR_BODY = 65536 -- bytes of a failed download read back for its error
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
@@ -177,17 +178,107 @@ local function header_value(h, name)
   return v
 end
 
-local function masked_headers(h)
-  if not h then return nil end
-  local out = {}
-  for k, v in pairs(h) do
-    if errors.is_secret_name(k) then
-      out[k] = MASK
-    else
-      out[k] = v
+-- ------------------------------------------------------------------------------------------
+-- JSON numbers: integers stay integers (Lua 5.4)
+
+-- lua-cjson 2.1.0 decodes every JSON number as a float; on Lua 5.4 a number written without a
+-- fraction or an exponent must come back as an integer (an id: "candidate-" .. c.id).
+local FLOAT_MARK = "\0assesskit-float:" -- a string no JSON text can hold unescaped
+
+local function integers(t, marked)
+  for k, v in pairs(t) do
+    local tv = type(v)
+    if tv == "number" then
+      local i = math_tointeger(v)
+      if i then t[k] = i end
+    elseif tv == "table" then
+      integers(v, marked)
+    elseif marked and tv == "string" and string_find(v, FLOAT_MARK, 1, true) == 1 then
+      t[k] = tonumber(string_sub(v, #FLOAT_MARK + 1)) + 0.0
     end
   end
-  return out
+end
+
+-- The text with every number written with a fraction whose value is integral (`10001.0`)
+-- turned into a marked string, so that the walk keeps it a float; nil when that cannot be
+-- done safely (the text already holds an escaped NUL).
+local function mark_integral_floats(body)
+  if string_find(body, "\\u0000", 1, true) then return nil end
+  local mark = '"' .. string_gsub(FLOAT_MARK, "%z", "\\u0000")
+  local out, scan, done = {}, 1, 1 -- scan: where to look next; done: copied up to here
+  while true do
+    local a = string_find(body, '["%-%d]', scan)
+    if not a then break end
+    if string_byte(body, a) == 34 then -- a string: skip to its closing quote
+      local e = a + 1
+      while true do
+        local q = string_find(body, '["\\]', e)
+        if not q then return nil end
+        if string_byte(body, q) == 92 then e = q + 2 else e = q + 1 break end
+      end
+      scan = e
+    else
+      local lit = string_match(body, "^%-?%d+%.?%d*[eE]?[%+%-]?%d*", a) or "-"
+      local v = tonumber(lit)
+      if v and string_find(lit, ".", 1, true) and v == math_floor(v) then
+        out[#out + 1] = string_sub(body, done, a - 1)
+        out[#out + 1] = mark .. lit .. '"'
+        done = a + #lit
+      end
+      scan = a + #lit
+    end
+  end
+  out[#out + 1] = string_sub(body, done)
+  return table_concat(out)
+end
+
+local function is_digit(b)
+  return b ~= nil and b >= 48 and b <= 57
+end
+
+-- Whether a JSON text may hold a number written with a fraction whose value is integral
+-- (`10001.0`): a '.' between digits, the literal around it integral. Inside a string too
+-- ("v2.0"), which only costs the exact path. A plain find of '.' runs in C; a pattern with a
+-- class would be an order of magnitude slower on a big body.
+local function integral_fraction(s)
+  local i = string_find(s, ".", 1, true)
+  while i do
+    if is_digit(string_byte(s, i - 1)) and is_digit(string_byte(s, i + 1)) then
+      local a = i - 1
+      while is_digit(string_byte(s, a - 1)) do a = a - 1 end
+      local lit = string_match(s, "^%d+%.%d+[eE]?[%+%-]?%d*", a)
+      local x = lit and tonumber(lit)
+      if x and x == math_floor(x) then return true end
+    end
+    i = string_find(s, ".", i + 1, true)
+  end
+  return false
+end
+
+--- Decode JSON (the client's private cjson instance). On Lua 5.4 a number written without a
+-- fraction is a Lua integer when its value is one (`42`; also `4e1`: serializers write
+-- exponents only for huge or tiny floats), one written with a fraction stays a float (`42.0`,
+-- `2.5`); on LuaJIT every number is a double, as cjson gives it. (A text holding both an
+-- escaped NUL and an integral fraction keeps cjson's floats.)
+-- @tparam string s
+-- @return the value (JSON null as `client.null`)
+-- @raise on malformed JSON (as cjson)
+local function json_decode(s)
+  local v = cjson_decode(s)
+  if not math_tointeger then return v end
+  if type(v) ~= "table" then
+    if type(v) == "number" and not string_find(s, ".", 1, true) then return math_tointeger(v) or v end
+    return v
+  end
+  if not integral_fraction(s) then -- the common case: every integral float is an integer
+    integers(v)
+    return v
+  end
+  local marked = mark_integral_floats(s)
+  if not marked then return v end -- cannot tell them apart: numbers stay as cjson gives them
+  v = cjson_decode(marked)
+  integers(v, true)
+  return v
 end
 
 local function looks_json(body)
@@ -197,6 +288,20 @@ end
 
 -- ------------------------------------------------------------------------------------------
 -- Construction
+
+--- The options of `new`.
+-- @table OPTIONS
+M.OPTIONS = { "base_url", "transport", "ca_file", "ca_path", "proxy", "user_agent",
+  "max_response_size", "allow_http", "timeout", "connect_timeout", "max_retries",
+  "retry_base_delay", "retry_max_delay", "max_retry_after", "on_request", "on_response", "auth",
+  "headers", "unwrap", "paging", "parse_error", "comma_params", "page_param", "per_page_param",
+  "name", "sleep", "clock", "random" }
+
+--- The options of `request` (and of `pages`, `each`; `download` adds `method` and `check`).
+-- @table REQUEST_OPTIONS
+M.REQUEST_OPTIONS = { "query", "body", "content_type", "form", "multipart", "headers", "retry",
+  "max_retries", "timeout", "connect_timeout", "auth", "expect", "paged", "output",
+  "on_progress" }
 
 local function check(opts, name, want)
   local v = opts[name]
@@ -258,13 +363,14 @@ end
 --   LuaSocket's `gettime`)
 -- @tparam[opt] function opts.random `function() -> [0, 1)` for jitter (default `math.random`)
 -- @treturn table the client
--- @raise on a wrong option, or a plain `http://` base URL to a non-loopback host without
---   `allow_http`
+-- @raise on a wrong or unknown option (naming the nearest valid one), or a plain `http://`
+--   base URL to a non-loopback host without `allow_http`
 -- @usage
 -- local c = client.new{ base_url = "https://api.example.com", max_retries = 3 }
 -- local v, err, res = c:request("GET", "/things/1")
 function M.new(opts)
   if type(opts) ~= "table" then error("assesskit.client.new: opts must be a table", 2) end
+  options.check(opts, M.OPTIONS, "assesskit.client.new", 2)
   local base_url = opts.base_url
   if type(base_url) ~= "string" then
     error("assesskit.client.new: base_url must be a string", 2)
@@ -354,12 +460,22 @@ function Client:__tostring()
     grant and (", " .. grant) or "")
 end
 
---- The secret values to redact from errors (from the authenticator).
+--- Every secret value this client knows, to mask wherever it could show (errors, hook
+-- arguments, `redact`): the one rule, from the authenticator's `secrets()` (its credentials,
+-- its tokens, and what its token store holds secret).
 -- @treturn table array of strings (may be empty)
 function Client:secrets()
   local a = self.auth
   if a and a.secrets then return a:secrets() end
   return {}
+end
+
+--- Mask every secret this client knows (`secrets`) in a text: for anything that shows a
+-- server's words (logs, command-line output).
+-- @tparam string s
+-- @treturn string
+function Client:redact(s)
+  return errors.redact(s, self:secrets())
 end
 
 --- Build an error object with this client's secrets redacted.
@@ -464,7 +580,7 @@ local function begin(self, req)
     method = method, url = url, auth = auth, can_retry = can_retry,
     max_retries = req.max_retries or self.max_retries,
     attempt = 0, retries = 0, renewed = false, reached = false, unknown = false,
-    masked_url = (self.on_request or self.on_response) and errors.mask_url(url),
+    hooked = (self.on_request or self.on_response) ~= nil,
     treq = {
       method = method, url = url, body = req.body, multipart = req.multipart,
       timeout = req.timeout or self.timeout,
@@ -562,19 +678,20 @@ function Client:send(req)
     local headers, herr = attempt_headers(self, call, req)
     if not headers then return nil, herr end
     call.treq.headers = headers
-    local started
-    if on_request or on_response then
-      started = clock()
+    local started, secrets, url
+    if call.hooked then -- hooks see nothing secret: names, then values (docs/DESIGN.md)
+      started, secrets = clock(), self:secrets()
+      url = errors.redact(errors.mask_url(call.url), secrets)
       if on_request then
-        pcall(on_request, { method = call.method, url = call.masked_url,
-          headers = masked_headers(headers), attempt = call.attempt })
+        pcall(on_request, { method = call.method, url = url,
+          headers = errors.mask_headers(headers, secrets), attempt = call.attempt })
       end
     end
     local status, rheaders, body, err = transfer(self, call)
     local action, delay = self:decide(call, status, rheaders, err)
     if on_response then
-      pcall(on_response, { method = call.method, url = call.masked_url, status = status,
-        attempt = call.attempt, headers = status and masked_headers(rheaders) or nil,
+      pcall(on_response, { method = call.method, url = url, status = status,
+        attempt = call.attempt, headers = status and errors.mask_headers(rheaders, secrets) or nil,
         duration = clock() - started, error = err, retrying = action ~= "return" })
     end
     -- the renewal comes after this answer's hook, so hooks see events in order
@@ -973,8 +1090,18 @@ function M.read_file(path, max)
   return data
 end
 
---- JSON helpers bound to this module's private cjson instance.
+--- Encode a value as JSON with this module's private cjson instance (`client.null` is JSON null).
+-- @function json_encode
+-- @param value a table, string, number, boolean or `client.null`
+-- @treturn string the JSON text
+-- @raise when the value cannot be encoded (a function, a sparse array, a cycle...)
 M.json_encode = json_encode
+
+--- Decode JSON text with this module's private cjson instance (JSON null is `client.null`).
+-- @function json_decode
+-- @tparam string text
+-- @return the decoded value
+-- @raise when the text is not JSON
 M.json_decode = json_decode
 
 M.Client = Client

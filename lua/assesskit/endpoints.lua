@@ -12,7 +12,8 @@
 -- order, `by_name` the same by name, `tree` the root node. An endpoint (`ep`) has `name`,
 -- `method` (upper case), `path` (the template), `lits` and `names` (`"/a/{x}/b"` ->
 -- `{"/a/", "/b"}` and `{"x"}`), `np` (the number of placeholders), `name_set`, `fn` (the
--- method), plus the fields the binding's `endpoint` function adds. A node has `path` (the
+-- method), `entry` (its catalogue entry, for `describe`), plus the fields the binding's
+-- `endpoint` function adds. A node has `path` (the
 -- dotted name: `models.candidate`), `methods` (action -> function), `children` (name -> node),
 -- `eps` (action -> endpoint) and `extra` (hand-written methods, if any).
 --
@@ -22,7 +23,7 @@
 -- raises naming the key; the API client object holds the compiled catalogue in `_compiled`.
 --
 -- Runs on Lua 5.4 and LuaJIT (inside nginx).
--- @module assesskit.endpoints
+-- @internal assesskit.endpoints
 -- @usage
 -- local endpoints = require("assesskit.endpoints")
 -- local binding = endpoints.binding{
@@ -35,8 +36,10 @@
 -- ex.things:get(42) -- invoke(ex, <the things.get endpoint>, 42)
 local type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset =
   type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset
-local string_find, string_sub, string_gsub, string_format, string_upper, string_gmatch =
-  string.find, string.sub, string.gsub, string.format, string.upper, string.gmatch
+local string_find, string_sub, string_gsub, string_format, string_upper, string_gmatch,
+  string_match =
+  string.find, string.sub, string.gsub, string.format, string.upper, string.gmatch,
+  string.match
 local table_concat = table.concat
 
 local client_mod = require("assesskit.client")
@@ -128,7 +131,7 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Errors and path values
 
---- An error about an endpoint's call, before anything is sent.
+--- An error about an endpoint's call, before anything is sent (`sent = false`).
 -- @tparam table cl the `assesskit.client` the endpoint is sent with (its `error` redacts the
 --   authenticator's secrets)
 -- @tparam table ep the endpoint
@@ -139,7 +142,7 @@ end
 function M.endpoint_error(cl, ep, kind, message, fields)
   return cl:error({
     kind = kind, method = ep.method, url = cl.base_url .. ep.path,
-    message = message, fields = fields,
+    message = message, fields = fields, sent = false,
   })
 end
 local endpoint_error = M.endpoint_error
@@ -256,11 +259,55 @@ function M.check_args(ep, params, opts, level)
   end
 end
 
+--- The parameters of a catalogue entry, as `endpoints()` lists them (`params` of a row) and
+-- the annotation files document them: its path placeholders (in path order), its `query`, then
+-- its `body`; an upload's file field (`file_field`, a file path or the file's content) is
+-- `in = "file"`.
+-- @tparam table e the catalogue entry (`path`, `query`, `body`, `required`)
+-- @tparam[opt] table docs the API's parameter documentation for this entry: name ->
+--   `{type =, description =}` (`assesskit.talview.params[e.name]`)
+-- @tparam string path_type the type of a path value (`"string|integer"`)
+-- @tparam[opt] string file_field the upload's file field, for an upload endpoint
+-- @treturn table array of `{name =, ["in"] = "path" | "query" | "body" | "file", required =,
+--   type =, description =}`; `type` a LuaLS type name (`"any"` when nothing says),
+--   `description` a string (`""` when the documentation has none)
+function M.params(e, docs, path_type, file_field)
+  docs = docs or {}
+  local required = M.set_of(e.required)
+  local out, seen_file = {}, false
+  local function add(name, where, req, ty)
+    local d = docs[name] or {}
+    out[#out + 1] = { name = name, ["in"] = where, required = req,
+      type = ty or d.type or "any", description = d.description or "" }
+  end
+  local _, names = split_template(e.path)
+  for _, name in ipairs(names) do add(name, "path", true, path_type) end
+  for _, name in ipairs(e.query or {}) do add(name, "query", required[name] == true) end
+  for _, name in ipairs(e.body or {}) do
+    if name == file_field then
+      seen_file = true
+      add(name, "file", required[name] == true, "string")
+    else
+      add(name, "body", required[name] == true)
+    end
+  end
+  if file_field and not seen_file then add(file_field, "file", true, "string") end
+  return out
+end
+
 -- ------------------------------------------------------------------------------------------
 -- Bindings
 
 local Binding = {}
 Binding.__index = Binding
+
+-- A resource method called with a dot (`tv.models.candidate.get(42)`): say to use a colon,
+-- at the caller's line (`level` counted from the caller of `dot_error`).
+local function dot_error(module, dotted, level)
+  local res, action = string_match(dotted, "^(.*)%.([^.]+)$")
+  error(string_format("%s: %s called with a dot: use a colon, %s:%s(...)", module, dotted,
+    res, action), level + 1)
+end
 
 local function new_node(path)
   return { path = path, methods = {}, children = {}, eps = {} }
@@ -355,14 +402,19 @@ function Binding:compile(cat)
       if not ep then error(name .. ": " .. bad, 3) end
     end
     local lits, names = split_template(e.path)
-    ep.name, ep.method, ep.path = e.name, string_upper(e.method), e.path
+    ep.name, ep.method, ep.path, ep.entry = e.name, string_upper(e.method), e.path, e
     ep.lits, ep.names, ep.np, ep.name_set = lits, names, #names, set_of(names)
     if c.by_name[ep.name] then
       error(name .. ": duplicate catalogue name " .. ep.name, 3)
     end
     c.list[i] = ep
     c.by_name[ep.name] = ep
-    ep.fn = function(obj, ...) return invoke(obj[owner], ep, ...) end
+    local call_name = ep.name
+    ep.fn = function(obj, ...)
+      local o = type(obj) == "table" and rawget(obj, owner)
+      if not o then dot_error(name, call_name, 2) end
+      return invoke(o, ep, ...)
+    end
     -- place it in the tree
     local node = c.tree
     local parts = {}
@@ -389,7 +441,12 @@ function Binding:compile(cat)
         if node.methods[k] or node.children[k] then
           error(name .. ": catalogue name clash at " .. ep.name .. " (its " .. k .. ")", 3)
         end
-        node.methods[k] = function(obj, ...) return f(obj[owner], ep, ...) end
+        local more_name = string_gsub(ep.name, "[^.]+$", k)
+        node.methods[k] = function(obj, ...)
+          local o = type(obj) == "table" and rawget(obj, owner)
+          if not o then dot_error(name, more_name, 2) end
+          return f(o, ep, ...)
+        end
       end
     end
   end

@@ -86,8 +86,10 @@ local function one_line(s)
   return s
 end
 
---- Redact known secret values from a string.
--- Every occurrence of every secret (strings of 4 bytes or more) is replaced by `***`.
+--- Redact known secret values from a string: the one masking of secret values.
+-- Every occurrence of every secret (strings of 4 bytes or more) is replaced by `***`. Every
+-- place assesskit hands a text out through (errors, hook arguments, the command line's
+-- output and log lines) masks with this function and the secrets of `Client:secrets()`.
 -- @tparam string s the text
 -- @tparam[opt] {string,...} secrets the secret values
 -- @treturn string the text without them
@@ -181,18 +183,51 @@ function M.new(fields, secrets)
   if e.message == nil then
     e.message = e.status and (M.REASONS[e.status] or ("HTTP " .. e.status)) or e.kind
   end
-  e.message = M.redact(tostring(e.message), secrets)
-  if e.name ~= nil then e.name = M.redact(tostring(e.name), secrets) end
-  if e.url ~= nil then e.url = M.redact(M.mask_url(e.url), secrets) end
+  e.message = tostring(e.message)
+  if e.name ~= nil then e.name = tostring(e.name) end
+  if e.url ~= nil then e.url = M.mask_url(e.url) end
+  -- every string field (code, request_id, ... and any other), and the fields' names and
+  -- messages, without the secrets
+  for k, v in pairs(e) do
+    if type(v) == "string" and k ~= "kind" then e[k] = M.redact(v, secrets) end
+  end
   if type(e.fields) == "table" then
-    for _, f in ipairs(e.fields) do
-      if type(f) == "table" and type(f.message) == "string" then
-        f.message = M.redact(f.message, secrets)
+    local list = {}
+    for i, f in ipairs(e.fields) do
+      if type(f) == "table" then
+        local c = {}
+        for k, v in pairs(f) do c[k] = M.redact(v, secrets) end
+        f = c
       end
+      list[i] = f
     end
+    e.fields = list
   end
   if e.retryable == nil then e.retryable = false end
   return setmetatable(e, Error)
+end
+
+--- Mask secrets in header values: a copy of `headers` where a secret-named header's value is
+-- `***` (`is_secret_name`) and every other value (or each value of a repeated header) has
+-- the known secret values redacted.
+-- @tparam table|nil headers name -> string, or name -> array of strings
+-- @tparam[opt] {string,...} secrets values to redact
+-- @treturn table|nil the masked copy
+function M.mask_headers(headers, secrets)
+  if not headers then return nil end
+  local out = {}
+  for k, v in pairs(headers) do
+    if M.is_secret_name(k) then
+      out[k] = MASK
+    elseif type(v) == "table" then
+      local list = {}
+      for i, x in ipairs(v) do list[i] = M.redact(x, secrets) end
+      out[k] = list
+    else
+      out[k] = M.redact(v, secrets)
+    end
+  end
+  return out
 end
 
 --- Whether a value is an assesskit error object.

@@ -17,7 +17,7 @@
 --
 -- Runs on Lua 5.4 and LuaJIT (inside nginx). Percent-encoding is the C core's
 -- (`assesskit.core`, loaded on first use).
--- @module assesskit.url
+-- @internal assesskit.url
 -- @usage
 -- local url = require("assesskit.url")
 -- local u = assert(url.parse("http://127.1:8080/x?y=1"))

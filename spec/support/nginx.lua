@@ -155,6 +155,8 @@ local CERT_FILES = {
   { "server_cert", "localhost.crt" }, { "server_key", "localhost.key" },
   { "wrong_cert", "wrongname.crt" }, { "wrong_key", "wrongname.key" },
   { "untrusted_cert", "untrusted.crt" }, { "untrusted_key", "untrusted.key" },
+  { "expired_cert", "expired.crt" }, { "expired_key", "expired.key" },
+  { "self_signed_cert", "selfsigned.crt" }, { "self_signed_key", "selfsigned.key" },
 }
 
 -- Where the Lua 5.1 C modules nginx's LuaJIT loads (cjson) live: Debian's multiarch directory,
@@ -330,9 +332,9 @@ end
 --   ports: `srv.ports[name]`, and `@NAME@` in the configuration), `vars` (more `@NAME@`
 --   values; `@DIR@` is the server's directory, `@REPO@` the repository, `@PORT@` the plain
 --   port), `certs` (true: write `ca.crt`, `localhost.crt`/`.key` (127.0.0.1, ::1, localhost),
---   `wrongname.crt`/`.key` (another name) and `untrusted.crt`/`.key` (localhost, from another
---   CA) into the directory, from support.pki, and trust `ca.crt` in nginx's own Lua
---   cosockets: `lua_ssl_trusted_certificate`);
+--   `wrongname.crt`/`.key` (another name), `untrusted.crt`/`.key` (localhost, from another
+--   CA), `expired.crt`/`.key` (expired) and `selfsigned.crt`/`.key` into the directory, from
+--   support.pki, and trust `ca.crt` in nginx's own Lua cosockets: `lua_ssl_trusted_certificate`);
 -- * `workers` (default 1), `env` (names for nginx's `env` directive), `environ` (name ->
 --   value: added to the environment nginx starts with);
 -- * `conf` (a complete configuration instead of all the above but `ports`, `vars`, `certs`

@@ -1,6 +1,7 @@
 --- Throwaway keys and certificates for the test bench, made with the `openssl` command line:
 -- a CA and a server certificate for 127.0.0.1/localhost signed by it, a certificate for
--- another name, an unrelated second CA and a certificate it signed, RSA keys (plain, encrypted, public), an EC key, and
+-- another name, an expired one, a self-signed one, an unrelated second CA and a certificate it
+-- signed, RSA keys (plain, encrypted, public), an EC key, and
 -- PEM keys rebuilt from JWK parameters.
 -- @module support.pki
 -- @usage
@@ -31,15 +32,26 @@ local function make_ca(dir, name, cn)
   return base .. ".pem", base .. ".key"
 end
 
--- A leaf certificate signed by the CA, for the subjectAltName `san`.
-local function make_leaf(dir, name, cn, san, ca, ca_key)
+-- A leaf certificate signed by the CA, for the subjectAltName `san`, valid for `days` (default
+-- 2; -1: it expired a day ago).
+local function make_leaf(dir, name, cn, san, ca, ca_key, days)
   local base = dir .. "/" .. name
   sys.write(base .. ".ext", "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
     .. "extendedKeyUsage=serverAuth\nsubjectAltName=" .. san .. "\n")
   openssl("req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj " .. q("/CN=" .. cn)
     .. " -keyout " .. q(base .. ".key") .. " -out " .. q(base .. ".csr"))
-  openssl("x509 -req -days 2 -in " .. q(base .. ".csr") .. " -CA " .. q(ca) .. " -CAkey " .. q(ca_key)
-    .. " -CAcreateserial -extfile " .. q(base .. ".ext") .. " -out " .. q(base .. ".pem"))
+  openssl("x509 -req -days " .. (days or 2) .. " -in " .. q(base .. ".csr") .. " -CA " .. q(ca)
+    .. " -CAkey " .. q(ca_key) .. " -CAcreateserial -extfile " .. q(base .. ".ext")
+    .. " -out " .. q(base .. ".pem"))
+  return base .. ".pem", base .. ".key"
+end
+
+-- A self-signed leaf certificate (no CA) for the subjectAltName `san`.
+local function make_self_signed(dir, name, cn, san)
+  local base = dir .. "/" .. name
+  openssl("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj " .. q("/CN=" .. cn)
+    .. " -addext basicConstraints=critical,CA:FALSE -addext " .. q("subjectAltName=" .. san)
+    .. " -keyout " .. q(base .. ".key") .. " -out " .. q(base .. ".pem"))
   return base .. ".pem", base .. ".key"
 end
 
@@ -47,6 +59,8 @@ end
 -- @treturn table with `dir`, `ca`, `server_cert`, `server_key` (127.0.0.1, ::1, localhost),
 --   `wrong_cert`, `wrong_key` (signed by `ca` for wrong.example only), `other_ca` (unrelated),
 --   `untrusted_cert`, `untrusted_key` (127.0.0.1, ::1, localhost, but signed by `other_ca`),
+--   `expired_cert`, `expired_key` (127.0.0.1, ::1, localhost, signed by `ca`, expired a day
+--   ago), `self_signed_cert`, `self_signed_key` (127.0.0.1, ::1, localhost, signed by itself),
 --   `ca_dir` (a hashed CA directory holding `ca`, for ca_path)
 function M.new()
   local self = setmetatable({ dir = sys.tmpdir("pki") }, PKI)
@@ -59,6 +73,10 @@ function M.new()
     self.ca, self.ca_key)
   self.untrusted_cert, self.untrusted_key = make_leaf(d, "untrusted", "127.0.0.1",
     "IP:127.0.0.1,IP:::1,DNS:localhost", self.other_ca, self.other_ca_key)
+  self.expired_cert, self.expired_key = make_leaf(d, "expired", "127.0.0.1",
+    "IP:127.0.0.1,IP:::1,DNS:localhost", self.ca, self.ca_key, -1)
+  self.self_signed_cert, self.self_signed_key = make_self_signed(d, "selfsigned", "127.0.0.1",
+    "IP:127.0.0.1,IP:::1,DNS:localhost")
   self.ca_dir = d .. "/cadir"
   sys.must("mkdir " .. q(self.ca_dir) .. " && cp " .. q(self.ca) .. " " .. q(self.ca_dir)
     .. " && openssl rehash " .. q(self.ca_dir))

@@ -8,7 +8,7 @@
 -- given. A lone `-` asks for parameters as JSON on standard input.
 --
 -- Failures are usage errors, returned as `nil, message`.
--- @module assesskit.cli.args
+-- @internal assesskit.cli.args
 local type, pairs, tonumber, error, pcall = type, pairs, tonumber, error, pcall
 local string_sub, string_find, string_match = string.sub, string.find, string.match
 

@@ -16,11 +16,11 @@
 --    auth = {...}}`, `interviewmocha = {api_key =, v2_url =, v3_url =}`, `ca_file = ...`; a
 --    JSON file is the same object. A file that other users can read draws a warning.
 --
--- @module assesskit.cli.config
+-- @internal assesskit.cli.config
 local type, pairs, ipairs, tostring, tonumber, error, pcall, next, load =
   type, pairs, ipairs, tostring, tonumber, error, pcall, next, load
-local string_format, string_gsub, string_match =
-  string.format, string.gsub, string.match
+local string_format, string_gsub, string_match, string_lower =
+  string.format, string.gsub, string.match, string.lower
 local table_concat, table_sort = table.concat, table.sort
 local io_open, io_popen, os_getenv = io.open, io.popen, os.getenv
 
@@ -52,10 +52,32 @@ M.VARIABLES = {
   { name = "ASSESSKIT_IM_API_KEY", im = "api_key", secret = true, what = "InterviewMocha API key" },
   { name = "ASSESSKIT_IM_V2_URL", im = "v2_url", what = "InterviewMocha v2 base URL" },
   { name = "ASSESSKIT_IM_V3_URL", im = "v3_url", what = "InterviewMocha v3 base URL" },
-  { name = "ASSESSKIT_CA_FILE", ca = true, what = "CA bundle for both APIs" },
+  { name = "ASSESSKIT_CA_FILE", conn = "ca_file", what = "CA bundle for both APIs" },
+  { name = "ASSESSKIT_ALLOW_HTTP", conn = "allow_http", what = "true: plain http:// to any host" },
+  { name = "ASSESSKIT_PROXY", conn = "proxy", what = "proxy URL for both APIs" },
+}
+
+--- The connection options a config file may set, at its top level (both APIs) or in the
+-- `talview` / `interviewmocha` tables (that API only), with their Lua types: the options of
+-- the clients' `new` that concern the connection.
+M.CONNECTION = {
+  ca_file = "string", ca_path = "string", proxy = "string", user_agent = "string",
+  timeout = "number", connect_timeout = "number", max_retries = "number",
+  max_response_size = "number", retry_base_delay = "number", retry_max_delay = "number",
+  max_retry_after = "number", allow_http = "boolean",
+}
+local CONNECTION = M.CONNECTION
+
+-- The other keys of each table of a config file.
+local FILE_KEYS = {
+  top = { talview = "table", interviewmocha = "table" },
+  talview = { base_url = "string", token_url = "string", auth = "table" },
+  interviewmocha = { api_key = "string", v2_url = "string", v3_url = "string" },
 }
 
 local is_secret = require("assesskit.errors").is_secret_name
+local options = require("assesskit.options")
+local url = require("assesskit.url")
 
 local AUTH_KEYS = {
   password = { "client_id", "client_secret", "username", "password" },
@@ -80,73 +102,6 @@ local function command_line(cmd)
   local line = f:read("l")
   f:close()
   return line
-end
-
---- The sandbox run directory: `$ASSESSKIT_SANDBOX_DIR`, else the directory
--- `bin/assesskit-sandbox start` uses by default (`/tmp/assesskit-sandbox-<uid>`).
--- @tparam[opt] function getenv default `os.getenv`
--- @treturn string
-function M.sandbox_dir(getenv)
-  getenv = getenv or os_getenv
-  local dir = env_value(getenv, "ASSESSKIT_SANDBOX_DIR")
-  if dir then return dir end
-  return "/tmp/assesskit-sandbox-" .. (command_line("id -u") or "0")
-end
-
---- Read a sandbox's `credentials.json`.
--- The result is the file's object (`base_url`, `ca_file`, `password`, `viewer`, `jwt`,
--- `interviewmocha`) plus `dir`, and `interviewmocha.v2_url`/`v3_url` when the file does not
--- give them (the sandbox serves InterviewMocha under `/v2` and `/v3` of its base URL).
--- @tparam[opt] string dir the run directory (default `sandbox_dir()`)
--- @treturn[1] table the credentials
--- @treturn[2] nil
--- @treturn[2] string why (no sandbox there, unreadable file)
--- @usage local sb = assert(require("assesskit.cli.config").sandbox())
--- print(sb.base_url, sb.jwt.client_id)
-function M.sandbox(dir)
-  if dir ~= nil and type(dir) ~= "string" then error("config.sandbox: dir must be a string", 2) end
-  dir = dir or M.sandbox_dir()
-  local path = dir .. "/credentials.json"
-  local raw = read_file(path)
-  if not raw then
-    return nil, "no sandbox credentials at " .. path
-      .. " (start the sandbox with bin/assesskit-sandbox start, and set ASSESSKIT_SANDBOX_DIR to its run directory)"
-  end
-  local ok, creds = pcall(cjson.decode, raw)
-  if not ok or type(creds) ~= "table" or type(creds.base_url) ~= "string" then
-    return nil, path .. " is not a sandbox credentials file"
-  end
-  if creds.ca_file == cjson.null then creds.ca_file = nil end
-  creds.dir = dir
-  local im = type(creds.interviewmocha) == "table" and creds.interviewmocha or {}
-  creds.interviewmocha = im
-  im.v2_url = im.v2_url or (creds.base_url .. "/v2")
-  im.v3_url = im.v3_url or (creds.base_url .. "/v3")
-  return creds
-end
-
---- The Talview `auth` option for a sandbox's credentials.
--- @tparam table creds from `sandbox`
--- @tparam[opt="jwt"] string grant `"jwt"` (the service account and the sandbox demo key) or
---   `"password"` (the demo recruiter)
--- @treturn[1] table the auth spec for `assesskit.talview.new`
--- @treturn[2] nil
--- @treturn[2] string why
-function M.sandbox_auth(creds, grant)
-  if type(creds) ~= "table" then error("config.sandbox_auth: creds must be a table", 2) end
-  grant = grant or "jwt"
-  if grant == "jwt" then
-    local j = creds.jwt
-    if type(j) ~= "table" then return nil, "the sandbox credentials have no jwt service account" end
-    return { grant = "jwt", client_id = j.client_id, issuer = j.issuer, audience = j.audience,
-      scope = j.scope, private_key_file = j.private_key_file }
-  elseif grant == "password" then
-    local p = creds.password
-    if type(p) ~= "table" then return nil, "the sandbox credentials have no password user" end
-    return { grant = "password", client_id = p.client_id, client_secret = p.client_secret,
-      username = p.username, password = p.password }
-  end
-  return nil, "ASSESSKIT_GRANT must be jwt or password with a sandbox (got " .. tostring(grant) .. ")"
 end
 
 --- The default config file: `$ASSESSKIT_CONFIG`, else `config.lua` then `config.json` in
@@ -205,14 +160,58 @@ local function load_file(path)
   return v
 end
 
-local function check_strings(t, where, path)
+-- The keys of one table of the config file, with their types: unknown keys (naming the
+-- nearest valid one) and wrong types are errors. `where` is the table's dotted name.
+local function check_table(t, keys, where, path)
   for k, v in pairs(t) do
-    if type(v) ~= "string" and not (k == "lifetime" and type(v) == "number") and k ~= "auth" then
-      return nil, string_format("config file %s: %s.%s must be a string", path, where, tostring(k))
+    local want = keys[k]
+    if want == nil then
+      local near = type(k) == "string" and options.nearest(k, keys)
+      return nil, string_format("config file %s: unknown key %s%s%s", path, where,
+        tostring(k), near and (" (did you mean " .. where .. near .. "?)") or "")
+    end
+    local got = type(v)
+    if want == "number" and got == "number" and (v ~= v or v < 0) then
+      return nil, string_format("config file %s: %s%s must be a number >= 0", path, where, k)
+    end
+    if got ~= want then
+      return nil, string_format("config file %s: %s%s must be a %s", path, where, tostring(k), want)
     end
   end
   return true
 end
+
+local AUTH_FILE_KEYS = { grant = "string", lifetime = "number" }
+for _, keys in pairs(AUTH_KEYS) do
+  for _, k in ipairs(keys) do AUTH_FILE_KEYS[k] = AUTH_FILE_KEYS[k] or "string" end
+end
+
+-- Every table of a config file checked: the keys it may hold, with their types.
+local function check_file(file, path)
+  local function merged(own)
+    local keys = {}
+    for k, v in pairs(own) do keys[k] = v end
+    for k, v in pairs(CONNECTION) do keys[k] = v end
+    return keys
+  end
+  local ok, err = check_table(file, merged(FILE_KEYS.top), "", path)
+  if not ok then return nil, err end
+  for _, api in ipairs({ "talview", "interviewmocha" }) do
+    if file[api] then
+      ok, err = check_table(file[api], merged(FILE_KEYS[api]), api .. ".", path)
+      if not ok then return nil, err end
+    end
+  end
+  if file.talview and file.talview.auth then
+    ok, err = check_table(file.talview.auth, AUTH_FILE_KEYS, "talview.auth.", path)
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+-- ASSESSKIT_ALLOW_HTTP's value as a boolean.
+local BOOLEANS = { ["1"] = true, ["true"] = true, yes = true, on = true,
+  ["0"] = false, ["false"] = false, no = false, off = false }
 
 local function infer_grant(auth)
   if auth.grant then return auth.grant end
@@ -262,15 +261,16 @@ function M.load(opts)
 
   local sandbox_dir = env_value(getenv, "ASSESSKIT_SANDBOX_DIR")
   if sandbox_dir then
-    local creds, err = M.sandbox(sandbox_dir)
+    -- the one public way to a sandbox's credentials (it says when the sandbox is not running)
+    local sandbox = require("assesskit.local_sandbox")
+    local creds, err = sandbox.credentials(sandbox_dir)
     if not creds then return nil, err end
-    local auth, aerr = M.sandbox_auth(creds, env_value(getenv, "ASSESSKIT_GRANT"))
-    if not auth then return nil, aerr end
+    local topts, terr = sandbox.talview_options(creds, env_value(getenv, "ASSESSKIT_GRANT"))
+    if not topts then return nil, "ASSESSKIT_GRANT: " .. terr end
     cfg.source = "sandbox " .. sandbox_dir
     cfg.sandbox = true
-    cfg.talview = { base_url = creds.base_url, ca_file = creds.ca_file, auth = auth }
-    cfg.interviewmocha = { api_key = creds.interviewmocha.api_key, v2_url = creds.interviewmocha.v2_url,
-      v3_url = creds.interviewmocha.v3_url, ca_file = creds.ca_file }
+    cfg.talview = topts
+    cfg.interviewmocha = sandbox.interviewmocha_options(creds)
     return cfg
   end
 
@@ -294,44 +294,43 @@ function M.load(opts)
     end
   end
 
-  local tv = type(file.talview) == "table" and file.talview or {}
-  local im = type(file.interviewmocha) == "table" and file.interviewmocha or {}
-  if file.talview ~= nil and type(file.talview) ~= "table" then
-    return nil, "config file " .. path .. ": talview must be a table"
-  end
-  if file.interviewmocha ~= nil and type(file.interviewmocha) ~= "table" then
-    return nil, "config file " .. path .. ": interviewmocha must be a table"
-  end
-  local ok, err = check_strings(tv, "talview", path)
-  if not ok then return nil, err end
-  ok, err = check_strings(im, "interviewmocha", path)
-  if not ok then return nil, err end
-  if tv.auth ~= nil and type(tv.auth) ~= "table" then
-    return nil, "config file " .. path .. ": talview.auth must be a table"
-  end
-  ok, err = check_strings(tv.auth or {}, "talview.auth", path)
-  if not ok then return nil, err end
-  if file.ca_file ~= nil and type(file.ca_file) ~= "string" then
-    return nil, "config file " .. path .. ": ca_file must be a string"
-  end
+  local ok, cerr = check_file(file, path)
+  if not ok then return nil, cerr end
+  local tv = file.talview or {}
+  local im = file.interviewmocha or {}
 
   local auth = {}
   for k, v in pairs(tv.auth or {}) do auth[k] = v end
-  local t = { base_url = tv.base_url, token_url = tv.token_url, ca_file = tv.ca_file or file.ca_file }
-  local i = { api_key = im.api_key, v2_url = im.v2_url, v3_url = im.v3_url,
-    ca_file = im.ca_file or file.ca_file }
+  local t = { base_url = tv.base_url, token_url = tv.token_url }
+  local i = { api_key = im.api_key, v2_url = im.v2_url, v3_url = im.v3_url }
+  for k in pairs(CONNECTION) do -- an API's own setting, else the file's top-level one
+    if tv[k] ~= nil then t[k] = tv[k] else t[k] = file[k] end
+    if im[k] ~= nil then i[k] = im[k] else i[k] = file[k] end
+  end
   local from_env = false
   for _, var in ipairs(M.VARIABLES) do
     local v = env_value(getenv, var.name)
-    if v and (var.key or var.auth or var.im or var.ca) then
+    if v and (var.key or var.auth or var.im or var.conn) then
       from_env = true
       if var.key then t[var.key] = v end
       if var.auth then auth[var.auth] = v end
       if var.im then i[var.im] = v end
-      if var.ca then t.ca_file, i.ca_file = v, v end
+      if var.conn == "allow_http" then
+        v = BOOLEANS[string_lower(v)]
+        if v == nil then
+          return nil, "ASSESSKIT_ALLOW_HTTP must be true or false (1/0, yes/no)"
+        end
+      end
+      if var.conn then t[var.conn], i[var.conn] = v, v end
     end
   end
-  if from_env then sources[#sources + 1] = "environment" end
+  for _, u in ipairs({ { t, "base_url", "talview." }, { t, "token_url", "talview." },
+    { i, "v2_url", "interviewmocha." }, { i, "v3_url", "interviewmocha." } }) do
+    local v = u[1][u[2]]
+    if v ~= nil and not url.parse(v) then
+      return nil, "configuration: " .. u[3] .. u[2] .. " is not an http(s) URL: " .. v
+    end
+  end  if from_env then sources[#sources + 1] = "environment" end
   if next(auth) ~= nil then
     local spec, aerr = auth_spec(auth)
     if aerr then return nil, aerr end

@@ -5,7 +5,7 @@
 -- request with `200` and an empty JSON body, so a client runs its whole call path (parameter
 -- checks, paths, query encoding, JSON body) without any network traffic. The command line
 -- builds dry-run clients with a placeholder access token, so no token endpoint is contacted.
--- @module assesskit.cli.dryrun
+-- @internal assesskit.cli.dryrun
 local type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall =
   type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall
 local string_gsub, string_lower, string_upper, string_find, string_match, string_sub,

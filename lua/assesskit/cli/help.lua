@@ -1,6 +1,6 @@
 --- Help texts of the `assesskit` command line, one per level (`assesskit --help`,
 -- `assesskit talview --help`, `assesskit im report --help`, ...).
--- @module assesskit.cli.help
+-- @internal assesskit.cli.help
 local M = {}
 
 local COMMON = [[
@@ -70,12 +70,15 @@ Parameters:
                      (command-line parameters win)
   -- --PARAM VALUE   after a bare --, every --PARAM is a parameter, even one named like an
                      option below (--all, --timeout, ...)
+  A parameter the endpoint does not document is refused, naming the documented one nearest
+  to it (--pagesize: did you mean --pageSize?); --raw-param sends it as given.
 
 Options:
   --all              walk every page of a list endpoint and print one JSON object a line;
                      a progress bar goes to standard error when it is a terminal
   --save FILE        write the answer's body as it came (an image, say) to FILE; an error
                      answer leaves FILE as it was
+  --raw-param        send parameters the endpoint does not document, as given
 ]] .. COMMON .. [[
 
 `assesskit talview NAME --help` describes one endpoint and its parameters.
@@ -146,6 +149,8 @@ Sources, first match wins:
        ASSESSKIT_ACCESS_TOKEN     a ready access token
        ASSESSKIT_IM_API_KEY, ASSESSKIT_IM_V2_URL, ASSESSKIT_IM_V3_URL
        ASSESSKIT_CA_FILE          CA bundle for both APIs
+       ASSESSKIT_PROXY            proxy URL for both APIs
+       ASSESSKIT_ALLOW_HTTP       true: plain http:// to any host (default false: loopback only)
   3. The config file: ASSESSKIT_CONFIG, else $XDG_CONFIG_HOME/assesskit/config.lua or
      config.json (~/.config/assesskit/...). A Lua file:
        talview = {
@@ -154,8 +159,14 @@ Sources, first match wins:
                   private_key_file = "/path/key.pem", scope = "..." },
        }
        interviewmocha = { api_key = "..." }
-     A JSON file holds the same object. Keep it private (chmod 600): assesskit warns when
-     other users can read it.
+       timeout = 60          -- connection options, for both APIs or inside one's table:
+                             -- ca_file, ca_path, proxy, user_agent (strings), timeout,
+                             -- connect_timeout, max_retries, max_response_size,
+                             -- retry_base_delay, retry_max_delay, max_retry_after
+                             -- (numbers), allow_http (boolean)
+     A JSON file holds the same object. An unknown key or a wrong type is an error naming
+     the nearest key. Keep it private (chmod 600): assesskit warns when other users can
+     read it.
 ]]
 
 return M

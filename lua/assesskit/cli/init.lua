@@ -7,21 +7,22 @@
 -- Exit status: 0 success, 1 API or network error, 2 usage or configuration error (also a
 -- parameter the client refuses before sending anything). Errors are one line on standard
 -- error, never with a secret in them. The user guide is docs/cli.md.
--- @module assesskit.cli
+-- @internal assesskit.cli
 -- @usage os.exit(require("assesskit.cli").main(arg))
 local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatable,
   getmetatable =
   type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatable,
   getmetatable
-local string_format, string_lower, string_find, string_gsub, string_match, string_rep,
-  string_sub =
-  string.format, string.lower, string.find, string.gsub, string.match, string.rep, string.sub
+local string_format, string_lower, string_find, string_gsub, string_match, string_rep =
+  string.format, string.lower, string.find, string.gsub, string.match, string.rep
 local table_concat, table_remove = table.concat, table.remove
+local io_open, os_remove, os_time, math_random = io.open, os.remove, os.time, math.random
 
 local args_mod = require("assesskit.cli.args")
 local config = require("assesskit.cli.config")
 local output = require("assesskit.cli.output")
 local help = require("assesskit.cli.help")
+local options = require("assesskit.options")
 
 local M = {}
 
@@ -100,15 +101,23 @@ end
 local Ctx = {}
 Ctx.__index = Ctx
 
-function Ctx:out(s)
-  self.sys.stdout:write(s)
+-- Every secret in a text masked: the configured ones, and what the clients made by this run
+-- know (a token fetched meanwhile). Everything the command prints goes through it.
+function Ctx:redact(s)
+  s = tostring(s)
+  if self._cfg then s = require("assesskit.errors").redact(s, config.secrets(self._cfg)) end
+  for _, c in ipairs(self.clients) do s = c:redact(s) end
+  return s
 end
 
--- One line on standard error, prefixed, with any configured secret redacted (whatever the
--- message's origin).
+function Ctx:out(s)
+  self.sys.stdout:write(self:redact(s))
+end
+
+-- One line on standard error, prefixed, with every secret masked (whatever the message's
+-- origin).
 function Ctx:err_line(s)
-  local line = string_gsub(tostring(s), "[\r\n]+", " ")
-  if self._cfg then line = require("assesskit.errors").redact(line, config.secrets(self._cfg)) end
+  local line = string_gsub(self:redact(s), "[\r\n]+", " ")
   self.sys.stderr:write("assesskit: ", line, "\n")
 end
 
@@ -205,20 +214,50 @@ local function find_endpoint(name)
   return nil
 end
 
--- Up to five catalogue names close to `name`: the same resource first, else the same action.
+-- Up to three catalogue names close to `name`, ranked by edit distance (`actions.invit` ->
+-- `actions.invite`).
 local function suggestions(name)
+  local names = {}
+  for i, e in ipairs(load_catalogue().endpoints) do names[i] = e.name end
+  local best, ranked, dist = options.nearest(name, names)
   local out = {}
-  local prefix = string_match(name, "^(.*%.)[^.]*$")
-  local action = string_lower(string_match(name, "([^.]*)$"))
-  for _, e in ipairs(load_catalogue().endpoints) do
-    if #out < 5 and prefix and string_sub(e.name, 1, #prefix) == prefix then out[#out + 1] = e.name end
-  end
-  if #out == 0 and action ~= "" then
-    for _, e in ipairs(load_catalogue().endpoints) do
-      if #out < 5 and string_find(e.name, action, 1, true) then out[#out + 1] = e.name end
+  if best then
+    for _, n in ipairs(ranked) do
+      if #out < 3 and dist[n] <= dist[best] + 1 then out[#out + 1] = n end
     end
   end
   return out
+end
+
+-- The parameters an endpoint documents: path placeholders, query and body parameters, the
+-- paging ones, the query parameters every call takes, and an upload's file.
+local ALWAYS_PARAMS = { "expand", "fields", "suppress_error_code" }
+local function documented_params(e)
+  local set = {}
+  for p in string.gmatch(e.path, "{([%w_]+)}") do set[p] = true end
+  for _, list in ipairs({ e.query or {}, e.body or {}, ALWAYS_PARAMS }) do
+    for _, p in ipairs(list) do set[p] = true end
+  end
+  if e.paged then set.page, set.pageSize = true, true end
+  if e.upload then
+    set[e.file_field or (e.upload == "base64" and "data" or "file")] = true
+    if e.upload == "base64" then set.file, set.content, set.name = true, true, true end
+  end
+  return set
+end
+
+-- An undocumented parameter is refused, with the documented name nearest to it, unless
+-- --raw-param says it is meant.
+local function check_params(e, params)
+  local known = documented_params(e)
+  for k in pairs(params) do
+    if not known[k] then
+      local near = options.nearest(k, known)
+      usage(string_format("talview %s: %s is not a documented parameter%s; --raw-param sends"
+        .. " it as given", e.name, "--" .. tostring(k),
+        near and (" (did you mean --" .. near .. "?)") or ""))
+    end
+  end
 end
 
 local function endpoint_help(e)
@@ -263,11 +302,16 @@ local function read_stdin_params(ctx)
   return v
 end
 
--- An API client (`a.module`) from `a.opts`: under --dry-run on a recording transport that
+-- An API client (`a.module`) from `a.opts` and the connection options of `a.settings` (the
+-- config's, and --timeout): under --dry-run on a recording transport that
 -- answers `a.answer`, with stand-in credentials (`a.stand_in`, never sent or shown) as option
 -- `a.key`; otherwise with the configured credentials `a.value` (`a.missing` without them).
 local function api_client(ctx, a)
   local opts = a.opts
+  for k in pairs(config.CONNECTION) do -- the connection options of the config, typed
+    if a.settings[k] ~= nil then opts[k] = a.settings[k] end
+  end
+  if ctx.flags.timeout then opts.timeout = ctx.flags.timeout end
   if ctx.flags.dry_run then
     ctx.recorder = require("assesskit.cli.dryrun").transport({ body = a.answer })
     opts.transport = ctx.recorder
@@ -278,6 +322,7 @@ local function api_client(ctx, a)
   end
   local ok, c = pcall(require(a.module).new, opts)
   if not ok then usage("configuration: " .. bare(c)) end
+  ctx.clients[#ctx.clients + 1] = c
   return c
 end
 
@@ -285,8 +330,7 @@ local function talview_client(ctx, list_answer)
   local t = ctx:config().talview
   return api_client(ctx, {
     module = "assesskit.talview",
-    opts = { base_url = t.base_url, token_url = t.token_url, ca_file = t.ca_file,
-      timeout = ctx.flags.timeout },
+    opts = { base_url = t.base_url, token_url = t.token_url }, settings = t,
     key = "auth", value = t.auth,
     stand_in = { access_token = "dry-run" }, -- the curl command shows Bearer ***
     answer = list_answer and "[]" or "{}",
@@ -332,8 +376,26 @@ local function talview_all(ctx, tv, e, params, opts)
   return M.OK
 end
 
+-- Whether FILE can be written, checked before anything is fetched (--pdf, --save): its
+-- directory must exist and take a new file. Returns nil and a message when it cannot.
+local function writable_target(file)
+  local dir = string_match(file, "^(.*)/[^/]*$")
+  if dir == "" then dir = "/" end
+  dir = dir or "."
+  local probe = dir .. "/.assesskit-probe-" .. tostring(os_time()) .. "-" .. tostring(math_random(1e9))
+  local f, err = io_open(probe, "wb")
+  if not f then
+    return nil, "cannot write " .. file .. ": " .. string_gsub(tostring(err), "^.-: ", "")
+      .. " (the directory " .. dir .. " must exist and be writable)"
+  end
+  f:close()
+  os_remove(probe)
+  return true
+end
+
 local function cmd_talview(ctx, argv)
-  local r = parse(argv, spec_with({ all = "all" }, { save = "save" }, { params = true }), ctx.flags)
+  local r = parse(argv, spec_with({ all = "all", ["raw-param"] = "raw_param" }, { save = "save" },
+    { params = true }), ctx.flags)
   local name = r.positional[1]
   if not name then
     if r.help then ctx:out(help.talview) return M.OK end
@@ -351,9 +413,14 @@ local function cmd_talview(ctx, argv)
   local params = {}
   if r.stdin then params = read_stdin_params(ctx) end
   for k, v in pairs(r.params) do params[k] = v end
+  if not r.raw_param then check_params(e, params) end
   local list = e.response == "list" or e.paged
   if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
+  if r.save and not r.dry_run then
+    local ok, why = writable_target(r.save)
+    if not ok then ctx:err_line("--save: " .. why) return M.FAILED end
+  end
   local tv = talview_client(ctx, list)
   -- --save goes through the client's one download routine: the body streams to a temporary
   -- file beside FILE, renamed to FILE only on success, so an error answer never replaces the
@@ -383,7 +450,7 @@ local function im_client(ctx)
   local i = ctx:config().interviewmocha
   return api_client(ctx, {
     module = "assesskit.interviewmocha",
-    opts = { v2_url = i.v2_url, v3_url = i.v3_url, ca_file = i.ca_file, timeout = ctx.flags.timeout },
+    opts = { v2_url = i.v2_url, v3_url = i.v3_url }, settings = i,
     key = "api_key", value = i.api_key,
     stand_in = "dry-run", -- the curl command shows x-api-key: ***
     answer = "{}",
@@ -425,6 +492,10 @@ local function cmd_im_report(ctx, argv)
     if report_type ~= 1 and report_type ~= 2 and report_type ~= 3 then
       usage("--type must be 1, 2 or 3")
     end
+  end
+  if r.pdf and not r.dry_run then
+    local ok, why = writable_target(r.pdf)
+    if not ok then ctx:err_line("--pdf: " .. why) return M.FAILED end
   end
   local im = im_client(ctx)
   return guarded(function()
@@ -511,7 +582,7 @@ function M.main(argv, sys)
   sys = sys or M.default_sys()
   local list = {}
   for i = 1, #argv do list[i] = tostring(argv[i]) end
-  local ctx = setmetatable({ sys = sys, flags = {} }, Ctx)
+  local ctx = setmetatable({ sys = sys, flags = {}, clients = {} }, Ctx)
   local ok, status = pcall(function()
     -- global options before the command
     local i = 1

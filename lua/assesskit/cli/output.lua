@@ -4,7 +4,7 @@
 -- The JSON writer sorts object keys so that output is stable, keeps `/` unescaped, writes
 -- JSON `null` (`cjson.null`) as `null`, and writes an empty table as `{}` unless the caller
 -- knows it is a list (`opts.list`).
--- @module assesskit.cli.output
+-- @internal assesskit.cli.output
 local type, tostring, pairs, ipairs, next, error, setmetatable, getmetatable, math_type =
   type, tostring, pairs, ipairs, next, error, setmetatable, getmetatable, math.type
 local string_format, string_gsub, string_rep, string_byte =

@@ -19,7 +19,7 @@
 --   `assesskit.interviewmocha.normalise`.
 -- * `seed`, `seed_line`: where the endpoint is documented (files in the seeds directory).
 --
--- @module assesskit.interviewmocha.catalogue
+-- @internal assesskit.interviewmocha.catalogue
 
 return {
   apis = {
@@ -31,7 +31,7 @@ return {
     },
     v3 = {
       base_url = "https://apiv3.interviewmocha.com/v3",
-      -- Bare JSON bodies; a failure is `{"errors": ["...", ...]}` (seed 001, line 163).
+      -- Bare JSON bodies; a failure is `{"errors": ["...", ...]}` (seed 001, line 67).
       envelope = false,
     },
   },
@@ -52,7 +52,7 @@ return {
 
     { name = "reports.get", method = "GET", api = "v3", path = "/reports/{testInvitationId}",
       summary = "Retrieve a candidate's test report",
-      seed = "001_c95dd0603bbe8262.txt", seed_line = 102,
+      seed = "001_c95dd0603bbe8262.txt", seed_line = 6,
       params = { { name = "testInvitationId", type = "int64" } },
       query = { "reportType" },
       defaults = { reportType = 1 },
@@ -62,24 +62,24 @@ return {
 
   -- Every place where the seed is ambiguous or contradicts itself, and what we chose.
   resolutions = {
-    { seed = "001_c95dd0603bbe8262.txt", seed_line = 108,
+    { seed = "001_c95dd0603bbe8262.txt", seed_line = 14,
       text = "reportType listed under 'Request Body Parameters' (and again as a Query parameter)",
       resolved = "reportType is sent in the query string",
       why = "a GET carries no body; the seed's example is /v3/reports/2807324?reportType=3 "
          .. "and its parameter table says 'Parameter Type: Query'" },
-    { seed = "001_c95dd0603bbe8262.txt", seed_line = 122,
+    { seed = "001_c95dd0603bbe8262.txt", seed_line = 26,
       text = "the field table says 'Status', the sample response says 'status'",
       resolved = "the result offers `status`; the raw spelling is kept",
       why = "every other documented field is lowerCamelCase" },
-    { seed = "001_c95dd0603bbe8262.txt", seed_line = 134,
+    { seed = "001_c95dd0603bbe8262.txt", seed_line = 38,
       text = "sections carry 'sectionID' in the sample, 'sectionId' in the table and in skills",
       resolved = "the result offers `sectionId` on sections and skills; the raw spelling is kept",
       why = "the field table and the skill objects spell it sectionId" },
-    { seed = "001_c95dd0603bbe8262.txt", seed_line = 155,
+    { seed = "001_c95dd0603bbe8262.txt", seed_line = 42,
       text = "a section's skills are 'Skills' in the sample; the table only says 'Skill object'",
       resolved = "the result offers `skills` (the same array); the raw spelling is kept",
       why = "lowerCamelCase, like `sections`" },
-    { seed = "001_c95dd0603bbe8262.txt", seed_line = 119,
+    { seed = "001_c95dd0603bbe8262.txt", seed_line = 23,
       text = "testId is typed String in the table and is a number in the sample",
       resolved = "passed through as received",
       why = "no contract to enforce either way" },

@@ -52,6 +52,7 @@ local table_concat = table.concat
 local client_mod = require("assesskit.client")
 local endpoints = require("assesskit.endpoints")
 local errors = require("assesskit.errors")
+local options = require("assesskit.options")
 local url_mod = require("assesskit.url")
 local normalise = require("assesskit.interviewmocha.normalise")
 
@@ -70,6 +71,15 @@ M.null = null
 M.response = client_mod.response
 
 local NAME = "assesskit.interviewmocha"
+
+--- The per-call options of the resource methods and `call`.
+-- @table CALL_OPTIONS
+M.CALL_OPTIONS = { "headers", "retry", "max_retries", "timeout", "connect_timeout" }
+local CALL_OPTIONS = endpoints.set_of(M.CALL_OPTIONS)
+local PDF_OPTIONS = { "on_progress", "timeout", "connect_timeout", "max_retries", "headers",
+  "check_pdf" }
+local NEW_OPTIONS = { "api_key", "v2_url", "v3_url", "catalogue" }
+for _, k in ipairs(endpoints.CLIENT_OPTIONS) do NEW_OPTIONS[#NEW_OPTIONS + 1] = k end
 local MAX_INT64 = "9223372036854775807"
 
 -- ------------------------------------------------------------------------------------------
@@ -319,6 +329,7 @@ local function invoke(im, ep, ...)
   for i = 1, np do values[ep.params[i]] = (select(i, ...)) end
   local params, opts = select(np + 1, ...)
   check_args(ep, params, opts, 2)
+  if opts then options.check(opts, CALL_OPTIONS, ep.name, 2) end
   local q
   if params then
     q = {}
@@ -354,7 +365,8 @@ end
 local function pdf_url(im, ep, report, opts)
   if type(report) ~= "table" then
     local err
-    report, err = invoke(im, ep, report, nil, opts)
+    report, err = invoke(im, ep, report, nil, { timeout = opts.timeout, headers = opts.headers,
+      connect_timeout = opts.connect_timeout, max_retries = opts.max_retries })
     if not report then return nil, err end
   end
   local v3 = im._clients.v3
@@ -408,7 +420,11 @@ local Reports = {}
 --   io.write(("\r%d / %s"):format(got, total or "?"))
 -- end)
 function Reports:download_pdf(report_or_id, path, opts)
-  local im = rawget(self, "_im")
+  local im = type(self) == "table" and rawget(self, "_im")
+  if not im then
+    error(NAME .. ": reports.download_pdf called with a dot: use a colon,"
+      .. " im.reports:download_pdf(...)", 2)
+  end
   if type(path) ~= "string" or path == "" then
     error("download_pdf: path must be a non-empty string", 2)
   end
@@ -417,6 +433,7 @@ function Reports:download_pdf(report_or_id, path, opts)
     error("download_pdf: opts must be a function or a table", 2)
   end
   opts = opts or {}
+  options.check(opts, PDF_OPTIONS, "download_pdf", 2)
   if opts.on_progress ~= nil and type(opts.on_progress) ~= "function" then
     error("download_pdf: on_progress must be a function", 2)
   end
@@ -457,6 +474,8 @@ local binding = endpoints.binding({
   extras = { reports = Reports }, -- hand-written actions, by resource
   describe = function(im, ep, row)
     row.api, row.url, row.summary = ep.api, im._clients[ep.api].base_url .. ep.path, ep.summary
+    row.params = endpoints.params(ep.entry, require("assesskit.interviewmocha.params")[ep.name],
+      "integer")
   end,
   check = function(cat)
     if type(cat) ~= "table" or type(cat.endpoints) ~= "table" or type(cat.apis) ~= "table" then
@@ -529,6 +548,7 @@ end
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error(NAME .. ".new: opts must be a table", 2) end
+  options.check(opts, NEW_OPTIONS, NAME .. ".new", 2)
   local key = check_opt(opts, "api_key", "string", NAME .. ".new")
   if key == "" then key = nil end
   local catalogue = opts.catalogue or require("assesskit.interviewmocha.catalogue")
@@ -567,9 +587,11 @@ function M.new(opts)
   }, IM_MT)
 end
 
---- Every endpoint, as `{name =, api =, method =, path =, url =, summary =}` (`path` a
--- template with `{placeholders}`, `url` the same under the configured base URL), in catalogue
--- order.
+--- Every endpoint, as `{name =, api =, method =, path =, url =, summary =, params =}` (`path`
+-- a template with `{placeholders}`, `url` the same under the configured base URL), in
+-- catalogue order. `params` lists its parameters as `tv:endpoints()` does: `{name =, ["in"] =
+-- "path" | "query", required =, type =, description =}` (catalogue spelling: `testId`,
+-- `reportType`).
 -- @treturn table array
 -- @usage for _, e in ipairs(im:endpoints()) do print(e.name, e.method, e.url) end
 function IM:endpoints()
@@ -590,9 +612,18 @@ function IM:call(name, params, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("interviewmocha:call: opts must be a table", 2)
   end
+  if opts then options.check(opts, CALL_OPTIONS, "interviewmocha:call", 2) end
   local path, o = prepare(self, ep, params, endpoints.without(params, ep.param_set), opts)
   if not path then return nil, o end
   return send(self, ep, path, o)
+end
+
+--- Mask the API key (every secret the client knows) in a text, e.g. before logging what a
+-- server said.
+-- @tparam string s
+-- @treturn string
+function IM:redact(s)
+  return self._clients.v3:redact(s)
 end
 
 --- The response of the latest completed request (v2, v3 or a download).

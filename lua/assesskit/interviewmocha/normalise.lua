@@ -8,7 +8,7 @@
 -- renamed). A canonical field already present is never overwritten.
 --
 -- Plain Lua, no requires: runs on Lua 5.4 and LuaJIT.
--- @module assesskit.interviewmocha.normalise
+-- @internal assesskit.interviewmocha.normalise
 
 local pairs, type, sort, lower = pairs, type, table.sort, string.lower
 

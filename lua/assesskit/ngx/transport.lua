@@ -39,6 +39,8 @@ local str_find = string.find
 local str_format = string.format
 local str_lower = string.lower
 local str_match = string.match
+local str_gmatch = string.gmatch
+local str_upper = string.upper
 local str_sub = string.sub
 local tbl_concat = table.concat
 
@@ -48,9 +50,14 @@ local M = {}
 local mt = { __index = M }
 
 local DEFAULT_MAX_RESPONSE = 64 * 1024 * 1024
-local MAX_HEADER_BYTES = 300 * 1024     -- whole response header block (libcurl's limit)
-local MAX_HEADER_LINE = 100 * 1024      -- one header line (libcurl's limit)
-local MAX_LINE_BYTES = 4096             -- a chunk-size or trailer line
+-- Caps on what a response can make the transport hold (past one: kind too_large). The first
+-- three are libcurl's, so that both transports refuse the same responses.
+local MAX_HEADER_BYTES = 300 * 1024     -- every head of one response together, 1xx included
+local MAX_HEADER_LINE = 100 * 1024      -- the status line, one header line
+local MAX_TRAILER_LINE = 4096           -- one trailer line
+local MAX_HEAD_AND_TRAILERS = 1024 * 1024 -- the final head and the trailers together (the core's)
+local MAX_FIELDS = 100000               -- header and trailer fields of one response
+local MAX_CHUNK_LINE = 1024 * 1024      -- a chunk-size line, extensions included
 local CHUNK = 64 * 1024                 -- read and file-write granularity
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_MS = 60 * 1000
@@ -380,7 +387,10 @@ end
 
 -- One transfer -----------------------------------------------------------------------------
 
--- A transfer holds the socket, the deadline and the result of the failure, if any.
+-- A transfer holds the socket, the deadline, the receive buffer and the result of the failure,
+-- if any. What arrives is kept in `buf` (the last piece received) from `pos` on; a line that
+-- spans pieces collects in `pending`. Every read costs in proportion to the bytes it consumes,
+-- whatever the framing (a body of 1-byte chunks costs about what one big chunk costs).
 local Transfer = {}
 Transfer.__index = Transfer
 
@@ -436,11 +446,13 @@ end
 
 -- Sends a string or an array of strings, in pieces of at most CHUNK bytes so that the
 -- whole-transfer deadline is checked between pieces (nginx re-arms a socket timeout whenever
--- some progress is made, so one big send could outlive the deadline).
+-- some progress is made, so one big send could outlive the deadline). From the first send on,
+-- the request may have reached the server: `sent` is true.
 function Transfer:send(data)
   if type(data) == "table" then
     data = tbl_concat(data)
   end
+  self.sent = true
   local pos, n = 1, #data
   repeat
     if not self:arm() then
@@ -471,56 +483,59 @@ function Transfer:recv(max)
     end
     return self:fail("receive failed: " .. tostring(err), classify(err))
   end
-  self.received_any = true
   return data
 end
 
--- Receives the next piece of a response that is not complete yet: the end of the stream
--- here is a failure. Returns data, or nil after fail().
-function Transfer:recv_more(max)
-  local data, eof = self:recv(max)
-  if not data and eof then
-    return self:fail("connection closed before the response was complete", "network")
-  end
-  return data
-end
-
--- Reads exactly n bytes (n small: chunk framing).
-function Transfer:read(n)
-  local buf = self.buf
-  while #buf < n do
-    local data = self:recv_more(CHUNK)
-    if not data then
-      return nil
+-- Replaces the buffer with the next piece of a response that is not complete yet (the end of
+-- the stream here is a failure); the caller took what it needed from the old one. True, or
+-- nil after fail().
+function Transfer:fill()
+  local data, eof = self:recv(CHUNK)
+  if not data then
+    if eof then
+      return self:fail("connection closed before the response was complete", "network")
     end
-    buf = buf .. data
+    return nil
   end
-  self.buf = str_sub(buf, n + 1)
-  return str_sub(buf, 1, n)
+  self.buf, self.pos = data, 1
+  return true
 end
 
--- Reads up to (not including) `pattern`, consuming the pattern; fails when more than `max`
--- bytes arrive without it.
-function Transfer:read_until(pattern, max, what)
-  local buf, from = self.buf, 1
+-- Reads one line (up to LF; a CR before the LF dropped) of at most `max` bytes without its
+-- line end; past `max` bytes without a line end, the transfer ends too_large, naming `what`.
+-- Returns the line and the number of bytes it took from the stream, or nil after fail().
+function Transfer:read_line(max, what)
+  local pending, plen = nil, 0
   while true do
-    local s, e = str_find(buf, pattern, from, true)
-    if s then
-      self.buf = str_sub(buf, e + 1)
-      return str_sub(buf, 1, s - 1)
+    local buf, pos = self.buf, self.pos
+    local lf = str_find(buf, "\n", pos, true)
+    if lf then
+      local line = str_sub(buf, pos, lf - 1)
+      self.pos = lf + 1
+      if pending then
+        pending[#pending + 1] = line
+        line = tbl_concat(pending)
+      end
+      local took = plen + lf - pos + 1
+      if str_byte(line, -1) == 13 then
+        line = str_sub(line, 1, -2)
+      end
+      if #line > max then
+        return self:fail(what .. " longer than " .. max .. " bytes", "too_large")
+      end
+      return line, took
     end
-    if #buf > max then
-      return self:fail(what .. " too large", "network")
+    if pos <= #buf then
+      pending = pending or {}
+      pending[#pending + 1] = pos == 1 and buf or str_sub(buf, pos)
+      plen = plen + #buf - pos + 1
+      if plen > max + 1 then -- (+1: a CR may end it)
+        return self:fail(what .. " longer than " .. max .. " bytes", "too_large")
+      end
     end
-    from = #buf - #pattern + 2
-    if from < 1 then
-      from = 1
-    end
-    local data = self:recv_more(CHUNK)
-    if not data then
+    if not self:fill() then
       return nil
     end
-    buf = buf .. data
   end
 end
 
@@ -535,14 +550,16 @@ local function trim(s, init)
   return str_match(s, "^.*%S", from)
 end
 
--- Adds one "Name: value" line to headers (lower-cased name; repeated -> array); returns the
--- name, or nil when the line is malformed.
+-- Adds one "Name: value" line to headers (lower-cased name, whitespace before the colon
+-- dropped as libcurl does; repeated -> array); returns the name, or nil when the line is
+-- malformed.
 local function add_header(headers, line)
-  local _, colon = str_find(line, "^[^:%s]+:")
+  local _, colon = str_find(line, "^[^:%s]+[ \t]*:")
   if not colon then
     return nil
   end
-  local name, value = str_lower(str_sub(line, 1, colon - 1)), trim(line, colon + 1)
+  local name = str_lower(str_match(line, "^[^:%s]+"))
+  local value = trim(line, colon + 1)
   local old = headers[name]
   if old == nil then
     headers[name] = value
@@ -564,35 +581,75 @@ local function set_newest(headers, name, value)
   end
 end
 
--- Parses one header block (the status line and header lines, without the empty line ending
--- them); returns status, version, headers (or nil after fail()). Lines end at LF, a CR before
--- it dropped (a lone CR stays in its line, as libcurl keeps it). An obsolete folded line
--- continues the previous header's value after one space (RFC 9112 section 5.2), as in the
--- core. The block is what the peer sent: the work stays linear in its size.
-local function parse_head(t, block)
-  local status, major, minor
+-- Why a line of a response head cannot be taken: a NUL or a CR that does not end the line
+-- (RFC 9112 section 2.2: a bare CR is invalid; a NUL could cut a value short downstream).
+local function bad_bytes(line)
+  if str_find(line, "%z") then
+    return "a NUL byte"
+  end
+  if str_find(line, "\r", 1, true) then
+    return "a bare CR"
+  end
+  return nil
+end
+
+-- The status line: status and version (10, 11 or 20), or nil. As libcurl: "HTTP/" in any case,
+-- version 1.0, 1.1 or 2 (also "2.0"), one or more spaces, a three-digit code from 100 on, then
+-- the end of the line or a space.
+local function parse_status_line(line)
+  local name, ver, code, rest = str_match(line, "^(%a%a%a%a)/([%d.]+) +(%d%d%d)(.*)$")
+  if not name or str_upper(name) ~= "HTTP" then
+    return nil
+  end
+  local version = (ver == "1.1" and 11) or (ver == "1.0" and 10) or ((ver == "2" or ver == "2.0") and 20)
+  if not version or (rest ~= "" and str_byte(rest, 1) ~= 32) then
+    return nil
+  end
+  local status = tonumber(code)
+  if status < 100 then
+    return nil
+  end
+  return status, version
+end
+
+-- Reads one response head (status line and header lines, up to the empty line) under the
+-- caps: each line, every head of the response together (1xx included), the field count.
+-- Returns status, version, headers, or nil after fail(). An obsolete folded line continues
+-- the previous header's value after one space (RFC 9112 section 5.2), as in the core.
+function Transfer:read_head()
+  local line, took = self:read_line(MAX_HEADER_LINE, "response status line")
+  if not line then
+    return nil
+  end
+  self.head_bytes = self.head_bytes + took
+  local status, version = parse_status_line(line)
+  if not status then
+    return self:fail("malformed response status line", "network")
+  end
+  local bad = bad_bytes(line)
+  if bad then
+    return self:fail("response status line with " .. bad, "network")
+  end
   local headers, last, folded = {}, nil, nil
-  local pos, len = 1, #block
-  while pos <= len do
-    local eol = str_find(block, "\n", pos, true) or len + 1
-    local stop = eol - 1
-    if stop >= pos and str_byte(block, stop) == 13 then
-      stop = stop - 1
+  local block_bytes = took
+  while true do
+    line, took = self:read_line(MAX_HEADER_LINE, "response header line")
+    if not line then
+      return nil
     end
-    if stop - pos + 1 > MAX_HEADER_LINE then
-      return t:fail("response header line longer than 100 KiB", "network")
+    self.head_bytes = self.head_bytes + took
+    block_bytes = block_bytes + took
+    if self.head_bytes > MAX_HEADER_BYTES then
+      return self:fail("response headers larger than " .. MAX_HEADER_BYTES .. " bytes", "too_large")
     end
-    local line = str_sub(block, pos, stop)
-    pos = eol + 1
     local c = str_byte(line, 1)
-    if not status then
-      major, minor, status = str_match(line, "^HTTP/(%d)%.(%d) (%d%d%d)")
-      if not major then
-        return t:fail("malformed response status line", "network")
-      end
-    elseif (c == 32 or c == 9) and last then
+    if (c == 32 or c == 9) and last then
       local cont = trim(line, 1)
       if cont ~= "" then
+        bad = bad_bytes(cont)
+        if bad then
+          return self:fail("response header line with " .. bad, "network")
+        end
         if not folded then
           local v = headers[last]
           v = type(v) == "table" and v[#v] or v
@@ -605,21 +662,25 @@ local function parse_head(t, block)
         set_newest(headers, last, tbl_concat(folded, " "))
         folded = nil
       end
-      if line ~= "" then
-        last = add_header(headers, line)
-        if not last then
-          return t:fail("malformed response header line", "network")
-        end
+      if line == "" then
+        break
+      end
+      bad = bad_bytes(line)
+      if bad then
+        return self:fail("response header line with " .. bad, "network")
+      end
+      self.fields = self.fields + 1
+      if self.fields > MAX_FIELDS then
+        return self:fail("more than " .. MAX_FIELDS .. " response header fields", "too_large")
+      end
+      last = add_header(headers, line)
+      if not last then
+        return self:fail("malformed response header line", "network")
       end
     end
   end
-  if not status then
-    return t:fail("malformed response status line", "network")
-  end
-  if folded then
-    set_newest(headers, last, tbl_concat(folded, " "))
-  end
-  return tonumber(status), tonumber(major) * 10 + tonumber(minor), headers
+  self.block_bytes = block_bytes
+  return status, version, headers
 end
 
 local function header_tokens(v)
@@ -634,6 +695,28 @@ local function header_tokens(v)
     out[#out + 1] = tok
   end
   return out
+end
+
+-- The body length a Content-Length header (a string, or the array of a repeated one) gives:
+-- every value (comma lists too) must be digits and all must agree (RFC 9110 section 8.6).
+-- Returns the length (a float past 2^53: above any max_response_size), or nil and why.
+local function content_length(cl)
+  local values = type(cl) == "table" and cl or { cl }
+  local length
+  for _, v in ipairs(values) do
+    for item in str_gmatch(v .. ",", "([^,]*),") do
+      item = trim(item, 1)
+      if not str_find(item, "^%d+$") then
+        return nil, "malformed Content-Length header"
+      end
+      local n = tonumber(item)
+      if length and n ~= length then
+        return nil, "conflicting Content-Length headers"
+      end
+      length = n
+    end
+  end
+  return length
 end
 
 -- The body sink: memory or an output file; enforces max size and reports progress.
@@ -694,78 +777,210 @@ function Transfer:close_sink()
   return true
 end
 
+-- Reads exactly n body bytes into the sink.
 function Transfer:read_fixed(n)
-  local buf = self.buf
-  if #buf > 0 then
-    local take = str_sub(buf, 1, n)
-    self.buf = str_sub(buf, n + 1)
-    n = n - #take
-    if not self:sink(take) then
+  while true do
+    local buf, pos = self.buf, self.pos
+    local avail = #buf - pos + 1
+    if avail > 0 then
+      local take = avail < n and avail or n
+      if not self:sink((pos == 1 and take == #buf) and buf or str_sub(buf, pos, pos + take - 1)) then
+        return nil
+      end
+      self.pos = pos + take
+      n = n - take
+    end
+    if n <= 0 then
+      return true
+    end
+    if not self:fill() then
       return nil
     end
   end
-  while n > 0 do
-    local data = self:recv_more(math_min(n, CHUNK))
-    if not data then
+end
+
+-- Reads the trailer section (after the last chunk) into `headers`, as libcurl reports
+-- trailers: each line, the head and trailers together, and the field count are capped.
+function Transfer:read_trailers(headers)
+  local bytes = self.block_bytes
+  while true do
+    local line, took = self:read_line(MAX_TRAILER_LINE, "trailer line")
+    if not line then
       return nil
     end
-    n = n - #data
-    if not self:sink(data) then
-      return nil
+    if line == "" then
+      return true
     end
+    bytes = bytes + took
+    if bytes > MAX_HEAD_AND_TRAILERS then
+      return self:fail("response headers and trailers larger than " .. MAX_HEAD_AND_TRAILERS
+        .. " bytes", "too_large")
+    end
+    local bad = bad_bytes(line)
+    if bad then
+      return self:fail("trailer line with " .. bad, "network")
+    end
+    self.fields = self.fields + 1
+    if self.fields > MAX_FIELDS then
+      return self:fail("more than " .. MAX_FIELDS .. " response header fields", "too_large")
+    end
+    if not add_header(headers, line) then
+      return self:fail("malformed trailer line", "network")
+    end
+  end
+end
+
+local HEX_DIGITS = {}
+for i = 0, 9 do
+  HEX_DIGITS[48 + i] = i
+end
+for i = 0, 5 do
+  HEX_DIGITS[65 + i], HEX_DIGITS[97 + i] = 10 + i, 10 + i
+end
+
+-- The number written in hex digits from `pos` of `s` (0 when there are none; a float, exact
+-- up to 2^53 and above any cap past it), and the index after the digits.
+local function hex_at(s, pos)
+  local size, i = 0.0, pos
+  local d = HEX_DIGITS[str_byte(s, i)]
+  while d do
+    size = size * 16 + d
+    i = i + 1
+    d = HEX_DIGITS[str_byte(s, i)]
+  end
+  return size, i
+end
+
+-- Reads a chunked body (RFC 9112 section 7.1) into the sink, then its trailers into
+-- `headers`. The chunks found whole in the buffer are parsed in place and handed to the sink
+-- together; a chunk-size line is hex digits (16 at most, as libcurl) and whatever follows
+-- them on the line (extensions) is skipped.
+function Transfer:read_chunked(headers)
+  local acc, accn, accb = {}, 0, 0
+  while true do
+    local buf, pos = self.buf, self.pos
+    local len = #buf
+    -- whole chunks in the buffer
+    while true do
+      -- a size line is judged whole, as read_chunk does (the outcome must not depend on where
+      -- the stream was split)
+      local lf = str_find(buf, "\n", pos, true)
+      if not lf then
+        break -- the size line goes on in the next piece
+      end
+      local size, i = hex_at(buf, pos) -- what follows the digits up to LF (extensions): skipped
+      if i == pos or i - pos > 16 then
+        if accn > 0 and not self:sink(tbl_concat(acc, "", 1, accn)) then
+          return nil
+        end
+        return self:fail("malformed chunked encoding (chunk size)", "network")
+      end
+      if size == 0 then
+        self.pos = lf + 1
+        if accn > 0 and not self:sink(tbl_concat(acc, "", 1, accn)) then
+          return nil
+        end
+        return self:read_trailers(headers)
+      end
+      if lf + size >= len then
+        break -- the chunk goes on in the next piece
+      end
+      local data_end = lf + size
+      local after = str_byte(buf, data_end + 1)
+      if after == 13 then
+        after = str_byte(buf, data_end + 2)
+        if after ~= nil and after ~= 10 then
+          after = false
+        end
+        data_end = data_end + 1
+      end
+      if after == nil then
+        break
+      end
+      if after ~= 10 then
+        return self:fail("malformed chunked encoding (no line end after a chunk)", "network")
+      end
+      accn, accb = accn + 1, accb + size
+      if self.received + accb > self.max then
+        return self:too_large()
+      end
+      acc[accn] = str_sub(buf, lf + 1, lf + size)
+      pos = data_end + 2
+      if pos > len then
+        break
+      end
+    end
+    self.pos = pos
+    if accn > 0 then
+      if not self:sink(tbl_concat(acc, "", 1, accn)) then
+        return nil
+      end
+      accn, accb = 0, 0
+    end
+    if pos > len then
+      if not self:fill() then
+        return nil
+      end
+    else
+      -- a chunk that spans pieces: its size line, its data, its line end, one by one
+      if not self:read_chunk() then
+        return nil
+      end
+      if self.chunk_done then
+        return self:read_trailers(headers)
+      end
+    end
+  end
+end
+
+-- Reads one chunk the slow way (when it spans pieces of the stream).
+function Transfer:read_chunk()
+  local line = self:read_line(MAX_CHUNK_LINE, "chunk size line")
+  if not line then
+    return nil
+  end
+  local size, i = hex_at(line, 1)
+  if i == 1 or i > 17 then
+    return self:fail("malformed chunked encoding (chunk size)", "network")
+  end
+  if size == 0 then
+    self.chunk_done = true
+    return true
+  end
+  if not self:read_fixed(size) then
+    return nil
+  end
+  -- the line end after the data: LF, or CR LF
+  local c = self:next_byte()
+  if c == 13 then
+    c = self:next_byte()
+  end
+  if c ~= 10 then
+    if c then
+      return self:fail("malformed chunked encoding (no line end after a chunk)", "network")
+    end
+    return nil
   end
   return true
 end
 
--- Trailer fields join the response headers, as libcurl reports them.
-function Transfer:read_chunked(headers)
-  while true do
-    local line = self:read_until("\r\n", MAX_LINE_BYTES, "chunk size line")
-    if not line then
-      return nil
-    end
-    local hex = str_match(line, "^%s*0*(%x+)%s*[;]?") -- leading zeros do not count
-    local size = hex and #hex <= 15 and tonumber(hex, 16)
-    if not size then
-      return self:fail("malformed chunked encoding", "network")
-    end
-    if size == 0 then
-      -- trailer fields, then the empty line
-      while true do
-        local trailer = self:read_until("\r\n", MAX_LINE_BYTES, "trailer line")
-        if not trailer then
-          return nil
-        end
-        if trailer == "" then
-          return true
-        end
-        if not add_header(headers, trailer) then
-          return self:fail("malformed trailer line", "network")
-        end
-      end
-    end
-    if self.received + size > self.max then
-      return self:too_large()
-    end
-    if not self:read_fixed(size) then
-      return nil
-    end
-    local crlf = self:read(2)
-    if not crlf then
-      return nil
-    end
-    if crlf ~= "\r\n" then
-      return self:fail("malformed chunked encoding", "network")
-    end
-  end
-end
-
-function Transfer:read_to_close()
-  local buf = self.buf
-  self.buf = ""
-  if not self:sink(buf) then
+-- Takes the next byte of the response (waiting for it); nil after fail().
+function Transfer:next_byte()
+  if self.pos > #self.buf and not self:fill() then
     return nil
   end
+  local pos = self.pos
+  self.pos = pos + 1
+  return str_byte(self.buf, pos)
+end
+
+-- Reads a body that ends when the server closes the connection.
+function Transfer:read_to_close()
+  local buf, pos = self.buf, self.pos
+  if pos <= #buf and not self:sink(pos == 1 and buf or str_sub(buf, pos)) then
+    return nil
+  end
+  self.buf, self.pos = "", 1
   while true do
     local data, eof = self:recv(CHUNK)
     if not data then
@@ -775,6 +990,69 @@ function Transfer:read_to_close()
       return nil
     end
   end
+end
+
+-- Whether the URL's host is an IP address literal (assesskit.url gives IPv4 as a dotted quad).
+local function is_ip_literal(u)
+  return u.ipv6 or str_find(u.host, "^%d+%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- OpenSSL through LuaJIT's FFI, for what cosockets do not do: match a certificate's IP
+-- addresses (nginx checks host names only). nil, why when unavailable.
+local openssl_ip_check
+local function ip_checker()
+  if openssl_ip_check ~= nil then
+    return openssl_ip_check or nil, "LuaJIT's FFI or OpenSSL's X509_check_ip_asc is not available"
+  end
+  openssl_ip_check = false
+  local ok, ffi = pcall(require, "ffi")
+  if not ok then
+    return nil, "LuaJIT's FFI is not available"
+  end
+  pcall(ffi.cdef, [[
+    void *SSL_SESSION_get0_peer(void *session);
+    int X509_check_ip_asc(void *cert, const char *address, unsigned int flags);
+  ]])
+  local found = pcall(function() return ffi.C.SSL_SESSION_get0_peer and ffi.C.X509_check_ip_asc end)
+  if not found then
+    return nil, "OpenSSL's X509_check_ip_asc is not available to LuaJIT's FFI"
+  end
+  openssl_ip_check = function(session, address)
+    local cert = ffi.C.SSL_SESSION_get0_peer(session)
+    return cert ~= nil and ffi.C.X509_check_ip_asc(cert, address, 0) == 1
+  end
+  return openssl_ip_check
+end
+
+-- The TLS handshake on a new connection: verification always on; a host name is sent as SNI
+-- and checked by nginx; an IP literal is sent without SNI (RFC 6066) and matched against the
+-- certificate's IP addresses here, as libcurl does.
+function Transfer:handshake(u)
+  local ip = is_ip_literal(u)
+  local session, err
+  if ip then
+    session, err = self.sock:sslhandshake(nil, nil, true) -- the session: to read the certificate
+  else
+    session, err = self.sock:sslhandshake(false, u.host, true)
+  end
+  if not session and err then
+    if err == "timeout" then
+      return self:fail("TLS handshake timed out", "timeout")
+    end
+    return self:fail("TLS handshake with " .. u.host_header .. " failed: " .. tostring(err)
+      .. " (peers are verified against lua_ssl_trusted_certificate)", "tls")
+  end
+  if ip then
+    local check, why = ip_checker()
+    if not check then
+      return self:fail("cannot verify the certificate of " .. u.host_header .. ": " .. why, "tls")
+    end
+    if type(session) ~= "cdata" or not check(session, u.host) then
+      return self:fail("TLS handshake with " .. u.host_header .. " failed: the certificate does "
+        .. "not name " .. u.host, "tls")
+    end
+  end
+  return true
 end
 
 -- Connects (or takes a pooled connection) and does the TLS handshake on new connections.
@@ -808,14 +1086,7 @@ function Transfer:connect(u, transport)
     if not self:arm(self.connect_ms) then
       return self:timed_out()
     end
-    ok, err = sock:sslhandshake(false, u.host, true)
-    if not ok then
-      if err == "timeout" then
-        return self:fail("TLS handshake timed out", "timeout")
-      end
-      return self:fail("TLS handshake with " .. u.host_header .. " failed: " .. tostring(err)
-        .. " (peers are verified against lua_ssl_trusted_certificate)", "tls")
-    end
+    return self:handshake(u)
   end
   return true
 end
@@ -861,79 +1132,101 @@ function Transfer:send_request(head, body, plan)
   return self:send(head)
 end
 
+-- How the body of a final response is delimited: "none", "chunked", "length" (and the
+-- length) or "close"; whether the connection may be kept afterwards; or nil after fail().
+function Transfer:framing(method, status, headers)
+  local te = header_tokens(headers["transfer-encoding"])
+  local codings = {}
+  for _, tok in ipairs(te) do
+    if tok ~= "identity" then -- as libcurl: identity is no coding at all
+      codings[#codings + 1] = tok
+    end
+  end
+  local cl = headers["content-length"]
+  local no_body = method == "HEAD" or status == 204 or status == 304
+  if no_body then
+    -- a 204/304 that announces a body may be followed by it: do not reuse that connection
+    local announced = #codings > 0 or (cl ~= nil and content_length(cl) ~= 0 and method ~= "HEAD")
+    return "none", nil, not announced
+  end
+  if #codings > 0 then
+    for i = 1, #codings - 1 do
+      if codings[i] ~= "chunked" then
+        return self:fail("unsupported transfer coding '" .. codings[i] .. "'", "network")
+      end
+    end
+    if codings[#codings] ~= "chunked" then
+      return self:fail("unsupported transfer coding '" .. codings[#codings] .. "'", "network")
+    end
+    -- with Content-Length too, the length is ignored and the connection closed afterwards
+    -- (RFC 9112 section 6.1)
+    return "chunked", nil, cl == nil
+  end
+  if cl ~= nil then
+    local length, why = content_length(cl)
+    if not length then
+      return self:fail(why, "network")
+    end
+    return "length", length, true
+  end
+  return "close", nil, false
+end
+
+-- Whether the server lets the connection live on (Connection header and HTTP version).
+local function server_keeps(version, headers)
+  local conn = header_tokens(headers["connection"])
+  local keep = version >= 11
+  for _, tok in ipairs(conn) do
+    if tok == "close" then
+      return false
+    elseif tok == "keep-alive" then
+      keep = true
+    end
+  end
+  return keep
+end
+
 -- Reads the response after the request went out; returns status, headers, body.
 function Transfer:receive_response(req, method, transport)
+  self.buf, self.pos, self.head_bytes, self.fields = "", 1, 0, 0
   local status, version, headers
   repeat
-    local block = self:read_until("\r\n\r\n", MAX_HEADER_BYTES, "response headers")
-    if not block then
-      return nil
-    end
-    status, version, headers = parse_head(self, block)
+    status, version, headers = self:read_head()
     if not status then
       return nil
     end
   until status >= 200 or status == 101
-
-  local te = header_tokens(headers["transfer-encoding"])
-  local chunked = te[#te] == "chunked"
-  local length
-  local cl = headers["content-length"]
-  if cl ~= nil and #te == 0 then
-    if type(cl) == "table" then
-      for i = 2, #cl do
-        if cl[i] ~= cl[1] then
-          return self:fail("conflicting Content-Length headers", "network")
-        end
-      end
-      cl = cl[1]
-    end
-    if not str_find(cl, "^%d+$") then
-      return self:fail("malformed Content-Length header", "network")
-    end
-    length = tonumber(cl) -- past 2^53 inexact, and above any max_response_size
+  if status == 101 then
+    return self:fail("unexpected 101 Switching Protocols (no protocol upgrade was asked for)",
+      "network")
   end
 
-  local no_body = method == "HEAD" or status == 204 or status == 304 or status < 200
-  if not self:open_sink((not no_body) and length or nil) then
+  local framing, length, reusable = self:framing(method, status, headers)
+  if not framing then
     return nil
   end
-
-  local ok, to_close = true, false
-  if not no_body then
-    if chunked then
-      ok = self:read_chunked(headers)
-    elseif length then
-      if length > self.max then
-        return self:fail(str_format("response body of %.0f bytes announced, over "
-          .. "max_response_size (%d bytes)", length, self.max), "too_large")
-      end
-      ok = self:read_fixed(length)
-    else
-      to_close = true
-      ok = self:read_to_close()
-    end
+  if framing == "length" and length > self.max then
+    return self:fail(str_format("response body of %.0f bytes announced, over "
+      .. "max_response_size (%d bytes)", length, self.max), "too_large")
+  end
+  if not self:open_sink(framing == "length" and length or nil) then
+    return nil
+  end
+  local ok = true
+  if framing == "chunked" then
+    ok = self:read_chunked(headers)
+  elseif framing == "length" then
+    ok = length == 0 or self:read_fixed(length)
+  elseif framing == "close" then
+    ok = self:read_to_close()
   end
   if not ok or not self:close_sink() then
     return nil
   end
 
-  -- keep the connection only when the body was fully read and both sides agree
-  local conn = header_tokens(headers["connection"])
-  local keep = not to_close and status ~= 101 and self.buf == ""
-  for _, tok in ipairs(conn) do
-    if tok == "close" then
-      keep = false
-    end
-  end
-  if version < 11 then
-    keep = false
-    for _, tok in ipairs(conn) do
-      if tok == "keep-alive" then
-        keep = not to_close
-      end
-    end
-  end
+  -- keep the connection only when the body was read to its end, nothing more came, and
+  -- both sides agree
+  local keep = reusable and self.pos > #self.buf and server_keeps(version, headers)
   local sock = self.sock
   self.sock = nil
   if keep then
@@ -964,7 +1257,14 @@ end
 -- handshake), `req.output` (stream the body to this file; `body` is then the byte count),
 -- `req.on_progress` (function(received, total); an error in it aborts the transfer).
 -- Without timeouts, nginx's `lua_socket_*_timeout` settings apply to each socket operation.
--- Redirects are not followed.
+-- Redirects are not followed. A request is sent once: when a pooled keep-alive connection
+-- turns out to be dead after the request went out, it is not sent again on another one (the
+-- caller's retry policy decides). A response is untrusted: its status line and each header
+-- line are capped at 100 KiB, all its heads together (1xx included) at 300 KiB (as libcurl),
+-- a trailer line at 4 KiB, the final head and trailers together at 1 MiB, header and trailer
+-- fields at 100000, a chunk-size line at 1 MiB: past a cap the request ends `too_large`. A NUL
+-- or a bare CR in the head, an unsolicited `101 Switching Protocols`, a transfer coding other
+-- than chunked, and conflicting Content-Length values end it as `network`.
 -- @tparam table req
 -- @treturn[1] integer status
 -- @treturn[1] table headers, lower-cased names; a repeated header is an array
@@ -972,6 +1272,9 @@ end
 -- @treturn[2] nil
 -- @treturn[2] string message
 -- @treturn[2] string kind: timeout, network, tls, too_large, insecure, io, aborted, closed
+-- @treturn[2] boolean sent: false when nothing of the request can have reached the server
+--   (insecure, closed, a local io failure before sending, connect, DNS or TLS handshake
+--   failure, a timeout before the connection was up), true otherwise
 -- @usage local status, headers, body = t:request({ method = "POST", url = url,
 --   headers = { ["content-type"] = "application/json" }, body = "{}", timeout = 10 })
 function M:request(req)
@@ -979,7 +1282,7 @@ function M:request(req)
     error("assesskit.ngx.transport: use transport:request(req)", 2)
   end
   if self.closed then
-    return nil, "session is closed", "closed"
+    return nil, "session is closed", "closed", false
   end
   if type(req) ~= "table" then
     error("assesskit.ngx.transport: request expects a table", 2)
@@ -1015,7 +1318,7 @@ function M:request(req)
   end
   if not url_mod.allowed(u.url, self.allow_http) then
     return nil, "plain http to a non-loopback host is refused (use https, or allow_http = true)",
-      "insecure"
+      "insecure", false
   end
 
   -- request head
@@ -1039,7 +1342,7 @@ function M:request(req)
     local perr, pkind
     plan, perr, pkind = plan_multipart(req.multipart)
     if not plan then
-      return nil, perr, pkind
+      return nil, perr, pkind, false
     end
     if not seen["content-type"] then
       lines[#lines + 1] = "Content-Type: multipart/form-data; boundary=" .. plan.boundary .. "\r\n"
@@ -1058,7 +1361,8 @@ function M:request(req)
     local oerr
     out, oerr = io_open(req.output, "wb")
     if not out then
-      return nil, "cannot open output '" .. req.output .. "': " .. io_reason(req.output, oerr), "io"
+      return nil, "cannot open output '" .. req.output .. "': " .. io_reason(req.output, oerr), "io",
+        false
     end
   end
 
@@ -1066,33 +1370,26 @@ function M:request(req)
   local deadline = req.timeout and req.timeout > 0 and (start + req.timeout) or nil
   local connect_ms = req.connect_timeout and req.connect_timeout > 0 and req.connect_timeout * 1000 or nil
 
-  -- A pooled keep-alive connection may have been closed by the peer meanwhile: when a reused
-  -- connection fails before any response byte arrived, try again (at most pool_size + 1 times).
-  local attempts = 0
-  while true do
-    attempts = attempts + 1
-    local t = setmetatable({
-      -- as the core: max_response_size caps a body held in memory, not one streamed to a file
-      deadline = deadline, connect_ms = connect_ms, max = out and math_huge or self.max_response_size,
-      on_progress = req.on_progress, buf = "", out = out,
-    }, Transfer)
-    local status, headers, rbody
-    if t:connect(u, self) and t:send_request(head, body, plan) then
-      status, headers, rbody = t:receive_response(req, method, self)
-    end
-    if status then
-      self.requests = self.requests + 1
-      return status, headers, rbody
-    end
-    local stale = t.reused and not t.received_any and t.kind == "network"
-    if not stale or attempts > self.pool_size then
-      if out and io_type(out) == "file" then
-        out:close()
-      end
-      self.requests = self.requests + 1
-      return nil, t.err, t.kind
-    end
+  -- One attempt, never more: when a pooled connection turns out dead after the request went
+  -- out, the request is not sent again here (it may have been acted upon); the caller's retry
+  -- policy decides, knowing from `sent` that it may have reached the server.
+  local t = setmetatable({
+    -- as the core: max_response_size caps a body held in memory, not one streamed to a file
+    deadline = deadline, connect_ms = connect_ms, max = out and math_huge or self.max_response_size,
+    on_progress = req.on_progress, out = out, sent = false,
+  }, Transfer)
+  self.requests = self.requests + 1
+  local status, headers, rbody
+  if t:connect(u, self) and t:send_request(head, body, plan) then
+    status, headers, rbody = t:receive_response(req, method, self)
   end
+  if status then
+    return status, headers, rbody
+  end
+  if out and io_type(out) == "file" then
+    out:close()
+  end
+  return nil, t.err, t.kind, t.sent
 end
 
 return M

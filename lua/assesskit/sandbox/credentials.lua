@@ -64,7 +64,7 @@ M.interviewmocha = {
 --   `ca_file`, `lua_dir`
 -- @treturn table `base_url`, `ca_file` (with TLS), `password` {client_id, client_secret,
 --   username, password}, `viewer` (the same for the user without privileged roles), `jwt`
---   {client_id, issuer, audience, scope, private_key_file}, `interviewmocha` {api_key}
+--   {client_id, issuer, audience, scope, private_key_file}, `interviewmocha` {api_key, v2_url, v3_url}
 function M.document(static)
   local u, viewer, sa = M.users[1], M.users[2], M.service_accounts[1]
   local sandbox_dir = (static.lua_dir or "lua") .. "/assesskit/sandbox/"
@@ -84,7 +84,11 @@ function M.document(static)
       audience = (static.base_url or "") .. "/oauth2/token",
       scope = sa.scope, private_key_file = sandbox_dir .. sa.private_key_file,
     }, { "client_id", "issuer", "audience", "scope", "private_key_file" }),
-    interviewmocha = json.object({ api_key = M.interviewmocha.api_key }),
+    -- InterviewMocha v2 and v3 are served under <base>/v2 and <base>/v3
+    interviewmocha = json.object({
+      api_key = M.interviewmocha.api_key,
+      v2_url = (static.base_url or "") .. "/v2", v3_url = (static.base_url or "") .. "/v3",
+    }, { "api_key", "v2_url", "v3_url" }),
   }, { "base_url", "ca_file", "password", "viewer", "jwt", "interviewmocha" })
 end
 
@@ -105,6 +109,7 @@ function M.text(c)
   lines[#lines + 1] = "                   aud=" .. c.jwt.audience .. " scope=\"" .. c.jwt.scope .. "\""
   lines[#lines + 1] = "                   key=" .. c.jwt.private_key_file .. " (sandbox demo key)"
   lines[#lines + 1] = "  InterviewMocha:  x-api-key: " .. c.interviewmocha.api_key
+  lines[#lines + 1] = "                   v2: " .. c.interviewmocha.v2_url .. "  v3: " .. c.interviewmocha.v3_url
   lines[#lines + 1] = "  control:         " .. tostring(c.base_url) .. "/_sandbox/"
   return table_concat(lines, "\n") .. "\n"
 end

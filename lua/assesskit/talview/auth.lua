@@ -10,7 +10,8 @@
 -- Grants (the `auth` option of `assesskit.talview.new`):
 --
 -- * `{grant = "password", client_id =, client_secret =, username =, password =}`: a JSON
---   body `{"grant_type": "password", ...}`;
+--   body `{"grant_type": "password", ...}`; without `client_secret` a call returns a
+--   `validation` error and sends nothing;
 -- * `{grant = "jwt", client_id =, issuer =, private_key = <PEM> | private_key_file =,
 --   passphrase =, scope =, audience =, lifetime =}`: an RS256 assertion with `iss`
 --   (`issuer`, default `client_id`), `scope` (a string, or an array joined with spaces), `aud`
@@ -19,13 +20,16 @@
 --   &assertion=...` (plus `client_id` when given);
 -- * `{access_token = "..."}`: used as is, never renewed.
 --
+-- A field another kind takes, or that no kind takes, raises naming the nearest valid one
+-- (`scopes` -> `scope`), and so does `access_token` together with `grant`.
+--
 -- With a `token_store` (for instance `assesskit.ngx.token_cache`, shared by nginx workers) the
 -- token is read from the store and renewed under the store's lock, so one holder at a time
 -- asks the token endpoint and the others use its token.
 --
 -- Credentials and tokens live in a private table, not in fields of the object: they never
 -- show in `tostring`, in errors, in hook arguments or in a dump of the client.
--- @module assesskit.talview.auth
+-- @internal assesskit.talview.auth
 local type, tostring, tonumber, setmetatable, error, pcall, ipairs =
   type, tostring, tonumber, setmetatable, error, pcall, ipairs
 local string_sub, string_find = string.sub, string.find
@@ -34,6 +38,7 @@ local math_floor, math_min = math.floor, math.min
 local coroutine_running = coroutine.running
 
 local read_file = require("assesskit.client").read_file
+local options = require("assesskit.options")
 
 local M = {}
 
@@ -46,6 +51,32 @@ local private = setmetatable({}, { __mode = "k" })
 
 local Auth = {}
 Auth.__index = Auth
+
+-- The fields of each kind of `auth` (the grant's, or a static token's).
+local AUTH_FIELDS = {
+  password = { "grant", "client_id", "client_secret", "username", "password" },
+  jwt = { "grant", "client_id", "issuer", "private_key", "private_key_file", "passphrase",
+    "scope", "audience", "lifetime" },
+  access_token = { "access_token" },
+}
+local GRANTS = { "password", "jwt" }
+
+-- The kind of auth a spec asks for; raises (at the caller of `new`) on a contradictory spec or
+-- an unknown grant.
+local function auth_kind(spec)
+  if spec.access_token ~= nil then
+    if spec.grant ~= nil then
+      error("assesskit.talview: auth: access_token and grant exclude each other (give a"
+        .. " ready token, or a grant that fetches one)", 3)
+    end
+    return "access_token"
+  end
+  local grant = spec.grant
+  if grant == "password" or grant == "jwt" then return grant end
+  local near = type(grant) == "string" and options.nearest(grant, GRANTS)
+  error("assesskit.talview: auth.grant must be \"password\" or \"jwt\" (or give access_token)"
+    .. (near and (", did you mean \"" .. near .. "\"?") or ""), 3)
+end
 
 local function need_string(spec, name)
   local v = spec[name]
@@ -79,19 +110,17 @@ function M.new(spec, opts)
   end
   opts = opts or {}
   local p = { token_url = opts.token_url }
-  local grant
-  if spec.access_token ~= nil then
-    grant = "access_token"
+  local grant = auth_kind(spec)
+  options.check(spec, AUTH_FIELDS[grant], "assesskit.talview: auth", 2)
+  if grant == "access_token" then
     p.token = need_string(spec, "access_token")
     p.expires_at = math.huge
-  elseif spec.grant == "password" then
-    grant = "password"
+  elseif grant == "password" then
     p.client_id = need_string(spec, "client_id")
     p.client_secret = opt_string(spec, "client_secret")
     p.username = need_string(spec, "username")
     p.password = need_string(spec, "password")
-  elseif spec.grant == "jwt" then
-    grant = "jwt"
+  else -- jwt
     p.client_id = opt_string(spec, "client_id")
     p.issuer = opt_string(spec, "issuer") or p.client_id
     if not p.issuer then
@@ -120,8 +149,6 @@ function M.new(spec, opts)
       error("assesskit.talview: auth.lifetime must be a number in (0, 86400]", 2)
     end
     p.lifetime = math_floor(lifetime or 3600)
-  else
-    error("assesskit.talview: auth.grant must be \"password\" or \"jwt\" (or give access_token)", 2)
   end
   local margin = opts.token_margin
   if margin ~= nil and (type(margin) ~= "number" or margin < 0) then
@@ -163,14 +190,26 @@ function Auth:describe()
   return "grant=" .. self.grant
 end
 
---- Every secret value this authenticator knows (to redact from errors).
+local SECRET_FIELDS = { "token", "refresh_token", "client_secret", "password", "passphrase",
+  "assertion", "header", "private_key" }
+
+--- Every secret value this authenticator knows, to mask wherever it could show: the bearer
+-- token (and its `Authorization` value), the refresh token, the client secret, the password,
+-- the key's passphrase and PEM, the JWT assertion in flight, and the secrets of its token
+-- store when the store has a `secrets()` method (a Redis password, for instance).
 -- @treturn table array of strings
 function Auth:secrets()
   local p = private[self]
   local out = {}
-  for _, k in ipairs({ "token", "refresh_token", "client_secret", "password", "passphrase",
-    "assertion", "header" }) do
-    if type(p[k]) == "string" then out[#out + 1] = p[k] end
+  for i = 1, #SECRET_FIELDS do
+    local v = p[SECRET_FIELDS[i]]
+    if type(v) == "string" then out[#out + 1] = v end
+  end
+  local store = p.store
+  if store and type(store.secrets) == "function" then
+    for _, v in ipairs(store:secrets() or {}) do
+      if type(v) == "string" then out[#out + 1] = v end
+    end
   end
   return out
 end
@@ -188,7 +227,7 @@ local function token_error(client, err, what)
     return auth_error(client, {
       status = err.status, name = err.name, code = err.code, fields = err.fields,
       message = what .. " was rejected: " .. tostring(err.message),
-      method = err.method, url = err.url,
+      method = err.method, url = err.url, request_id = err.request_id, sent = err.sent,
     })
   end
   return err
@@ -236,6 +275,11 @@ local function request_token(self, client, p, kind)
     }
   elseif self.grant == "password" then
     what = "the password grant"
+    if not p.client_secret then -- the seed's token request always carries it
+      return nil, client:error({ kind = "validation", sent = false, method = "POST",
+        url = p.token_url, message = "the password grant needs auth.client_secret",
+        fields = { { field = "client_secret", message = "is required" } } })
+    end
     opts.body = {
       grant_type = "password", client_id = p.client_id, client_secret = p.client_secret,
       username = p.username, password = p.password,

@@ -3,9 +3,10 @@
 -- Plain data shared by the client (`assesskit.talview`) and the sandbox server: no requires,
 -- loads on Lua 5.4 and LuaJIT. The shape and the naming rule are the contract in
 -- docs/DESIGN.md ("The Talview catalogue"); docs/catalogue.md explains how the seed
--- (/work/shared/seeds/002_*.txt, the flattened Talview API v4 docs) was read, and lists every
--- typo and ambiguity of the seed with its resolution (in `assesskit.talview.resolutions`: this
--- table holds only what the client and the sandbox use at run time, the endpoints).
+-- (002_*.txt of the API documents, in ../shared/seeds/ beside a checkout: the flattened
+-- Talview API v4 docs) was read, and lists every typo and ambiguity of the seed with its
+-- resolution (in `assesskit.talview.resolutions`: this table holds only what the client and
+-- the sandbox use at run time, the endpoints).
 --
 -- Entry fields: `name`, `method`, `path` (template with `{placeholders}`), `summary`,
 -- `seed_line` (the seed line of the request line, or of the heading when the seed has no
@@ -13,7 +14,7 @@
 -- parameters the seed marks mandatory), `paged` (list endpoint), `upload` + `file_field`
 -- (file endpoints), `roles` (only where the seed restricts an action to roles), `response`
 -- ("list" | "object" | "empty" (204) | "binary" (not JSON, e.g. an image)).
--- @module assesskit.talview.catalogue
+-- @internal assesskit.talview.catalogue
 
 return {
   base_url = "https://apiv4.talview.com",

@@ -46,8 +46,10 @@
 --   if not c then error(tostring(e)) end
 --   print(c.id, c.name)
 -- end
-local type, tostring, tonumber, pairs, setmetatable, error, select, rawget, require, pcall =
-  type, tostring, tonumber, pairs, setmetatable, error, select, rawget, require, pcall
+local type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget, require,
+  pcall =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget, require,
+  pcall
 local string_find, string_gsub, string_format, string_match, string_rep =
   string.find, string.gsub, string.format, string.match, string.rep
 local math_floor = math.floor
@@ -56,6 +58,7 @@ local io_open = io.open
 
 local client_mod = require("assesskit.client")
 local endpoints = require("assesskit.endpoints")
+local options = require("assesskit.options")
 local url_mod = require("assesskit.url")
 
 local null = client_mod.null
@@ -240,7 +243,7 @@ local function place_params(ep, params, query)
     for k, v in pairs(query) do q[k] = v end
     return nil, q
   end
-  local qset = ep.query_set
+  local qset, bset = ep.query_set, ep.body_set
   local split = false
   for k in pairs(params) do
     if ALWAYS_QUERY[k] or qset[k] then split = true break end
@@ -249,7 +252,12 @@ local function place_params(ep, params, query)
   local body, q = {}, {}
   if query then for k, v in pairs(query) do q[k] = v end end
   for k, v in pairs(params) do
-    if ALWAYS_QUERY[k] or qset[k] then q[k] = v else body[k] = v end
+    if ALWAYS_QUERY[k] or qset[k] then
+      q[k] = v
+      if bset[k] then body[k] = v end -- documented in both: sent in both, from one value
+    else
+      body[k] = v
+    end
   end
   return body, q
 end
@@ -257,6 +265,12 @@ end
 -- The per-call options passed on to `assesskit.client`.
 local PASSED_OPTS = { "headers", "retry", "max_retries", "timeout", "connect_timeout",
   "output", "on_progress" }
+
+--- The per-call options of the resource methods, `each`, `pages` and `call`.
+-- @table CALL_OPTIONS
+M.CALL_OPTIONS = { "query", "headers", "retry", "max_retries", "timeout", "connect_timeout",
+  "output", "on_progress", "filename", "content_type", "expect" }
+local CALL_OPTIONS = endpoints.set_of(M.CALL_OPTIONS)
 
 -- Resolve an endpoint call's arguments into the path and the client's request options, in
 -- named steps: the path and the rest (`split_args`), the upload's file, the required
@@ -267,7 +281,8 @@ local function prepare(tv, ep, named, ...)
   local path, params, opts = split_args(tv, ep, named, ...)
   if not path then return nil, params end
   check_args(ep, params, opts, 3)
-  if params == nil and opts == nil and not ep.upload then
+  if opts then options.check(opts, CALL_OPTIONS, ep.name, 3) end
+  if params == nil and opts == nil and not ep.needs_params then
     return path, ep.plain_opts -- shared, never modified
   end
   local err
@@ -331,12 +346,29 @@ local binding = endpoints.binding({
   name = NAME, caller = "talview", owner = "_tv", invoke = invoke,
   endpoint = function(e)
     local ep = {
-      required = e.required, query_set = endpoints.set_of(e.query), paged = e.paged == true,
+      required = e.required, query_set = endpoints.set_of(e.query),
+      body_set = endpoints.set_of(e.body), paged = e.paged == true,
       upload = e.upload, file_field = e.file_field or (e.upload == "base64" and "data" or "file"),
       expect = (e.response == "binary") and "raw" or nil,
     }
     ep.plain_opts = { paged = ep.paged, expect = ep.expect }
+    -- a call without params still needs them checked (required ones) or built (uploads)
+    ep.needs_params = ep.upload ~= nil or (ep.required ~= nil and #ep.required > 0)
     return ep
+  end,
+  -- `endpoints()` rows: the summary and the parameters (seed types and descriptions from
+  -- assesskit.talview.params, loaded on first use)
+  describe = function(_, ep, row)
+    row.summary = ep.entry.summary
+    local docs = require("assesskit.talview.params")[ep.name]
+    row.params = endpoints.params(ep.entry, docs, "string|integer", ep.upload and ep.file_field)
+    for _, p in ipairs(row.params) do
+      if p["in"] == "file" and p.description == "" then
+        p.description = ep.upload == "base64"
+          and "the file's content, base64 (or give `file`, a path, or `content`, a string)"
+          or "the path of the file to upload"
+      end
+    end
   end,
   -- a paged list also has `each` and `pages`
   more = function(ep, action)
@@ -451,6 +483,11 @@ local function unwrap_envelope(value, _, opts)
   return value
 end
 
+-- The options of `new`: the client's, and Talview's own.
+local NEW_OPTIONS = { "base_url", "token_url", "auth", "token_margin", "token_store",
+  "token_store_key", "catalogue" }
+for _, k in ipairs(endpoints.CLIENT_OPTIONS) do NEW_OPTIONS[#NEW_OPTIONS + 1] = k end
+
 --- Create a Talview v4 client.
 -- @tparam table opts
 -- @tparam[opt="https://apiv4.talview.com"] string opts.base_url
@@ -476,12 +513,14 @@ end
 --   `retry_max_delay`, `max_retry_after`, `headers`, `sleep`, `clock`, `random` (see
 --   `assesskit.client.new`)
 -- @treturn table the client
--- @raise on a wrong option (including plain `http://` to a non-loopback host without
---   `allow_http`)
+-- @raise on a wrong or unknown option (naming the nearest valid one: `baseurl` ->
+--   `base_url`), a malformed or contradictory `auth`, or plain `http://` to a non-loopback
+--   host without `allow_http`
 -- @usage local tv = require("assesskit.talview").new{ auth = { access_token = token } }
 function M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("assesskit.talview.new: opts must be a table", 2) end
+  options.check(opts, NEW_OPTIONS, "assesskit.talview.new", 2)
   local base_url = check_opt(opts, "base_url", "string", "assesskit.talview.new") or DEFAULT_BASE_URL
   base_url = string_gsub(base_url, "/+$", "")
   local token_url = check_opt(opts, "token_url", "string", "assesskit.talview.new")
@@ -517,9 +556,15 @@ function M.new(opts)
   return setmetatable({ _client = c, _auth = auth, _compiled = compiled }, TV_MT)
 end
 
---- Every endpoint, as `{name =, method =, path =}` (`path` a template with `{placeholders}`),
--- in catalogue order.
+--- Every endpoint, as `{name =, method =, path =, summary =, params =}` (`path` a template
+-- with `{placeholders}`, `summary` the seed's one-line description), in catalogue order.
+-- `params` lists its parameters: `{name =, ["in"] = "path" | "query" | "body" | "file",
+-- required =, type =, description =}` (`type` a LuaLS type name such as `"integer"`,
+-- `"string|integer"` or `"integer[]"`, `"any"` where the seed does not say; `description` the
+-- seed's, `""` when it has none): path placeholders in path order, then the query, the body,
+-- and an upload's file.
 -- @treturn table array
+-- @usage for _, p in ipairs(tv:endpoints()[1].params) do print(p.name, p["in"], p.type) end
 function TV:endpoints()
   return binding:endpoints(self)
 end
@@ -551,6 +596,7 @@ function TV:request(method, path, opts)
   if type(method) ~= "string" then error("talview:request: method must be a string", 2) end
   if type(path) ~= "string" then error("talview:request: path must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("talview:request: opts must be a table", 2) end
+  if opts then options.check(opts, client_mod.REQUEST_OPTIONS, "talview:request", 2) end
   local ok, v, err, res = pcall(self._client.request, self._client, method, path, opts)
   if not ok then reraise(v, 2) end
   return v, err, res
@@ -564,6 +610,15 @@ function TV:authenticate()
   local tok, err = self._auth:token(self._client)
   if not tok then return nil, err end
   return true
+end
+
+--- Mask every secret the client knows (credentials, tokens) in a text, e.g. before logging
+-- what a server said.
+-- @tparam string s
+-- @treturn string
+-- @usage log(tv:redact(body))
+function TV:redact(s)
+  return self._client:redact(s)
 end
 
 --- The response of the latest completed request.

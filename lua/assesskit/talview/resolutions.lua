@@ -5,7 +5,7 @@
 -- endpoints. Plain data, no requires. Each entry: `seed_line` (the seed line read),
 -- `seed` (its text), `resolved` (the catalogue's request line, or what was decided; nil when
 -- the line is not a request line at all), `why`.
--- @module assesskit.talview.resolutions
+-- @internal assesskit.talview.resolutions
 
 return {
   { seed_line = 4143, seed = "title string true Filter records based on title",
