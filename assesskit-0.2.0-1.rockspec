@@ -67,6 +67,7 @@ build = {
   install = {
     -- keys ending in .init keep the source layout (assesskit/cli/init.lua)
     lua = {
+      ["assesskit.bulk"] = "lua/assesskit/bulk.lua",
       ["assesskit.cli.args"] = "lua/assesskit/cli/args.lua",
       ["assesskit.cli.config"] = "lua/assesskit/cli/config.lua",
       ["assesskit.cli.dryrun"] = "lua/assesskit/cli/dryrun.lua",
@@ -89,6 +90,8 @@ build = {
       ["assesskit.options"] = "lua/assesskit/options.lua",
       ["assesskit.redis"] = "lua/assesskit/redis.lua",
       ["assesskit.talview.action_status"] = "lua/assesskit/talview/action_status.lua",
+      ["assesskit.scheduler"] = "lua/assesskit/scheduler.lua",
+      ["assesskit.store"] = "lua/assesskit/store.lua",
       ["assesskit.talview.auth"] = "lua/assesskit/talview/auth.lua",
       ["assesskit.talview.callback"] = "lua/assesskit/talview/callback.lua",
       ["assesskit.talview.catalogue"] = "lua/assesskit/talview/catalogue.lua",
