@@ -21,6 +21,7 @@ local math_floor, math_huge = math.floor, math.huge
 
 local scheduler = require("assesskit.scheduler")
 local options = require("assesskit.options")
+local journal = require("assesskit.journal")
 
 local M = {}
 
@@ -30,7 +31,8 @@ local DEFAULT_CONCURRENCY = 8
 -- Runtimes: how tasks are spawned, joined and woken where `map` runs
 --
 -- rt:spawn(fn, ...) -> handle; rt:join(handle) -> ok, results... (pcall-like);
--- rt:cond() -> {wait = fn, signal = fn}; rt:close()
+-- rt:cond() -> {wait = fn, signal = fn}; rt:sleep(seconds) (from a task: 0 lets the other
+-- ready tasks run first); rt:close()
 
 local function inside_nginx()
   local ngx = rawget(_G, "ngx")
@@ -75,6 +77,10 @@ end
 
 function NgxRuntime.close() end
 
+function NgxRuntime:sleep(seconds)
+  self.ngx.sleep(seconds)
+end
+
 local SchedRuntime = {}
 SchedRuntime.__index = SchedRuntime
 
@@ -92,6 +98,10 @@ end
 
 function SchedRuntime:close()
   if self.owned then self.s:close() end
+end
+
+function SchedRuntime:sleep(seconds)
+  self.s:sleep(seconds)
 end
 
 --- The runtime for the running code: nginx light threads, the running scheduler (a map or an
@@ -112,8 +122,9 @@ end
 local MAP_OPTIONS = {
   concurrency = "number", on_result = "function", on_progress = "function",
   stop_on_error = "boolean", max_rate = "number",
-  -- the journal (issue 13): accepted here, behaviour in Job:claim / Job:finish
+  -- the journal (assesskit.journal checks how they go together)
   journal = true, key = "function", reconcile = "function", retry_failed = "boolean",
+  job = "string",
 }
 
 local function check_options(opts, where)
@@ -134,9 +145,6 @@ local function check_options(opts, where)
   if r ~= nil and (r ~= r or r <= 0) then
     error(where .. ": option 'max_rate' must be a number > 0 (requests per second)", 4)
   end
-  if opts.journal ~= nil then
-    error(where .. ": option 'journal' is not available in this version", 4)
-  end
   return opts
 end
 
@@ -146,35 +154,27 @@ end
 local Job = {}
 Job.__index = Job
 
---- The steps of one item, in one place: claim it, run `fn`, finish it. Without a journal,
--- claim always answers "run" and finish gives the result back as it is; a journal (issue 13)
--- answers "done"/"failed" with a recorded result, reconciles ambiguous items, and records
--- each outcome before it is delivered.
+--- The steps of one item, in one place. Without a journal: run `fn`. With one
+-- (`assesskit.journal`'s `job:item`): claim the item, give back a recorded outcome or
+-- reconcile an ambiguous one, or run `fn` with its 'started' record and its outcome made
+-- durable before the result is delivered; a journal that refuses the item (another job's) or
+-- cannot be written stops the map.
 -- @tparam table item
 -- @tparam number i
 -- @return the value
 -- @return the error
 function Job:item(item, i)
-  local state, value, err = self:claim(item, i)
-  if state ~= "run" then return value, err end
-  value, err = self:run(item, i)
-  return self:finish(item, i, value, err)
-end
-
--- claim(item, i) -> "run" | "deliver", value, err
-function Job.claim()
-  return "run"
+  local jj = self.journal
+  if not jj then return self:run(item, i) end
+  local value, err, stop = jj:item(item, i, self.call)
+  if stop then self:stop(err) end
+  return value, err
 end
 
 -- Call fn; an error it raises becomes the item's err (the raised value, as pcall gives it).
 function Job:run(item, i)
   local ok, value, err = pcall(self.fn, item, i)
   if not ok then return nil, value end
-  return value, err
-end
-
--- finish(item, i, value, err) -> value, err (a journal records them first)
-function Job.finish(_, _, _, value, err)
   return value, err
 end
 
@@ -263,11 +263,16 @@ function M.map(budget, items, fn, opts, where)
   end
   if type(fn) ~= "function" then error(where .. ": fn must be a function", 3) end
   opts = check_options(opts, where)
+  -- the journal's options are checked (and a journal path opened) before anything is sent
+  local env = {}
+  local jj, jerr = journal.job(opts, env, 3, where)
+  if jerr then return nil, jerr end
   local job = setmetatable({
     fn = fn, done = 0, failed = 0, next_i = 1, stopped = false,
     on_result = opts.on_result, on_progress = opts.on_progress,
-    stop_on_error = opts.stop_on_error == true,
+    stop_on_error = opts.stop_on_error == true, journal = jj,
   }, Job)
+  if jj then job.call = function(item, i) return job:run(item, i) end end
   local concurrency = opts.concurrency or DEFAULT_CONCURRENCY
   if ti == "table" then
     job.array, job.total = items, #items
@@ -276,7 +281,10 @@ function M.map(budget, items, fn, opts, where)
   else
     job.iter = items
   end
-  if concurrency == 0 then return job.results or { done = 0, failed = 0 } end
+  if concurrency == 0 then
+    if jj then jj:close() end
+    return job.results or { done = 0, failed = 0 }
+  end
 
   local restore
   if opts.max_rate and budget.configure then
@@ -286,6 +294,11 @@ function M.map(budget, items, fn, opts, where)
   end
   local rt = M.runtime()
   if job.iter then job.pull_cond = rt:cond() end
+  if jj then
+    -- group commit: a worker about to fdatasync lets the others write their records first
+    env.yield = function() rt:sleep(0) end
+    env.sleep = function(seconds) rt:sleep(seconds) end
+  end
   local ok, err = pcall(function()
     local workers = {}
     for w = 1, concurrency do workers[w] = rt:spawn(worker, job) end
@@ -293,6 +306,10 @@ function M.map(budget, items, fn, opts, where)
   end)
   rt:close()
   if restore then budget:configure(restore) end
+  if jj then
+    local cok, cerr = jj:close()
+    if not cok then job:stop(cerr) end
+  end
   if not ok then error(err, 0) end
   if job.raised ~= nil then error(job.raised, 0) end
   if job.results then return job.results, job.stop_err end

@@ -562,7 +562,8 @@ end
 --   `finish`, `resolve`, `sync`), `key`, `reconcile`, `retry_failed`, `job` (string, for a
 --   path: the job's identity in the header)
 -- @tparam[opt] table env `yield` (lets the job's other coroutines run once: group commit),
---   `sleep(seconds)` (waits while a fleet journal says `"busy"`)
+--   `sleep(seconds)` (waits while a fleet journal says `"busy"`); read when items run, so the
+--   caller may fill it after this call
 -- @int[opt] level the caller's level for misuse errors (default 2: the caller of `job`)
 -- @string[opt] where the name in misuse errors (default `"map"`)
 -- @treturn[1] ?table the job (`job:item(item, i, call)`, `job:close()`), nil without journal
@@ -610,7 +611,7 @@ function M.job(opts, env, level, where)
   return setmetatable({
     journal = j, owned = owned, key = opts.key or default_key, reconcile = opts.reconcile,
     claim_opts = { retry_failed = opts.retry_failed == true },
-    yield = env.yield, sleep = env.sleep,
+    env = env,
     counts = { ran = 0, replayed = 0, reconciled = 0, ambiguous = 0 },
   }, Job)
 end
@@ -672,14 +673,15 @@ end
 -- @treturn ?boolean true when the whole job must stop: the journal refused the item (another
 --   job's) or cannot be written (nothing more could be recorded)
 function Job:item(item, i, call)
-  local j, counts, yield = self.journal, self.counts, self.yield
+  local j, counts, env = self.journal, self.counts, self.env
+  local yield = env.yield
   local key, kerr = item_key(self, item, i)
   if not key then return nil, kerr end
   local state, rec
   while true do
     state, rec = j:claim(key, i, self.claim_opts)
-    if state ~= "busy" or not self.sleep then break end
-    self.sleep(0.2)
+    if state ~= "busy" or not env.sleep then break end
+    env.sleep(0.2)
   end
   if state == nil then return nil, rec, true end
   if state == "done" or state == "failed" then
