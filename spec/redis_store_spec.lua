@@ -108,6 +108,25 @@ describe("assesskit.redis store", function()
       again()
     end)
 
+    it("stops a waiter as soon as the holder has stored a new token, even with its lock kept", function()
+      local a = redis_store.new { url = srv:url() }
+      assert(a:lock(IDENTITY, 1)) -- holds the lock for the whole lease: its release was lost
+      local stored = false
+      local b = redis_store.new { url = srv:url(), sleep = function(d)
+        if not stored then -- meanwhile the holder renews the token
+          stored = assert(a:set(IDENTITY, { token = "renewed", expires_at = os.time() + 60 }, "s"))
+        end
+        socket.sleep(d)
+      end }
+      local t0 = socket.gettime()
+      local release = assert(b:lock(IDENTITY, 5))
+      assert.is_true(socket.gettime() - t0 < 1)
+      release()
+      assert.equal("renewed", b:get(IDENTITY, "s").token)
+      -- the holder's lock is still there: b held nothing
+      assert.equal("1", srv:cli("EXISTS", (srv:cli("KEYS", "assesskit:lock:*"):match("[^\n]+"))):match("%d"))
+    end)
+
     it("lets a dead holder's lock go after lock_lease", function()
       local a = redis_store.new { url = srv:url(), lock_lease = 0.3 }
       local b = redis_store.new { url = srv:url() }

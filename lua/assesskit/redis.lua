@@ -547,7 +547,9 @@ return 0]]
 
 --- Take the renewal lock of a credential: one holder at a time in the whole fleet. Waits
 -- (suspending a task or a light thread) at most `timeout` seconds. A holder that dies keeps
--- it at most `lock_lease` seconds. With Redis down, the lock is the process's own.
+-- it at most `lock_lease` seconds; and a waiter stops waiting as soon as the credential's
+-- token changes in Redis (the holder has renewed it, even if its release was lost): it then
+-- holds nothing, and reads the new token. With Redis down, the lock is the process's own.
 -- @tparam string key
 -- @tparam[opt=30] number timeout seconds
 -- @treturn[1] function `release()` (idempotent)
@@ -556,28 +558,38 @@ return 0]]
 function Store:lock(key, timeout)
   check_key(key, "lock")
   timeout = timeout or 30
-  local _, lname = names(self, key)
+  local tname, lname = names(self, key)
   local owner = core.b64url_encode(core.random_bytes(12))
   local lease = math_floor(self.lock_lease * 1000)
   local deadline = self.clock() + timeout
   local step = LOCK_STEP
+  local seen -- the token as it was when we started waiting
   while true do
     local res, msg, kind = self:_run(function(c)
-      return c:command("SET", lname, owner, "NX", "PX", lease)
+      return c:pipeline { { "SET", lname, owner, "NX", "PX", lease }, { "GET", tname } }
     end)
-    if res == "OK" then
-      local done = false
-      return function()
-        if done then return end
-        done = true
-        self:_run(function(c) return script(c, self, "unlock", { lname }, { owner }) end)
-      end
-    end
     if res == nil then
       if kind == "down" then
         return fallback(self):lock(key, math_max(0, deadline - self.clock()))
       end
       return nil, msg
+    end
+    if res[1] == "OK" then
+      local done = false
+      return function()
+        if done then return end
+        done = true
+        for _ = 1, 2 do -- once more if Redis missed it, else others wait for the lease
+          local ok = self:_run(function(c) return script(c, self, "unlock", { lname }, { owner }) end, true)
+          if ok ~= nil then break end
+        end
+      end
+    end
+    if type(res[1]) == "table" then return nil, redact(self, res[1].err) end
+    if seen == nil then
+      seen = res[2]
+    elseif res[2] ~= seen then
+      return function() end -- renewed meanwhile: nothing to hold
     end
     local left = deadline - self.clock()
     if left <= 0 then return nil, "timeout" end
