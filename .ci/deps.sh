@@ -8,6 +8,7 @@ pkgs=(build-essential pkg-config ca-certificates curl openssl
       libcurl4-openssl-dev libssl-dev
       lua-cjson lua-busted lua-luassert lua-socket lua-luaossl lua-check lua-ldoc lua-markdown luarocks
       nginx-light libnginx-mod-http-lua valgrind zip unzip
+      clang libclang-rt-14-dev  # make sanitize, make fuzz (ASan/UBSan, libFuzzer)
       libhiredis-dev redis-server lua-nginx-redis)
 # lua-nginx-redis (resty.redis, installed as nginx.redis) pulls in nginx-extras, a metapackage
 # of modules beside nginx-light's; the specs' nginx loads only the Lua module. redis-server is

@@ -40,4 +40,11 @@ static inline FILE *ak_tofile(lua_State *L, int idx)
 }
 #endif
 
+/* The one symbol core.so exports; everything else is hidden (-fvisibility=hidden). */
+#if defined(__GNUC__) || defined(__clang__)
+#  define AK_EXPORT __attribute__((visibility("default")))
+#else
+#  define AK_EXPORT
+#endif
+
 #endif

@@ -291,18 +291,7 @@ static int redis_connect(lua_State *L)
   redisContext *ctx;
   static const char *const known[] = {"host", "port", "timeout", "max_reply_size", NULL};
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, 1) != 0) {
-    int i, ok = 0;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (i = 0; known[i] != NULL; i++)
-        if (strcmp(known[i], lua_tostring(L, -1)) == 0)
-          ok = 1;
-    if (!ok)
-      return luaL_error(L, "bad argument #1 to 'redis_connect' (unknown option '%s')",
-                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
-  }
+  ak_checkoptions(L, 1, known);
   lua_getfield(L, 1, "host");
   if (lua_type(L, -1) != LUA_TSTRING)
     return ak_fielderror(L, 1, "host", "string", -1);

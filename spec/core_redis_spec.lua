@@ -208,7 +208,7 @@ describe("assesskit.core redis connections #luajit", function()
     assert.has_error(function() c:pipeline { {} } end)
     assert.has_error(function() c:pipeline { { "SET", "k", false } } end)
     assert.has_error(function() core.redis_connect { host = "127.0.0.1", prot = 1 } end,
-      "bad argument #1 to 'redis_connect' (unknown option 'prot')")
+      "bad argument #1 (unknown option 'prot')")
     assert.has_error(function() core.redis_connect { port = 6379 } end)
     assert.has_error(function() core.redis_connect { host = "h", port = 70000 } end)
     assert.has_error(function() core.redis_connect { host = "h", timeout = 0 } end)
