@@ -46,3 +46,6 @@ if [ -f build/luajit/assesskit/core.so ]; then
   echo "== bulk: tv:map (luajit)"
   luajit bench/bulk.lua --only wave
 fi
+# stores (issue 17): tv:map with the in-process, lua_shared_dict and Redis stores
+echo "== stores: tv:map with each store"
+lua5.4 bench/stores.lua
