@@ -19,7 +19,7 @@ local function take(b, limit)
   end
 end
 
-describe("assesskit.redis budget", function()
+describe("assesskit.redis budget #luajit", function()
   local srv
 
   setup(function() srv = redis.start() end)

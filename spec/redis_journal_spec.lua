@@ -7,7 +7,7 @@ local errors = require("assesskit.errors")
 local redis = require("support.redis")
 local socket = require("socket")
 
-describe("assesskit.redis journal", function()
+describe("assesskit.redis journal #luajit", function()
   local srv
 
   setup(function() srv = redis.start() end)

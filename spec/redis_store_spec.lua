@@ -10,7 +10,7 @@ local socket = require("socket")
 
 local IDENTITY = "talview|password|client-1|ada|https://example.test/oauth2/token"
 
-describe("assesskit.redis store", function()
+describe("assesskit.redis store #luajit", function()
   local srv
 
   setup(function() srv = redis.start { user = "app", password = "r3dis-Passw0rd" } end)
