@@ -57,6 +57,7 @@ M.CLIENT_OPTIONS = {
   { "sleep", "fun(seconds: number)", "how to wait between retries (default: the transport's, `ngx.sleep` or LuaSocket)" },
   { "clock", "fun(): number", "the current time, epoch seconds (default: `ngx.now` or LuaSocket)" },
   { "random", "fun(): number", "a number in [0, 1) for jitter (default `math.random`)" },
+  { "max_rate", "number", "requests per second at most for the credential (its budget's token bucket)" },
 }
 
 M.TALVIEW_OPTIONS = {
@@ -64,7 +65,8 @@ M.TALVIEW_OPTIONS = {
   { "token_url", "string", "the token endpoint (default `base_url .. \"/oauth2/token\"`)" },
   { "auth", "assesskit.talview.Auth", "credentials: a password or JWT-bearer grant, or a static access token; without it no credentials are sent" },
   { "token_margin", "number", "renew the token this long before it expires, seconds (default 60, at most 10% of its lifetime)" },
-  { "token_store", "assesskit.TokenStore", "share tokens between clients and nginx workers (`assesskit.ngx.token_cache`)" },
+  { "store", "assesskit.TokenStore", "what is one per credential, shared by the clients given the same store: the token and the rate budget (`assesskit.store`, `assesskit.ngx.token_cache` for nginx workers, `assesskit.redis` for a fleet)" },
+  { "token_store", "assesskit.TokenStore", "the former name of `store`, still accepted" },
   { "token_store_key", "string", "the key in the store (default from the grant, client id, username or issuer, and token URL)" },
 }
 

@@ -26,6 +26,7 @@
 ---@field sleep? fun(seconds: number) how to wait between retries (default: the transport's, `ngx.sleep` or LuaSocket)
 ---@field clock? fun(): number the current time, epoch seconds (default: `ngx.now` or LuaSocket)
 ---@field random? fun(): number a number in [0, 1) for jitter (default `math.random`)
+---@field max_rate? number requests per second at most for the credential (its budget's token bucket)
 
 ---An InterviewMocha v2/v3 client (`assesskit.interviewmocha.new`): every resource is a field.
 ---@class assesskit.interviewmocha.Client

@@ -7,7 +7,8 @@
 ---@field token_url? string the token endpoint (default `base_url .. "/oauth2/token"`)
 ---@field auth? assesskit.talview.Auth credentials: a password or JWT-bearer grant, or a static access token; without it no credentials are sent
 ---@field token_margin? number renew the token this long before it expires, seconds (default 60, at most 10% of its lifetime)
----@field token_store? assesskit.TokenStore share tokens between clients and nginx workers (`assesskit.ngx.token_cache`)
+---@field store? assesskit.TokenStore what is one per credential, shared by the clients given the same store: the token and the rate budget (`assesskit.store`, `assesskit.ngx.token_cache` for nginx workers, `assesskit.redis` for a fleet)
+---@field token_store? assesskit.TokenStore the former name of `store`, still accepted
 ---@field token_store_key? string the key in the store (default from the grant, client id, username or issuer, and token URL)
 ---@field transport? assesskit.Transport an object with `request(req)` following the core session (default: a libcurl session; inside nginx, `assesskit.ngx.transport`)
 ---@field timeout? number seconds for a whole transfer (default 30)
@@ -28,6 +29,7 @@
 ---@field sleep? fun(seconds: number) how to wait between retries (default: the transport's, `ngx.sleep` or LuaSocket)
 ---@field clock? fun(): number the current time, epoch seconds (default: `ngx.now` or LuaSocket)
 ---@field random? fun(): number a number in [0, 1) for jitter (default `math.random`)
+---@field max_rate? number requests per second at most for the credential (its budget's token bucket)
 
 ---The password grant.
 ---@class assesskit.talview.PasswordGrant
