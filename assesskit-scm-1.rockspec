@@ -66,6 +66,7 @@ build = {
       ["assesskit.cli.args"] = "lua/assesskit/cli/args.lua",
       ["assesskit.cli.config"] = "lua/assesskit/cli/config.lua",
       ["assesskit.cli.dryrun"] = "lua/assesskit/cli/dryrun.lua",
+      ["assesskit.cli.each"] = "lua/assesskit/cli/each.lua",
       ["assesskit.cli.help"] = "lua/assesskit/cli/help.lua",
       ["assesskit.cli.init"] = "lua/assesskit/cli/init.lua",
       ["assesskit.cli.output"] = "lua/assesskit/cli/output.lua",

@@ -4,8 +4,9 @@
 --
 -- 1. wave: 100 GETs of an endpoint that answers after 20 ms, 16 in flight, through `tv:map`
 --    against a local nginx, beside the same 100 transfers driven straight on `core.loop`
---    from Lua (the scheduler's floor; the same in C on libcurl's multi interface is
---    bench/core.lua's figure). Ideal: 7 waves x 20 ms = 140 ms; target: at most 150 ms.
+--    from Lua (the scheduler's floor) and in C on libcurl's multi interface
+--    (build/bench/curl_multi from bench/curl_multi.c, built by bench/run.sh). Ideal: 7 waves x
+--    20 ms = 140 ms; target: at most 150 ms.
 -- 2. sandbox: candidates created through `tv:map` against the sandbox with 150 ms of injected
 --    latency (its `slow` fault), with `concurrency = 16` (10,000 candidates) and sequentially
 --    (`concurrency = 1`: 200 candidates, the 10,000 extrapolated; `--full` runs them all,
@@ -114,15 +115,23 @@ local function wave()
       loop:close()
       return dt
     end
+    local multi = bench.root .. "/build/bench/curl_multi"
+    local have_multi = sys.run("test -x " .. sys.quote(multi))
+    local function multi_once()
+      local ms = tonumber(bench.capture(sys.quote(multi) .. " " .. sys.quote(base
+        .. "/models/candidate/1") .. " 100 16"))
+      return ms and ms / 1000
+    end
     map_once() -- warm: 16 connections opened
     loop_once()
-    local maps, loops = {}, {}
+    local maps, loops, multis = {}, {}, {}
     for r = 1, opts.rounds do
       if r % 2 == 1 then
         maps[#maps + 1] = map_once(); loops[#loops + 1] = loop_once()
       else
         loops[#loops + 1] = loop_once(); maps[#maps + 1] = map_once()
       end
+      if have_multi then multis[#multis + 1] = multi_once() end
     end
     local conns = session:stats().connects
     session:close()
@@ -133,7 +142,12 @@ local function wave()
       best(maps) * 1000, median(maps) * 1000))
     print(("  core.loop from Lua (floor)    best %6.1f ms   median %6.1f ms   (%d connections)")
       :format(best(loops) * 1000, median(loops) * 1000, conns))
-    print("  the same in C on libcurl's multi interface: bench/core.lua")
+    if #multis > 0 then
+      print(("  libcurl multi in C            best %6.1f ms   median %6.1f ms   (bench/curl_multi.c)")
+        :format(best(multis) * 1000, median(multis) * 1000))
+    else
+      print("  libcurl multi in C: build/bench/curl_multi missing (bench/run.sh builds it)")
+    end
   end)
   srv:stop()
   if not ok then error(err, 0) end

@@ -90,19 +90,31 @@ case("sends nothing while a 429's Retry-After pause runs (times taken server-sid
   assert.is_true(after > 0)
 end)
 
-case("cuts the in-flight limit after 503s and grows it back while calls succeed", function(env)
-  env.reset({ delay = 0.02, pushback = { from = 41, to = 48, status = 503 } })
+case("cuts the in-flight limit after 429s and grows it back while calls succeed", function(env)
+  env.reset({ delay = 0.02, pushback = { from = 41, to = 48, status = 429 } })
   local tv = env.talview({ retry_base_delay = 0.01, retry_max_delay = 0.02, max_retries = 8 })
   assert(tv:authenticate())
   all_ok(tv:map(range(240), getter(tv), { concurrency = 8 }), 240)
   local arrivals = env.stats().arrivals
   assert.equal(8, max_in_flight(arrivals, 1, 40))
-  -- right after the 503s, far fewer in flight
+  -- right after the 429s (no Retry-After: a pause of one short backoff), far fewer in flight
   assert.is_true(max_in_flight(arrivals, 49, 56) <= 4,
-    "in flight after the 503s: " .. max_in_flight(arrivals, 49, 56))
+    "in flight after the 429s: " .. max_in_flight(arrivals, 49, 56))
   -- and back to the map's concurrency, never above it
   assert.equal(8, max_in_flight(arrivals, #arrivals - 60, #arrivals))
   assert.equal(8, max_in_flight(arrivals, 1, #arrivals))
+end)
+
+case("clients sharing a store make one token request for a burst of calls from both", function(env)
+  env.reset({ delay = 0.01, token_delay = 0.1 })
+  local store = require("assesskit.store").new()
+  local a = env.talview({ store = store })
+  local b = env.talview({ store = store })
+  all_ok(a:map(range(16), function(i)
+    local tv = (i % 2 == 0) and a or b
+    return tv.models.candidate:get(i)
+  end, { concurrency = 16 }), 16)
+  assert.equal(1, env.stats().tokens)
 end)
 
 case("clients sharing a store share one token and one budget: a 429 pauses both", function(env)
@@ -210,6 +222,16 @@ case("each{concurrency = N} fetches up to N pages ahead and yields items in orde
   local st = env.stats()
   assert.equal(10, #st.arrivals)
   assert.equal(4, st.max_in_flight)
+  -- the same given among the per-call options
+  env.reset({ total = 95, delay = 0.03 })
+  local n = 0
+  for c, e in tv.models.candidate:each({ pageSize = 10 }, { concurrency = 3 }) do
+    assert(c, e)
+    n = n + 1
+    assert.equal(n, c.id)
+  end
+  assert.equal(95, n)
+  assert.equal(3, env.stats().max_in_flight)
 end)
 
 case("a coroutine of the user's own inside fn makes ordinary calls", function(env)

@@ -57,7 +57,7 @@ M.CLIENT_OPTIONS = {
   { "sleep", "fun(seconds: number)", "how to wait between retries (default: the transport's, `ngx.sleep` or LuaSocket)" },
   { "clock", "fun(): number", "the current time, epoch seconds (default: `ngx.now` or LuaSocket)" },
   { "random", "fun(): number", "a number in [0, 1) for jitter (default `math.random`)" },
-  { "max_rate", "number", "requests per second at most for the credential (its budget's token bucket)" },
+  { "max_rate", "number", "requests per second at most for the credential (its rate budget's token bucket)" },
 }
 
 M.TALVIEW_OPTIONS = {
@@ -65,9 +65,9 @@ M.TALVIEW_OPTIONS = {
   { "token_url", "string", "the token endpoint (default `base_url .. \"/oauth2/token\"`)" },
   { "auth", "assesskit.talview.Auth", "credentials: a password or JWT-bearer grant, or a static access token; without it no credentials are sent" },
   { "token_margin", "number", "renew the token this long before it expires, seconds (default 60, at most 10% of its lifetime)" },
-  { "store", "assesskit.TokenStore", "what is one per credential, shared by the clients given the same store: the token and the rate budget (`assesskit.store`, `assesskit.ngx.token_cache` for nginx workers, `assesskit.redis` for a fleet)" },
+  { "store", "assesskit.TokenStore", "the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers; `assesskit.redis` for a fleet)" },
   { "token_store", "assesskit.TokenStore", "the former name of `store`, still accepted" },
-  { "token_store_key", "string", "the key in the store (default from the grant, client id, username or issuer, and token URL)" },
+  { "token_store_key", "string", "the credential's key in the store (default from the grant, client id, username or issuer, and token URL)" },
 }
 
 M.INTERVIEWMOCHA_OPTIONS = {
@@ -458,7 +458,8 @@ local function talview()
       "---@param items any[]|fun(): any an array, or an iterator",
       "---@param fn fun(item: any, i: integer): any, any",
       "---@param opts? assesskit.MapOptions",
-      "---@return assesskit.MapResult[]|nil results `{value =, err =}` per item (nil with `on_result` or an iterator)",
+      "---@return assesskit.MapResult[]|{done: integer, failed: integer} results `{value =, err =}` per item in input order; with `on_result` or an iterator, a summary",
+      "---@return any stopped the error that stopped the map early (`stop_on_error`, an iterator's failure), or nil",
       "function Client:map(items, fn, opts) end" },
     { "---Get a token now (it is otherwise fetched on the first call).",
       "---@return true|nil ok",
@@ -527,7 +528,8 @@ local function interviewmocha()
       "---@param items any[]|fun(): any an array, or an iterator",
       "---@param fn fun(item: any, i: integer): any, any",
       "---@param opts? assesskit.MapOptions",
-      "---@return assesskit.MapResult[]|nil results `{value =, err =}` per item (nil with `on_result` or an iterator)",
+      "---@return assesskit.MapResult[]|{done: integer, failed: integer} results `{value =, err =}` per item in input order; with `on_result` or an iterator, a summary",
+      "---@return any stopped the error that stopped the map early (`stop_on_error`, an iterator's failure), or nil",
       "function Client:map(items, fn, opts) end" },
     { "---The response of the last call.",
       "---@return assesskit.Response|nil",

@@ -14,7 +14,7 @@
 --
 -- The user guide is docs/bulk.md; the per-item steps (the seam a journal plugs into) are
 -- `Job:item` below.
--- @module assesskit.bulk
+-- @internal assesskit.bulk
 local type, error, pcall, tostring, setmetatable, rawget, require, pairs =
   type, error, pcall, tostring, setmetatable, rawget, require, pairs
 local math_floor, math_huge = math.floor, math.huge

@@ -650,7 +650,7 @@ local function take_permit(self, waited_until)
   local budget, clock = self.budget, self.clock
   while true do
     local permit, wait = budget:acquire(clock, waited_until)
-    if permit then return permit end
+    if permit then return permit end -- at once, unless the budget says wait
     -- at least a millisecond: nginx's clock (ngx.now) moves only when its event loop runs
     self:wait(wait > MIN_WAIT and wait or MIN_WAIT)
   end
@@ -710,12 +710,23 @@ end
 -- body, or nil, nil, nil and the error. `call.pause` is the budget pause it caused, if any.
 local function transfer(self, call, permit)
   local treq = call.treq
-  local done, status, rheaders, body, sent = pcall(self.transfer, self, treq)
+  local done, status, rheaders, body, sent
+  if self.loopable then
+    done, status, rheaders, body, sent = pcall(self.transfer, self, treq)
+  else
+    local transport = self.transport
+    done, status, rheaders, body, sent = pcall(transport.request, transport, treq)
+  end
   if not done then -- a misuse the transport raised: the permit goes back, the error on
     self.budget:release(permit, "failed")
     error(status, 0)
   end
-  call.pause = settle(self, permit, status, rheaders, call.retries)
+  if status and status ~= 429 and status ~= 503 then -- the common case, without a call
+    self.budget:release(permit, "ok")
+    call.pause = nil
+  else
+    call.pause = settle(self, permit, status, rheaders, call.retries)
+  end
   if status then
     call.reached = true
     return status, rheaders, body

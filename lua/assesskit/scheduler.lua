@@ -18,7 +18,7 @@
 --
 -- Users normally meet this module through `client:map` (docs/bulk.md); the interface here is
 -- for people building on it (docs/DESIGN.md, "Concurrency").
--- @module assesskit.scheduler
+-- @internal assesskit.scheduler
 -- @usage
 -- local s = scheduler.new()
 -- local a = s:spawn(function() return tv.models.candidate:get(1) end)

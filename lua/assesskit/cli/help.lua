@@ -20,7 +20,7 @@ Drive the Talview v4 and InterviewMocha v2/v3 APIs from the shell.
 
 Commands:
   endpoints [FILTER]            list the Talview endpoints (name, method, path)
-  talview NAME [--PARAM VALUE ...] [--all]
+  talview NAME [--PARAM VALUE ...] [--all | --each FILE|- --parallel N]
                                 call a Talview endpoint by its catalogue name
   im links TEST_ID              the links of an InterviewMocha test
   im report ID [--type N] [--pdf FILE]
@@ -57,6 +57,7 @@ Options:
 --- `assesskit talview --help`.
 M.talview = [[
 Usage: assesskit talview NAME [--PARAM VALUE ...] [-] [--all] [-- --PARAM VALUE ...]
+       assesskit talview NAME --each FILE|- [--parallel N] [--PARAM VALUE ...]
 
 Call the Talview endpoint NAME (see `assesskit endpoints`) and print its JSON answer.
 
@@ -79,6 +80,11 @@ Options:
   --save FILE        write the answer's body as it came (an image, say) to FILE; an error
                      answer leaves FILE as it was
   --raw-param        send parameters the endpoint does not document, as given
+  --each FILE|-      one call per line of FILE (- : standard input), each line a JSON object
+                     of parameters (over the command line's); one JSON line per input line,
+                     in input order: {"line": N, "value": ...} or {"line": N, "error": {...}};
+                     exit status 1 when a line failed; a progress bar on a terminal
+  --parallel N       with --each: N calls in flight (default 8, at most 256)
 ]] .. COMMON .. [[
 
 `assesskit talview NAME --help` describes one endpoint and its parameters.
@@ -88,6 +94,7 @@ Examples:
   assesskit talview models.candidate.get --id 42 --expand status
   assesskit talview models.candidate.list --all > candidates.jsonl
   echo '{"email": "ada@example.com"}' | assesskit talview models.candidate.create -
+  assesskit talview models.candidate.create --each people.jsonl --parallel 16 > created.jsonl
   assesskit --dry-run talview actions.invite --assessmentSectionID 7 \
       --endDate 2030-01-01T00:00:00Z --candidates '[{"id": 42}]'
 ]]

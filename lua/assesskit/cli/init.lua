@@ -393,9 +393,36 @@ local function writable_target(file)
   return true
 end
 
+-- --each FILE|- --parallel N: one call per input line (assesskit.cli.each).
+local function talview_each(ctx, e, r, params, list)
+  if r.all then usage("talview: --each and --all exclude each other") end
+  if r.save then usage("talview: --each and --save exclude each other") end
+  if r.stdin and r.each == "-" then
+    usage("talview: --each - reads the calls from standard input; parameters for all of them"
+      .. " go on the command line")
+  end
+  local parallel = tonumber(r.parallel or 8)
+  if not parallel or parallel ~= math.floor(parallel) or parallel < 1 or parallel > 256 then
+    usage("talview: --parallel wants a whole number from 1 to 256")
+  end
+  if r.dry_run then parallel = 1 end -- the requests print in the lines' order
+  local tv = talview_client(ctx, list)
+  return guarded(function()
+    local failed, why = require("assesskit.cli.each").run(ctx, {
+      tv = tv, name = e.name, defaults = params, source = r.each, parallel = parallel,
+      check = not r.raw_param and function(p) check_params(e, p) end or nil,
+      decorate = e.name:find("^actions%.") and output.with_status_name or nil,
+      dry_run = r.dry_run,
+    })
+    if not failed then ctx:err_line(why) return M.USAGE end
+    if r.dry_run then print_dry_run(ctx, ctx:config().talview.ca_file) end
+    return failed > 0 and M.FAILED or M.OK
+  end, "talview " .. e.name .. ": ")
+end
+
 local function cmd_talview(ctx, argv)
-  local r = parse(argv, spec_with({ all = "all", ["raw-param"] = "raw_param" }, { save = "save" },
-    { params = true }), ctx.flags)
+  local r = parse(argv, spec_with({ all = "all", ["raw-param"] = "raw_param" },
+    { save = "save", each = "each", parallel = "parallel" }, { params = true }), ctx.flags)
   local name = r.positional[1]
   if not name then
     if r.help then ctx:out(help.talview) return M.OK end
@@ -417,6 +444,8 @@ local function cmd_talview(ctx, argv)
   local list = e.response == "list" or e.paged
   if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
+  if r.each then return talview_each(ctx, e, r, params, list) end
+  if r.parallel then usage("talview: --parallel goes with --each") end
   if r.save and not r.dry_run then
     local ok, why = writable_target(r.save)
     if not ok then ctx:err_line("--save: " .. why) return M.FAILED end

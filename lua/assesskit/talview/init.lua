@@ -67,6 +67,8 @@ local fill_positional, fill_named = endpoints.fill_positional, endpoints.fill_na
 local check_args, check_opt, reraise = endpoints.check_args, endpoints.check_opt, endpoints.reraise
 local without = endpoints.without
 
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
 local M = {}
 M._VERSION = require("assesskit")._VERSION
 
@@ -326,29 +328,41 @@ local function failed_iterator(err)
   end
 end
 
--- `concurrency` (pages fetched ahead) is given among the parameters of `each`
--- (`:each{pageSize = 100, concurrency = 4}`): it leaves the query here.
-local function each_options(o)
-  local q = o.query
-  local n = q and q.concurrency
-  if n == nil then return o end
-  if type(n) ~= "number" or n ~= math_floor(n) or n < 1 then
-    error("each: concurrency must be an integer >= 1", 3)
-  end
+-- `concurrency` (pages fetched ahead) is an option of `each`, given among its parameters
+-- (`:each{pageSize = 100, concurrency = 4}`) or its options: it leaves both here, before
+-- `prepare` checks them.
+local function without_concurrency(t)
   local out = {}
-  for k, v in pairs(o) do out[k] = v end
-  if q then
-    out.query = {}
-    for k, v in pairs(q) do if k ~= "concurrency" then out.query[k] = v end end
-  end
-  out.concurrency = n
+  for k, v in pairs(t) do if k ~= "concurrency" then out[k] = v end end
   return out
 end
 
 local function node_each(tv, ep, ...)
-  local path, o = prepare(tv, ep, false, ...)
+  local n = select("#", ...)
+  local args = { ... }
+  -- where opts is: after the params table, which follows the placeholders given by position
+  local oi = (ep.np == 0 or type(args[1]) == "table") and 2 or ep.np + 2
+  local pi = oi - 1
+  local ahead
+  for _, i in ipairs({ pi, oi }) do
+    local t = args[i]
+    if type(t) == "table" and t.concurrency ~= nil then
+      ahead = t.concurrency
+      args[i] = without_concurrency(t)
+    end
+  end
+  if ahead ~= nil and (type(ahead) ~= "number" or ahead ~= math_floor(ahead) or ahead < 1) then
+    error("each: concurrency must be an integer >= 1", 2)
+  end
+  local path, o = prepare(tv, ep, false, unpack(args, 1, n))
   if not path then return failed_iterator(o) end
-  return tv._client:each(ep.method, path, each_options(o))
+  if ahead then
+    local copy = {}
+    for k, v in pairs(o) do copy[k] = v end
+    copy.concurrency = ahead
+    o = copy
+  end
+  return tv._client:each(ep.method, path, o)
 end
 
 local function node_pages(tv, ep, ...)
