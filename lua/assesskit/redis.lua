@@ -611,8 +611,6 @@ local HOLD = 0.04
 local SLOT_POLL = 0.005
 -- A pause that ends at most this much after the one a caller waited out does not hold it.
 local PAUSE_SLACK = 0.02
--- Seconds a slot taken under the in-flight limit stays taken if its process dies.
-local SLOT_TTL = 120
 -- Seconds a process's published in-flight count counts (it publishes at every look).
 local PROC_TTL = 5
 
@@ -654,62 +652,57 @@ local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if till > cur then redis.call('SET', KEYS[1], till, 'PX', tonumber(ARGV[1]) + 1000) else till = cur end
 return till - now]]
 
--- KEYS: aimd, slots, pre. ARGV: slot id. A slot under the in-flight limit: {1 taken | 0 full
--- | -1 no limit any more, limit, gen}. Slots in use: the taken ones, plus the requests that
--- were in flight (untracked) when the limit was cut, counted per process in `pre`.
-SCRIPTS.budget_take = NOW_MS .. [[
+-- The fleet's requests in flight: the sum of the counts the processes publish (each at every
+-- look at the budget, and at every permit and release while the limit is cut), a count
+-- forgotten PROC_TTL after its process stopped publishing; `me`'s own count is `mine`.
+local IN_FLIGHT = NOW_MS .. [[
+local function in_flight(procs, me, mine)
+  local total = mine
+  local h = redis.call('HGETALL', procs)
+  for i = 1, #h, 2 do
+    if h[i] ~= me then
+      local n, till = string.match(h[i + 1], '^(%d+) (%d+)$')
+      if n and tonumber(till) > now then total = total + tonumber(n)
+      else redis.call('HDEL', procs, h[i]) end
+    end
+  end
+  return total
+end
+local function publish(procs, me, n)
+  redis.call('HSET', procs, me, n .. ' ' .. (now + ]] .. PROC_TTL * 1000 .. [[))
+  redis.call('PEXPIRE', procs, 600000)
+end
+]]
+
+-- KEYS: aimd, procs. ARGV: proc, its in-flight count. A place under the in-flight limit:
+-- {1 granted | 0 full | -1 no limit any more, limit, gen}.
+SCRIPTS.budget_take = IN_FLIGHT .. [[
 local a = redis.call('HMGET', KEYS[1], 'limit', 'gen')
 local gen = tonumber(a[2] or '0')
+local mine = tonumber(ARGV[2])
 if not a[1] then return {-1, -1, gen} end
 local limit = tonumber(a[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local used = redis.call('ZCARD', KEYS[2])
-for _, n in ipairs(redis.call('HVALS', KEYS[3])) do used = used + tonumber(n) end
-if used >= limit then return {0, limit, gen} end
-redis.call('ZADD', KEYS[2], now + ]] .. SLOT_TTL * 1000 .. [[, ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ]] .. SLOT_TTL * 1000 .. [[)
+if in_flight(KEYS[2], ARGV[1], mine) >= limit then
+  publish(KEYS[2], ARGV[1], mine)
+  return {0, limit, gen}
+end
+publish(KEYS[2], ARGV[1], mine + 1)
 return {1, limit, gen}]]
 
--- KEYS: aimd, slots, procs, pre. ARGV: slot id ('' none), outcome, the permit's gen, this
--- process's in-flight count, proc. Gives the slot back and applies AIMD: a pushback cuts the
--- limit to half of what the fleet has in flight, once per round (the permits of the round
--- before a cut carry an older gen); answers grow it by one per `limit` answers until it is
--- back at the ceiling, where it is lifted. Returns {limit (-1: none), gen}.
-SCRIPTS.budget_release = NOW_MS .. [[
+-- KEYS: aimd, procs. ARGV: outcome, the permit's gen, this process's in-flight count (after
+-- this release), proc. Publishes the count and applies AIMD: a pushback cuts the limit to half
+-- of what the fleet has in flight, once per round (the permits of the round before a cut carry
+-- an older gen); answers grow it by one per `limit` answers until it is back at the ceiling,
+-- where it is lifted. Returns {limit (-1: none), gen}.
+SCRIPTS.budget_release = IN_FLIGHT .. [[
 local a = redis.call('HMGET', KEYS[1], 'limit', 'gen', 'ceiling', 'grown')
 local limit, gen = tonumber(a[1] or '-1'), tonumber(a[2] or '0')
 local ceiling, grown = tonumber(a[3] or '0'), tonumber(a[4] or '0')
-if ARGV[1] ~= '' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-elseif limit > 0 and tonumber(redis.call('HGET', KEYS[4], ARGV[5]) or '0') > 0 then
-  redis.call('HINCRBY', KEYS[4], ARGV[5], -1)
-end
-if ARGV[2] == 'pushback' then
-  if tonumber(ARGV[3]) ~= gen then return {limit, gen} end
-  local total, counts = 0, {}
-  local h = redis.call('HGETALL', KEYS[3])
-  for i = 1, #h, 2 do
-    if h[i] ~= ARGV[5] then
-      local n, till = string.match(h[i + 1], '^(%d+) (%d+)$')
-      if n and tonumber(till) > now then
-        total = total + tonumber(n)
-        local name = h[i]
-        counts[name] = tonumber(n)
-      else
-        redis.call('HDEL', KEYS[3], h[i])
-      end
-    end
-  end
-  total = total + tonumber(ARGV[4]) + 1
-  local me = ARGV[5]
-  counts[me] = tonumber(ARGV[4])
-  if limit < 0 then -- the requests in flight now hold slots until they end
-    redis.call('DEL', KEYS[4])
-    for proc, n in pairs(counts) do
-      if n > 0 then redis.call('HSET', KEYS[4], proc, n) end
-    end
-    redis.call('PEXPIRE', KEYS[4], ]] .. SLOT_TTL * 1000 .. [[)
-  end
+local mine = tonumber(ARGV[3])
+publish(KEYS[2], ARGV[4], mine)
+if ARGV[1] == 'pushback' then
+  if tonumber(ARGV[2]) ~= gen then return {limit, gen} end
+  local total = in_flight(KEYS[2], ARGV[4], mine + 1)
   local current = limit
   if current < 0 or total > current then current = total end
   limit = math.max(1, math.floor(current / 2))
@@ -717,14 +710,13 @@ if ARGV[2] == 'pushback' then
   gen = gen + 1
   redis.call('HSET', KEYS[1], 'limit', limit, 'gen', gen, 'ceiling', ceiling, 'grown', 0)
   redis.call('PEXPIRE', KEYS[1], 600000)
-elseif ARGV[2] == 'ok' and limit > 0 then
+elseif ARGV[1] == 'ok' and limit > 0 then
   grown = grown + 1
   if grown >= limit then
     grown = 0
     limit = limit + 1
     if limit >= ceiling then
       redis.call('HDEL', KEYS[1], 'limit', 'ceiling', 'grown')
-      redis.call('DEL', KEYS[2], KEYS[4])
       return {-1, gen}
     end
   end
@@ -772,7 +764,7 @@ end
 
 --- A permit to send one request now, or how long to wait (the `assesskit.store` budget
 -- interface). Looks at the fleet's budget in Redis at most every 20 ms (a pause set
--- elsewhere), takes `max_rate` permits in small batches, and a slot in Redis only while the
+-- elsewhere), takes `max_rate` permits in small batches, and a place in Redis only while the
 -- in-flight limit is cut. With Redis away: a process-local budget.
 -- @tparam function clock
 -- @tparam[opt] number waited_until the end of a pause the caller waited out itself
@@ -800,17 +792,13 @@ function Budget:acquire(clock, waited_until)
   end
   local permit = { gen = self.gen }
   if self.limit then
-    self.slot_seq = self.slot_seq + 1
-    local id = self.proc .. ":" .. self.slot_seq
-    local res = brun(self, "budget_take", { self.keys4[3], self.slots, self.pre }, { id })
+    local res = brun(self, "budget_take", { self.keys4[3], self.keys4[4] }, { self.proc, self.in_flight })
     if not res then return local_budget(self):acquire(clock, waited_until) end
     self.gen = res[3]
     if res[1] == 0 then
       self.limit = res[2]
       return nil, SLOT_POLL
-    elseif res[1] == 1 then
-      permit.slot = id
-    else
+    elseif res[1] < 0 then
       self.limit = nil
     end
     permit.gen = self.gen
@@ -835,9 +823,9 @@ end
 function Budget:release(permit, outcome)
   if type(permit) ~= "table" then return local_budget(self):release(permit, outcome) end
   self.in_flight = self.in_flight - 1
-  if permit.slot or outcome == "pushback" or (self.limit and outcome == "ok") then
-    local res = brun(self, "budget_release", { self.keys4[3], self.slots, self.keys4[4], self.pre },
-      { permit.slot or "", outcome, permit.gen, self.in_flight, self.proc })
+  if outcome == "pushback" or self.limit then
+    local res = brun(self, "budget_release", { self.keys4[3], self.keys4[4] },
+      { outcome, permit.gen, self.in_flight, self.proc })
     if res then
       self.limit = res[1] >= 0 and res[1] or nil
       self.gen = res[2]
@@ -909,11 +897,10 @@ function Store:budget(key, opts)
   if not b then
     local base = self.prefix .. "budget:" .. core.b64url_encode(core.sha256(key)) .. ":"
     b = setmetatable({
-      store = self, in_flight = 0, until_ = 0, sync_at = 0, gen = 0, slot_seq = 0,
+      store = self, in_flight = 0, until_ = 0, sync_at = 0, gen = 0,
       tokens = 0, tokens_until = 0, rate_retry_at = 0,
       proc = core.b64url_encode(core.random_bytes(9)),
       keys4 = { base .. "pause", base .. "bucket", base .. "aimd", base .. "procs" },
-      slots = base .. "slots", pre = base .. "pre",
     }, Budget)
     self.budgets[key] = b
   end
