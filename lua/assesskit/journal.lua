@@ -144,6 +144,18 @@ local function decode_error(rec)
   return rec.raised
 end
 
+--- An item's error as a record field: `"error":{...}` (an `assesskit.errors` object's fields)
+-- or `"raised":...` (anything else), a JSON fragment. Shared with the fleet journal of
+-- `assesskit.redis`, so that both record errors alike.
+-- @param err the error
+-- @treturn string
+M.encode_error = encode_error
+
+--- The error a decoded record holds (`rec.error` or `rec.raised`), as it was given to `finish`.
+-- @tparam table rec
+-- @return the error
+M.decode_error = decode_error
+
 -- Check one decoded record line; returns the record or nil, why.
 local function check_record(rec)
   if type(rec) ~= "table" then return nil, "not a JSON object" end
