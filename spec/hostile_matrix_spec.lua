@@ -249,6 +249,21 @@ cases[#cases + 1] = { name = "a POST read and dropped on a kept-alive connection
     assert.are.equal(1, count(reqs, "/", "POST"), "the POST reached the server more than once")
   end }
 
+-- An answer that comes before the upload ends: the server reads the request head, answers
+-- (413) and stops reading the body (closing, or resetting, the connection, as many servers do).
+-- The answer is what the user gets, on both transports, as libcurl gives it.
+local UPLOAD = string.rep("u", 8 * 1024 * 1024)
+local EARLY = R{ status = 413, headers = { JSON, "Connection: close" }, body = '{"message":"too big"}' }
+for _, t in ipairs({ { "a close", { close = true } }, { "a reset", { pause = 0.05 }, { reset = true } } }) do
+  local script = { { expect = "head" }, { send = EARLY } }
+  for i = 2, #t do script[#script + 1] = t[i] end
+  cases[#cases + 1] = { name = "an answer before the upload ends, then " .. t[1], script = script,
+    reqs = { { method = "POST", body = UPLOAD, headers = { ["Content-Type"] = "application/octet-stream" } } },
+    expect = { status = 413, body = '{"message":"too big"}' },
+    calls = { "upload" }, apis = { "talview" }, client = { kind = "http", status = 413 },
+    check = function(h) assert.are.equal(1, #h:wait_requests(1), "requests the server read") end }
+end
+
 describe("hostile servers, case by case #hostile", function()
   local srv, ports, worker_pid
 
@@ -259,6 +274,7 @@ describe("hostile servers, case by case #hostile", function()
       servers = [[
   server {
     listen 127.0.0.1:@P@;
+    client_max_body_size 64m; client_body_buffer_size 64m;
     location = /ping { content_by_lua_block { ngx.print(ngx.worker.pid()) } }
     location = /run {
       content_by_lua_block {

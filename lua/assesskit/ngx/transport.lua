@@ -461,6 +461,13 @@ function Transfer:send(data)
     local piece = (pos == 1 and n <= CHUNK) and data or str_sub(data, pos, pos + CHUNK - 1)
     local ok, err = self.sock:send(piece)
     if not ok then
+      if err ~= "timeout" and err ~= "closed" then
+        -- The server stopped reading (it closed or reset the connection): it may have answered
+        -- already, as servers do when they refuse an upload (413, 401). nginx shut down only
+        -- the writing side of the socket, so the caller can still read that answer.
+        self.send_failed = "send failed: " .. tostring(err)
+        return nil
+      end
       return self:fail("send failed: " .. tostring(err), classify(err))
     end
     pos = pos + CHUNK
@@ -1226,7 +1233,8 @@ function Transfer:receive_response(req, method, transport)
 
   -- keep the connection only when the body was read to its end, nothing more came, and
   -- both sides agree
-  local keep = reusable and self.pos > #self.buf and server_keeps(version, headers)
+  local keep = reusable and not self.send_failed and self.pos > #self.buf
+    and server_keeps(version, headers)
   local sock = self.sock
   self.sock = nil
   if keep then
@@ -1259,7 +1267,9 @@ end
 -- Without timeouts, nginx's `lua_socket_*_timeout` settings apply to each socket operation.
 -- Redirects are not followed. A request is sent once: when a pooled keep-alive connection
 -- turns out to be dead after the request went out, it is not sent again on another one (the
--- caller's retry policy decides). A response is untrusted: its status line and each header
+-- caller's retry policy decides). An answer the server sent before it stopped reading the
+-- request (a 413 to an upload, then a close or a reset) is returned, as libcurl does. A
+-- response is untrusted: its status line and each header
 -- line are capped at 100 KiB, all its heads together (1xx included) at 300 KiB (as libcurl),
 -- a trailer line at 4 KiB, the final head and trailers together at 1 MiB, header and trailer
 -- fields at 100000, a chunk-size line at 1 MiB: past a cap the request ends `too_large`. A NUL
@@ -1380,8 +1390,21 @@ function M:request(req)
   }, Transfer)
   self.requests = self.requests + 1
   local status, headers, rbody
-  if t:connect(u, self) and t:send_request(head, body, plan) then
-    status, headers, rbody = t:receive_response(req, method, self)
+  if t:connect(u, self) then
+    if t:send_request(head, body, plan) then
+      status, headers, rbody = t:receive_response(req, method, self)
+    elseif t.send_failed and t.sock then
+      -- an answer that came before the request was sent whole (libcurl gives it too);
+      -- without one, the failure is the send's
+      status, headers, rbody = t:receive_response(req, method, self)
+      if not status then
+        t.err, t.kind = t.send_failed, "network"
+      end
+    end
+    if not status and t.sock then
+      t.sock:close()
+      t.sock = nil
+    end
   end
   if status then
     return status, headers, rbody
