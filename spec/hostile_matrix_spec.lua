@@ -126,6 +126,15 @@ local cases = {
   { name = "endless trailers", script = { "request", { prefix = CHUNKED .. "2\r\nok\r\n0\r\n",
       send = "X-Trailer: " .. string.rep("t", 60) .. "\r\n", forever = true, seconds = 20 } },
     expect = { kind = "too_large" } },
+  -- folding, interim answers and trailers together
+  { name = "folded lines in a 1xx, in the head and in chunked trailers",
+    script = hostile.once("HTTP/1.1 103 Early Hints\r\nLink: </a>;\r\n rel=preload\r\n\r\n" .. CHUNKED:sub(1, -3)
+      .. "X-Folded: one\r\n\ttwo\r\n\r\n2;ext=1\r\nok\r\n0\r\nX-Trailer: t1\r\n t2\r\nX-Other: o\r\n\r\n"),
+    expect = { status = 200, body = "ok", headers = { ["x-folded"] = "one two", ["x-trailer"] = "t1 t2",
+      ["x-other"] = "o" } } },
+  { name = "a folded first trailer line (continuing nothing)",
+    script = hostile.once(CHUNKED .. "2\r\nok\r\n0\r\n folded: x\r\nX-Trailer: t\r\n\r\n"),
+    expect = { status = 200, body = "ok", headers = { ["x-trailer"] = "t" } } },
   -- broken connections and slow peers
   { name = "a reset in the middle of the headers", script = { "request", { send = "HTTP/1.1 200 OK\r\nX-A: b\r\n" },
       { pause = 0.05 }, { reset = true } }, expect = { kind = "network" } },
@@ -286,7 +295,7 @@ describe("hostile servers, case by case #hostile", function()
         for i, req in ipairs(spec.reqs) do
           local status, headers, body, sent = t:request(req)
           if status then
-            out[i] = { status = status, body_hex = body:gsub(".", function(c)
+            out[i] = { status = status, headers = headers, body_hex = body:gsub(".", function(c)
               return string.format("%02x", c:byte()) end) }
           else
             out[i] = { kind = body, err = headers, sent = sent }
@@ -404,7 +413,7 @@ describe("hostile servers, case by case #hostile", function()
       for _, req in ipairs(reqs) do
         local status, headers, body, sent = s:request(req)
         if status then
-          out = { status = status, body = body }
+          out = { status = status, headers = headers, body = body }
         else
           out = { kind = body, err = headers, sent = sent }
         end
@@ -447,6 +456,9 @@ describe("hostile servers, case by case #hostile", function()
     else
       assert.are.equal(want.status, got.status, what)
       if want.body then assert.are.equal(want.body, got.body, what) end
+      for name, value in pairs(want.headers or {}) do
+        assert.are.same(value, got.headers[name], what)
+      end
     end
   end
 

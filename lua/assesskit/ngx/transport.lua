@@ -807,13 +807,21 @@ function Transfer:read_fixed(n)
 end
 
 -- Reads the trailer section (after the last chunk) into `headers`, as libcurl reports
--- trailers: each line, the head and trailers together, and the field count are capped.
+-- trailers: each line, the head and trailers together, and the field count are capped. An
+-- obsolete folded line continues the previous trailer's value after one space, as in the head
+-- (and in the core); one with no trailer before it continues nothing kept and is dropped.
 function Transfer:read_trailers(headers)
   local bytes = self.block_bytes
+  local last, folded
   while true do
     local line, took = self:read_line(MAX_TRAILER_LINE, "trailer line")
     if not line then
       return nil
+    end
+    local c = str_byte(line, 1)
+    if folded and c ~= 32 and c ~= 9 then
+      set_newest(headers, last, tbl_concat(folded, " "))
+      folded = nil
     end
     if line == "" then
       return true
@@ -827,12 +835,25 @@ function Transfer:read_trailers(headers)
     if bad then
       return self:fail("trailer line with " .. bad, "network")
     end
-    self.fields = self.fields + 1
-    if self.fields > MAX_FIELDS then
-      return self:fail("more than " .. MAX_FIELDS .. " response header fields", "too_large")
-    end
-    if not add_header(headers, line) then
-      return self:fail("malformed trailer line", "network")
+    if c == 32 or c == 9 then
+      local cont = trim(line, 1)
+      if last and cont ~= "" then
+        if not folded then
+          local v = headers[last]
+          v = type(v) == "table" and v[#v] or v
+          folded = v ~= "" and { v } or {}
+        end
+        folded[#folded + 1] = cont
+      end
+    else
+      self.fields = self.fields + 1
+      if self.fields > MAX_FIELDS then
+        return self:fail("more than " .. MAX_FIELDS .. " response header fields", "too_large")
+      end
+      last = add_header(headers, line)
+      if not last then
+        return self:fail("malformed trailer line", "network")
+      end
     end
   end
 end
