@@ -135,6 +135,12 @@ local cases = {
   { name = "a folded first trailer line (continuing nothing)",
     script = hostile.once(CHUNKED .. "2\r\nok\r\n0\r\n folded: x\r\nX-Trailer: t\r\n\r\n"),
     expect = { status = 200, body = "ok", headers = { ["x-trailer"] = "t" } } },
+  { name = "a folded Content-Length", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 3\r\n\r\nok"),
+    expect = { kind = "network" } },
+  { name = "a Content-Length trailer after a chunked body that also announced one",
+    script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. "2\r\nok\r\n0\r\nContent-Length: 3\r\n\r\n"),
+    expect = { status = 200, body = "ok" } },
   -- broken connections and slow peers
   { name = "a reset in the middle of the headers", script = { "request", { send = "HTTP/1.1 200 OK\r\nX-A: b\r\n" },
       { pause = 0.05 }, { reset = true } }, expect = { kind = "network" } },
