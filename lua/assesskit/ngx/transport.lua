@@ -59,6 +59,8 @@ local MAX_HEAD_AND_TRAILERS = 1024 * 1024 -- the final head and the trailers tog
 local MAX_FIELDS = 100000               -- header and trailer fields of one response
 local MAX_CHUNK_LINE = 1024 * 1024      -- a chunk-size line, extensions included
 local CHUNK = 64 * 1024                 -- read and file-write granularity
+local SMALL_PART = 4096                 -- body pieces below this are joined ...
+local SMALL_PIECES = 256                -- ... once they add up to it, or are this many
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_MS = 60 * 1000
 local MAX_TIMEOUT_MS = 2147483647       -- cosockets refuse more; ~24 days, as the core's cap
@@ -733,7 +735,7 @@ function Transfer:open_sink(total)
   if self.out then
     self.file = self.out
   else
-    self.parts = {}
+    self.parts, self.small, self.small_bytes = {}, {}, 0
   end
   return self:progress()
 end
@@ -768,12 +770,45 @@ function Transfer:sink(data)
       return self:fail("cannot write output: " .. tostring(err), "io")
     end
   else
-    self.parts[#self.parts + 1] = data
+    self:keep(data)
   end
   return self:progress()
 end
 
+-- Joins the small pieces kept so far into one part.
+function Transfer:join_small()
+  local small = self.small
+  if #small > 0 then
+    local parts = self.parts
+    parts[#parts + 1] = tbl_concat(small)
+    self.small, self.small_bytes = {}, 0
+  end
+end
+
+-- Keeps a piece of a body held in memory. A peer that sends a byte at a time makes pieces of a
+-- few bytes, each of which would cost tens of bytes kept apart (a string and a table slot):
+-- small pieces are joined into parts of SMALL_PART bytes (or SMALL_PIECES pieces), so what
+-- the body holds stays about its own size.
+function Transfer:keep(data)
+  local n = #data
+  if n >= SMALL_PART then
+    self:join_small()
+    local parts = self.parts
+    parts[#parts + 1] = data
+    return
+  end
+  local small = self.small
+  small[#small + 1] = data
+  self.small_bytes = self.small_bytes + n
+  if self.small_bytes >= SMALL_PART or #small >= SMALL_PIECES then
+    self:join_small()
+  end
+end
+
 function Transfer:close_sink()
+  if self.parts then
+    self:join_small()
+  end
   if self.file then
     local ok, err = self.file:close()
     self.file = nil
