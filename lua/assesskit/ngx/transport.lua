@@ -602,11 +602,11 @@ local function bad_bytes(line)
   return nil
 end
 
--- The status line: status and version (10, 11 or 20), or nil. As libcurl: "HTTP/" in any case,
--- version 1.0, 1.1 or 2 (also "2.0"), one or more spaces, a three-digit code from 100 on, then
--- the end of the line or a space.
+-- The status line: status and version (10, 11 or 20), or nil. As the core: "HTTP/" in any case,
+-- version 1.0, 1.1 or 2 (also "2.0"), one space (RFC 9112 section 4), a three-digit code from
+-- 100 on, then the end of the line or a space.
 local function parse_status_line(line)
-  local name, ver, code, rest = str_match(line, "^(%a%a%a%a)/([%d.]+) +(%d%d%d)(.*)$")
+  local name, ver, code, rest = str_match(line, "^(%a%a%a%a)/([%d.]+) (%d%d%d)(.*)$")
   if not name or str_upper(name) ~= "HTTP" then
     return nil
   end
