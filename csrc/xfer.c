@@ -199,6 +199,27 @@ static int content_length(ak_xfer *x, const char *p, size_t n)
   return 1;
 }
 
+/* Whether a field line's name can be taken: not empty, no whitespace inside (whitespace before
+ * the colon is dropped, as libcurl and the nginx transport do). "X A: b" and ": b" cannot:
+ * libcurl 7.88.1 takes the first as a header "x a" and drops the second. A line without a
+ * colon is libcurl's to refuse. */
+static int field_name_ok(const char *p, size_t n)
+{
+  const char *colon = memchr(p, ':', n);
+  size_t i, end;
+  if (colon == NULL)
+    return 1;
+  end = (size_t)(colon - p);
+  while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+    end--;
+  if (end == 0)
+    return 0;
+  for (i = 0; i < end; i++)
+    if (p[i] == ' ' || p[i] == '\t')
+      return 0;
+  return 1;
+}
+
 /* Whether a header line holds only whitespace and its line end. */
 static int blank(const char *p, size_t n)
 {
@@ -259,6 +280,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     return keep_header(x, p, n);
   } else if (p[0] == '\r' || p[0] == '\n') {
     x->in_headers = 0;
+  } else if (!field_name_ok(p, n)) {
+    return refuse(x, "malformed header name in the response");
   } else if (x->in_headers && starts_with_ci(p, n, "content-length:")) {
     /* (in the head only: a trailer does not frame the body it follows) */
     if (!content_length(x, p, n))

@@ -78,6 +78,10 @@ local cases = {
     expect = { kind = "network" } },
   { name = "two spaces before the status code", script = hostile.once("HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok"),
     expect = { kind = "network" } },
+  { name = "a header name with a space inside", script = hostile.once("HTTP/1.1 200 OK\r\nX A: b\r\n"
+      .. "Content-Length: 2\r\n\r\nok"), expect = { kind = "network" } },
+  { name = "an empty header name", script = hostile.once("HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 2\r\n\r\nok"),
+    expect = { kind = "network" } },
   { name = "HTTP/3.0 on an HTTP/1 connection", script = hostile.once("HTTP/3.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     expect = { kind = "network" } },
   { name = "an HTTP/0.9 answer (no status line)", script = hostile.once("hello, this is HTTP/0.9\r\n"),
