@@ -519,6 +519,45 @@ describe("hostile servers, case by case #hostile", function()
     assert.are.same({ "network", true }, { cut[3], cut[4] })
   end)
 
+  it("reads a response split at every byte boundary as a whole one, through both transports", function()
+    -- a 1xx with a folded line, a folded header, chunk extensions and folded trailers, sent in
+    -- two pieces on a fresh connection per split
+    local raw = "HTTP/1.1 103 Early\r\nLink: </a>;\r\n rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+      .. "X-F: one\r\n\ttwo\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+      .. "3;e=1\r\n{\"i\r\n4\r\nd\":4\r\n1\r\n2\n1\r\n}\r\n0\r\nX-T: t1\r\n t2\r\n\r\n"
+    local conns, reqs = {}, {}
+    for i = 1, #raw - 1 do
+      conns[i] = { "request", { send = raw:sub(1, i) }, { pause = 0.01 }, { send = raw:sub(i + 1) }, { close = true } }
+    end
+    for _, which in ipairs({ "core", "ngx" }) do
+      local h = hostile.start({ connections = conns })
+      for i = 1, #raw - 1 do reqs[i] = { url = h:url("/split/" .. i), timeout = 10 } end
+      local outs = {}
+      if which == "core" then
+        local s = core.session()
+        for i, req in ipairs(reqs) do
+          local status, headers, body = s:request(req)
+          outs[i] = status and { status = status, headers = headers, body = body } or { err = headers }
+        end
+        s:close()
+      else
+        local rs = in_nginx("/run", cjson.encode({ reqs = reqs, opts = {} }))
+        for i, r in ipairs(rs) do
+          outs[i] = r.status and { status = r.status, headers = r.headers, body = unhex(r.body_hex) }
+            or { err = r.err }
+        end
+      end
+      h:stop()
+      for i, out in ipairs(outs) do
+        local what = which .. ", split after byte " .. i .. ": " .. cjson.encode(out)
+        assert.are.equal(200, out.status, what)
+        assert.are.equal('{"id":42}', out.body, what)
+        assert.are.equal("one two", out.headers["x-f"], what)
+        assert.are.equal("t1 t2", out.headers["x-t"], what)
+      end
+    end
+  end)
+
   for _, case in ipairs(cases) do
     describe(case.name, function()
       for _, which in ipairs({ "core", "ngx" }) do
