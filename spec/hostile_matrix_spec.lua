@@ -168,6 +168,12 @@ local cases = {
     check = function(_, _, ctx)
       assert.are.equal(0, #ctx.other:requests(), "the redirect was followed")
     end },
+  { name = "a redirect to a file:// URL (never followed)",
+    script = hostile.once(R{ status = 302, headers = { "Location: file:///etc/passwd" } }),
+    expect = { status = 302 }, client = { kind = "http", status = 302 } },
+  { name = "a redirect to plain http on another host (never followed)",
+    script = hostile.once(R{ status = 301, headers = { "Location: http://192.0.2.1/steal" } }),
+    expect = { status = 301 }, client = { kind = "http", status = 301 } },
   { name = "gzip nobody asked for", script = hostile.once(R{ headers = { JSON, "Content-Encoding: gzip" },
       body = "\31\139\8\0\0\0\0\0\0\3\171\174\5\0\67\191\166\163\2\0\0\0" }),
     expect = { status = 200, body = "\31\139\8\0\0\0\0\0\0\3\171\174\5\0\67\191\166\163\2\0\0\0" },
@@ -218,6 +224,21 @@ local cases = {
       assert.are.equal(2, count(reqs, "/models/"), "API requests")
       assert.is_true(count(reqs, "/oauth2/token") <= 2, "token requests: " .. count(reqs, "/oauth2/token"))
     end },
+  { name = "a 401 from the token endpoint itself", transport = false, apis = { "talview" }, calls = { "get", "get" },
+    script = { loop = true, { route = {
+      ["/oauth2/token"] = { { send = R{ status = 401, headers = { JSON }, body = '{"error":"invalid_client"}' } } },
+      ["*"] = { { send = R{ headers = { JSON }, body = '{"id":42}' } } } } } },
+    auth = { grant = "password", client_id = "cid", client_secret = "csecret", username = "u", password = "p" },
+    client = { kind = "auth", status = 401, sleeps = false },
+    check = function(h)
+      local reqs = h:requests()
+      assert.are.equal(0, count(reqs, "/models/"), "API requests without a token")
+      assert.are.equal(2, count(reqs, "/oauth2/token"), "token requests (one per call)")
+    end },
+  { name = "Retry-After on a 200 (no wait, no pause)", transport = false, calls = { "get", "get", "get" },
+    script = hostile.always(R{ headers = { JSON, "Retry-After: 50" }, body = '{"id":42}' }),
+    client = { ok = true, sleeps = false },
+    check = function(h) assert.are.equal(3, #h:requests()) end },
   { name = "a token endpoint with no access_token", transport = false, apis = { "talview" },
     script = hostile.always(R{ headers = { JSON }, body = '{"token_type":"bearer","expires_in":3600}' }),
     auth = { grant = "password", client_id = "cid", client_secret = "csecret", username = "u", password = "p" },
@@ -492,7 +513,9 @@ describe("hostile servers, case by case #hostile", function()
         assert.are.equal(want.sent, last.err.sent, what)
       end
     end
-    if want.sleeps then
+    if want.sleeps == false then
+      assert.are.same({}, out.sleeps, what)
+    elseif want.sleeps then
       assert.are.equal(CLIENT_OPTS.max_retries, #out.sleeps, what)
       for _, s in ipairs(out.sleeps) do
         assert.is_number(s, what)
