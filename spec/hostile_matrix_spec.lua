@@ -76,7 +76,8 @@ local cases = {
     expect = { kind = "network" } },
   { name = "a status code that is not a number", script = hostile.once("HTTP/1.1 abc OK\r\n\r\n"),
     expect = { kind = "network" } },
-  { name = "two spaces before the status code", script = hostile.once("HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok"),
+  { name = "two spaces before the status code",
+    script = hostile.once("HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok"),
     expect = { kind = "network" } },
   { name = "a header name with a space inside", script = hostile.once("HTTP/1.1 200 OK\r\nX A: b\r\n"
       .. "Content-Length: 2\r\n\r\nok"), expect = { kind = "network" } },
