@@ -267,6 +267,28 @@ describe("talview client #luajit", function()
       assert.equal(0, #rec.sent)
     end)
 
+    it("says to use a colon when a client's own method is called with a dot, at the caller's line", function()
+      -- tv.call("models.candidate.get", ...) takes the name for self: the answer must say so,
+      -- not "unknown endpoint table: 0x..." or an internal "attempt to index" error
+      for _, name in ipairs({ "call", "request", "endpoints", "map", "authenticate", "redact",
+        "last_response", "close" }) do
+        assert.matches(here .. "assesskit%.talview: tv%." .. name .. " called with a dot: use a colon, tv:"
+          .. name .. "%(%.%.%.%)",
+          raised(function() local v = tv[name]("models.candidate.get", { id = 10001 }) return v end))
+      end
+      local im = require("assesskit.interviewmocha").new({ api_key = "k", v2_url = sb.url .. "/v2",
+        v3_url = sb.url .. "/v3", transport = rec })
+      for _, name in ipairs({ "call", "endpoints", "map", "redact", "last_response", "close" }) do
+        assert.matches(here .. "assesskit%.interviewmocha: im%." .. name .. " called with a dot: use a colon, im:"
+          .. name .. "%(%.%.%.%)",
+          raised(function() local v = im[name]("reports.get", { testInvitationId = 5 }) return v end))
+      end
+      -- with a colon they still work
+      assert.is_table(tv:endpoints())
+      assert.is_table(im:endpoints())
+      assert.equal(0, #rec.sent)
+    end)
+
     it("checks required parameters on every call, also without a params table", function()
       local v, err = tv.user.me:update_password()
       assert.is_nil(v)

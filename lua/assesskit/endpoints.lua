@@ -309,6 +309,27 @@ local function dot_error(module, dotted, level)
     res, action), level + 1)
 end
 
+--- Guard an API client's own methods (`call`, `endpoints`, `map`, ...) against a call with a
+-- dot (`tv.call("models.candidate.get", ...)`, which passes the name as `self`): each method of
+-- `methods` is replaced, in place, by one that raises
+-- `<module>: <var>.<name> called with a dot: use a colon, <var>:<name>(...)` at the caller's
+-- line unless `self` is a client, and otherwise tail-calls the method (so the levels of the
+-- method's own errors are unchanged).
+-- @tparam table methods name -> function(self, ...), the client's methods
+-- @tparam function is_client `function(v) -> boolean`: whether `v` is a client object
+-- @tparam string module the module named in the error (`"assesskit.talview"`)
+-- @tparam string var the usual name of a client in the error (`"tv"`)
+function M.guard_methods(methods, is_client, module, var)
+  for name, fn in pairs(methods) do
+    local msg = string_format("%s: %s.%s called with a dot: use a colon, %s:%s(...)", module,
+      var, name, var, name)
+    methods[name] = function(self, ...)
+      if not is_client(self) then error(msg, 2) end
+      return fn(self, ...)
+    end
+  end
+end
+
 local function new_node(path)
   return { path = path, methods = {}, children = {}, eps = {} }
 end
