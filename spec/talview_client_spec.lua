@@ -289,6 +289,24 @@ describe("talview client #luajit", function()
       assert.equal(0, #rec.sent)
     end)
 
+    it("names the nearest endpoint, resource or action for a typo, at the caller's line", function()
+      assert.matches(here .. "talview:call: unknown endpoint models%.candidat%.get %(did you mean "
+        .. "'models%.candidate%.get'%?%)",
+        raised(function() local v = tv:call("models.candidat.get", { id = 1 }) return v end))
+      assert.matches(here .. "talview:call: unknown endpoint actions%.invit %(did you mean 'actions%.invite'%?%)",
+        raised(function() local v = tv:call("actions.invit", {}) return v end))
+      assert.matches(here .. "assesskit%.talview: no resource or action 'candidat' in models %(did you mean "
+        .. "'candidate'%?%)",
+        raised(function() local r = tv.models.candidat return r end))
+      assert.matches(here .. "assesskit%.talview: no resource or action 'gett' in models%.candidate %(did you "
+        .. "mean 'get'%?%)",
+        raised(function() local v = tv.models.candidate:gett(1) return v end))
+      local im = require("assesskit.interviewmocha").new({ api_key = "k", transport = rec })
+      assert.matches(here .. "interviewmocha:call: unknown endpoint reports%.gett %(did you mean 'reports%.get'%?%)",
+        raised(function() local v = im:call("reports.gett", {}) return v end))
+      assert.equal(0, #rec.sent)
+    end)
+
     it("checks required parameters on every call, also without a params table", function()
       local v, err = tv.user.me:update_password()
       assert.is_nil(v)
