@@ -307,6 +307,17 @@ describe("talview client #luajit", function()
       assert.equal(0, #rec.sent)
     end)
 
+    it("refuses a base_url with a query or a fragment, which would end up inside every path", function()
+      for _, u in ipairs({ sb.url .. "/?x=1", sb.url .. "#top", sb.url .. "?" }) do
+        assert.matches(here .. "assesskit%.talview%.new: base_url must not have a query or a fragment",
+          raised(function() local c = talview.new({ base_url = u }) return c end))
+        assert.matches(here .. "assesskit%.interviewmocha%.new: v3_url must not have a query or a fragment",
+          raised(function() local c = require("assesskit.interviewmocha").new({ v3_url = u }) return c end))
+      end
+      -- a path is fine, with or without a final slash
+      talview.new({ base_url = sb.url .. "/api/" }):close()
+    end)
+
     it("checks required parameters on every call, also without a params table", function()
       local v, err = tv.user.me:update_password()
       assert.is_nil(v)

@@ -380,8 +380,9 @@ end
 --   own
 -- @tparam[opt] number opts.max_rate requests per second at most (the budget's token bucket)
 -- @treturn table the client
--- @raise on a wrong or unknown option (naming the nearest valid one), or a plain `http://`
---   base URL to a non-loopback host without `allow_http`
+-- @raise on a wrong or unknown option (naming the nearest valid one), a base URL with a
+--   query or a fragment, or a plain `http://` base URL to a non-loopback host without
+--   `allow_http`
 -- @usage
 -- local c = client.new{ base_url = "https://api.example.com", max_retries = 3 }
 -- local v, err, res = c:request("GET", "/things/1")
@@ -394,6 +395,9 @@ function M.new(opts)
   end
   local base = url_mod.parse(base_url)
   if not base then error("assesskit.client.new: base_url must be an http(s) URL", 2) end
+  if base.query or base.fragment then -- every path would be appended after it
+    error("assesskit.client.new: base_url must not have a query or a fragment", 2)
+  end
   for _, name in ipairs({ "ca_file", "ca_path", "proxy", "user_agent", "name", "page_param",
     "per_page_param" }) do
     check(opts, name, "string")
