@@ -585,6 +585,25 @@ talview = {
       assert_no_secret(out)
     end)
 
+    it("config masks a password written inside a URL (proxy, base URL) and knows it as a secret", function()
+      local env = password_env()
+      env.ASSESSKIT_PROXY = "http://bob:Pr0xy-5ecret-77@127.0.0.1:3128"
+      env.ASSESSKIT_TALVIEW_URL = sb.url:gsub("^http://", "http://ann:Url-5ecret-88@")
+      local status, out, err = run({ "config" }, { env = env })
+      assert.equal(0, status, err)
+      assert.truthy(out:find("talview.proxy = http://***@127.0.0.1:3128", 1, true), out)
+      assert.truthy(out:find("talview.base_url = http://***@127.0.0.1:", 1, true), out)
+      for _, secret in ipairs({ "Pr0xy-5ecret-77", "Url-5ecret-88" }) do
+        assert.is_nil((out .. err):find(secret, 1, true), out)
+      end
+      local config = require("assesskit.cli.config")
+      env.HOME = tmp_dir .. "/home"
+      local cfg = assert(config.load({ getenv = function(name) return env[name] end }))
+      local text = require("assesskit.errors").redact("proxy password Pr0xy-5ecret-77, url password"
+        .. " Url-5ecret-88", config.secrets(cfg))
+      assert.equal("proxy password ***, url password ***", text)
+    end)
+
     it("knows every configured secret: the values config shows as ***", function()
       local config = require("assesskit.cli.config")
       local env = password_env()
