@@ -306,6 +306,18 @@ describe("assesskit command line", function()
         { { "im", "report", "1", "--type", "9" }, "--type must be 1, 2 or 3" },
         { { "im", "fetch" }, "unknown command" },
         { { "endpoints", "--bogus" }, "unknown option --bogus" },
+        -- a typo names the nearest command, option or flag
+        { { "endpints" }, "unknown command 'endpints' (did you mean endpoints?)" },
+        { { "im", "reprot", "225634" }, "im: unknown command 'reprot' (did you mean report?)" },
+        { { "endpoints", "--jsn" }, "unknown option --jsn (did you mean --json?)" },
+        { { "--tmeout", "3", "talview", "user.me.get" }, "unknown option --tmeout (did you mean --timeout?)" },
+        { { "im", "report", "1", "--typ", "3" }, "unknown option --typ (did you mean --type?)" },
+        { { "talview", "models.candidate.delete", "--id", "5", "--dryrun" },
+          "unknown option --dryrun (did you mean --dry-run?)" },
+        { { "talview", "models.candidate.delete", "--dry_run", "--id", "5" },
+          "unknown option --dry_run (did you mean --dry-run?)" },
+        { { "talview", "models.candidate.list", "--timout", "3" },
+          "--timout is not a documented parameter (did you mean --timeout?)" },
       }
       for _, c in ipairs(cases) do
         it(table.concat(c[1], " ") .. " -> " .. c[2], function()
