@@ -1009,6 +1009,16 @@ local function fetch_to_file(self, method, path, file, opts, level)
     return nil, self:error({ kind = "io", method = req.method, url = req.url, sent = false,
       message = "cannot choose a temporary file beside " .. file })
   end
+  -- the temporary file is made now: a target whose directory cannot take it is an `io` error
+  -- naming the target, before anything is sent
+  local probe, perr = io_open(tmp, "wb")
+  if not probe then
+    perr = tostring(perr)
+    if string_sub(perr, 1, #tmp + 2) == tmp .. ": " then perr = string_sub(perr, #tmp + 3) end
+    return nil, self:error({ kind = "io", method = req.method, url = req.url, sent = false,
+      message = "cannot write " .. file .. ": " .. perr })
+  end
+  probe:close()
   req.output = tmp
   local ok, res, err = pcall(self.send, self, req)
   if not ok then
