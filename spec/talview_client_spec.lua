@@ -232,6 +232,8 @@ describe("talview client #luajit", function()
         raised(function() return require("assesskit.client").new({ base_url = sb.url, max_retires = 1 }) end))
       -- no suggestion when nothing is close
       assert.matches("unknown option 'colour'$", raised(function() return talview.new({ colour = 1 }) end))
+      assert.matches(here .. "assesskit%.store%.new: unknown option 'slep' %(did you mean 'sleep'%?%)",
+        raised(function() local st = require("assesskit.store").new({ slep = print }) return st end))
     end)
 
     it("raises on an unknown per-call option (methods, each, pages, call, request), sending nothing", function()
