@@ -231,8 +231,9 @@ end
 
 -- The arguments `talview` takes: its flags and options, and any --PARAM VALUE.
 local function talview_spec()
-  return spec_with({ all = "all", ["raw-param"] = "raw_param" },
-    { save = "save", each = "each", parallel = "parallel" }, { params = true })
+  return spec_with({ all = "all", ["raw-param"] = "raw_param", ["retry-failed"] = "retry_failed" },
+    { save = "save", each = "each", parallel = "parallel", journal = "journal", key = "key" },
+    { params = true })
 end
 
 -- The parameters an endpoint documents: path placeholders, query and body parameters, the
@@ -418,13 +419,17 @@ local function talview_each(ctx, e, r, params, list)
     usage("talview: --parallel wants a whole number from 1 to 256")
   end
   if r.dry_run then parallel = 1 end -- the requests print in the lines' order
+  if r.journal and r.dry_run then usage("talview: --journal and --dry-run exclude each other") end
+  if r.key and not r.journal then usage("talview: --key goes with --journal") end
+  if r.retry_failed and not r.journal then usage("talview: --retry-failed goes with --journal") end
+  if r.journal == "" or r.key == "" then usage("talview: --journal and --key want a value") end
   local tv = talview_client(ctx, list)
   return guarded(function()
     local failed, why = require("assesskit.cli.each").run(ctx, {
       tv = tv, name = e.name, defaults = params, source = r.each, parallel = parallel,
       check = not r.raw_param and function(p) check_params(e, p, talview_spec()) end or nil,
       decorate = e.name:find("^actions%.") and output.with_status_name or nil,
-      dry_run = r.dry_run,
+      dry_run = r.dry_run, journal = r.journal, key = r.key, retry_failed = r.retry_failed,
     })
     if not failed then ctx:err_line(why) return M.USAGE end
     if r.dry_run then print_dry_run(ctx, ctx:config().talview.ca_file) end
@@ -457,6 +462,9 @@ local function cmd_talview(ctx, argv)
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
   if r.each then return talview_each(ctx, e, r, params, list) end
   if r.parallel then usage("talview: --parallel goes with --each") end
+  if r.journal or r.key or r.retry_failed then
+    usage("talview: --" .. (r.journal and "journal" or r.key and "key" or "retry-failed") .. " goes with --each")
+  end
   if r.save and not r.dry_run then
     local ok, why = writable_target(r.save)
     if not ok then ctx:err_line("--save: " .. why) return M.FAILED end
