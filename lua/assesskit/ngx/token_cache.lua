@@ -43,6 +43,7 @@ local ipairs = ipairs
 local str_format = string.format
 
 local cjson = require("cjson.safe")
+local options = require("assesskit.options")
 
 local M = {}
 local mt = { __index = M }
@@ -63,12 +64,14 @@ end
 --   `prefix` (key prefix in the dict, default `"assesskit:token:"`), `lock_ttl` (seconds a
 --   lock outlives a holder that never releases it, default 30)
 -- @treturn table the store
--- @raise outside nginx, or when the dict does not exist
+-- @raise on an unknown option (naming the nearest valid one), outside nginx, or when the dict
+--   does not exist
 -- @usage local cache = token_cache.new({ dict = "assesskit_tokens" })
 function M.new(opts)
   if type(opts) ~= "table" then
     error("assesskit.ngx.token_cache.new: opts must be a table", 2)
   end
+  options.check(opts, { "dict", "prefix", "lock_ttl" }, "assesskit.ngx.token_cache.new", 2)
   if type(ngx) ~= "table" or type(ngx.shared) ~= "table" then
     error("assesskit.ngx.token_cache.new: needs nginx's Lua module (ngx.shared)", 2)
   end
