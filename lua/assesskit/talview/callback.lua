@@ -400,7 +400,9 @@ end
 -- answer. The body is read only once the method, secret, length and media type passed.
 -- A handler failure is logged at `error` level with `log` (the secret masked, and out of the
 -- request's context, whose request line holds the secret). Your access log should not log the
--- query either (`$uri`, not `$request_uri` or `$request`).
+-- query either (`$uri`, not `$request_uri` or `$request`), and nginx should keep the body in
+-- memory (`client_body_buffer_size` as large as `client_max_body_size`): it logs a warning with
+-- the request line when it buffers a body to a file.
 function Receiver:serve()
   local ngx = ngx -- luacheck: read globals ngx
   local method = ngx.req.get_method()
