@@ -256,6 +256,21 @@ describe("assesskit.talview.callback as a plain function", function()
     assert.equal(200, (r:handle("POST", URL, nil, body(1)))) -- the oldest was forgotten
   end)
 
+  it("remembers a delivery taken after a handler failure as long as any other (seen_size)", function()
+    local calls, fail = {}, 3
+    local r = callback.new{ secret = SECRET, seen_size = 2, handler = function(a)
+      if fail > 0 then fail = fail - 1 error("not now") end
+      calls[a.id] = (calls[a.id] or 0) + 1
+    end }
+    for _ = 1, 3 do assert.equal(500, (r:handle("POST", URL, nil, body(1)))) end
+    assert.equal(200, (r:handle("POST", URL, nil, body(1))))
+    assert.equal(200, (r:handle("POST", URL, nil, body(2))))
+    -- the last two deliveries taken are 1 and 2: both are replays now
+    assert.equal(409, (r:handle("POST", URL, nil, body(1))))
+    assert.equal(409, (r:handle("POST", URL, nil, body(2))))
+    assert.same({ 1, 1 }, calls)
+  end)
+
   it("takes any of several secrets (rotation), and a seen store of the caller's", function()
     local store = { keys = {} }
     function store:add(key) if self.keys[key] then return false, "exists" end self.keys[key] = true return true end

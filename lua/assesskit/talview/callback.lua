@@ -161,27 +161,61 @@ end
 local Memory = {}
 Memory.__index = Memory
 
--- The last `size` keys, oldest forgotten first.
+-- The last `size` keys taken, oldest forgotten first. `set[key]` is the key's slot in `keys`; a
+-- slot whose key was deleted since (or taken again, in a later slot) is stale: it ages out
+-- without forgetting anything, and is not counted against `size`.
 local function memory(size)
-  return setmetatable({ size = size, keys = {}, set = {}, first = 1, last = 0 }, Memory)
+  return setmetatable({ size = size, keys = {}, set = {}, first = 1, last = 0, count = 0 }, Memory)
+end
+
+-- Forget the oldest slot (nothing when it is stale).
+local function drop_first(self)
+  local i = self.first
+  local old = self.keys[i]
+  self.keys[i] = nil
+  self.first = i + 1
+  if old ~= nil and self.set[old] == i then
+    self.set[old] = nil
+    self.count = self.count - 1
+  end
+end
+
+-- The live keys in slots 1..count, in their order: stale slots take no memory.
+local function compact(self)
+  local keys, n = {}, 0
+  for i = self.first, self.last do
+    local k = self.keys[i]
+    if k ~= nil and self.set[k] == i then
+      n = n + 1
+      keys[n] = k
+      self.set[k] = n
+    end
+  end
+  self.keys, self.first, self.last = keys, 1, n
 end
 
 function Memory:add(key)
   if self.set[key] then return false, "exists" end
   self.last = self.last + 1
   self.keys[self.last] = key
-  self.set[key] = true
-  while self.last - self.first + 1 > self.size do
-    local old = self.keys[self.first]
-    self.keys[self.first] = nil
-    if old ~= nil then self.set[old] = nil end
-    self.first = self.first + 1
-  end
+  self.set[key] = self.last
+  self.count = self.count + 1
+  while self.count > self.size do drop_first(self) end
   return true
 end
 
 function Memory:delete(key)
-  self.set[key] = nil -- its slot in `keys` ages out with the others
+  local slot = self.set[key]
+  if not slot then return end
+  self.set[key] = nil
+  self.count = self.count - 1
+  if slot == self.last then
+    -- the key just taken (a handler that failed): its slot goes too
+    self.keys[slot] = nil
+    self.last = slot - 1
+  elseif self.last - self.first + 1 > 2 * self.size then
+    compact(self)
+  end
 end
 
 -- == Checks ==
