@@ -26,6 +26,11 @@ local SITE = {
       secret = "@SECRET@", seen = "talview_seen", max_body = 65536,
       handler = function(action)
         local calls = ngx.shared.calls
+        local slow = calls:get("slow")
+        if slow then
+          calls:delete("slow")
+          ngx.sleep(slow)
+        end
         if (calls:get("fail") or 0) > 0 then
           calls:incr("fail", -1)
           error("the handler failed on purpose, secret @SECRET@ and all")
@@ -47,6 +52,7 @@ local SITE = {
         if ngx.var.arg_fail then
           calls:flush_all()
           calls:set("fail", tonumber(ngx.var.arg_fail))
+          if ngx.var.arg_slow then calls:set("slow", tonumber(ngx.var.arg_slow)) end
           return ngx.say("ok")
         end
         local out = {}
@@ -160,6 +166,28 @@ describe("assesskit.talview.callback in nginx", function()
     assert.is_nil(errlog:find(SECRET, 1, true))
   end)
 
+  it("asks a delivery that comes while user code still runs to come again (503), so that its failure loses nothing",
+    function()
+    -- the first call of the handler takes longer than the sender waits, and then fails: the
+    -- sender's retry arrives meanwhile (in either worker) and must not be refused for good
+    site:http("GET", "/_calls?fail=1&slow=1.5")
+    sb:config({ callback_timeout = 0.3, callback_backoff = 0.2, callback_attempts = 12 })
+    local a = invite(callback.url(site:url("/talview/callback"), SECRET))
+    sb:run_actions()
+    local key = string.format("%d:3", a.id)
+    assert.truthy(eventually(function() return calls()[key] end, 30), "never delivered")
+    assert.equal(1, calls()[key])
+    local statuses = {}
+    for _, e in ipairs(sb:requests()) do
+      if e.kind == "callback" then statuses[#statuses + 1] = e.status or "timeout" end
+    end
+    -- the first attempt gave up waiting; those that came while the handler ran were asked to
+    -- come again; the one after its failure was taken
+    assert.equal("timeout", statuses[1])
+    for i = 2, #statuses - 1 do assert.equal(503, statuses[i]) end
+    assert.equal(200, statuses[#statuses])
+  end)
+
   it("calls user code exactly once per action, over many actions and retried deliveries", function()
     local url = callback.url(site:url("/talview/callback"), SECRET)
     local ids = {}
@@ -269,6 +297,19 @@ describe("assesskit.talview.callback as a plain function", function()
     assert.equal(409, (r:handle("POST", URL, nil, body(1))))
     assert.equal(409, (r:handle("POST", URL, nil, body(2))))
     assert.same({ 1, 1 }, calls)
+  end)
+
+  it("answers 503 (come again) to a delivery that arrives while the handler of the same one runs", function()
+    local r, inner
+    r = callback.new{ secret = SECRET, handler = function()
+      -- a server that interleaves requests (coroutines) takes the sender's retry meanwhile
+      if not inner then inner = { r:handle("POST", URL, nil, body(8)) } end
+    end }
+    assert.equal(200, (r:handle("POST", URL, nil, body(8))))
+    assert.equal(503, inner[1])
+    assert.equal("1", inner[3]["Retry-After"])
+    assert.matches("being handled", cjson.decode(inner[2]).error)
+    assert.equal(409, (r:handle("POST", URL, nil, body(8))))
   end)
 
   it("takes any of several secrets (rotation), and a seen store of the caller's", function()

@@ -15,9 +15,11 @@
 --    of 0, 1, 2, 3, 99, counts whole numbers >= 0 or null, times and `response` strings or
 --    null (else 422),
 -- 4. that it has not seen before: the same action id and status a second time is a replay
---    (409), whoever sends it. Seen deliveries are remembered in a bounded way: in memory (the
---    last `seen_size`), or in a `lua_shared_dict` (`seen = "<dict name>"`; all workers share
---    it, entries expire after `seen_ttl` seconds or when the dict is full).
+--    (409), whoever sends it; while the handler of the first one still runs, it is asked to
+--    come again (503, `Retry-After: 1`), since that handler may yet fail. Seen deliveries are
+--    remembered in a bounded way: in memory (the last `seen_size`), or in a `lua_shared_dict`
+--    (`seen = "<dict name>"`; all workers share it, entries expire after `seen_ttl` seconds or
+--    when the dict is full).
 --
 -- Then it calls your `handler(action)` and answers 200 `{"ok":true}`. When the handler raises,
 -- the receiver answers 500 and forgets the delivery, so that the sender's retry calls it again;
@@ -161,11 +163,12 @@ end
 local Memory = {}
 Memory.__index = Memory
 
--- The last `size` keys taken, oldest forgotten first. `set[key]` is the key's slot in `keys`; a
+-- The last `size` keys taken, oldest forgotten first. `slot[key]` is the key's slot in `keys`; a
 -- slot whose key was deleted since (or taken again, in a later slot) is stale: it ages out
 -- without forgetting anything, and is not counted against `size`.
 local function memory(size)
-  return setmetatable({ size = size, keys = {}, set = {}, first = 1, last = 0, count = 0 }, Memory)
+  return setmetatable({ size = size, keys = {}, slot = {}, value = {}, first = 1, last = 0, count = 0 },
+    Memory)
 end
 
 -- Forget the oldest slot (nothing when it is stale).
@@ -174,8 +177,8 @@ local function drop_first(self)
   local old = self.keys[i]
   self.keys[i] = nil
   self.first = i + 1
-  if old ~= nil and self.set[old] == i then
-    self.set[old] = nil
+  if old ~= nil and self.slot[old] == i then
+    self.slot[old], self.value[old] = nil, nil
     self.count = self.count - 1
   end
 end
@@ -185,29 +188,39 @@ local function compact(self)
   local keys, n = {}, 0
   for i = self.first, self.last do
     local k = self.keys[i]
-    if k ~= nil and self.set[k] == i then
+    if k ~= nil and self.slot[k] == i then
       n = n + 1
       keys[n] = k
-      self.set[k] = n
+      self.slot[k] = n
     end
   end
   self.keys, self.first, self.last = keys, 1, n
 end
 
-function Memory:add(key)
-  if self.set[key] then return false, "exists" end
+function Memory:add(key, value)
+  if self.slot[key] then return false, "exists" end
   self.last = self.last + 1
   self.keys[self.last] = key
-  self.set[key] = self.last
+  self.slot[key], self.value[key] = self.last, value
   self.count = self.count + 1
   while self.count > self.size do drop_first(self) end
   return true
 end
 
+function Memory:get(key)
+  return self.value[key]
+end
+
+-- Only ever called for a key just taken (its value changes, its place does not).
+function Memory:set(key, value)
+  if self.slot[key] then self.value[key] = value return true end
+  return self:add(key, value)
+end
+
 function Memory:delete(key)
-  local slot = self.set[key]
+  local slot = self.slot[key]
   if not slot then return end
-  self.set[key] = nil
+  self.slot[key], self.value[key] = nil, nil
   self.count = self.count - 1
   if slot == self.last then
     -- the key just taken (a handler that failed): its slot goes too
@@ -272,6 +285,9 @@ end
 local Receiver = {}
 Receiver.__index = Receiver
 
+-- What the seen store holds for a delivery: taken and in the handler, or handled.
+local PENDING, DONE = "pending", "done"
+
 local OPTIONS = { secret = true, handler = true, max_body = true, seen = true, seen_size = true,
   seen_ttl = true }
 
@@ -285,8 +301,11 @@ local OPTIONS = { secret = true, handler = true, max_body = true, seen = true, s
 --   delivery refused with 500 and tried again by the sender;
 -- * `max_body` (bytes, default 1 MiB);
 -- * `seen`: where deliveries are remembered: the name of a `lua_shared_dict` (inside nginx),
---   or an object with `add(key, value, ttl) -> true | false, "exists"` and `delete(key)` (a
---   `ngx.shared.DICT` is one); default: this receiver's memory, the last `seen_size` (10000);
+--   or an object with `add(key, value, ttl) -> true | false, "exists"` and `delete(key)`, and
+--   best `get(key)` and `set(key, value, ttl)` too (without them a delivery that comes while
+--   the handler of the same one runs is refused with 409, not asked to come again; a
+--   `ngx.shared.DICT` has all four); default: this receiver's memory, the last `seen_size`
+--   (10000);
 -- * `seen_ttl` (seconds a shared dict keeps one; default 30 days).
 -- @treturn table the receiver: `handle`, `serve`
 -- @raise on a missing or wrong option (before anything is received)
@@ -365,9 +384,15 @@ local function check_body(self, body)
   local why = M.check_action(action)
   if why then return answer(422, "not an action: " .. why) end
   local key = string_format("talview-action:%.0f:%.0f", action.id, action.status)
-  local added, err = self.seen:add(key, true, self.seen_ttl)
+  local seen = self.seen
+  local added, err = seen:add(key, PENDING, self.seen_ttl)
   if not added then
     if err == "exists" then
+      if seen.get and seen:get(key) == PENDING then
+        -- another delivery of it is in the handler, which may yet fail: not a replay yet
+        return answer(503, string_format("action %.0f with status %.0f is being handled: try again later",
+          action.id, action.status), { ["Retry-After"] = "1" })
+      end
       return answer(409, string_format("already received: action %.0f with status %.0f", action.id, action.status))
     end
     return answer(503, "cannot remember the delivery")
@@ -381,6 +406,7 @@ local function check_body(self, body)
     local status, rbody, headers = answer(500, "the handler failed")
     return status, rbody, headers, msg
   end
+  if seen.set then seen:set(key, DONE, self.seen_ttl) end
   return answer(200)
 end
 
