@@ -45,6 +45,17 @@ local RECEIVER = {
     location = /hang {
       content_by_lua_block { ngx.sleep(3) ngx.say("late") }
     }
+    location = /drip {
+      content_by_lua_block {
+        ngx.req.read_body()
+        local sock = ngx.req.socket(true)
+        for c in ("HTTP/1.1 200 OK\r\n"):gmatch(".") do
+          if not sock:send(c) then return end
+          ngx.sleep(0.2)
+        end
+        sock:send("Content-Length: 0\r\n\r\n")
+      }
+    }
     location / {
       content_by_lua_block {
         local d = ngx.shared.rx
@@ -265,6 +276,18 @@ describe("sandbox action callbacks", function()
     assert.matches("timeout", log[2].error)
     -- and the sandbox goes on serving
     assert.equal(200, sb:request("GET", "/models/candidate/10001", { token = sb.tok }).status)
+  end)
+
+  it("gives one attempt callback_timeout in all: a receiver dripping its answer does not stretch it", function()
+    -- 17 bytes of status line, one every 0.2 s: each byte comes well within callback_timeout,
+    -- the whole line does not
+    sb:config({ callback_timeout = 1 })
+    invite({ callbackUrl = rx:url("/drip?secret=" .. SECRET) })
+    assert.same({ processed = 1, callbacks = 1 }, sb:run_actions())
+    local log = callback_log()
+    assert.equal(1, #log)
+    assert.is_nil(log[1].status)
+    assert.matches("timeout", log[1].error)
   end)
 
   it("forgets pending callbacks on reset", function()

@@ -23,7 +23,8 @@ local config = require("assesskit.sandbox.config")
 local log = require("assesskit.sandbox.log")
 
 local type, ipairs, tonumber, tostring, math_min = type, ipairs, tonumber, tostring, math.min
-local string_match, string_format, string_lower = string.match, string.format, string.lower
+local string_match, string_format, string_lower, string_sub, string_find =
+  string.match, string.format, string.lower, string.sub, string.find
 
 local M = {}
 
@@ -69,37 +70,61 @@ function M.parse_url(url)
   return { scheme = scheme, host = host, port = port, target = target, authority = authority }
 end
 
--- One POST: the receiver's status, or nil and what went wrong.
+-- The most bytes of the body written in one send: each write gets only the time left.
+local SEND_SLICE = 16384
+
+-- One POST: the receiver's status, or nil and what went wrong. Connecting, the TLS handshake,
+-- sending and reading the status line take `timeout` seconds in all: every socket operation
+-- gets the time left (nginx's timeouts are per operation, and restart whenever a byte moves).
 local function post(url, body, timeout)
   local u, err = M.parse_url(url)
   if not u then return nil, err end
   local addr = u.host == "localhost" and "127.0.0.1" or u.host
   if string_match(addr, ":") then addr = "[" .. addr .. "]" end
+  local deadline = ngx.now() + timeout
   local sock = ngx.socket.tcp()
-  local ms = math.max(1, math.floor(timeout * 1000))
-  sock:settimeouts(ms, ms, ms)
+  -- true when there is time left (the socket's timeout set to it), else false
+  local function time_left()
+    ngx.update_time()
+    local ms = math.floor((deadline - ngx.now()) * 1000)
+    if ms < 1 then return false end
+    sock:settimeouts(ms, ms, ms)
+    return true
+  end
+  if not time_left() then return nil, "connect: timeout" end
   local ok, cerr = sock:connect(addr, u.port)
   if not ok then return nil, "connect: " .. tostring(cerr) end
+  local function fail(what, why)
+    sock:close()
+    return nil, what .. ": " .. tostring(why)
+  end
   if u.scheme == "https" then
+    if not time_left() then return fail("tls", "timeout") end
     local hok, herr = sock:sslhandshake(nil, u.host, false)
-    if not hok then
-      sock:close()
-      return nil, "tls: " .. tostring(herr)
-    end
+    if not hok then return fail("tls", herr) end
   end
   local head = string_format("POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n"
     .. "Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
     u.target, u.authority, M.user_agent, #body)
-  local sent, serr = sock:send({ head, body })
-  if not sent then
-    sock:close()
-    return nil, "send: " .. tostring(serr)
+  local data = head .. body
+  for i = 1, #data, SEND_SLICE do
+    if not time_left() then return fail("send", "timeout") end
+    local sent, serr = sock:send(string_sub(data, i, i + SEND_SLICE - 1))
+    if not sent then return fail("send", serr) end
   end
   -- the status line only, and at most 256 bytes of it: the receiver is not trusted either
-  local line, rerr, partial = sock:receiveuntil("\n")(256)
+  local line = ""
+  while not string_find(line, "\n", 1, true) and #line < 256 do
+    if not time_left() then return fail("no answer", "timeout") end
+    local got, rerr = sock:receiveany(256 - #line)
+    if not got then
+      -- a receiver that closes after a partial line has said what it said
+      if line == "" or rerr ~= "closed" then return fail("no answer", rerr) end
+      break
+    end
+    line = line .. got
+  end
   sock:close()
-  line = line or partial
-  if not line or line == "" then return nil, "no answer: " .. tostring(rerr) end
   local status = tonumber(string_match(line, "^HTTP/%d%.%d (%d%d%d)"))
   if not status then return nil, "not an HTTP answer" end
   return status
