@@ -45,6 +45,23 @@ local RECEIVER = {
     location = /hang {
       content_by_lua_block { ngx.sleep(3) ngx.say("late") }
     }
+    location = /busy {
+      content_by_lua_block {
+        local d = ngx.shared.rx
+        local now = d:incr("busy", 1, 0)
+        if now > (d:get("busy_max") or 0) then d:set("busy_max", now) end
+        ngx.sleep(0.8)
+        d:incr("busy", -1)
+        d:incr("busy_done", 1, 0)
+        ngx.say("ok")
+      }
+    }
+    location = /busy_stats {
+      content_by_lua_block {
+        local d = ngx.shared.rx
+        ngx.say(require("cjson").encode({ max = d:get("busy_max"), done = d:get("busy_done") }))
+      }
+    }
     location = /drip {
       content_by_lua_block {
         ngx.req.read_body()
@@ -288,6 +305,24 @@ describe("sandbox action callbacks", function()
     assert.equal(1, #log)
     assert.is_nil(log[1].status)
     assert.matches("timeout", log[1].error)
+  end)
+
+  it("makes the callback attempts of actions/run side by side, not one receiver's wait after another's",
+    function()
+    for _ = 1, 3 do invite({ callbackUrl = rx:url("/busy?secret=" .. SECRET) }) end
+    assert.same({ processed = 3, callbacks = 3 }, sb:run_actions())
+    local _, body = rx:http("GET", "/busy_stats")
+    -- every attempt is over when run answers, and they were under way together
+    assert.same({ max = 3, done = 3 }, cjson.decode(body))
+    for _, e in ipairs(callback_log()) do assert.equal(200, e.status) end
+    -- and so are the retries it makes: the first attempt of each finds the receiver down
+    plan(0) -- forgets the counts
+    sb:fault({ kind = "callback_down", attempts = 1, path = "/actions/invite", times = 3 })
+    for _ = 1, 3 do invite({ callbackUrl = rx:url("/busy?secret=" .. SECRET) }) end
+    assert.same({ processed = 3, callbacks = 3 }, sb:run_actions())
+    assert.same({ processed = 0, callbacks = 3 }, sb:run_actions())
+    _, body = rx:http("GET", "/busy_stats")
+    assert.same({ max = 3, done = 3 }, cjson.decode(body))
   end)
 
   it("forgets pending callbacks on reset", function()

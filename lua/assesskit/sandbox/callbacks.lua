@@ -37,6 +37,7 @@ M.max_backoff = 60
 local deliveries = {}  -- every delivery not yet final, in start order
 local epoch = 0
 local attempted = 0
+local batch           -- inside `M.batch`: its coroutine and the light threads it started
 
 --- Forget every delivery (a reset); timers already set do nothing.
 function M.clear()
@@ -184,6 +185,36 @@ schedule = function(d, delay)
   if not ok then ngx.log(ngx.ERR, "sandbox callbacks: cannot set a timer: ", tostring(err)) end
 end
 
+-- An attempt made now: inside `M.batch`, in a light thread of its own (so that one receiver's
+-- wait does not hold the others'), else in this thread.
+local function attempt_now(d)
+  -- only the batch's own thread can wait for the threads it starts (a timer may run meanwhile)
+  if batch and batch.co == coroutine.running() then
+    local th, err = ngx.thread.spawn(attempt, d)
+    if th then
+      batch.threads[#batch.threads + 1] = th
+      return
+    end
+    ngx.log(ngx.ERR, "sandbox callbacks: cannot start a thread: ", tostring(err))
+  end
+  attempt(d)
+end
+
+--- Run `fn`; the attempts it makes now (`start` inline, `run`) go side by side, and are over
+-- when `batch` returns (each takes at most `callback_timeout`). For `POST /_sandbox/actions/run`.
+-- @tparam function fn
+-- @return what `fn` returns
+function M.batch(fn)
+  local outer = batch
+  local mine = { co = coroutine.running(), threads = {} }
+  batch = mine
+  local ok, res = pcall(fn)
+  batch = outer
+  for _, th in ipairs(mine.threads) do ngx.thread.wait(th) end
+  if not ok then error(res, 0) end
+  return res
+end
+
 --- Start the callback of a finished action, unless it has no `callbackUrl` or asked
 -- `skipCallback`.
 -- @tparam table rec the action object (sent as it is at each attempt)
@@ -194,7 +225,7 @@ function M.start(rec, cb, inline)
   if not cb or type(cb.url) ~= "string" or cb.skip then return end
   local d = { rec = rec, url = cb.url, down = cb.down, attempts = 0, state = "waiting", epoch = epoch }
   deliveries[#deliveries + 1] = d
-  if inline then attempt(d) else schedule(d, 0) end
+  if inline then attempt_now(d) else schedule(d, 0) end
 end
 
 --- Make one attempt of every delivery waiting for its next one (`POST /_sandbox/actions/run`).
@@ -203,7 +234,7 @@ function M.run()
   for _, d in ipairs(deliveries) do
     if d.state == "waiting" then waiting[#waiting + 1] = d end
   end
-  for _, d in ipairs(waiting) do attempt(d) end
+  for _, d in ipairs(waiting) do attempt_now(d) end
 end
 
 --- Wait until no attempt is under way (or the deadline).
