@@ -7,10 +7,10 @@
 -- ("Callbacks"): `POST <callbackUrl>` (the URL as given, query included),
 -- `Content-Type: application/json`, the body the action object exactly as the API shows it,
 -- no signature. A 2xx answer is a delivery; a 4xx other than 408 and 429 is a refusal (no
--- more attempts); anything else (5xx, 408, 429, no answer, no connection) is tried again after
--- `callback_backoff` seconds, doubling (at most 60), until `callback_attempts` attempts were
--- made. Every attempt is in the request log (`kind = "callback"`). One attempt takes at most
--- `callback_timeout` seconds.
+-- more attempts); anything else (5xx, 408, 429, a 3xx: redirects are not followed, no answer,
+-- no connection) is tried again after `callback_backoff` seconds, doubling (at most 60), until
+-- `callback_attempts` attempts were made. Every attempt is in the request log
+-- (`kind = "callback"`). One attempt takes at most `callback_timeout` seconds.
 --
 -- The client is nginx's cosocket: http and https (the certificate is not verified: the sandbox
 -- is a test tool) to an IP address or `localhost` (nginx resolves no other name without a
