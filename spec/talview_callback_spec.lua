@@ -349,6 +349,9 @@ describe("assesskit.talview.callback as a plain function", function()
     assert.matches("lua_shared_dict",
       where(function() callback.new{ secret = SECRET, handler = print, seen = "x" } end))
     assert.matches("base must be an http", where(function() callback.url("ftp://x/") end))
+    -- a base that has a secret already would make a URL the receiver refuses (the secret twice)
+    assert.matches("callback_spec.lua:%d+: callback.url: base already has a 'secret' parameter",
+      where(function() callback.url("https://h.example/cb?secret=" .. SECRET, callback.secret()) end))
     assert.matches("bytes must be", where(function() callback.secret(4) end))
   end)
 

@@ -109,23 +109,6 @@ local function check_secret(s, where, level)
   end
 end
 
---- The `callbackUrl` to give an action: `base` with the secret as its `secret` query parameter.
--- @tparam string base the receiver's http or https URL (may have a query; no fragment)
--- @tparam[opt] string secret the receiver's secret; a fresh one (`secret()`) when nil
--- @treturn string the URL
--- @treturn string the secret (give it to the receiver: `new{secret = ...}`)
--- @usage local url, secret = callback.url("https://hooks.example.com/talview")
-function M.url(base, secret)
-  if type(base) ~= "string" or not string_find(string_lower(base), "^https?://[^/?#]+") then
-    error("callback.url: base must be an http or https URL", 2)
-  end
-  if string_find(base, "#", 1, true) then error("callback.url: base must not have a fragment", 2) end
-  if secret == nil then secret = M.secret() end
-  check_secret(secret, "callback.url", 2)
-  local sep = string_find(base, "?", 1, true) and (string_find(base, "[?&]$") and "" or "&") or "?"
-  return base .. sep .. M.param .. "=" .. secret, secret
-end
-
 -- Constant-time comparison: the time depends on the length of `expected` only.
 local function same(expected, given)
   local n = #expected
@@ -156,6 +139,27 @@ end
 -- `url` with the secret parameter's value replaced by `***`.
 local function masked(url)
   return (string_gsub(url, "([?&]" .. M.param .. "=)[^&#]*", "%1***"))
+end
+
+--- The `callbackUrl` to give an action: `base` with the secret as its `secret` query parameter.
+-- @tparam string base the receiver's http or https URL (may have a query; no fragment)
+-- @tparam[opt] string secret the receiver's secret; a fresh one (`secret()`) when nil
+-- @treturn string the URL
+-- @treturn string the secret (give it to the receiver: `new{secret = ...}`)
+-- @usage local url, secret = callback.url("https://hooks.example.com/talview")
+function M.url(base, secret)
+  if type(base) ~= "string" or not string_find(string_lower(base), "^https?://[^/?#]+") then
+    error("callback.url: base must be an http or https URL", 2)
+  end
+  if string_find(base, "#", 1, true) then error("callback.url: base must not have a fragment", 2) end
+  if #secrets_in(base) > 0 then
+    error("callback.url: base already has a '" .. M.param .. "' parameter (the receiver would refuse the"
+      .. " secret given twice): give the URL without it", 2)
+  end
+  if secret == nil then secret = M.secret() end
+  check_secret(secret, "callback.url", 2)
+  local sep = string_find(base, "?", 1, true) and (string_find(base, "[?&]$") and "" or "&") or "?"
+  return base .. sep .. M.param .. "=" .. secret, secret
 end
 
 -- == Seen deliveries ==
