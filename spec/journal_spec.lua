@@ -495,6 +495,30 @@ describe("client:map with a journal", function()
     assert.equal(1, created(items[1].email))
   end)
 
+  it("a callback that raises leaves no item it never sent looking started in the next run",
+    function()
+    local tv = sb:talview()
+    local function fn(row) return tv.models.candidate:create(row) end
+    local key = function(row) return row.email end
+    for _, cb in ipairs({ "on_result", "on_progress" }) do
+      local items = rows(4, "raises-" .. cb)
+      local path = dir .. "/" .. cb .. ".journal"
+      local opts = { journal = path, key = key, concurrency = 1 }
+      opts[cb] = function(i) if i == 1 then error(cb .. " raised") end end
+      local ok, msg = pcall(tv.map, tv, items, fn, opts)
+      assert.is_false(ok)
+      assert.matches(cb .. " raised", tostring(msg), 1, true)
+      -- the next run, without reconcile: the items never sent run now, none is ambiguous
+      local r = tv:map(items, fn, { journal = path, key = key, concurrency = 1 })
+      for i = 1, 4 do
+        assert.is_nil(r[i].err, cb .. ": item " .. i .. ": " .. tostring(r[i].err))
+        assert.equal(items[i].email, r[i].value.email)
+        assert.equal(1, created(items[i].email))
+      end
+    end
+    assert.equal(8, posts())
+  end)
+
   it("refuses a journal of other items before sending anything", function()
     local tv = sb:talview()
     local path = dir .. "/job.journal"

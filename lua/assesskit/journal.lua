@@ -686,7 +686,18 @@ function Job:item(item, i, call, release)
     -- the claim, and the outcome the caller holds, on disk at once
     local ok, err = j:sync(yield)
     if not ok then return nil, err, true end
-    release()
+    local delivered, raised = pcall(release)
+    if not delivered then
+      -- delivering the held outcome raised (on_result, on_progress): the map ends without
+      -- running this item. Its 'started' record of this claim must not make it ambiguous in
+      -- the next run: it was never sent, so it is recorded as such (run again next time).
+      if state == "run" and j:finish(key, i, nil, errors.new({ kind = "aborted", key = key,
+        index = i, sent = false, retryable = true,
+        message = "not sent: the map stopped before item " .. key .. " ran" })) then
+        j:sync()
+      end
+      error(raised, 0)
+    end
   end
   if state == "done" or state == "failed" then
     counts.replayed = counts.replayed + 1
