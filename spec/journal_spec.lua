@@ -400,6 +400,28 @@ describe("client:map with a journal", function()
     assert.equal(1, created(items[1].email))
   end)
 
+  it("a result that cannot be recorded is never run again, not even with retry_failed", function()
+    local tv = sb:talview()
+    local path = dir .. "/job.journal"
+    local items = rows(2, "unrecordable")
+    local key = function(row) return row.email end
+    local function fn(row)
+      local cand, err = tv.models.candidate:create(row)
+      if not cand then return nil, err end
+      return { id = cand.id, score = 0 / 0 } -- JSON has no NaN
+    end
+    local r = tv:map(items, fn, { journal = path, key = key })
+    assert.equal("validation", r[1].err.kind)
+    assert.matches("cannot be recorded", r[1].err.message, 1, true)
+    assert.equal(2, posts())
+    -- the write was done: running it again would create the candidate twice
+    r = tv:map(items, fn, { journal = path, key = key, retry_failed = true })
+    assert.equal("validation", r[1].err.kind)
+    assert.matches("cannot be recorded", r[1].err.message, 1, true)
+    assert.equal(2, posts())
+    for i = 1, 2 do assert.equal(1, created(items[i].email)) end
+  end)
+
   it("runs an item again that failed with a retryable error", function()
     local tv = sb:talview({ max_retries = 0 })
     local path = dir .. "/job.journal"

@@ -31,6 +31,8 @@
 --    {"i":3,"key":"ada@example.com","state":"done","value":{"id":10305,...}}
 --    {"i":4,"key":"bob@example.com","state":"failed","error":{"kind":"http","status":422,...}}
 --    {"i":5,"key":"eve@example.com","state":"resolved","value":{...}}   (found by reconcile)
+--    {"i":6,"key":"zed@example.com","state":"failed","error":{...},"landed":true}
+--                       (done, but its result could not be recorded: never run again)
 --
 -- The last record of an item is its state. Errors are recorded with their fields (they carry
 -- no secret); an error that is not an `assesskit.errors` object is recorded as `"raised"`.
@@ -425,6 +427,8 @@ function Journal:claim(key, i, opts)
   end
   out.err = decode_error(rec)
   if M.is_ambiguous(out.err) then return "ambiguous", out end
+  -- done, but its result could not be recorded: running it again could write twice
+  if rec.landed == true then return "failed", out end
   local e = out.err
   if (type(e) == "table" and e.retryable) or (opts and opts.retry_failed) then
     local ok, err = append(self, i, key, "started")
@@ -443,7 +447,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] table an error: kind `io` (not written: the journal is unusable from then on),
 --   or `validation` when `value` cannot be recorded as JSON (a failure is recorded instead,
---   so the item is not run again)
+--   marked `"landed"`, so the item is not run again, not even with `retry_failed`)
 function Journal:finish(key, i, value, err)
   check_args("finish", key, i)
   if err ~= nil then
@@ -455,7 +459,8 @@ function Journal:finish(key, i, value, err)
     if not ok then
       local verr = errors.new({ kind = "validation", key = key,
         message = "the result of item " .. key .. " cannot be recorded in the journal: " .. tostring(s) })
-      local okw, werr = append(self, i, key, "failed", encode_error(verr))
+      -- "landed": the item was done (a write may have been made); never run again
+      local okw, werr = append(self, i, key, "failed", encode_error(verr) .. ',"landed":true')
       if not okw then return nil, werr end
       return nil, verr
     end
