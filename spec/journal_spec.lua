@@ -229,6 +229,40 @@ describe("assesskit.journal #luajit", function()
     j:close()
   end)
 
+  it("gives recorded numbers back exactly as they were: every digit, integer or float", function()
+    local path = dir .. "/a.journal"
+    local value = {
+      id = 123456789012345, stamp = 1733480000123456, neg = -987654321098765, small = 42,
+      sum = 0.1 + 0.2, third = 1 / 3, half = 2.5, score = 80.0, tiny = 5e-324, huge = 1.5e300,
+      list = { 4503599627370497, 0.1 + 0.7 }, nested = { deep = { x = 2 ^ 52 + 1 } },
+    }
+    local j = assert(journal.open(path))
+    assert.equal("run", j:claim("a", 1))
+    assert(j:finish("a", 1, value))
+    assert.equal("run", j:claim("b", 2))
+    assert(j:finish("b", 2, 9007199254740991))
+    assert.equal("run", j:claim("c", 3))
+    assert(j:resolve("c", 3, { id = 123456789012346 }))
+    j:close()
+    j = assert(journal.open(path))
+    local _, rec = j:claim("a", 1)
+    local function same(want, got, where)
+      if type(want) == "table" then
+        for k, v in pairs(want) do same(v, got[k], where .. "." .. tostring(k)) end
+        return
+      end
+      assert.equal(want, got, where .. ": " .. string.format("%.17g", want) .. " came back as "
+        .. tostring(got))
+      if math.type then assert.equal(math.type(want), math.type(got), where) end
+    end
+    same(value, rec.value, "value")
+    _, rec = j:claim("b", 2)
+    same(9007199254740991, rec.value, "b")
+    _, rec = j:claim("c", 3)
+    same(123456789012346, rec.value.id, "c")
+    j:close()
+  end)
+
   it("makes the records of coroutines that yield together durable with one fdatasync", function()
     local j = assert(journal.open(dir .. "/a.journal"))
     local base = j:stats().syncs
