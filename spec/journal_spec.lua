@@ -263,6 +263,25 @@ describe("assesskit.journal #luajit", function()
     j:close()
   end)
 
+  it("gives a recorded JSON null (client.null) back as null, and nothing as nothing", function()
+    local null = require("assesskit.client").null
+    local path = dir .. "/a.journal"
+    local j = assert(journal.open(path))
+    assert.equal("run", j:claim("a", 1))
+    assert(j:finish("a", 1, null))
+    assert.equal("run", j:claim("b", 2))
+    assert(j:finish("b", 2, nil))
+    j:close()
+    j = assert(journal.open(path))
+    local state, rec = j:claim("a", 1)
+    assert.equal("done", state)
+    assert.equal(null, rec.value)
+    state, rec = j:claim("b", 2)
+    assert.equal("done", state)
+    assert.is_nil(rec.value)
+    j:close()
+  end)
+
   it("makes the records of coroutines that yield together durable with one fdatasync", function()
     local j = assert(journal.open(dir .. "/a.journal"))
     local base = j:stats().syncs

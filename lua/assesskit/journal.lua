@@ -513,7 +513,7 @@ function Journal:claim(key, i, opts)
   if not rec then return nil, rerr end
   local out = { key = key, i = i, state = rec.state }
   if state == "done" then
-    if rec.value ~= client.null then out.value = rec.value end
+    out.value = rec.value -- nil when nothing was recorded; client.null when fn gave null
     return "done", out
   end
   out.err = decode_error(rec)
