@@ -145,6 +145,27 @@ describe("assesskit.journal #luajit", function()
     assert.equal(damaged, sys.read(path))
   end)
 
+  it("refuses a failure record whose error was damaged, instead of replaying it as a success",
+    function()
+    local path = dir .. "/a.journal"
+    local j = assert(journal.open(path))
+    assert.equal("run", j:claim("a", 1))
+    assert(j:finish("a", 1, nil, http_err(422)))
+    j:close()
+    local good = sys.read(path)
+    for _, edit in ipairs({ { '"kind":"http"', '"kind":"htp"' }, { '"error":{.*}}', '"error":null}' },
+      { '"error":{.*}}', '"error":"422"}' } }) do
+      local damaged = good:gsub(edit[1], edit[2])
+      assert.are_not.equal(good, damaged)
+      sys.write(path, damaged)
+      local none, err = journal.open(path)
+      assert.is_nil(none, damaged)
+      assert.equal("validation", err.kind)
+      assert.matches("line 3 is corrupted", err.message, 1, true)
+      assert.equal(damaged, sys.read(path))
+    end
+  end)
+
   it("refuses another job's journal: another job name, another key for an index, a key twice",
     function()
     local path = dir .. "/a.journal"

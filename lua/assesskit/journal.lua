@@ -255,8 +255,12 @@ local function check_record(rec)
   if not is_index(rec.i) then return nil, "no item index" end
   if type(rec.key) ~= "string" then return nil, "no item key" end
   if not STATES[rec.state] then return nil, "unknown state " .. tostring(rec.state) end
-  if rec.state == "failed" and rec.error == nil and rec.raised == nil then
-    return nil, "a failure without its error"
+  if rec.state == "failed" then
+    local e = rec.error
+    if e == nil and rec.raised == nil then return nil, "a failure without its error" end
+    if e ~= nil and not (type(e) == "table" and errors.KINDS[e.kind]) then
+      return nil, "a failure whose error is not an error object of a known kind"
+    end
   end
   return rec
 end
