@@ -615,6 +615,19 @@ describe("client:map with a journal", function()
     assert.equal(8, posts())
   end)
 
+  it("reports an item whose key() gives a number no key can be made of, and goes on", function()
+    local tv = sb:talview()
+    local bad = { [2] = 2 ^ 63, [3] = math.huge, [4] = 1.5 }
+    local r = tv:map({ "a", "b", "c", "d", "e" }, function(x) return x:upper() end,
+      { journal = dir .. "/job.journal", key = function(_, i) return bad[i] or i * 10 end })
+    assert.equal("A", r[1].value)
+    assert.equal("E", r[5].value)
+    for i = 2, 4 do
+      assert.equal("validation", r[i].err.kind, "item " .. i)
+      assert.matches("key(item, " .. i .. ") returned a number", r[i].err.message, 1, true)
+    end
+  end)
+
   it("refuses a journal of other items before sending anything", function()
     local tv = sb:talview()
     local path = dir .. "/job.journal"

@@ -724,7 +724,9 @@ end
 -- The item's key as a string; nil, err when key() gives something else or raises.
 local function item_key(self, item, i)
   local ok, key = pcall(self.key, item, i)
-  if ok and type(key) == "number" and key == math_floor(key) then key = string_format("%d", key) end
+  if ok and type(key) == "number" and key == math_floor(key) and key > -2^63 and key < 2^63 then
+    key = string_format("%d", key)
+  end
   if ok and type(key) == "string" and key ~= "" then return key end
   local why = ok and ("returned " .. (type(key) == "string" and "an empty string" or ("a " .. type(key))))
     or ("raised: " .. tostring(key))
