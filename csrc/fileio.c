@@ -91,7 +91,9 @@ static int fileio_dir_sync(lua_State *L)
 /***
  * Take an exclusive lock on a file without waiting (`flock`, `LOCK_EX | LOCK_NB`). The lock
  * belongs to this open file: another `io.open` of the same file, in this process or another,
- * cannot take it; it goes when the handle is closed or the process ends.
+ * cannot take it; it goes when the handle is closed or the process ends. The descriptor is
+ * marked close-on-exec first, so that a command the process starts (`os.execute`,
+ * `io.popen`) neither inherits the file nor keeps the lock after the handle is closed.
  * @function file_lock
  * @tparam file f a file handle from `io.open`
  * @treturn[1] boolean true
@@ -102,6 +104,9 @@ static int fileio_dir_sync(lua_State *L)
 static int fileio_lock(lua_State *L)
 {
   FILE *f = check_file(L, 1);
+  int flags = fcntl(fileno(f), F_GETFD);
+  if (flags < 0 || fcntl(fileno(f), F_SETFD, flags | FD_CLOEXEC) != 0)
+    return fail(L, "close-on-exec", errno, "io");
   while (flock(fileno(f), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
       return fail(L, "lock", errno, "busy");

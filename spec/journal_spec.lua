@@ -234,6 +234,23 @@ describe("assesskit.journal #luajit", function()
     assert.equal("opened", out)
   end)
 
+  it("is not held by a child process started while it was open, once it is closed", function()
+    local path = dir .. "/a.journal"
+    local j = assert(journal.open(path))
+    -- fn (or anything in the process) starts a command that outlives the job
+    local pidfile = dir .. "/child.pid"
+    os.execute("sleep 30 </dev/null >/dev/null 2>&1 & echo $! > " .. sys.quote(pidfile))
+    local pid = assert(tonumber(sys.read(pidfile)), "no child pid")
+    j:close()
+    local script = ("package.path=%q package.cpath=%q local j, e = require('assesskit.journal').open(%q) "
+      .. "io.write(j and 'opened' or e.message)"):format(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;"
+      .. package.path, package.cpath, path)
+    local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+    local _, out = sys.exec(lua .. " -e " .. sys.quote(script))
+    sys.run("kill " .. pid)
+    assert.equal("opened", out)
+  end)
+
   it("records a result that JSON cannot hold as a failure, so the item is not run again", function()
     local path = dir .. "/a.journal"
     local j = assert(journal.open(path))
