@@ -371,6 +371,12 @@ describe("journal.is_ambiguous #luajit", function()
     assert.is_false(journal.is_ambiguous(e { kind = "timeout", method = "GET" }))
     assert.is_false(journal.is_ambiguous(e { kind = "http", status = 504, method = "POST" }))
     assert.is_false(journal.is_ambiguous(e { kind = "tls", method = "POST" }))
+    -- a write answered, its answer unreadable or cut off: it may have been done
+    assert.is_true(journal.is_ambiguous(e { kind = "decode", status = 201, method = "POST", sent = true }))
+    assert.is_true(journal.is_ambiguous(e { kind = "too_large", method = "PATCH", sent = true }))
+    assert.is_true(journal.is_ambiguous(e { kind = "aborted", method = "POST", sent = true }))
+    assert.is_false(journal.is_ambiguous(e { kind = "aborted", method = "POST", sent = false }))
+    assert.is_false(journal.is_ambiguous(e { kind = "decode", status = 200, method = "GET", sent = true }))
     assert.is_false(journal.is_ambiguous("network"))
     assert.is_false(journal.is_ambiguous(nil))
   end)
@@ -576,6 +582,35 @@ describe("client:map with a journal", function()
     r = tv:map(items, fn, opts)
     assert.equal(items[1].email, r[1].value.email)
     assert.equal(3, posts())
+  end)
+
+  it("a POST done but its answer unreadable (a garbled 201) is ambiguous: never sent again",
+    function()
+    local tv = sb:talview()
+    local path = dir .. "/job.journal"
+    local items = rows(2, "garbled")
+    local function fn(row) return tv.models.candidate:create(row) end
+    local opts = { journal = path, key = function(row) return row.email end }
+    sb:fault({ kind = "malformed_json", times = 1, method = "POST", path = "/models/candidate" })
+    local r = tv:map(items, fn, opts)
+    assert.equal("ambiguous", r[1].err.kind)
+    assert.equal("decode", r[1].err.cause.kind)
+    assert.equal(201, r[1].err.cause.status)
+    assert.equal(items[2].email, r[2].value.email)
+    assert.equal(2, posts())
+    -- not even retry_failed sends it again: the candidate exists
+    opts.retry_failed = true
+    r = tv:map(items, fn, opts)
+    assert.equal("ambiguous", r[1].err.kind)
+    assert.equal(2, posts())
+    assert.equal(1, created(items[1].email))
+    -- reconcile finds it
+    local _, reconcile = by_email(tv)
+    opts.reconcile = reconcile
+    r = tv:map(items, fn, opts)
+    assert.equal(items[1].email, r[1].value.email)
+    assert.equal(2, posts())
+    assert.equal(1, created(items[1].email))
   end)
 
   it("reconcile that finds nothing lets the item run again; one that fails keeps it ambiguous",

@@ -12,11 +12,12 @@
 --   `retry_failed` is set; items that failed with a retryable one (a 503, a refused
 --   connection) run again;
 -- * **ambiguous** items, started without a recorded outcome (the process died) or ended by a
---   network failure or timeout of a write that may have reached the server (`err.sent ~=
---   false`), are given to `reconcile(item, i)`, which looks the outcome up and returns the
---   value when the write landed (recorded as done) or nil when it did not (then `fn` runs
---   again). Without `reconcile` they are not run again: they are reported with an error of
---   kind `ambiguous` naming the key (`err.key`), so a person can decide.
+--   network failure, timeout, cut-off or unreadable answer of a write that may have reached
+--   the server (`err.sent ~= false`; `is_ambiguous`), are given to `reconcile(item, i)`,
+--   which looks the outcome up and returns the value when the write landed (recorded as
+--   done) or nil when it did not (then `fn` runs again). Without `reconcile` they are not
+--   run again: they are reported with an error of kind `ambiguous` naming the key
+--   (`err.key`), so a person can decide.
 --
 -- Items are named across runs by `key(item, i)` (default: the index `i`). The journal knows
 -- every item by index and key: a journal written by another job (another key for the same
@@ -107,16 +108,23 @@ local function is_index(i)
   return type(i) == "number" and i >= 1 and i == math_floor(i) and i < 2^53
 end
 
---- Whether an item's error leaves it ambiguous: a network failure or timeout of a request
--- that may have reached the server (`err.sent ~= false`) and is not a read (GET, HEAD,
--- OPTIONS). Such a write may or may not have been done; running it again could do it twice.
--- The one rule every journal (file or fleet) uses.
+-- The kinds of error that leave a request's outcome unknown once it may have reached the
+-- server: no answer (network, timeout), an answer cut off (aborted: the transfer cancelled;
+-- too_large: the answer over the limit), a success answer that cannot be read (decode).
+local UNKNOWN_OUTCOME = { network = true, timeout = true, aborted = true, too_large = true, decode = true }
+
+--- Whether an item's error leaves it ambiguous: a request that is not a read (GET, HEAD,
+-- OPTIONS) and may have reached the server (`err.sent ~= false`), whose answer was lost
+-- (kind `network`, `timeout`), cut off (`aborted`, `too_large`) or unreadable (`decode`: a
+-- success status with a body that is not JSON). Such a write may or may not have been done
+-- (a decode error says it was); running it again could do it twice. The one rule every
+-- journal (file or fleet) uses.
 -- @param err the item's error
 -- @treturn boolean
 function M.is_ambiguous(err)
   if type(err) ~= "table" then return false end
   if err.kind == "ambiguous" then return true end
-  if err.kind ~= "network" and err.kind ~= "timeout" then return false end
+  if not UNKNOWN_OUTCOME[err.kind] then return false end
   if err.sent == false then return false end
   return not SAFE_METHODS[err.method]
 end
