@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -143,11 +144,32 @@ static int fileio_truncate(lua_State *L)
   return 1;
 }
 
+/***
+ * Whether a file is a regular file on disk, not a FIFO, a pipe, a terminal, a socket or a
+ * device (`fstat`): what a journal can be (reading one of the others may never end).
+ * @function file_is_regular
+ * @tparam file f a file handle from `io.open`
+ * @treturn[1] boolean
+ * @treturn[2] nil
+ * @treturn[2] string message
+ * @treturn[2] string kind `"io"`
+ */
+static int fileio_is_regular(lua_State *L)
+{
+  FILE *f = check_file(L, 1);
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0)
+    return fail(L, "stat", errno, "io");
+  lua_pushboolean(L, S_ISREG(st.st_mode));
+  return 1;
+}
+
 static const luaL_Reg fileio_funcs[] = {
   {"file_sync", fileio_sync},
   {"dir_sync", fileio_dir_sync},
   {"file_lock", fileio_lock},
   {"file_truncate", fileio_truncate},
+  {"file_is_regular", fileio_is_regular},
   {NULL, NULL}
 };
 

@@ -216,6 +216,21 @@ describe("assesskit.journal #luajit", function()
     assert.equal("io", err.kind)
   end)
 
+  it("refuses at once a path that is not a file on disk: a FIFO, a pipe, a device", function()
+    local fifo = dir .. "/fifo"
+    assert(sys.run("mkfifo " .. sys.quote(fifo)))
+    local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+    for _, path in ipairs({ fifo, "/dev/stdout", "/dev/zero", "/dev/null" }) do
+      -- in a process of its own, stdout a pipe, bounded: a journal that reads for ever hangs
+      local script = ("package.path=%q package.cpath=%q local j, e = require('assesskit.journal').open(%q) "
+        .. "io.stderr:write(j and 'opened' or (e.kind .. ': ' .. e.message))"):format(ROOT .. "/lua/?.lua;"
+        .. ROOT .. "/lua/?/init.lua;" .. package.path, package.cpath, path)
+      local _, _, err = sys.exec("{ ulimit -v 1000000; timeout 10 " .. lua .. " -e " .. sys.quote(script)
+        .. " | cat; }")
+      assert.matches("^validation: journal " .. path:gsub("%p", "%%%0") .. ": not a file on disk", err)
+    end
+  end)
+
   it("is held by one user at a time, in this process and in another", function()
     local path = dir .. "/a.journal"
     local j = assert(journal.open(path))

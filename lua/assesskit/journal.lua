@@ -404,6 +404,12 @@ function M.open(path, opts)
   local f, msg = io_open(path, "a+b")
   if not f then return nil, errors.new({ kind = "io", message = "journal: " .. tostring(msg) }) end
   self.f = f
+  local regular, rmsg = core.file_is_regular(f)
+  if not regular then
+    f:close()
+    if rmsg then return nil, io_error(self, rmsg) end
+    return refuse(path, "not a file on disk (a FIFO, a pipe, a terminal or a device)")
+  end
   local ok, lmsg, lkind = core.file_lock(f)
   if not ok then
     f:close()
