@@ -202,6 +202,7 @@ for round = 1, ROUNDS do
   local jpath = tmp .. "/journal-" .. round
   local jf = assert(io.open(jpath, "a+b"))
   assert(core.file_lock(jf))
+  assert(core.file_is_regular(jf) == true)
   local jg = assert(io.open(jpath, "a+b"))
   assert(select(3, core.file_lock(jg)) == "busy")
   jg:close()
