@@ -47,6 +47,7 @@ external_dependencies = {
   -- the compiler finds it by itself (pkg-config), so only the library is checked.
   CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" }, -- Debian's libhiredis-dev (0.14)
 }
 
 build = {
@@ -77,11 +78,13 @@ build = {
       ["assesskit.interviewmocha.init"] = "lua/assesskit/interviewmocha/init.lua",
       ["assesskit.interviewmocha.normalise"] = "lua/assesskit/interviewmocha/normalise.lua",
       ["assesskit.interviewmocha.params"] = "lua/assesskit/interviewmocha/params.lua",
+      ["assesskit.journal"] = "lua/assesskit/journal.lua",
       ["assesskit.jwt"] = "lua/assesskit/jwt.lua",
       ["assesskit.local_sandbox"] = "lua/assesskit/local_sandbox.lua",
       ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",
       ["assesskit.ngx.transport"] = "lua/assesskit/ngx/transport.lua",
       ["assesskit.options"] = "lua/assesskit/options.lua",
+      ["assesskit.redis"] = "lua/assesskit/redis.lua",
       ["assesskit.talview.action_status"] = "lua/assesskit/talview/action_status.lua",
       ["assesskit.scheduler"] = "lua/assesskit/scheduler.lua",
       ["assesskit.store"] = "lua/assesskit/store.lua",

@@ -65,7 +65,7 @@ M.TALVIEW_OPTIONS = {
   { "token_url", "string", "the token endpoint (default `base_url .. \"/oauth2/token\"`)" },
   { "auth", "assesskit.talview.Auth", "credentials: a password or JWT-bearer grant, or a static access token; without it no credentials are sent" },
   { "token_margin", "number", "renew the token this long before it expires, seconds (default 60, at most 10% of its lifetime)" },
-  { "store", "assesskit.TokenStore", "the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers)" },
+  { "store", "assesskit.TokenStore", "the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers; `assesskit.redis` for a fleet)" },
   { "token_store", "assesskit.TokenStore", "the former name of `store`, still accepted" },
   { "token_store_key", "string", "the credential's key in the store (default from the grant, client id, username or issuer, and token URL)" },
 }
@@ -107,7 +107,8 @@ M.MAP_OPTIONS = {
   { "journal", "string|assesskit.Journal", "record each item's outcome in this file (or journal object) so a rerun resumes" },
   { "key", "fun(item: any, i: integer): string", "an item's key in the journal (default: its index)" },
   { "reconcile", "fun(item: any, i: integer): any", "for an item whose write may or may not have landed: its value if it did, nil to run it again" },
-  { "retry_failed", "boolean", "run again the items the journal records as failed" },
+  { "retry_failed", "boolean", "run again the items the journal records as failed with an error that is not retryable" },
+  { "job", "string", "the job's name in a new journal file's header (a journal of another job is refused; default \"map\")" },
 }
 
 -- the error object (assesskit.errors)
@@ -123,6 +124,7 @@ M.ERROR_FIELDS = {
   { "method", "string?", "the request's method" },
   { "url", "string?", "the request's URL, secret query values masked" },
   { "request_id", "string?", "the server's request id, when it sent one" },
+  { "key", "string?", "for `ambiguous`: the key of the bulk item that may or may not have been done" },
   { "sent", "boolean?", "for a transport failure: false when nothing of the request reached the server, true when it may have; nil when the transport did not say" },
 }
 

@@ -12,14 +12,15 @@
 -- * inside nginx, every worker is a light thread (`ngx.thread.spawn`): the cosocket transport
 --   and `ngx.sleep` already suspend.
 --
--- The user guide is docs/bulk.md; the per-item steps (the seam a journal plugs into) are
--- `Job:item` below.
+-- The user guide is docs/bulk.md. With a journal (`assesskit.journal`) each worker runs its
+-- items through the journal's `job:item` (`journal_worker` below).
 -- @internal assesskit.bulk
 local type, error, pcall, tostring, setmetatable, rawget, require, pairs =
   type, error, pcall, tostring, setmetatable, rawget, require, pairs
 local math_floor, math_huge = math.floor, math.huge
 
 local scheduler = require("assesskit.scheduler")
+local journal = require("assesskit.journal")
 local options = require("assesskit.options")
 
 local M = {}
@@ -31,7 +32,8 @@ local DEFAULT_CONCURRENCY = 8
 --
 -- rt:spawn(fn, ...) -> handle; rt:join(handle) -> ok, results... (pcall-like);
 -- rt:call(fn, ...) -> ok, results... (pcall-like: one item's fn); rt:cond() -> {wait = fn,
--- signal = fn}; rt:close()
+-- signal = fn}; rt:sleep(seconds) (from a task: 0 lets the other ready tasks run first);
+-- rt:close()
 
 local function inside_nginx()
   local ngx = rawget(_G, "ngx")
@@ -81,6 +83,10 @@ end
 
 function NgxRuntime.close() end
 
+function NgxRuntime:sleep(seconds)
+  self.ngx.sleep(seconds)
+end
+
 local SchedRuntime = {}
 SchedRuntime.__index = SchedRuntime
 
@@ -115,6 +121,10 @@ function SchedRuntime:close()
   end
 end
 
+function SchedRuntime:sleep(seconds)
+  self.s:sleep(seconds)
+end
+
 --- The runtime for the running code: nginx light threads, the running scheduler (a map or an
 -- `each` inside a task shares its scheduler), or a new scheduler owned by the caller.
 -- @treturn table the runtime
@@ -133,8 +143,9 @@ end
 local MAP_OPTIONS = {
   concurrency = "number", on_result = "function", on_progress = "function",
   stop_on_error = "boolean", max_rate = "number",
-  -- the journal (issue 13): accepted here, behaviour in Job:claim / Job:finish
+  -- the journal (assesskit.journal checks how they go together)
   journal = true, key = "function", reconcile = "function", retry_failed = "boolean",
+  job = "string",
 }
 
 local function check_options(opts, where)
@@ -155,9 +166,6 @@ local function check_options(opts, where)
   if r ~= nil and (r ~= r or r <= 0) then
     error(where .. ": option 'max_rate' must be a number > 0 (requests per second)", 4)
   end
-  if opts.journal ~= nil then
-    error(where .. ": option 'journal' is not available in this version", 4)
-  end
   return opts
 end
 
@@ -167,24 +175,46 @@ end
 local Job = {}
 Job.__index = Job
 
---- The steps of one item, in one place: claim it, run `fn`, finish it. Without a journal,
--- claim always answers "run" and finish gives the result back as it is; a journal (issue 13)
--- answers "done"/"failed" with a recorded result, reconciles ambiguous items, and records
--- each outcome before it is delivered.
--- @tparam table item
--- @tparam number i
--- @return the value
--- @return the error
-function Job:item(item, i)
-  local state, value, err = self:claim(item, i)
-  if state ~= "run" then return value, err end
-  value, err = self:run(item, i)
-  return self:finish(item, i, value, err)
-end
-
--- claim(item, i) -> "run" | "deliver", value, err
-function Job.claim()
-  return "run"
+-- A worker with a journal (`journal.job`'s `job:item`: claim the item, give back a recorded
+-- outcome or reconcile an ambiguous one, or run `fn` between its 'started' record and its
+-- outcome; a journal that refuses the item or cannot be written stops the map). An item's
+-- outcome is delivered once it is durable, and the
+-- fdatasync that makes the worker's next claim durable covers it, so one fdatasync serves the
+-- outcomes and the next claims of the items that finish together (journal's `job:item`).
+local function journal_worker(job)
+  local jj = job.journal
+  local held -- {i, value, err}: recorded, not yet durable
+  local function release()
+    local h = held
+    if h then
+      held = nil
+      job:deliver(h[1], h[2], h[3])
+    end
+  end
+  local function flush()
+    if not held then return end
+    local ok, err = jj:flush()
+    if not ok then
+      held[2], held[3] = nil, err -- its outcome could not be made durable
+      job:stop(err)
+    end
+    release()
+  end
+  while true do
+    local i, item = job:next_item()
+    if i == nil then break end
+    local value, err, stop, pending = jj:item(item, i, job.call, release)
+    if stop then job:stop(err) end
+    flush() -- when the item returned before its claim's fdatasync
+    if pending then
+      held = { i, value, err }
+      -- stop_on_error: a failure must stop the map before the next item is taken
+      if err ~= nil and job.stop_on_error then flush() end
+    else
+      job:deliver(i, value, err)
+    end
+  end
+  flush()
 end
 
 -- What an error raised without a value (`error()`, `error(nil)`) becomes: pcall gives nil,
@@ -198,11 +228,6 @@ end
 function Job:run(item, i)
   local ok, value, err = self.rt:call(self.fn, item, i)
   if not ok then return nil, raised_value(self, value, "fn") end
-  return value, err
-end
-
--- finish(item, i, value, err) -> value, err (a journal records them first)
-function Job.finish(_, _, _, value, err)
   return value, err
 end
 
@@ -269,10 +294,11 @@ end
 
 local function worker(job)
   local ok, raised = pcall(function()
+    if job.journal then return journal_worker(job) end
     while true do
       local i, item = job:next_item()
       if i == nil then return end
-      job:deliver(i, job:item(item, i))
+      job:deliver(i, job:run(item, i))
     end
   end)
   if not ok then job:stop(nil, raised) end
@@ -297,11 +323,16 @@ function M.map(budget, items, fn, opts, where)
   end
   if type(fn) ~= "function" then error(where .. ": fn must be a function", 3) end
   opts = check_options(opts, where)
+  -- the journal's options are checked (and a journal path opened) before anything is sent
+  local env = {}
+  local jj, jerr = journal.job(opts, env, 3, where)
+  if jerr then return nil, jerr end
   local job = setmetatable({
     fn = fn, where = where, done = 0, failed = 0, next_i = 1, stopped = false,
     on_result = opts.on_result, on_progress = opts.on_progress,
-    stop_on_error = opts.stop_on_error == true,
+    stop_on_error = opts.stop_on_error == true, journal = jj,
   }, Job)
+  if jj then job.call = function(item, i) return job:run(item, i) end end
   local concurrency = opts.concurrency or DEFAULT_CONCURRENCY
   if ti == "table" then
     job.array, job.total = items, #items
@@ -310,7 +341,10 @@ function M.map(budget, items, fn, opts, where)
   else
     job.iter = items
   end
-  if concurrency == 0 then return job.results or { done = 0, failed = 0 } end
+  if concurrency == 0 then
+    if jj then jj:close() end
+    return job.results or { done = 0, failed = 0 }
+  end
 
   local restore
   if opts.max_rate and budget.configure then
@@ -321,6 +355,11 @@ function M.map(budget, items, fn, opts, where)
   local rt = M.runtime()
   job.rt = rt
   if job.iter then job.pull_cond = rt:cond() end
+  if jj then
+    -- group commit: a worker about to fdatasync lets the others write their records first
+    env.yield = function() rt:sleep(0) end
+    env.sleep = function(seconds) rt:sleep(seconds) end
+  end
   local ok, err = pcall(function()
     local workers = {}
     for w = 1, concurrency do workers[w] = rt:spawn(worker, job) end
@@ -328,6 +367,10 @@ function M.map(budget, items, fn, opts, where)
   end)
   rt:close()
   if restore then budget:configure(restore) end
+  if jj then
+    local cok, cerr = jj:close()
+    if not cok then job:stop(cerr) end
+  end
   if not ok then error(err, 0) end
   if job.raised ~= nil then error(job.raised, 0) end
   if job.results then return job.results, job.stop_err end

@@ -9,10 +9,17 @@
 -- parameters are refused before sending). Lines are read as the calls go, so memory stays
 -- flat for any number of lines; a progress bar goes to standard error when it is a terminal.
 -- The exit status is 1 when a line failed.
+--
+-- With `--journal FILE` the job resumes after a crash (`assesskit.journal`): lines done in an
+-- earlier run print their recorded answer without a call; a line whose answer was lost after
+-- its request may have reached the server is an error of kind `ambiguous`, not sent again.
+-- `--key FIELD` names each line by a field of its object (default: its number among the
+-- non-blank lines); the journal's job is the endpoint's name.
 -- @internal assesskit.cli.each
 local type, pairs, ipairs, tostring, pcall, setmetatable =
   type, pairs, ipairs, tostring, pcall, setmetatable
 local string_find, string_gsub = string.find, string.gsub
+local math_floor = math.floor
 local io_open = io.open
 
 local output = require("assesskit.cli.output")
@@ -22,7 +29,7 @@ local M = {}
 
 -- The fields of an error a user may act on (tostring(err) masks secrets; so does ctx:out).
 local ERROR_FIELDS = { "kind", "status", "name", "message", "code", "fields", "retryable",
-  "retry_after", "request_id", "sent", "method", "url" }
+  "retry_after", "request_id", "sent", "method", "url", "key" }
 
 local function error_json(err)
   if type(err) == "table" and err.kind then
@@ -58,7 +65,8 @@ end
 --   (parameters of the command line), `source` (a path or `"-"`), `parallel` (calls in
 --   flight), `check(params)` (raises a usage error for a refused parameter, or nil),
 --   `decorate(value)` (what is printed of an answer, or nil), `dry_run` (print nothing of the
---   answers: the caller prints the requests)
+--   answers: the caller prints the requests), `journal` (a path), `key` (a field of the
+--   lines' objects naming them in the journal), `retry_failed`
 -- @treturn[1] number the lines that failed
 -- @treturn[2] nil
 -- @treturn[2] string why the input cannot be read
@@ -123,13 +131,30 @@ function M.run(ctx, a)
       next_k = next_k + 1
     end
   end
-  local summary, stop_err = a.tv:map(items, call, {
+  local map_opts = {
     concurrency = a.parallel,
     on_result = deliver,
     on_progress = bar and function(done) bar:update(done) end or nil,
-  })
+  }
+  if a.journal then
+    map_opts.journal, map_opts.job = a.journal, "talview " .. a.name
+    map_opts.retry_failed = a.retry_failed or nil
+    local field = a.key
+    if field then
+      map_opts.key = function(text, k)
+        local ok, params = pcall(json_decode, text)
+        local v = ok and type(params) == "table" and params[field]
+        if type(v) ~= "string" and not (type(v) == "number" and v == math_floor(v)) then
+          error(("line %d has no field %s to name it in the journal (--key)"):format(lines[k], field), 0)
+        end
+        return v
+      end
+    end
+  end
+  local summary, stop_err = a.tv:map(items, call, map_opts)
   if bar then bar:finish() end
   if f ~= ctx.sys.stdin then f:close() end
+  if not summary then return nil, "--journal: " .. tostring(stop_err) end
   if stop_err then return nil, "--each: " .. tostring(stop_err) end
   return failed, summary.done
 end

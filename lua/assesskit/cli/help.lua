@@ -58,6 +58,7 @@ Options:
 M.talview = [[
 Usage: assesskit talview NAME [--PARAM VALUE ...] [-] [--all] [-- --PARAM VALUE ...]
        assesskit talview NAME --each FILE|- [--parallel N] [--PARAM VALUE ...]
+                     [--journal FILE] [--key FIELD] [--retry-failed]
 
 Call the Talview endpoint NAME (see `assesskit endpoints`) and print its JSON answer.
 
@@ -85,6 +86,14 @@ Options:
                      in input order: {"line": N, "value": ...} or {"line": N, "error": {...}};
                      exit status 1 when a line failed; a progress bar on a terminal
   --parallel N       with --each: N calls in flight (default 8, at most 256)
+  --journal FILE     with --each: record every line's outcome in FILE; run again after a
+                     crash with the same FILE: lines done before print their recorded
+                     answer without a call, a line whose answer was lost (it may have been
+                     done) is an error of kind "ambiguous" and is not sent again
+  --key FIELD        with --journal: name each line by this field of its object (an email,
+                     an id) instead of its number
+  --retry-failed     with --journal: call again the lines that failed with an error that is
+                     not retryable (a 422, say); retryable failures are always called again
 ]] .. COMMON .. [[
 
 `assesskit talview NAME --help` describes one endpoint and its parameters.
@@ -95,6 +104,8 @@ Examples:
   assesskit talview models.candidate.list --all > candidates.jsonl
   echo '{"email": "ada@example.com"}' | assesskit talview models.candidate.create -
   assesskit talview models.candidate.create --each people.jsonl --parallel 16 > created.jsonl
+  assesskit talview models.candidate.create --each people.jsonl --journal people.journal \
+      --key email > created.jsonl
   assesskit --dry-run talview actions.invite --assessmentSectionID 7 \
       --endDate 2030-01-01T00:00:00Z --candidates '[{"id": 42}]'
 ]]
