@@ -682,7 +682,10 @@ local function settle(self, permit, status, rheaders, retries)
   else
     return nil
   end
-  return { seconds = seconds, until_ = budget:pause(seconds, self.clock) }
+  -- the retry waits for the whole pause: a longer one already running (another call's
+  -- Retry-After) holds it too
+  local until_ = budget:pause(seconds, self.clock)
+  return { seconds = math_max(seconds, until_ - self.clock()), until_ = until_ }
 end
 
 --- Hand one request to the transport: on a scheduler's loop when the running coroutine is a
