@@ -2,12 +2,14 @@
 # Installs the Debian packages assesskit needs (when run as root), or names them.
 # Used by `make deps`, so `make test` and `make demo` work on a fresh Debian 12 machine.
 set -eu
-# nginx's Lua module depends on OpenResty's LuaJIT fork: luajit2, not luajit.
+# nginx's Lua module depends on OpenResty's LuaJIT fork: luajit2, not luajit. locales: the
+# locale sources from which spec/core_json_spec.lua makes a decimal-comma LC_NUMERIC.
 pkgs=(build-essential pkg-config ca-certificates curl openssl
       lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
       libcurl4-openssl-dev libssl-dev
       lua-cjson lua-busted lua-luassert lua-socket lua-luaossl lua-check lua-ldoc lua-markdown luarocks
-      nginx-light libnginx-mod-http-lua valgrind zip unzip)
+      nginx-light libnginx-mod-http-lua valgrind zip unzip
+      locales)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

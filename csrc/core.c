@@ -2,7 +2,7 @@
  * assesskit.core: the native part of assesskit (private; use the Lua modules).
  *
  * HTTP transfers over libcurl (`session`), RS256 keys over OpenSSL (`load_key`), base64url
- * and RFC 3986 percent-encoding. A wrong argument raises; a run-time failure returns
+ * and RFC 3986 percent-encoding, JSON decoding that keeps integers (`json_decode`). A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
  * @internal assesskit.core
  */
@@ -111,5 +111,6 @@ int luaopen_assesskit_core(lua_State *L)
   http_open(L);
   pkey_open(L);
   codec_open(L);
+  json_open(L);
   return 1;
 }

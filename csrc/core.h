@@ -14,6 +14,7 @@ const char *ak_version(lua_State *L);
 void http_open(lua_State *L);
 void pkey_open(lua_State *L);
 void codec_open(lua_State *L);
+void json_open(lua_State *L);
 
 /* Creates the named metatable `tname` with `methods` as __index plus the metamethods in
  * `meta`, and pops it. */
