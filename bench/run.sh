@@ -28,3 +28,6 @@ if [ -f build/luajit/assesskit/core.so ]; then
   echo "== nginx transport vs core: chunked bodies"
   lua5.4 bench/ngx.lua
 fi
+echo "== JSON decoding: core.json_decode vs cjson"
+lua5.4 bench/json.lua
+if [ -f build/luajit/assesskit/core.so ]; then luajit bench/json.lua; fi

@@ -95,19 +95,23 @@ static size_t utf8_length(const unsigned char *p)
 #undef CONT
 }
 
-/* The value of four hex digits at p, or -1. */
+/* 1 + the value of a hex digit; 0 for any other byte. */
+static const unsigned char hex_digit[256] = {
+  ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+  ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+  ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16
+};
+
+/* The value of four hex digits at p, or -1. Stops at the first byte that is not one (the
+ * '\0' after the text is not). */
 static long hex4(const unsigned char *p)
 {
   long v = 0;
   int i;
   for (i = 0; i < 4; i++) {
-    unsigned char c = p[i];
-    int d;
-    if (IS_DIGIT(c)) d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-    else return -1;
-    v = v * 16 + d;
+    unsigned d = hex_digit[p[i]];
+    if (d == 0) return -1;
+    v = v * 16 + (long)(d - 1);
   }
   return v;
 }
@@ -146,13 +150,9 @@ static int string_escaped(parser *ps, const unsigned char *s, const unsigned cha
   memcpy(ps->scratch, s, (size_t)(q - s));
   o = ps->scratch + (q - s);
   for (;;) {
-    const unsigned char *r = q;
     size_t n;
-    while (!string_class[*q])
-      q++;
-    n = (size_t)(q - r);
-    memcpy(o, r, n);
-    o += n;
+    while (!string_class[*q]) /* runs between escapes are short: byte by byte */
+      *o++ = *q++;
     switch (string_class[*q]) {
     case SC_QUOTE:
       lua_pushlstring(L, (const char *)ps->scratch, (size_t)(o - ps->scratch));
