@@ -351,8 +351,9 @@ static int parse_number(parser *ps)
       return 0;
     }
     if (m == 0 || (m <= (1ULL << 53) && exp10 >= -22 && exp10 <= 22)) {
-      /* both operands exact: one correctly rounded operation */
-      d = exp10 < 0 ? (double)m / exact_pow10[-exp10] : (double)m * exact_pow10[exp10];
+      /* zero whatever the exponent, or both operands exact: one correctly rounded operation */
+      d = m == 0 ? 0.0
+        : exp10 < 0 ? (double)m / exact_pow10[-exp10] : (double)m * exact_pow10[exp10];
       lua_pushnumber(ps->L, (lua_Number)(neg ? -d : d));
       return 0;
     }
