@@ -16,6 +16,8 @@ BUSTED     := /usr/bin/busted
 
 CFLAGS     ?= -O2 -g
 WARNFLAGS  := -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow
+# core.so exports only luaopen_assesskit_core (AK_EXPORT in csrc/compat.h).
+VISFLAGS   := -fvisibility=hidden
 # Recursive (=) so that pkg-config runs when a recipe needs it, after `make deps`.
 # LUA_CFLAGS: where lua.h is; `make rock` (luarocks) sets it from luarocks' LUA_INCDIR.
 LUA_CFLAGS   = $(shell pkg-config --cflags $(LUA_PC))
@@ -30,15 +32,15 @@ OBJS := $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH := $(CURDIR)/build/lua5.4/?.so;;
 
-.PHONY: all build deps test test-lua54 test-luajit rock-check lint memcheck bench demo sandbox docs \
-  dist annotations rock rock-install clean
+.PHONY: all build deps test test-lua54 test-luajit rock-check lint memcheck sanitize fuzz bench demo \
+  sandbox docs dist annotations rock rock-install clean
 
 all: build
 build: $(CORE)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(WARNFLAGS) $(CFLAGS) -fPIC -c $< -o $@
+	$(CC) $(CPPFLAGS_ALL) $(CPPFLAGS) $(WARNFLAGS) $(VISFLAGS) $(CFLAGS) -fPIC -c $< -o $@
 
 $(CORE): $(OBJS)
 	@mkdir -p $(@D)
@@ -67,6 +69,18 @@ lint: deps
 memcheck: deps
 	$(MAKE) build LUA=lua5.4 BUILD=build/memcheck CFLAGS="-O0 -g"
 	.ci/memcheck.sh
+
+# The core's specs against a core built with ASan + UBSan (clang), LeakSanitizer at exit.
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+sanitize: deps
+	$(MAKE) build LUA=lua5.4 BUILD=build/sanitize CC=clang CFLAGS="-O1 -g $(SANFLAGS)"
+	.ci/sanitize.sh
+
+# Bounded-time libFuzzer runs of every C entry point that takes outside bytes (fuzz/*.c),
+# then every fuzz/*.lua with luajit. FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 10
+fuzz: deps
+	.ci/fuzz.sh $(FUZZ_SECONDS)
 
 bench: deps build
 	bench/run.sh

@@ -9,6 +9,7 @@ pkgs=(build-essential pkg-config ca-certificates curl openssl
       libcurl4-openssl-dev libssl-dev
       lua-cjson lua-busted lua-luassert lua-socket lua-luaossl lua-check lua-ldoc lua-markdown luarocks
       nginx-light libnginx-mod-http-lua valgrind zip unzip
+      clang libclang-rt-14-dev  # make sanitize, make fuzz (ASan/UBSan, libFuzzer)
       locales)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -83,6 +83,50 @@ for round = 1, ROUNDS do
   assert(not pcall(s.request, s, { url = srv:url("/json"), multipart = { { name = "a" } } }))
   assert(not pcall(core.session, { bogus = 1 }))
   assert(not pcall(core.session, { ca_file = "x", proxy = 1 }))
+  -- loop transfers: many in flight, every way to end, every order of collection
+  do
+    local loop, other = core.loop(), core.loop()
+    local xs = {}
+    for i = 1, 12 do
+      xs[#xs + 1] = assert(loop:start(s, { url = srv:url("/json?l=" .. i),
+        headers = { ["X-Rep"] = { "a", "b" } } }))
+    end
+    xs[#xs + 1] = assert(loop:start(s, { method = "POST", url = srv:url("/echo?raw=1"),
+      body = string.rep("y", 5000) }))
+    xs[#xs + 1] = assert(loop:start(s, { url = srv:url("/echo?raw=1"), multipart = {
+      { name = "f", file = upload, filename = "u.bin" } } }))
+    xs[#xs + 1] = assert(loop:start(s, { url = srv:tls_url(1, "/bytes?n=30000") }))
+    xs[#xs + 1] = assert(loop:start(s, { url = srv:url("/bytes?n=300000") }))
+    xs[#xs + 1] = assert(loop:start(s, { url = srv:url("/bytes?n=100000"),
+      on_progress = function(r) if r > 0 then error("stop") end end }))
+    xs[#xs + 1] = assert(loop:start(s, { url = srv:url("/bytes?n=100000"),
+      on_progress = function() loop:run(0) end }))
+    xs[#xs + 1] = assert(loop:start(s, { url = srv:url("/bytes?n=50000"),
+      output = tmp .. "/loop.bin" }))
+    local cancel_me = assert(loop:start(s, { url = srv:url("/slow?s=2") }))
+    local cancel_inside
+    cancel_inside = assert(loop:start(s, { url = srv:url("/trickle?n=20&s=0.05"),
+      on_progress = function(r) if r > 0 then cancel_inside:cancel() end end }))
+    assert(not loop:start(s, { url = "http://example.com/" }))
+    assert(not pcall(loop.start, loop, s, { url = "not a url" }))
+    local quick = core.session { ca_file = pki.ca }
+    local dropped = assert(other:start(quick, { url = srv:url("/slow?s=2") })) -- luacheck: ignore
+    local closed = assert(other:start(quick, { url = srv:url("/slow?s=2") }))
+    loop:run(0.05)
+    other:run(0.05)
+    cancel_me:cancel()
+    quick:close()  -- `closed` ends with kind closed
+    assert(select(3, closed:result()) == "closed")
+    while loop:count() > 0 do loop:run(1) end
+    for _, x in ipairs(xs) do x:result() end
+    note("loop")
+    local late = assert(other:start(s, { url = srv:url("/slow?s=2") })) -- luacheck: ignore
+    other:run(0.02)
+    if round % 2 == 0 then other:close() end  -- else __gc cancels `late`
+    loop:close()
+    dropped, late, other = nil, nil, nil -- luacheck: ignore
+  end
+
   local bad_ca = core.session { ca_file = pki.other_ca }
   expect("tls", bad_ca:request { url = srv:tls_url(1, "/json") })
   if round % 2 == 1 then bad_ca:close() end -- the others are left to __gc
@@ -128,6 +172,12 @@ for round = 1, ROUNDS do
   note("json")
   collectgarbage()
 end
+-- left running at exit: lua_close collects loop, transfers and session in whatever order
+local exit_loop = core.loop()
+for _ = 1, 3 do assert(exit_loop:start(shared, { url = srv:url("/slow?s=2") })) end
+exit_loop:run(0.05)
+local exit_session = core.session()
+local exit_transfer = assert(exit_loop:start(exit_session, { url = srv:url("/slow?s=2") })) -- luacheck: ignore
 shared:close()
 shared:close()
 expect("closed", shared:request { url = srv:url("/json") })

@@ -11,6 +11,10 @@ mkdir -p build/bench
 cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -O2 \
   $(pkg-config --cflags libcurl) bench/curl_floor.c -o build/bench/curl_floor \
   $(pkg-config --libs libcurl)
+# ... and the same concurrency workload on libcurl's multi interface.
+cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -O2 \
+  $(pkg-config --cflags libcurl) bench/curl_multi.c -o build/bench/curl_multi \
+  $(pkg-config --libs libcurl)
 
 echo "== assesskit.core (lua5.4)"
 lua5.4 bench/core.lua

@@ -8,7 +8,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
-#include "core.h"
+#include "util.h"
 
 /* Input bytes per EVP_EncodeBlock call (a multiple of 3): keeps every length well inside an
  * int. */

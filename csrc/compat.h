@@ -30,4 +30,11 @@
      (((i) > 0 || (i) <= LUA_REGISTRYINDEX) ? (i) : lua_gettop(L) + (i) + 1)
 #endif
 
+/* The one symbol core.so exports; everything else is hidden (-fvisibility=hidden). */
+#if defined(__GNUC__) || defined(__clang__)
+#  define AK_EXPORT __attribute__((visibility("default")))
+#else
+#  define AK_EXPORT
+#endif
+
 #endif

@@ -1,8 +1,9 @@
 /***
  * assesskit.core: the native part of assesskit (private; use the Lua modules).
  *
- * HTTP transfers over libcurl (`session`), RS256 keys over OpenSSL (`load_key`), base64url
- * and RFC 3986 percent-encoding, JSON decoding that keeps integers (`json_decode`). A wrong argument raises; a run-time failure returns
+ * HTTP transfers over libcurl (`session`, `loop`), RS256 keys over OpenSSL (`load_key`),
+ * base64url and RFC 3986 percent-encoding, JSON decoding that keeps integers (`json_decode`).
+ * A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
  * @internal assesskit.core
  */
@@ -13,56 +14,6 @@
 
 /* The only mutable global: set once libcurl's global state is initialised. */
 static int ak_curl_ready = 0;
-
-/* Registry key (its address) of the version string. */
-static const char ak_version_key = 'v';
-
-const char *ak_version(lua_State *L)
-{
-  const char *v;
-  lua_pushlightuserdata(L, (void *)&ak_version_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  v = lua_tostring(L, -1); /* the registry keeps the string alive */
-  lua_pop(L, 1);
-  return v != NULL ? v : "?";
-}
-
-/* Reads `require("assesskit")._VERSION` into the registry: one version for the rock, written
- * only in lua/assesskit/init.lua. */
-static void load_version(lua_State *L)
-{
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "assesskit");
-  if (lua_pcall(L, 1, 1, 0) != 0)
-    luaL_error(L, "assesskit.core: cannot load the module assesskit for its version: %s",
-               lua_tostring(L, -1));
-  lua_getfield(L, -1, "_VERSION");
-  if (lua_type(L, -1) != LUA_TSTRING)
-    luaL_error(L, "assesskit.core: the module assesskit has no _VERSION string");
-  lua_pushlightuserdata(L, (void *)&ak_version_key);
-  lua_insert(L, -2);
-  lua_rawset(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1);
-}
-
-void ak_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
-                 const luaL_Reg *meta)
-{
-  luaL_newmetatable(L, tname);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushstring(L, tname);
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
-}
-
-int ak_fielderror(lua_State *L, int arg, const char *name, const char *expected, int idx)
-{
-  return luaL_error(L, "bad argument #%d (field '%s': %s expected, got %s)", arg, name,
-                    expected, luaL_typename(L, idx));
-}
 
 /***
  * Versions of the libraries the core runs on.
@@ -92,9 +43,10 @@ static const luaL_Reg core_funcs[] = {
   {NULL, NULL}
 };
 
-/* Entry point of `require "assesskit.core"`. */
-int luaopen_assesskit_core(lua_State *L);
-int luaopen_assesskit_core(lua_State *L)
+/* Entry point of `require "assesskit.core"`: the library's only exported symbol (the
+ * Makefile builds with -fvisibility=hidden). */
+AK_EXPORT int luaopen_assesskit_core(lua_State *L);
+AK_EXPORT int luaopen_assesskit_core(lua_State *L)
 {
   if (!ak_curl_ready) {
     /* libcurl >= 7.84 makes curl_global_init thread-safe and reference counted. */
@@ -104,7 +56,7 @@ int luaopen_assesskit_core(lua_State *L)
                         curl_easy_strerror(rc));
     ak_curl_ready = 1;
   }
-  load_version(L);
+  ak_load_version(L);
   luaL_newlib(L, core_funcs);
   lua_pushstring(L, ak_version(L));
   lua_setfield(L, -2, "_VERSION");

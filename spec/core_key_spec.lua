@@ -97,6 +97,28 @@ describe("assesskit.core keys and assesskit.jwt #luajit", function()
       end
     end)
 
+    it("rejects a private key whose parts do not belong together, though it parses", function()
+      -- RFC 7515's key with one part altered: each still parses (openssl pkey rebuilt it), but
+      -- would sign garbage (n != p*q) or only verify by chance.
+      local function altered(field)
+        local jwk = {}
+        for k, v in pairs(RFC7515_A2.jwk) do jwk[k] = v end
+        local c = jwk[field]:sub(40, 40)
+        jwk[field] = jwk[field]:sub(1, 39) .. (c == "A" and "B" or "A") .. jwk[field]:sub(41)
+        return pki:pem_from_jwk(jwk)
+      end
+      assert.is_truthy(core.load_key(pki:pem_from_jwk(RFC7515_A2.jwk)))
+      for _, field in ipairs({ "n", "d", "p", "dp", "dq", "qi" }) do
+        local key, msg = core.load_key(altered(field))
+        assert.is_nil(key, field)
+        assert.equal("cannot load key: inconsistent RSA private key (its parts do not belong "
+          .. "together)", msg)
+        local sig, err = jwt.sign("x", altered(field))
+        assert.is_nil(sig)
+        assert.matches("inconsistent", tostring(err))
+      end
+    end)
+
     it("keeps key material out of messages and tostring", function()
       local key = assert(core.load_key(private_pem))
       local s = tostring(key)

@@ -9,7 +9,7 @@
 --
 -- Cases where the core does not do yet what it should are marked `core_fix` (the point of
 -- issue 11 that fixes them); their core runs carry the tag #needs_core_fix and are left out of
--- the default run (`busted --tags=needs_core_fix --exclude-tags=` runs them).
+-- the default run (`busted --tags=needs_core_fix --exclude-tags=` runs them). None today.
 
 local nginx = require("support.nginx")
 local hostile = require("support.hostile")
@@ -56,15 +56,15 @@ end
 local cases = {
   -- heads
   { name = "truncated headers", script = { "request", { send = "HTTP/1.1 200 OK\r\nX-A: b" }, { close = true } },
-    expect = { kind = "network" }, core_fix = "a head cut short is a success in the core (not in 11.x)" },
+    expect = { kind = "network" } },
   { name = "endless headers", script = { "request", { prefix = "HTTP/1.1 200 OK\r\n", send = "X-Endless: aaaaaaaa\r\n",
-      forever = true, seconds = 20 } }, expect = { kind = "too_large" }, core_fix = "11.8" },
+      forever = true, seconds = 20 } }, expect = { kind = "too_large" } },
   { name = "a 101 KiB header line", script = hostile.once("HTTP/1.1 200 OK\r\nX-Huge: "
       .. string.rep("h", 101 * 1024) .. "\r\nContent-Length: 2\r\n\r\nok"),
-    expect = { kind = "too_large" }, core_fix = "11.8" },
+    expect = { kind = "too_large" } },
   { name = "headers over 300 KiB", script = hostile.once("HTTP/1.1 200 OK\r\n"
       .. string.rep("X-Many: " .. string.rep("m", 100) .. "\r\n", 3000) .. "Content-Length: 2\r\n\r\nok"),
-    expect = { kind = "too_large" }, core_fix = "11.8" },
+    expect = { kind = "too_large" } },
   { name = "100001 header fields under 300 KiB", script = hostile.once("HTTP/1.1 200 OK\n"
       .. string.rep("a:\n", 100001) .. "Content-Length: 2\n\n{}"),
     expect = { kind = "too_large" },
@@ -85,15 +85,15 @@ local cases = {
     expect = { kind = "network" } },
   { name = "a bare CR in a header value",
     script = hostile.once("HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok"),
-    expect = { kind = "network" }, core_fix = "11.6" },
+    expect = { kind = "network" } },
   { name = "an unsolicited 101 Switching Protocols", script = hostile.once("HTTP/1.1 101 Switching Protocols\r\n"
       .. "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\nxyz"),
-    expect = { kind = "network" }, core_fix = "11.6 names it for the nginx transport; the core returns the 101" },
+    expect = { kind = "network" } },
   { name = "10000 interim 1xx answers before the answer", script = hostile.once(
       string.rep("HTTP/1.1 100 Continue\r\n\r\n", 10000) .. R{ headers = { JSON }, body = '{"id":42}' }),
     expect = { status = 200, body = '{"id":42}' }, client = { ok = true } },
   { name = "endless interim 1xx answers", script = { "request", { send = "HTTP/1.1 100 Continue\r\n\r\n",
-      forever = true, seconds = 20 } }, expect = { kind = "too_large" }, core_fix = "11.8" },
+      forever = true, seconds = 20 } }, expect = { kind = "too_large" } },
   -- Content-Length
   { name = "a Content-Length that is not a number",
     script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nok"),
@@ -101,12 +101,12 @@ local cases = {
   { name = "a negative Content-Length", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok"),
     expect = { kind = "network" } },
   { name = "a Content-Length with a sign", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"),
-    expect = { kind = "network" }, core_fix = "libcurl takes '+2' (RFC 9110: 1*DIGIT; not in 11.x)" },
+    expect = { kind = "network" } },
   { name = "a huge Content-Length",
     script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok"),
     expect = { kind = "too_large" } },
   { name = "two different Content-Lengths", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-      .. "Content-Length: 3\r\n\r\nabc"), expect = { kind = "network" }, core_fix = "11.3" },
+      .. "Content-Length: 3\r\n\r\nabc"), expect = { kind = "network" } },
   { name = "two identical Content-Lengths", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
       .. "Content-Length: 2\r\n" .. JSON .. "\r\n\r\n{}"),
     expect = { status = 200, body = "{}" }, client = { ok = true } },
@@ -242,7 +242,7 @@ cases[#cases + 1] = { name = "a POST read and dropped on a kept-alive connection
     hostile.always(R{ headers = { JSON }, body = '{"id":43}' }) } },
   reqs = { {}, { method = "POST", body = '{"email":"ada@example.com"}',
     headers = { ["Content-Type"] = "application/json" } } },
-  expect = { kind = "network", sent = true }, core_fix = "11.4",
+  expect = { kind = "network", sent = true },
   calls = { "get", "create" }, apis = { "talview" }, client = { kind = "network", sent = true },
   check = function(h)
     local reqs = h:wait_requests(2)
@@ -467,7 +467,7 @@ describe("hostile servers, case by case #hostile", function()
     return nil
   end
 
-  it("the core says whether a failed request can have reached the server #needs_core_fix", function()
+  it("the core says whether a failed request can have reached the server", function()
     -- issue 11.4: `sent`, the fourth value of a failure (the nginx transport's is checked above)
     local s = core.session()
     local refused = { s:request({ url = "http://127.0.0.1:1/" }) }

@@ -46,6 +46,8 @@ M.repo = sys.repo
 -- * `/status?code=C`: that status with a short body.
 -- * `/drop`: closes the connection without answering. `/truncated`: announces 1000 bytes,
 --   sends 7, closes. `/early_hints`: a 103 response (X-Interim) before the 200 (X-Final).
+-- * `/raw?script=S&tag=T`: raw bytes, several responses on one keep-alive connection
+--   (`Server:raw_url`, `Server:raw_requests`).
 M.core_locations = [[
     location = /json {
       default_type application/json;
@@ -134,6 +136,38 @@ M.core_locations = [[
         sock:send("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nX-Interim: yes\r\n\r\n"
           .. "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: yes\r\nConnection: close\r\n\r\nok")
         ngx.exit(444)
+      }
+    }
+    location = /raw {
+      content_by_lua_block {
+        -- script: a Lua chunk returning an array of responses, the i-th sent for the i-th
+        -- request of this connection (the last one repeats); false closes without answering,
+        -- {bytes} sends them and closes.
+        local script = assert(loadstring(ngx.unescape_uri(ngx.var.arg_script or "")))()
+        local sock = assert(ngx.req.socket(true))
+        local i, length = 1, tonumber(ngx.var.http_content_length)
+        while true do
+          if length and length > 0 then sock:receive(length) end
+          ngx.log(ngx.WARN, "raw request ", i, " tag=", ngx.var.arg_tag or "",
+                  " connection=", ngx.var.connection, ";")
+          local answer = script[i]
+          if answer == nil then answer = script[#script] end
+          if not answer then return ngx.exit(444) end
+          if type(answer) == "table" then
+            sock:send(answer[1])
+            return ngx.exit(444)
+          end
+          if not sock:send(answer) then return ngx.exit(444) end
+          local line = sock:receive("*l")
+          if not line or line == "" then return ngx.exit(444) end
+          length = nil
+          repeat
+            line = sock:receive("*l")
+            if not line then return ngx.exit(444) end
+            length = tonumber(line:lower():match("^content%-length:%s*(%d+)")) or length
+          until line == ""
+          i = i + 1
+        end
       }
     }
     location = /truncated {
@@ -401,6 +435,26 @@ function Server:wait_log(n, pattern, timeout)
     entries = self:log(pattern)
   end
   return entries
+end
+
+--- URL of `/raw` serving `script` (Lua source returning an array of raw responses, one per
+-- request on a connection, the last repeated; `false` closes without answering, `{bytes}`
+-- sends bytes and closes).
+-- @string script
+-- @string[opt] tag names the requests in the error log, for `raw_requests`
+function Server:raw_url(script, tag)
+  local esc = script:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)
+  return self:url("/raw?tag=" .. (tag or "") .. "&script=" .. esc)
+end
+
+--- The requests `/raw` received with this tag: an array of `{n =, connection =}` (n: the
+-- request's rank on its connection).
+function Server:raw_requests(tag)
+  local out = {}
+  for n, c in self:error_log():gmatch("raw request (%d+) tag=" .. tag:gsub("%p", "%%%0") .. " connection=(%d+);") do
+    out[#out + 1] = { n = tonumber(n), connection = tonumber(c) }
+  end
+  return out
 end
 
 --- The error log's text (`error.log`, then `logs/error.log` where a `conf` puts it).
