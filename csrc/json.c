@@ -21,7 +21,8 @@
  * same depth had (API pages hold objects of one shape), down to this depth. */
 #define HINT_DEPTH 16
 
-/* A literal longer than this is copied to the heap for strtod. */
+/* When LC_NUMERIC's decimal point is not '.', a literal for strtod is copied with the
+ * locale's: on the C stack up to this size, else into a userdata. */
 #define NUMBUF 64
 
 typedef struct {
@@ -242,8 +243,9 @@ static int parse_string(parser *ps)
 }
 
 /* strtod on the literal [s, e) whatever LC_NUMERIC says. The text goes to strtod as it is
- * when the locale's decimal point is '.' (after a valid literal comes nothing strtod would
- * read on: the text ends with a '\0'); otherwise a copy with the locale's decimal point. */
+ * when the locale's decimal point is '.' (no byte after a valid literal can extend it, and the
+ * text ends with a '\0'); otherwise a copy with the locale's decimal point. A userdata copy
+ * stays on the stack (the caller resets the top): within the 3 slots enter() checked. */
 static double c_strtod(lua_State *L, const unsigned char *s, const unsigned char *e)
 {
   const char *dp = localeconv()->decimal_point;
