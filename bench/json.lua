@@ -10,7 +10,7 @@
 --
 --     lua5.4 bench/json.lua [--rounds R]
 --     luajit bench/json.lua
-dofile((arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench") .. "/support.lua") -- module paths
+local bench = dofile((arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench") .. "/support.lua")
 
 local core = require("assesskit.core")
 local cjson = require("cjson").new()
@@ -18,16 +18,7 @@ local cjson = require("cjson").new()
 local rounds = 5
 if arg and arg[1] == "--rounds" then rounds = assert(tonumber(arg[2]), "--rounds N") end
 
--- The candidate object of the seed (002_*.txt, "Retrieve a Candidate"), as bench/talview.lua.
-local CANDIDATE = [[{"id":6506985,"email":"","first_name":"Trdp","middle_name":null,"last_name":null,]]
-  .. [["phone":"454545454545","external_id":null,"assigned_to":null,"status_id":25,]]
-  .. [["profile_pic":null,"bio":null,"cf":[],"organization_id":488,"customFields":[],]]
-  .. [["industry":null,"isRegistered":false,"icard":null,"created_at":"2019-03-12 05:31:21+00",]]
-  .. [["updated_at":"2019-03-12 11:35:31+00","_links":{"image":{"href":"/models/candidate-image/6506985"},]]
-  .. [["resume":{"href":"/models/file?candidate_id=6506985&file_type_id=11"},]]
-  .. [["calendar":{"href":"/models/candidate-calendar?candidate_id=6506985"},]]
-  .. [["assessmentCandidates":{"href":"/models/assessment-candidate?candidate_id=6506985"},]]
-  .. [["candidateFileAttachments":{"href":"/models/candidate-file-attachment?candidate_id=6506985"}}}]]
+local CANDIDATE = bench.CANDIDATE
 
 local function page()
   local t = {}

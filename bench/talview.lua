@@ -21,7 +21,7 @@
 -- client's CPU time (os.clock: requests per CPU-second of this process, not the server's),
 -- steadier than wall time on a shared machine. Prints figures; exits 0 unless a server cannot
 -- be started (timings are never a test).
-dofile((arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench") .. "/support.lua") -- module paths
+local bench = dofile((arg and arg[0] and arg[0]:match("^(.*)/[^/]*$") or "bench") .. "/support.lua")
 
 local socket = require("socket")
 local core = require("assesskit.core")
@@ -47,16 +47,7 @@ do
   end
 end
 
--- The candidate object of the seed (002_*.txt, "Retrieve a Candidate").
-local CANDIDATE = [[{"id":6506985,"email":"","first_name":"Trdp","middle_name":null,"last_name":null,]]
-  .. [["phone":"454545454545","external_id":null,"assigned_to":null,"status_id":25,]]
-  .. [["profile_pic":null,"bio":null,"cf":[],"organization_id":488,"customFields":[],]]
-  .. [["industry":null,"isRegistered":false,"icard":null,"created_at":"2019-03-12 05:31:21+00",]]
-  .. [["updated_at":"2019-03-12 11:35:31+00","_links":{"image":{"href":"/models/candidate-image/6506985"},]]
-  .. [["resume":{"href":"/models/file?candidate_id=6506985&file_type_id=11"},]]
-  .. [["calendar":{"href":"/models/candidate-calendar?candidate_id=6506985"},]]
-  .. [["assessmentCandidates":{"href":"/models/assessment-candidate?candidate_id=6506985"},]]
-  .. [["candidateFileAttachments":{"href":"/models/candidate-file-attachment?candidate_id=6506985"}}}]]
+local CANDIDATE = bench.CANDIDATE
 
 local function start_server(kind)
   local server, base_url, auth, id
