@@ -170,6 +170,22 @@ for round = 1, ROUNDS do
     assert(not core.json_decode(bad))
   end
   note("json")
+  -- the journal's durable files: sync, lock (and a refused second lock), truncate, dir sync
+  local jpath = tmp .. "/journal-" .. round
+  local jf = assert(io.open(jpath, "a+b"))
+  assert(core.file_lock(jf))
+  local jg = assert(io.open(jpath, "a+b"))
+  assert(select(3, core.file_lock(jg)) == "busy")
+  jg:close()
+  jf:write(string.rep("record\n", round * 10))
+  assert(core.file_sync(jf))
+  assert(core.file_truncate(jf, 7))
+  assert(core.dir_sync(tmp))
+  assert(not core.dir_sync(tmp .. "/missing"))
+  assert(not pcall(core.file_truncate, jf, -1))
+  jf:close()
+  assert(not pcall(core.file_sync, jf))
+  note("file")
   collectgarbage()
 end
 -- left running at exit: lua_close collects loop, transfers and session in whatever order

@@ -35,3 +35,17 @@ fi
 echo "== JSON decoding: core.json_decode vs cjson"
 lua5.4 bench/json.lua
 if [ -f build/luajit/assesskit/core.so ]; then luajit bench/json.lua; fi
+# bulk (issue 12): tv:map waves, the sandbox at 150 ms, an OpenResty gateway under wrk
+if ! command -v wrk >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null || true
+fi
+echo "== bulk: tv:map (lua5.4)"
+lua5.4 bench/bulk.lua
+if [ -f build/luajit/assesskit/core.so ]; then
+  echo "== bulk: tv:map (luajit)"
+  luajit bench/bulk.lua --only wave
+fi
+if [ -f bench/journal.lua ]; then
+  echo "== journal: client:map with and without"
+  lua5.4 bench/journal.lua
+fi

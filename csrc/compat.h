@@ -5,6 +5,8 @@
 #ifndef ASSESSKIT_COMPAT_H
 #define ASSESSKIT_COMPAT_H
 
+#include <stdio.h>
+
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -28,6 +30,24 @@
 #  define lua_rawlen(L, i) lua_objlen((L), (i))
 #  define lua_absindex(L, i) \
      (((i) > 0 || (i) <= LUA_REGISTRYINDEX) ? (i) : lua_gettop(L) + (i) + 1)
+#endif
+
+/* The FILE* of the Lua file handle (io.open) at `idx`, NULL once it is closed; raises when
+ * the value is not a file handle. Lua 5.4: a luaL_Stream, closed when `closef` is NULL.
+ * LuaJIT: a userdata starting with the FILE*, which its close sets to NULL. Both keep the
+ * metatable in the registry under LUA_FILEHANDLE ("FILE*"). */
+#if LUA_VERSION_NUM >= 502
+static inline FILE *ak_tofile(lua_State *L, int idx)
+{
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, idx, LUA_FILEHANDLE);
+  return p->closef == NULL ? NULL : p->f;
+}
+#else
+#  include <lualib.h>
+static inline FILE *ak_tofile(lua_State *L, int idx)
+{
+  return *(FILE **)luaL_checkudata(L, idx, LUA_FILEHANDLE);
+}
 #endif
 
 /* The one symbol core.so exports; everything else is hidden (-fvisibility=hidden). */

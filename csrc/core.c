@@ -2,7 +2,8 @@
  * assesskit.core: the native part of assesskit (private; use the Lua modules).
  *
  * HTTP transfers over libcurl (`session`, `loop`), RS256 keys over OpenSSL (`load_key`),
- * base64url and RFC 3986 percent-encoding, JSON decoding that keeps integers (`json_decode`).
+ * base64url and RFC 3986 percent-encoding, JSON decoding that keeps integers (`json_decode`),
+ * durable files for the journal (`file_sync`, `file_lock`, `file_truncate`, `dir_sync`).
  * A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
  * @internal assesskit.core
@@ -64,5 +65,6 @@ AK_EXPORT int luaopen_assesskit_core(lua_State *L)
   pkey_open(L);
   codec_open(L);
   json_open(L);
+  fileio_open(L);
   return 1;
 }

@@ -11,7 +11,8 @@ local q = sys.quote
 local REPO = nginx.repo
 
 local PUBLIC = { "assesskit", "assesskit.talview", "assesskit.interviewmocha", "assesskit.errors",
-  "assesskit.jwt", "assesskit.ngx.transport", "assesskit.ngx.token_cache", "assesskit.local_sandbox" }
+  "assesskit.jwt", "assesskit.ngx.transport", "assesskit.ngx.token_cache", "assesskit.local_sandbox",
+  "assesskit.store" }
 
 -- the classes whose objects users get (the other classes in these files are private helpers:
 -- the nginx transport's Transfer, the CLI's Ctx and Bar, InterviewMocha's KeyAuth...)

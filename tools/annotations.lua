@@ -57,6 +57,7 @@ M.CLIENT_OPTIONS = {
   { "sleep", "fun(seconds: number)", "how to wait between retries (default: the transport's, `ngx.sleep` or LuaSocket)" },
   { "clock", "fun(): number", "the current time, epoch seconds (default: `ngx.now` or LuaSocket)" },
   { "random", "fun(): number", "a number in [0, 1) for jitter (default `math.random`)" },
+  { "max_rate", "number", "requests per second at most for the credential (its rate budget's token bucket)" },
 }
 
 M.TALVIEW_OPTIONS = {
@@ -64,8 +65,9 @@ M.TALVIEW_OPTIONS = {
   { "token_url", "string", "the token endpoint (default `base_url .. \"/oauth2/token\"`)" },
   { "auth", "assesskit.talview.Auth", "credentials: a password or JWT-bearer grant, or a static access token; without it no credentials are sent" },
   { "token_margin", "number", "renew the token this long before it expires, seconds (default 60, at most 10% of its lifetime)" },
-  { "token_store", "assesskit.TokenStore", "share tokens between clients and nginx workers (`assesskit.ngx.token_cache`)" },
-  { "token_store_key", "string", "the key in the store (default from the grant, client id, username or issuer, and token URL)" },
+  { "store", "assesskit.TokenStore", "the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers)" },
+  { "token_store", "assesskit.TokenStore", "the former name of `store`, still accepted" },
+  { "token_store_key", "string", "the credential's key in the store (default from the grant, client id, username or issuer, and token URL)" },
 }
 
 M.INTERVIEWMOCHA_OPTIONS = {
@@ -105,7 +107,8 @@ M.MAP_OPTIONS = {
   { "journal", "string|assesskit.Journal", "record each item's outcome in this file (or journal object) so a rerun resumes" },
   { "key", "fun(item: any, i: integer): string", "an item's key in the journal (default: its index)" },
   { "reconcile", "fun(item: any, i: integer): any", "for an item whose write may or may not have landed: its value if it did, nil to run it again" },
-  { "retry_failed", "boolean", "run again the items the journal records as failed" },
+  { "retry_failed", "boolean", "run again the items the journal records as failed with an error that is not retryable" },
+  { "job", "string", "the job's name in a new journal file's header (a journal of another job is refused; default \"map\")" },
 }
 
 -- the error object (assesskit.errors)
@@ -121,6 +124,7 @@ M.ERROR_FIELDS = {
   { "method", "string?", "the request's method" },
   { "url", "string?", "the request's URL, secret query values masked" },
   { "request_id", "string?", "the server's request id, when it sent one" },
+  { "key", "string?", "for `ambiguous`: the key of the bulk item that may or may not have been done" },
   { "sent", "boolean?", "for a transport failure: false when nothing of the request reached the server, true when it may have; nil when the transport did not say" },
 }
 
@@ -456,7 +460,8 @@ local function talview()
       "---@param items any[]|fun(): any an array, or an iterator",
       "---@param fn fun(item: any, i: integer): any, any",
       "---@param opts? assesskit.MapOptions",
-      "---@return assesskit.MapResult[]|nil results `{value =, err =}` per item (nil with `on_result` or an iterator)",
+      "---@return assesskit.MapResult[]|{done: integer, failed: integer} results `{value =, err =}` per item in input order; with `on_result` or an iterator, a summary",
+      "---@return any stopped the error that stopped the map early (`stop_on_error`, an iterator's failure), or nil",
       "function Client:map(items, fn, opts) end" },
     { "---Get a token now (it is otherwise fetched on the first call).",
       "---@return true|nil ok",
@@ -525,7 +530,8 @@ local function interviewmocha()
       "---@param items any[]|fun(): any an array, or an iterator",
       "---@param fn fun(item: any, i: integer): any, any",
       "---@param opts? assesskit.MapOptions",
-      "---@return assesskit.MapResult[]|nil results `{value =, err =}` per item (nil with `on_result` or an iterator)",
+      "---@return assesskit.MapResult[]|{done: integer, failed: integer} results `{value =, err =}` per item in input order; with `on_result` or an iterator, a summary",
+      "---@return any stopped the error that stopped the map early (`stop_on_error`, an iterator's failure), or nil",
       "function Client:map(items, fn, opts) end" },
     { "---The response of the last call.",
       "---@return assesskit.Response|nil",

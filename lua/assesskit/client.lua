@@ -25,15 +25,17 @@
 -- failures are never retried.
 --
 -- @internal assesskit.client
-local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, require, rawget =
-  type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, require, rawget
+local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, require,
+  rawget =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, require,
+  rawget
 local string_find, string_lower, string_match, string_gmatch, string_upper, string_byte,
   string_format, string_gsub =
   string.find, string.lower, string.match, string.gmatch, string.upper, string.byte,
   string.format, string.gsub
 local table_concat = table.concat
-local math_floor, math_min, math_max, math_random =
-  math.floor, math.min, math.max, math.random
+local math_floor, math_min, math_max, math_random, math_huge =
+  math.floor, math.min, math.max, math.random, math.huge
 local os_time, os_remove, os_rename = os.time, os.remove, os.rename
 local io_open = io.open
 
@@ -41,6 +43,8 @@ local cjson = require("cjson")
 local errors = require("assesskit.errors")
 local options = require("assesskit.options")
 local url_mod = require("assesskit.url")
+local scheduler = require("assesskit.scheduler")
+local scheduler_current = scheduler.current
 
 local json_encode = cjson.new().encode
 
@@ -71,6 +75,7 @@ local KIND_MAP = {
   timeout = "timeout", network = "network", tls = "tls", too_large = "too_large",
   insecure = "insecure", io = "io", aborted = "aborted", closed = "network",
 }
+local MIN_WAIT = 0.001 -- seconds: the shortest budget wait
 local MAX_ERROR_BODY = 65536 -- bytes of a failed download read back for its error
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
 
@@ -86,6 +91,14 @@ local function runtime_function(ngx_name, socket_name)
   local ok, socket = pcall(require, "socket")
   if ok and type(socket) == "table" and socket[socket_name] then return socket[socket_name] end
   return nil
+end
+
+-- Whether a transport is a `core.session` (its metatable's __name): its transfers can run on
+-- a scheduler's loop.
+local function is_core_session(t)
+  if type(t) ~= "userdata" then return false end
+  local mt = getmetatable(t)
+  return type(mt) == "table" and rawget(mt, "__name") == "assesskit.session"
 end
 
 local function no_sleep()
@@ -216,7 +229,7 @@ M.OPTIONS = { "base_url", "transport", "ca_file", "ca_path", "proxy", "user_agen
   "max_response_size", "allow_http", "timeout", "connect_timeout", "max_retries",
   "retry_base_delay", "retry_max_delay", "max_retry_after", "on_request", "on_response", "auth",
   "headers", "unwrap", "paging", "parse_error", "comma_params", "page_param", "per_page_param",
-  "name", "sleep", "clock", "random" }
+  "name", "sleep", "clock", "random", "budget", "max_rate" }
 
 --- The options of `request` (and of `pages`, `each`; `download` adds `method` and `check`).
 -- @table REQUEST_OPTIONS
@@ -283,6 +296,10 @@ end
 -- @tparam[opt] function opts.clock `function() -> epoch seconds` (default: `ngx.now`,
 --   LuaSocket's `gettime`)
 -- @tparam[opt] function opts.random `function() -> [0, 1)` for jitter (default `math.random`)
+-- @tparam[opt] table opts.budget the rate budget every request takes a permit from
+--   (`assesskit.store`: `acquire`, `release`, `pause`; docs/DESIGN.md); default: the client's
+--   own
+-- @tparam[opt] number opts.max_rate requests per second at most (the budget's token bucket)
 -- @treturn table the client
 -- @raise on a wrong or unknown option (naming the nearest valid one), or a plain `http://`
 --   base URL to a non-loopback host without `allow_http`
@@ -306,7 +323,20 @@ function M.new(opts)
     "sleep", "clock", "random" }) do
     check(opts, name, "function")
   end
-  for _, name in ipairs({ "auth", "headers", "comma_params" }) do check(opts, name, "table") end
+  for _, name in ipairs({ "auth", "headers", "comma_params", "budget" }) do
+    check(opts, name, "table")
+  end
+  if opts.budget then
+    for _, m in ipairs({ "acquire", "release", "pause" }) do
+      if type(opts.budget[m]) ~= "function" then
+        error("assesskit.client.new: budget must have acquire, release and pause methods", 2)
+      end
+    end
+  end
+  local max_rate = check(opts, "max_rate", "number")
+  if max_rate ~= nil and (max_rate ~= max_rate or max_rate <= 0) then
+    error("assesskit.client.new: option 'max_rate' must be a number > 0 (requests per second)", 2)
+  end
   check(opts, "allow_http", "boolean")
   for _, name in ipairs({ "timeout", "connect_timeout", "max_retries", "retry_base_delay",
     "retry_max_delay", "max_retry_after", "max_response_size" }) do
@@ -361,7 +391,13 @@ function M.new(opts)
     name = opts.name or "assesskit.client",
     random = opts.random or math_random,
     last = nil,
+    -- a core session can run its transfers on a scheduler's loop (assesskit.scheduler)
+    loopable = is_core_session(transport),
+    own_sleep = opts.sleep ~= nil,
   }
+  local budget = opts.budget or require("assesskit.store").budget()
+  if max_rate then budget:configure({ max_rate = max_rate }) end
+  self.budget = budget
   self.clock = opts.clock or runtime_function("now", "gettime") or os_time
   if opts.sleep then
     self.sleep = opts.sleep
@@ -529,10 +565,89 @@ local function attempt_headers(self, call, req)
   return headers
 end
 
--- Step: one transfer. Returns status, headers, body, or nil, nil, nil and the error.
-local function transfer(self, call)
+-- A permit from the client's budget, waiting (suspending a task or a light thread) while the
+-- budget says so: a Retry-After pause, the adaptive in-flight limit, the max_rate bucket.
+local function take_permit(self, waited_until)
+  local budget, clock = self.budget, self.clock
+  while true do
+    local permit, wait = budget:acquire(clock, waited_until)
+    if permit then return permit end -- at once, unless the budget says wait
+    -- at least a millisecond: nginx's clock (ngx.now) moves only when its event loop runs
+    self:wait(wait > MIN_WAIT and wait or MIN_WAIT)
+  end
+end
+
+-- Give the permit back with the attempt's outcome; a 429, or a 503 with Retry-After, pauses
+-- the whole budget (every call of the credential). Returns the pause `{seconds =, until_ =}`
+-- (Retry-After capped by max_retry_after; a 429 without it: the next backoff), or nil.
+local function settle(self, permit, status, rheaders, retries)
+  local budget = self.budget
+  if not status then
+    budget:release(permit, "failed")
+    return nil
+  end
+  if status ~= 429 and status ~= 503 then
+    budget:release(permit, "ok")
+    return nil
+  end
+  budget:release(permit, "pushback")
+  local seconds = M.parse_retry_after(rheaders["retry-after"], os_time())
+  if seconds then
+    seconds = math_min(seconds, self.max_retry_after)
+  elseif status == 429 then
+    seconds = self:backoff(retries + 1)
+  else
+    return nil
+  end
+  return { seconds = seconds, until_ = budget:pause(seconds, self.clock) }
+end
+
+--- Hand one request to the transport: on a scheduler's loop when the running coroutine is a
+-- task of a scheduler and the transport a `core.session` (the task suspends until the
+-- transfer has finished), else `transport:request(req)`.
+-- @tparam table req as for the transport
+-- @return what the transport returns
+function Client:transfer(req)
+  if self.loopable then
+    local s = scheduler_current()
+    if s then return s:transfer(self.transport, req) end
+  end
+  return self.transport:request(req)
+end
+
+--- Wait `seconds`: suspends the running task of a scheduler (inside nginx, `ngx.sleep`
+-- suspends the light thread), else sleeps. A `sleep` function given to `new` is always used
+-- as it is. Authenticators wait with it too.
+-- @tparam number seconds
+function Client:wait(seconds)
+  if not self.own_sleep then
+    local s = scheduler_current()
+    if s then return s:sleep(seconds) end
+  end
+  return self.sleep(seconds)
+end
+
+-- Step: one transfer, under the attempt's permit (given back here). Returns status, headers,
+-- body, or nil, nil, nil and the error. `call.pause` is the budget pause it caused, if any.
+local function transfer(self, call, permit)
   local treq = call.treq
-  local status, rheaders, body, sent = self.transport:request(treq)
+  local done, status, rheaders, body, sent
+  if self.loopable then
+    done, status, rheaders, body, sent = pcall(self.transfer, self, treq)
+  else
+    local transport = self.transport
+    done, status, rheaders, body, sent = pcall(transport.request, transport, treq)
+  end
+  if not done then -- a misuse the transport raised: the permit goes back, the error on
+    self.budget:release(permit, "failed")
+    error(status, 0)
+  end
+  if status and status ~= 429 and status ~= 503 then -- the common case, without a call
+    self.budget:release(permit, "ok")
+    call.pause = nil
+  else
+    call.pause = settle(self, permit, status, rheaders, call.retries)
+  end
   if status then
     call.reached = true
     return status, rheaders, body
@@ -570,6 +685,8 @@ function Client:decide(call, status, headers, err)
     return "renew", 0
   end
   if RETRY_STATUS[status] and retry_ok then
+    -- a 429 or 503 paused the budget: the retry waits for that pause
+    if call.pause then return "retry", call.pause.seconds end
     local retry_after = M.parse_retry_after(headers["retry-after"], os_time())
     if retry_after then return "retry", math_min(retry_after, self.max_retry_after) end
     return "retry", self:backoff(call.retries + 1)
@@ -599,6 +716,7 @@ function Client:send(req)
     local headers, herr = attempt_headers(self, call, req)
     if not headers then return nil, herr end
     call.treq.headers = headers
+    local permit = take_permit(self, call.waited_until) -- may wait: before the hooks see it
     local started, secrets, url
     if call.hooked then -- hooks see nothing secret: names, then values (docs/DESIGN.md)
       started, secrets = clock(), self:secrets()
@@ -608,7 +726,7 @@ function Client:send(req)
           headers = errors.mask_headers(headers, secrets), attempt = call.attempt })
       end
     end
-    local status, rheaders, body, err = transfer(self, call)
+    local status, rheaders, body, err = transfer(self, call, permit)
     local action, delay = self:decide(call, status, rheaders, err)
     if on_response then
       pcall(on_response, { method = call.method, url = url, status = status,
@@ -633,7 +751,11 @@ function Client:send(req)
         attempts = call.attempt,
       }
     end
-    if delay > 0 then self.sleep(delay) end
+    if delay > 0 then
+      self:wait(delay)
+      -- a pause this call has waited out itself does not hold its next attempt again
+      if call.pause then call.waited_until = call.pause.until_ end
+    end
   end
 end
 
@@ -973,13 +1095,25 @@ end
 --- Iterate over every item of a list call, fetching pages lazily.
 -- @tparam string method
 -- @tparam string path
--- @tparam[opt] table opts as for `pages`
+-- @tparam[opt] table opts as for `pages`, and `concurrency`: fetch up to that many pages at
+--   once, ahead of the items being read, once the first page's counters (`page`,
+--   `page_count`) are known (items still come in order; see `assesskit.bulk`)
 -- @treturn function iterator yielding `item`; on a failure it yields `false, err` once and
 --   ends
+-- @raise when `concurrency` is not an integer >= 1
 -- @usage for item, err in c:each("GET", "/things") do
 --   if not item then return nil, err end
 -- end
 function Client:each(method, path, opts)
+  local ahead = opts and opts.concurrency
+  if ahead ~= nil then
+    if type(ahead) ~= "number" or ahead ~= math_floor(ahead) or ahead < 1 or ahead == math_huge then
+      error("each: concurrency must be an integer >= 1", 2)
+    end
+    opts = copy(opts)
+    opts.concurrency = nil
+    if ahead > 1 then return require("assesskit.bulk").each(self, method, path, opts, ahead) end
+  end
   local pages = self:pages(method, path, opts)
   local items, i, n = nil, 0, 0
   return function()
@@ -993,6 +1127,19 @@ function Client:each(method, path, opts)
     i = i + 1
     return items[i]
   end
+end
+
+--- Call `fn(item, i)` for every item, with up to `opts.concurrency` calls in flight (see
+-- `assesskit.bulk` and docs/bulk.md; the API clients' `map` is this one).
+-- @param items an array or an iterator function
+-- @tparam function fn `fn(item, i) -> value, err`
+-- @tparam[opt] table opts `concurrency` (8), `on_result`, `on_progress`, `stop_on_error`,
+--   `max_rate`
+-- @return results in input order (or a summary with `on_result` or an iterator)
+-- @return the error that stopped the map early, or nil
+function Client:map(items, fn, opts)
+  local results, err = require("assesskit.bulk").map(self.budget, items, fn, opts, "map")
+  return results, err
 end
 
 --- Read a local file, whole or its first bytes.

@@ -54,7 +54,7 @@ local M = {}
 M.CLIENT_OPTIONS = { "transport", "timeout", "connect_timeout", "max_retries", "ca_file",
   "ca_path", "proxy", "user_agent", "allow_http", "max_response_size", "on_request",
   "on_response", "retry_base_delay", "retry_max_delay", "max_retry_after", "headers",
-  "sleep", "clock", "random" }
+  "sleep", "clock", "random", "max_rate" }
 local CLIENT_OPTIONS = M.CLIENT_OPTIONS
 
 -- ------------------------------------------------------------------------------------------

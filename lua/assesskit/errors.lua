@@ -9,7 +9,10 @@
 --   parameter was missing or invalid, nothing was sent), `decode` (the body is not the JSON
 --   it claims to be), `too_large` (response over the size limit), `insecure` (plain HTTP to
 --   a non-loopback host), `io` (a local file cannot be read or written), `aborted` (a
---   progress callback raised).
+--   progress callback raised), `ambiguous` (a bulk job's item may or may not have been
+--   done: it was started in an earlier run without a recorded outcome, or its write was
+--   lost after it may have reached the server; `key` names the item; see
+--   `assesskit.journal`).
 -- * `status`: the HTTP status (number) when there was a response.
 -- * `name`, `message`, `code`: the server's error name, message and code when it sent them;
 --   otherwise a reason phrase and a message of our own.
@@ -47,6 +50,7 @@ local M = {}
 M.KINDS = {
   http = true, network = true, timeout = true, tls = true, auth = true, validation = true,
   decode = true, too_large = true, insecure = true, io = true, aborted = true,
+  ambiguous = true,
 }
 
 --- Reason phrases for the statuses the APIs use.

@@ -27,7 +27,8 @@
 --   `status` 500/502/503, default 503, plus `Retry-After` when `retry_after` is set),
 --   `"rate_limit"` (429 with `Retry-After: retry_after`, default 1), `"malformed_json"` (the
 --   real answer cut in half, as application/json), `"expire_token"` (the request's bearer
---   token expires now: 401, and so for every later use of it).
+--   token expires now: 401, and so for every later use of it), `"drop_response"` (the request
+--   is processed, then the connection closes with no answer: a lost write answer).
 -- * `times`: how many matching requests it hits (default 1; -1 for ever). `times = N` is "N
 --   failures, then success".
 -- * `method` (e.g. `"GET"`), `path` (a prefix of the request path, e.g. `"/models/candidate"`),

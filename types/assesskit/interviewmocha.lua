@@ -26,6 +26,7 @@
 ---@field sleep? fun(seconds: number) how to wait between retries (default: the transport's, `ngx.sleep` or LuaSocket)
 ---@field clock? fun(): number the current time, epoch seconds (default: `ngx.now` or LuaSocket)
 ---@field random? fun(): number a number in [0, 1) for jitter (default `math.random`)
+---@field max_rate? number requests per second at most for the credential (its rate budget's token bucket)
 
 ---An InterviewMocha v2/v3 client (`assesskit.interviewmocha.new`): every resource is a field.
 ---@class assesskit.interviewmocha.Client
@@ -50,7 +51,8 @@ function Client:call(name, params, opts) end
 ---@param items any[]|fun(): any an array, or an iterator
 ---@param fn fun(item: any, i: integer): any, any
 ---@param opts? assesskit.MapOptions
----@return assesskit.MapResult[]|nil results `{value =, err =}` per item (nil with `on_result` or an iterator)
+---@return assesskit.MapResult[]|{done: integer, failed: integer} results `{value =, err =}` per item in input order; with `on_result` or an iterator, a summary
+---@return any stopped the error that stopped the map early (`stop_on_error`, an iterator's failure), or nil
 function Client:map(items, fn, opts) end
 
 ---The response of the last call.

@@ -7,8 +7,9 @@
 ---@field token_url? string the token endpoint (default `base_url .. "/oauth2/token"`)
 ---@field auth? assesskit.talview.Auth credentials: a password or JWT-bearer grant, or a static access token; without it no credentials are sent
 ---@field token_margin? number renew the token this long before it expires, seconds (default 60, at most 10% of its lifetime)
----@field token_store? assesskit.TokenStore share tokens between clients and nginx workers (`assesskit.ngx.token_cache`)
----@field token_store_key? string the key in the store (default from the grant, client id, username or issuer, and token URL)
+---@field store? assesskit.TokenStore the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers)
+---@field token_store? assesskit.TokenStore the former name of `store`, still accepted
+---@field token_store_key? string the credential's key in the store (default from the grant, client id, username or issuer, and token URL)
 ---@field transport? assesskit.Transport an object with `request(req)` following the core session (default: a libcurl session; inside nginx, `assesskit.ngx.transport`)
 ---@field timeout? number seconds for a whole transfer (default 30)
 ---@field connect_timeout? number seconds to connect (default 10)
@@ -28,6 +29,7 @@
 ---@field sleep? fun(seconds: number) how to wait between retries (default: the transport's, `ngx.sleep` or LuaSocket)
 ---@field clock? fun(): number the current time, epoch seconds (default: `ngx.now` or LuaSocket)
 ---@field random? fun(): number a number in [0, 1) for jitter (default `math.random`)
+---@field max_rate? number requests per second at most for the credential (its rate budget's token bucket)
 
 ---The password grant.
 ---@class assesskit.talview.PasswordGrant
@@ -93,7 +95,8 @@ function Client:request(method, path, opts) end
 ---@param items any[]|fun(): any an array, or an iterator
 ---@param fn fun(item: any, i: integer): any, any
 ---@param opts? assesskit.MapOptions
----@return assesskit.MapResult[]|nil results `{value =, err =}` per item (nil with `on_result` or an iterator)
+---@return assesskit.MapResult[]|{done: integer, failed: integer} results `{value =, err =}` per item in input order; with `on_result` or an iterator, a summary
+---@return any stopped the error that stopped the map early (`stop_on_error`, an iterator's failure), or nil
 function Client:map(items, fn, opts) end
 
 ---Get a token now (it is otherwise fetched on the first call).

@@ -20,7 +20,7 @@ Drive the Talview v4 and InterviewMocha v2/v3 APIs from the shell.
 
 Commands:
   endpoints [FILTER]            list the Talview endpoints (name, method, path)
-  talview NAME [--PARAM VALUE ...] [--all]
+  talview NAME [--PARAM VALUE ...] [--all | --each FILE|- --parallel N]
                                 call a Talview endpoint by its catalogue name
   im links TEST_ID              the links of an InterviewMocha test
   im report ID [--type N] [--pdf FILE]
@@ -57,6 +57,8 @@ Options:
 --- `assesskit talview --help`.
 M.talview = [[
 Usage: assesskit talview NAME [--PARAM VALUE ...] [-] [--all] [-- --PARAM VALUE ...]
+       assesskit talview NAME --each FILE|- [--parallel N] [--PARAM VALUE ...]
+                     [--journal FILE] [--key FIELD] [--retry-failed]
 
 Call the Talview endpoint NAME (see `assesskit endpoints`) and print its JSON answer.
 
@@ -79,6 +81,19 @@ Options:
   --save FILE        write the answer's body as it came (an image, say) to FILE; an error
                      answer leaves FILE as it was
   --raw-param        send parameters the endpoint does not document, as given
+  --each FILE|-      one call per line of FILE (- : standard input), each line a JSON object
+                     of parameters (over the command line's); one JSON line per input line,
+                     in input order: {"line": N, "value": ...} or {"line": N, "error": {...}};
+                     exit status 1 when a line failed; a progress bar on a terminal
+  --parallel N       with --each: N calls in flight (default 8, at most 256)
+  --journal FILE     with --each: record every line's outcome in FILE; run again after a
+                     crash with the same FILE: lines done before print their recorded
+                     answer without a call, a line whose answer was lost (it may have been
+                     done) is an error of kind "ambiguous" and is not sent again
+  --key FIELD        with --journal: name each line by this field of its object (an email,
+                     an id) instead of its number
+  --retry-failed     with --journal: call again the lines that failed with an error that is
+                     not retryable (a 422, say); retryable failures are always called again
 ]] .. COMMON .. [[
 
 `assesskit talview NAME --help` describes one endpoint and its parameters.
@@ -88,6 +103,9 @@ Examples:
   assesskit talview models.candidate.get --id 42 --expand status
   assesskit talview models.candidate.list --all > candidates.jsonl
   echo '{"email": "ada@example.com"}' | assesskit talview models.candidate.create -
+  assesskit talview models.candidate.create --each people.jsonl --parallel 16 > created.jsonl
+  assesskit talview models.candidate.create --each people.jsonl --journal people.journal \
+      --key email > created.jsonl
   assesskit --dry-run talview actions.invite --assessmentSectionID 7 \
       --endDate 2030-01-01T00:00:00Z --candidates '[{"id": 42}]'
 ]]

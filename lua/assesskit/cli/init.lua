@@ -393,8 +393,41 @@ local function writable_target(file)
   return true
 end
 
+-- --each FILE|- --parallel N: one call per input line (assesskit.cli.each).
+local function talview_each(ctx, e, r, params, list)
+  if r.all then usage("talview: --each and --all exclude each other") end
+  if r.save then usage("talview: --each and --save exclude each other") end
+  if r.stdin and r.each == "-" then
+    usage("talview: --each - reads the calls from standard input; parameters for all of them"
+      .. " go on the command line")
+  end
+  local parallel = tonumber(r.parallel or 8)
+  if not parallel or parallel ~= math.floor(parallel) or parallel < 1 or parallel > 256 then
+    usage("talview: --parallel wants a whole number from 1 to 256")
+  end
+  if r.dry_run then parallel = 1 end -- the requests print in the lines' order
+  if r.journal and r.dry_run then usage("talview: --journal and --dry-run exclude each other") end
+  if r.key and not r.journal then usage("talview: --key goes with --journal") end
+  if r.retry_failed and not r.journal then usage("talview: --retry-failed goes with --journal") end
+  if r.journal == "" or r.key == "" then usage("talview: --journal and --key want a value") end
+  local tv = talview_client(ctx, list)
+  return guarded(function()
+    local failed, why = require("assesskit.cli.each").run(ctx, {
+      tv = tv, name = e.name, defaults = params, source = r.each, parallel = parallel,
+      check = not r.raw_param and function(p) check_params(e, p) end or nil,
+      decorate = e.name:find("^actions%.") and output.with_status_name or nil,
+      dry_run = r.dry_run, journal = r.journal, key = r.key, retry_failed = r.retry_failed,
+    })
+    if not failed then ctx:err_line(why) return M.USAGE end
+    if r.dry_run then print_dry_run(ctx, ctx:config().talview.ca_file) end
+    return failed > 0 and M.FAILED or M.OK
+  end, "talview " .. e.name .. ": ")
+end
+
 local function cmd_talview(ctx, argv)
-  local r = parse(argv, spec_with({ all = "all", ["raw-param"] = "raw_param" }, { save = "save" },
+  local r = parse(argv, spec_with({ all = "all", ["raw-param"] = "raw_param",
+      ["retry-failed"] = "retry_failed" },
+    { save = "save", each = "each", parallel = "parallel", journal = "journal", key = "key" },
     { params = true }), ctx.flags)
   local name = r.positional[1]
   if not name then
@@ -417,6 +450,11 @@ local function cmd_talview(ctx, argv)
   local list = e.response == "list" or e.paged
   if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
+  if r.each then return talview_each(ctx, e, r, params, list) end
+  if r.parallel then usage("talview: --parallel goes with --each") end
+  if r.journal or r.key or r.retry_failed then
+    usage("talview: --" .. (r.journal and "journal" or r.key and "key" or "retry-failed") .. " goes with --each")
+  end
   if r.save and not r.dry_run then
     local ok, why = writable_target(r.save)
     if not ok then ctx:err_line("--save: " .. why) return M.FAILED end

@@ -562,9 +562,12 @@ function M.new(opts)
   local auth = new_key_auth(key, catalogue.auth_header or "x-api-key")
   local clients = {}
   local transport = opts.transport
+  -- one rate budget for the key, whichever API a call goes to
+  local budget = require("assesskit.store").budget()
   for _, api in ipairs({ "v3", "v2" }) do
     local copts = endpoints.client_options(opts)
     copts.transport = transport
+    copts.budget = budget
     copts.base_url = urls[api]
     copts.auth = auth
     copts.unwrap = unwrap
@@ -616,6 +619,24 @@ function IM:call(name, params, opts)
   local path, o = prepare(self, ep, params, endpoints.without(params, ep.param_set), opts)
   if not path then return nil, o end
   return send(self, ep, path, o)
+end
+
+--- Call `fn(item, i)` for every item, with up to `opts.concurrency` calls in flight, under
+-- one rate budget for the key (v2 and v3 alike). The same as Talview's `map` (options,
+-- results, errors): see `assesskit.talview` and docs/bulk.md.
+-- @param items an array, or an iterator function
+-- @tparam function fn `fn(item, i) -> value, err`
+-- @tparam[opt] table opts `concurrency` (8), `on_result`, `on_progress`, `stop_on_error`,
+--   `max_rate`
+-- @return results in input order, `results[i] = {value =, err =}` (a summary `{done =,
+--   failed =}` with an iterator or `on_result`)
+-- @return the error that stopped the map early, or nil
+-- @usage local results = im:map(ids, function(id) return im.reports:get(id) end,
+--   { concurrency = 8 })
+function IM:map(items, fn, opts)
+  local results, err = require("assesskit.bulk").map(self._clients.v3.budget, items, fn, opts,
+    "interviewmocha:map")
+  return results, err
 end
 
 --- Mask the API key (every secret the client knows) in a text, e.g. before logging what a

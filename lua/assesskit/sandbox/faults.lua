@@ -17,6 +17,8 @@
 -- * `malformed_json`: the normal answer, cut in the middle, sent as `application/json`;
 -- * `expire_token`: the bearer token of the request expires now, so the request (and every
 --   later one with that token) gets 401.
+-- * `drop_response`: the request is processed (a POST creates its record), then the
+--   connection is closed before any answer: the client cannot tell whether its write landed.
 --
 -- Three more kinds hit a Talview action (`POST /actions/...`) rather than the answer to its
 -- request, which goes out as usual: the fault goes with the action and acts when the action is
@@ -54,7 +56,7 @@ local M = {}
 --- Every fault kind.
 M.kinds = {
   reset = true, slow = true, slow_body = true, truncate = true, status = true,
-  rate_limit = true, malformed_json = true, expire_token = true,
+  rate_limit = true, malformed_json = true, expire_token = true, drop_response = true,
   slow_action = true, partial_failure = true, callback_down = true,
 }
 

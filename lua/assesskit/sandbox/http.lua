@@ -2,7 +2,7 @@
 --
 -- A request is read once into a plain table (`read_request`), which every other module uses;
 -- every answer goes out through `send`, which is where output faults (truncated body,
--- malformed JSON, slow body) and the request log's response fields are applied.
+-- malformed JSON, slow body, dropped answer) and the request log's response fields are applied.
 -- @module assesskit.sandbox.http
 
 local ngx = ngx -- luacheck: read globals ngx
@@ -242,6 +242,9 @@ function M.send(req, status, body, headers)
   end
   if not (headers and (headers["Content-Type"] or headers["content-type"])) then
     ngx.header["Content-Type"] = "application/json; charset=UTF-8"
+  end
+  if fault and fault.kind == "drop_response" then
+    return ngx.exit(444) -- processed, and no answer at all
   end
   if fault and fault.kind == "truncate" then
     local keep = math.floor(#body / 2)

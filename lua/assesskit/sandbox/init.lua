@@ -101,7 +101,7 @@ local function apply_fault(req, f)
     local token = auth.bearer(req)
     if token then auth.expire(token) end
   else
-    req.output_fault = f -- truncate, slow_body, malformed_json: applied by http.send
+    req.output_fault = f -- truncate, slow_body, malformed_json, drop_response: by http.send
   end
 end
 

@@ -155,6 +155,8 @@ function M.new(spec, opts)
   end
   p.margin = margin or 60
   p.wait_timeout = opts.wait_timeout or 60
+  p.identity = table_concat({ "talview", grant, p.client_id or "", p.username or p.issuer or "",
+    opts.token_url or "" }, "|")
   local store = opts.token_store
   if store ~= nil then
     for _, m in ipairs({ "get", "set", "lock" }) do
@@ -164,8 +166,7 @@ function M.new(spec, opts)
     end
     if grant ~= "access_token" then
       p.store = store
-      p.store_key = opts.token_store_key or table_concat({ "talview", grant,
-        p.client_id or "", p.username or p.issuer or "", opts.token_url or "" }, "|")
+      p.store_key = opts.token_store_key or p.identity
       if type(p.store_key) ~= "string" then
         error("assesskit.talview: token_store_key must be a string", 2)
       end
@@ -174,6 +175,15 @@ function M.new(spec, opts)
   local self = setmetatable({ grant = grant }, Auth)
   private[self] = p
   return self
+end
+
+--- The credential's identity: the key of its token and rate budget in a store (grant, client
+-- id, username or issuer, token URL; never a secret). Nil for a static access token, whose
+-- only identity is the token itself.
+-- @treturn string|nil
+function Auth:identity()
+  if self.grant == "access_token" then return nil end
+  return private[self].identity
 end
 
 --- `tostring(auth)`: the grant type only.
@@ -398,7 +408,7 @@ function Auth:token(client, stale)
         return nil, client:error({ kind = "timeout",
           message = "timed out waiting for another token renewal" })
       end
-      client.sleep(step)
+      client:wait(step) -- suspends a scheduler task or a light thread: no spinning
       waited = waited + step
     end
     if fresh_p(p, client.clock(), stale) then return p.token end

@@ -67,6 +67,8 @@ local fill_positional, fill_named = endpoints.fill_positional, endpoints.fill_na
 local check_args, check_opt, reraise = endpoints.check_args, endpoints.check_opt, endpoints.reraise
 local without = endpoints.without
 
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
 local M = {}
 M._VERSION = require("assesskit")._VERSION
 
@@ -326,9 +328,40 @@ local function failed_iterator(err)
   end
 end
 
+-- `concurrency` (pages fetched ahead) is an option of `each`, given among its parameters
+-- (`:each{pageSize = 100, concurrency = 4}`) or its options: it leaves both here, before
+-- `prepare` checks them.
+local function without_concurrency(t)
+  local out = {}
+  for k, v in pairs(t) do if k ~= "concurrency" then out[k] = v end end
+  return out
+end
+
 local function node_each(tv, ep, ...)
-  local path, o = prepare(tv, ep, false, ...)
+  local n = select("#", ...)
+  local args = { ... }
+  -- where opts is: after the params table, which follows the placeholders given by position
+  local oi = (ep.np == 0 or type(args[1]) == "table") and 2 or ep.np + 2
+  local pi = oi - 1
+  local ahead
+  for _, i in ipairs({ pi, oi }) do
+    local t = args[i]
+    if type(t) == "table" and t.concurrency ~= nil then
+      ahead = t.concurrency
+      args[i] = without_concurrency(t)
+    end
+  end
+  if ahead ~= nil and (type(ahead) ~= "number" or ahead ~= math_floor(ahead) or ahead < 1) then
+    error("each: concurrency must be an integer >= 1", 2)
+  end
+  local path, o = prepare(tv, ep, false, unpack(args, 1, n))
   if not path then return failed_iterator(o) end
+  if ahead then
+    local copy = {}
+    for k, v in pairs(o) do copy[k] = v end
+    copy.concurrency = ahead
+    o = copy
+  end
   return tv._client:each(ep.method, path, o)
 end
 
@@ -484,7 +517,7 @@ local function unwrap_envelope(value, _, opts)
 end
 
 -- The options of `new`: the client's, and Talview's own.
-local NEW_OPTIONS = { "base_url", "token_url", "auth", "token_margin", "token_store",
+local NEW_OPTIONS = { "base_url", "token_url", "auth", "token_margin", "store", "token_store",
   "token_store_key", "catalogue" }
 for _, k in ipairs(endpoints.CLIENT_OPTIONS) do NEW_OPTIONS[#NEW_OPTIONS + 1] = k end
 
@@ -505,10 +538,16 @@ for _, k in ipairs(endpoints.CLIENT_OPTIONS) do NEW_OPTIONS[#NEW_OPTIONS + 1] = 
 -- @tparam[opt] table opts.transport an object with the core session's `request` method
 -- @tparam[opt=60] number opts.token_margin renew the token this long (at most 10% of its
 --   lifetime) before it expires
--- @tparam[opt] table opts.token_store share tokens between clients (and nginx workers):
---   `assesskit.ngx.token_cache`, or any object with `get`, `set` and `lock` (docs/DESIGN.md)
--- @tparam[opt] string opts.token_store_key the key in the store (default from the grant,
---   client id, username or issuer, and token URL)
+-- @tparam[opt] table opts.store what must be one per credential, shared by every client
+--   given the same store: the token (one renewal at a time) and, when the store has a
+--   `budget` method, the rate budget (a 429 seen by one client pauses them all).
+--   `assesskit.store.new()` (in-process) or `assesskit.ngx.token_cache` (tokens of every
+--   nginx worker); interface in docs/DESIGN.md. Default: this client's own.
+-- @tparam[opt] table opts.token_store the former name of `store`, still accepted
+-- @tparam[opt] string opts.token_store_key the credential's key in the store (default from
+--   the grant, client id, username or issuer, and token URL)
+-- @tparam[opt] number opts.max_rate at most this many requests per second for the
+--   credential (its budget's token bucket)
 -- @param[opt] opts.... also `ca_path`, `proxy`, `max_response_size`, `retry_base_delay`,
 --   `retry_max_delay`, `max_retry_after`, `headers`, `sleep`, `clock`, `random` (see
 --   `assesskit.client.new`)
@@ -529,11 +568,19 @@ function M.new(opts)
   if not tu then error("assesskit.talview.new: token_url must be an http(s) URL", 2) end
   local allowed, why = url_mod.allowed(tu, opts.allow_http)
   if not allowed then error("assesskit.talview.new: token_url: " .. why, 2) end
+  local store = opts.store
+  if store ~= nil and opts.token_store ~= nil then
+    error("assesskit.talview.new: give store or token_store (its former name), not both", 2)
+  end
+  if store == nil then store = opts.token_store end
+  if store ~= nil and type(store) ~= "table" and type(store) ~= "userdata" then
+    error("assesskit.talview.new: store must be a store object", 2)
+  end
   local auth
   if opts.auth ~= nil then
     local ok, a = pcall(require("assesskit.talview.auth").new, opts.auth, {
       token_url = token_url, token_margin = opts.token_margin,
-      token_store = opts.token_store, token_store_key = opts.token_store_key,
+      token_store = store, token_store_key = opts.token_store_key,
     })
     if not ok then endpoints.reraise(a, 2) end
     auth = a
@@ -543,6 +590,12 @@ function M.new(opts)
   local copts = endpoints.client_options(opts)
   copts.base_url = base_url
   copts.auth = auth
+  -- one budget per credential: the store's, under the credential's key (a static token has
+  -- no identity but the token: its client keeps its own budget unless given a key)
+  local key = opts.token_store_key or (auth and auth:identity())
+  if store ~= nil and type(store.budget) == "function" and key then
+    copts.budget = store:budget(key)
+  end
   copts.unwrap = unwrap_envelope
   copts.paging = M.paging
   copts.parse_error = parse_error
@@ -600,6 +653,41 @@ function TV:request(method, path, opts)
   local ok, v, err, res = pcall(self._client.request, self._client, method, path, opts)
   if not ok then reraise(v, 2) end
   return v, err, res
+end
+
+--- Call `fn(item, i)` for every item, with up to `opts.concurrency` calls in flight.
+-- `fn` is ordinary code making ordinary calls (`tv.models.candidate:create{...}`, paging,
+-- uploads); from plain Lua its calls suspend on libcurl's multi interface, inside nginx they
+-- run in light threads. Every call takes a permit from the client's rate budget: a 429 (or
+-- 503 with `Retry-After`) pauses them all, and the in-flight limit is cut on 429/503 and grows
+-- back while calls succeed. Retries, hooks and errors are those of a single call. Guide:
+-- docs/bulk.md.
+-- @param items an array, or an iterator function (`nil` ends it; `false, err` stops the map
+--   with `err` as its second result)
+-- @tparam function fn `fn(item, i) -> value, err`; an error it raises becomes that item's
+--   `err` (the raised value, as `pcall` gives it: usually a string "file:line: message")
+-- @tparam[opt] table opts
+-- @tparam[opt=8] number opts.concurrency calls in flight at most
+-- @tparam[opt] function opts.on_result `function(i, value, err)`, called as items complete
+--   (any order); results are then not accumulated
+-- @tparam[opt] function opts.on_progress `function(done, total)` after each item (`total` is
+--   nil with an iterator)
+-- @tparam[opt=false] boolean opts.stop_on_error take no new item after the first error
+--   (`err ~= nil`); items not started get no result
+-- @tparam[opt] number opts.max_rate requests per second at most, while the map runs
+-- @return `results`: an array in input order, `results[i] = {value =, err =}`; with an
+--   iterator or `on_result`, a summary `{done =, failed =}` instead (memory stays flat)
+-- @return the error that stopped the map early (`stop_on_error`, the iterator's `false,
+--   err`), or nil
+-- @raise on a wrong argument or option; an error raised by the iterator, `on_result` or
+--   `on_progress` is raised again once the items in flight have finished
+-- @usage local results = tv:map(rows, function(row)
+--   return tv.models.candidate:create(row)
+-- end, { concurrency = 16 })
+function TV:map(items, fn, opts)
+  local results, err = require("assesskit.bulk").map(self._client.budget, items, fn, opts,
+    "talview:map")
+  return results, err
 end
 
 --- Fetch a token now (instead of on the first call), to check the credentials.
