@@ -166,7 +166,7 @@ for round = 1, ROUNDS do
   assert(v.a == 0)
   assert(core.json_decode(string.rep("[", 1000) .. string.rep("]", 1000)))
   for _, bad in ipairs({ string.rep("[", 1001), string.rep('{"a":', 999) .. "[1,", '{"a":"\\ud800"}',
-      '["x\\n", "\\u12"]', '[1, 2', '"\255"', "01", "" }) do
+      '["x\\n", "\\u12"]', '[1, 2', '"a\1b"', "01", "" }) do
     assert(not core.json_decode(bad))
   end
   note("json")

@@ -36,8 +36,10 @@ typedef struct {
   int object_size[HINT_DEPTH], array_size[HINT_DEPTH];
 } parser;
 
-/* Classes of the bytes inside a string: 0 is an ordinary byte. */
-enum { SC_PLAIN, SC_QUOTE, SC_ESCAPE, SC_CONTROL, SC_UTF8 };
+/* Classes of the bytes inside a string: 0 is an ordinary byte. Bytes from 0x80 up are
+ * ordinary: strings are bytes, as lua-cjson decodes and writes them (cjson.encode passes them
+ * through, and what it writes, a journal for one, must read back). */
+enum { SC_PLAIN, SC_QUOTE, SC_ESCAPE, SC_CONTROL };
 
 #define ROW(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
 static const unsigned char string_class[256] = {
@@ -46,8 +48,7 @@ static const unsigned char string_class[256] = {
   ROW(0), ROW(0),                                                    /* 0x30-0x4f */
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, SC_ESCAPE, 0, 0, 0,            /* 0x50-0x5f */
   ROW(0), ROW(0),                                                    /* 0x60-0x7f */
-  ROW(SC_UTF8), ROW(SC_UTF8), ROW(SC_UTF8), ROW(SC_UTF8),            /* 0x80-0xff */
-  ROW(SC_UTF8), ROW(SC_UTF8), ROW(SC_UTF8), ROW(SC_UTF8)
+  ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0), ROW(0)    /* 0x80-0xff */
 };
 #undef ROW
 
@@ -74,26 +75,6 @@ static void skip_space(parser *ps)
   while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
     p++;
   ps->p = p;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
- * nothing above U+10FFFF), or 0. Never reads past a '\0'. */
-static size_t utf8_length(const unsigned char *p)
-{
-  unsigned char c = p[0];
-#define CONT(b) ((unsigned char)((b) - 0x80) < 0x40)
-  if (c >= 0xc2 && c <= 0xdf)
-    return CONT(p[1]) ? 2 : 0;
-  if (c >= 0xe0 && c <= 0xef) {
-    unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    return p[1] >= lo && p[1] <= hi && CONT(p[2]) ? 3 : 0;
-  }
-  if (c >= 0xf0 && c <= 0xf4) {
-    unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    return p[1] >= lo && p[1] <= hi && CONT(p[2]) && CONT(p[3]) ? 4 : 0;
-  }
-  return 0;
-#undef CONT
 }
 
 /* 1 + the value of a hex digit; 0 for any other byte. */
@@ -151,7 +132,6 @@ static int string_escaped(parser *ps, const unsigned char *s, const unsigned cha
   memcpy(ps->scratch, s, (size_t)(q - s));
   o = ps->scratch + (q - s);
   for (;;) {
-    size_t n;
     while (!string_class[*q]) /* runs between escapes are short: byte by byte */
       *o++ = *q++;
     switch (string_class[*q]) {
@@ -159,16 +139,6 @@ static int string_escaped(parser *ps, const unsigned char *s, const unsigned cha
       lua_pushlstring(L, (const char *)ps->scratch, (size_t)(o - ps->scratch));
       ps->p = q + 1;
       return 0;
-    case SC_UTF8:
-      n = utf8_length(q);
-      if (n == 0) {
-        ps->p = q;
-        return fail(ps, "invalid UTF-8 in a string");
-      }
-      memcpy(o, q, n);
-      o += n;
-      q += n;
-      break;
     case SC_CONTROL:
       ps->p = q;
       return fail(ps, q == ps->end ? "unterminated string"
@@ -215,30 +185,19 @@ static int string_escaped(parser *ps, const unsigned char *s, const unsigned cha
 static int parse_string(parser *ps)
 {
   const unsigned char *s = ps->p + 1, *q = s;
-  for (;;) {
-    while (!string_class[*q])
-      q++;
-    switch (string_class[*q]) {
-    case SC_QUOTE:
-      lua_pushlstring(ps->L, (const char *)s, (size_t)(q - s));
-      ps->p = q + 1;
-      return 0;
-    case SC_UTF8: {
-      size_t n = utf8_length(q);
-      if (n == 0) {
-        ps->p = q;
-        return fail(ps, "invalid UTF-8 in a string");
-      }
-      q += n;
-      break;
-    }
-    case SC_ESCAPE:
-      return string_escaped(ps, s, q);
-    default:
-      ps->p = q;
-      return fail(ps, q == ps->end ? "unterminated string"
-                                   : "unescaped control character in a string");
-    }
+  while (!string_class[*q])
+    q++;
+  switch (string_class[*q]) {
+  case SC_QUOTE:
+    lua_pushlstring(ps->L, (const char *)s, (size_t)(q - s));
+    ps->p = q + 1;
+    return 0;
+  case SC_ESCAPE:
+    return string_escaped(ps, s, q);
+  default:
+    ps->p = q;
+    return fail(ps, q == ps->end ? "unterminated string"
+                                 : "unescaped control character in a string");
   }
 }
 
@@ -489,7 +448,9 @@ static int parse_value(parser *ps)
 
 /***
  * Decode a JSON text (RFC 8259, strictly: one value, whitespace only between tokens, no
- * comments, trailing commas, NaN, Infinity, hex or leading zeros; strings must be UTF-8).
+ * comments, trailing commas, NaN, Infinity, hex or leading zeros; control characters in strings
+ * escaped). Bytes from 0x80 up in strings are kept as they are, not checked as UTF-8 (as
+ * lua-cjson: what cjson.encode writes reads back).
  *
  * Objects and arrays become tables (an empty array is an empty table; of duplicate keys the
  * last wins); strings get every escape resolved, `\u` surrogate pairs to UTF-8 (a lone

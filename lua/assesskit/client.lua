@@ -1169,7 +1169,8 @@ M.json_encode = json_encode
 --- Decode JSON text with assesskit.core's decoder (RFC 8259, strictly; JSON null is
 -- `client.null`). A number written without a fraction or an exponent is a Lua integer on
 -- Lua 5.4 (`42`; `-0` is 0), any other a float (`42.0`, `4e1`, `2.5`); on LuaJIT every number
--- is a double. A lone UTF-16 surrogate (`"\ud800"`) or invalid UTF-8 in a string is an error.
+-- is a double. A lone UTF-16 surrogate escape (`"\ud800"`) is an error; bytes from 0x80 up are
+-- kept as they are (what `json_encode` writes reads back).
 -- @function json_decode
 -- @tparam string text
 -- @return the decoded value
