@@ -21,8 +21,8 @@ VISFLAGS   := -fvisibility=hidden
 # Recursive (=) so that pkg-config runs when a recipe needs it, after `make deps`.
 # LUA_CFLAGS: where lua.h is; `make rock` (luarocks) sets it from luarocks' LUA_INCDIR.
 LUA_CFLAGS   = $(shell pkg-config --cflags $(LUA_PC))
-CPPFLAGS_ALL = -D_POSIX_C_SOURCE=200809L $(LUA_CFLAGS) $(shell pkg-config --cflags libcurl openssl)
-LDLIBS_ALL   = $(shell pkg-config --libs libcurl openssl)
+CPPFLAGS_ALL = -D_POSIX_C_SOURCE=200809L $(LUA_CFLAGS) $(shell pkg-config --cflags libcurl openssl hiredis)
+LDLIBS_ALL   = $(shell pkg-config --libs libcurl openssl hiredis)
 LDFLAGS_SO  := -shared
 
 SRCS := $(wildcard csrc/*.c)

@@ -52,6 +52,7 @@ external_dependencies = {
   -- the compiler finds it by itself (pkg-config), so only the library is checked.
   CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" }, -- Debian's libhiredis-dev (0.14)
 }
 
 build = {
@@ -88,6 +89,7 @@ build = {
       ["assesskit.ngx.token_cache"] = "lua/assesskit/ngx/token_cache.lua",
       ["assesskit.ngx.transport"] = "lua/assesskit/ngx/transport.lua",
       ["assesskit.options"] = "lua/assesskit/options.lua",
+      ["assesskit.redis"] = "lua/assesskit/redis.lua",
       ["assesskit.talview.action_status"] = "lua/assesskit/talview/action_status.lua",
       ["assesskit.scheduler"] = "lua/assesskit/scheduler.lua",
       ["assesskit.store"] = "lua/assesskit/store.lua",

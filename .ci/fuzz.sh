@@ -22,11 +22,11 @@ objs=()
 for src in csrc/*.c; do
   obj="$DIR/obj/$(basename "$src" .c).o"
   $CC -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -O1 -g $SAN \
-    -fsanitize=fuzzer-no-link $(pkg-config --cflags lua5.4 libcurl openssl) -c "$src" -o "$obj"
+    -fsanitize=fuzzer-no-link $(pkg-config --cflags lua5.4 libcurl openssl hiredis) -c "$src" -o "$obj"
   objs+=("$obj")
 done
 $CC -O1 -g $SAN -fsanitize=fuzzer $(pkg-config --cflags lua5.4) fuzz/harness.c "${objs[@]}" \
-  -o "$DIR/harness" $(pkg-config --libs lua5.4 libcurl openssl)
+  -o "$DIR/harness" $(pkg-config --libs lua5.4 libcurl openssl hiredis)
 
 # key seeds: RSA private (plain, encrypted with "pass"), public, and an EC key
 k="$DIR/seeds/keys"

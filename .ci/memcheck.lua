@@ -7,6 +7,8 @@ local jwt = require "assesskit.jwt"
 local nginx = require "support.nginx"
 local pki_lib = require "support.pki"
 local sys = require "support.sys"
+local redis = require "support.redis"
+local socket = require "socket"
 
 local ROUNDS = tonumber(os.getenv("MEMCHECK_ROUNDS")) or 10
 
@@ -42,6 +44,42 @@ local private_pem, public_pem = sys.read(rsa.private), sys.read(rsa.public)
 local encrypted_pem, ec_pem = sys.read(rsa.encrypted), sys.read(pki:ec_key())
 
 local closed_port = sys.free_port()
+local rsrv = redis.start()
+
+-- Redis connections (every reply type, error replies, pipelines, every failure kind) and the
+-- crypto helpers, once per round.
+local function redis_round(round)
+  local c = assert(core.redis_connect { host = "127.0.0.1", port = rsrv.port, timeout = 2 })
+  for i = 1, 10 do
+    assert(c:command("SET", "k" .. i, string.rep("v", i * 100)))
+    assert(c:command("EVAL", "return {1, {'a', {2, false}}, 's', redis.error_reply('e')}", 0))
+    expect("redis", c:command("NOSUCHCOMMAND", i))
+  end
+  assert(c:pipeline { { "MGET", "k1", "nope" }, { "BAD" }, { "INCR", "n" }, { "GET", "k9" } })
+  assert(not pcall(c.command, c, "SET", "k", {}))
+  assert(not pcall(c.pipeline, c, { { "SET", "k", true } }))
+  local small = assert(core.redis_connect { host = "127.0.0.1", port = rsrv.port, max_reply_size = 50 })
+  expect("too_large", small:command("GET", "k5"))
+  expect("closed", small:command("PING"))
+  expect("network", core.redis_connect { host = "127.0.0.1", port = closed_port })
+  local raw = assert(socket.bind("127.0.0.1", 0))
+  local _, rport = raw:getsockname()
+  local t = assert(core.redis_connect { host = "127.0.0.1", port = tonumber(rport), timeout = 0.05 })
+  expect("timeout", t:command("PING"))
+  assert(raw:accept()):close()
+  local g = assert(core.redis_connect { host = "127.0.0.1", port = tonumber(rport) })
+  local peer = assert(raw:accept())
+  peer:send("$100\r\nabc")
+  peer:close()
+  expect("network", g:command("GET", "x"))
+  raw:close()
+  if round % 2 == 0 then c:close() end -- the others are left to __gc
+  local key = core.hkdf("secret", "salt", "info", 32)
+  local sealed = assert(core.aead_seal(key, string.rep("token", round), "aad"))
+  assert(core.aead_open(key, sealed, "aad") == string.rep("token", round))
+  assert(not core.aead_open(key, sealed, "other"))
+  assert(#core.sha256("x") == 32 and #core.random_bytes(16) == 16)
+end
 local shared = core.session { ca_file = pki.ca, max_response_size = 250000 }
 for round = 1, ROUNDS do
   local s = (round % 2 == 0) and shared or core.session { ca_file = pki.ca, max_response_size = 100000 }
@@ -174,6 +212,7 @@ for round = 1, ROUNDS do
   local jpath = tmp .. "/journal-" .. round
   local jf = assert(io.open(jpath, "a+b"))
   assert(core.file_lock(jf))
+  assert(core.file_is_regular(jf) == true)
   local jg = assert(io.open(jpath, "a+b"))
   assert(select(3, core.file_lock(jg)) == "busy")
   jg:close()
@@ -186,6 +225,7 @@ for round = 1, ROUNDS do
   jf:close()
   assert(not pcall(core.file_sync, jf))
   note("file")
+  redis_round(round)
   collectgarbage()
 end
 -- left running at exit: lua_close collects loop, transfers and session in whatever order
@@ -199,6 +239,7 @@ shared:close()
 expect("closed", shared:request { url = srv:url("/json") })
 
 srv:stop()
+rsrv:stop()
 pki:cleanup()
 sys.rmdir(tmp)
 local names = {}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make sanitize: the core's specs (spec/core_*) against a core built with AddressSanitizer and
-# UndefinedBehaviorSanitizer (build/sanitize, the Makefile's sanitize recipe builds it), run
+# make sanitize: the core's specs (spec/core_*), then the hostile matrix's runs through the core,
+# against a core built with AddressSanitizer and UndefinedBehaviorSanitizer (build/sanitize, the
+# Makefile's sanitize recipe builds it), run
 # by a Lua 5.4 interpreter built with the same sanitizers (.ci/lua_host.c), so that the ASan
 # runtime comes first without an LD_PRELOAD that the specs' children (sh, nginx, openssl)
 # would inherit. LeakSanitizer runs at exit. Any report fails the run.
@@ -30,6 +31,9 @@ print("sanitize: " .. path)
 LUA
 status=0
 "$DIR/lua" /usr/bin/busted --run=default --cpath="$ROOT/$DIR/?.so" $specs || status=$?
+# the hostile-server matrix's runs through the core (the raw responses of spec/support/hostile)
+[ "$status" -ne 0 ] || "$DIR/lua" /usr/bin/busted --run=default --cpath="$ROOT/$DIR/?.so" \
+  --filter="core" spec/hostile_matrix_spec.lua || status=$?
 if [ "$status" -ne 0 ]; then
   echo "sanitize: FAILED (a sanitizer report or a failing spec above)" >&2
   exit "$status"

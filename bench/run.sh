@@ -28,6 +28,10 @@ if [ -f bench/talview.lua ]; then
   echo "== Talview client vs core"
   lua5.4 bench/talview.lua
 fi
+if [ -f bench/journal.lua ]; then
+  echo "== journal: client:map with and without"
+  lua5.4 bench/journal.lua
+fi
 if [ -f build/luajit/assesskit/core.so ]; then
   echo "== nginx transport vs core: chunked bodies"
   lua5.4 bench/ngx.lua
@@ -45,7 +49,6 @@ if [ -f build/luajit/assesskit/core.so ]; then
   echo "== bulk: tv:map (luajit)"
   luajit bench/bulk.lua --only wave
 fi
-if [ -f bench/journal.lua ]; then
-  echo "== journal: client:map with and without"
-  lua5.4 bench/journal.lua
-fi
+# stores (issue 17): tv:map with the in-process, lua_shared_dict and Redis stores
+echo "== stores: tv:map with each store"
+lua5.4 bench/stores.lua

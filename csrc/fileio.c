@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -91,7 +92,9 @@ static int fileio_dir_sync(lua_State *L)
 /***
  * Take an exclusive lock on a file without waiting (`flock`, `LOCK_EX | LOCK_NB`). The lock
  * belongs to this open file: another `io.open` of the same file, in this process or another,
- * cannot take it; it goes when the handle is closed or the process ends.
+ * cannot take it; it goes when the handle is closed or the process ends. The descriptor is
+ * marked close-on-exec first, so that a command the process starts (`os.execute`,
+ * `io.popen`) neither inherits the file nor keeps the lock after the handle is closed.
  * @function file_lock
  * @tparam file f a file handle from `io.open`
  * @treturn[1] boolean true
@@ -102,6 +105,9 @@ static int fileio_dir_sync(lua_State *L)
 static int fileio_lock(lua_State *L)
 {
   FILE *f = check_file(L, 1);
+  int flags = fcntl(fileno(f), F_GETFD);
+  if (flags < 0 || fcntl(fileno(f), F_SETFD, flags | FD_CLOEXEC) != 0)
+    return fail(L, "close-on-exec", errno, "io");
   while (flock(fileno(f), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
       return fail(L, "lock", errno, "busy");
@@ -138,11 +144,32 @@ static int fileio_truncate(lua_State *L)
   return 1;
 }
 
+/***
+ * Whether a file is a regular file on disk, not a FIFO, a pipe, a terminal, a socket or a
+ * device (`fstat`): what a journal can be (reading one of the others may never end).
+ * @function file_is_regular
+ * @tparam file f a file handle from `io.open`
+ * @treturn[1] boolean
+ * @treturn[2] nil
+ * @treturn[2] string message
+ * @treturn[2] string kind `"io"`
+ */
+static int fileio_is_regular(lua_State *L)
+{
+  FILE *f = check_file(L, 1);
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0)
+    return fail(L, "stat", errno, "io");
+  lua_pushboolean(L, S_ISREG(st.st_mode));
+  return 1;
+}
+
 static const luaL_Reg fileio_funcs[] = {
   {"file_sync", fileio_sync},
   {"dir_sync", fileio_dir_sync},
   {"file_lock", fileio_lock},
   {"file_truncate", fileio_truncate},
+  {"file_is_regular", fileio_is_regular},
   {NULL, NULL}
 };
 

@@ -78,6 +78,7 @@ struct ak_xfer {
   int after_status;           /* the last line was a status line */
   unsigned long long length;  /* Content-Length of the current response ... */
   int has_length;             /* ... when it has one */
+  int length_line;            /* the last header line was Content-Length (a fold continues it) */
   unsigned long long announced;  /* Content-Length over the cap, or 0 */
   int fail;                   /* FAIL_* */
   int write_errno;

@@ -86,6 +86,7 @@ void xfer_release(ak_xfer *x, size_t keep)
   x->written = 0;
   x->buffering = 1;
   x->nobody = x->bodiless = x->got_response = x->after_status = x->has_length = 0;
+  x->length_line = 0;
   x->in_headers = 1;
   x->length = x->announced = 0;
   x->fail = x->write_errno = x->sends = x->cancel_pending = 0;
@@ -198,6 +199,37 @@ static int content_length(ak_xfer *x, const char *p, size_t n)
   return 1;
 }
 
+/* Whether a field line's name can be taken: not empty, no whitespace inside (whitespace before
+ * the colon is dropped, as libcurl and the nginx transport do). "X A: b" and ": b" cannot:
+ * libcurl 7.88.1 takes the first as a header "x a" and drops the second. A line without a
+ * colon is libcurl's to refuse. */
+static int field_name_ok(const char *p, size_t n)
+{
+  const char *colon = memchr(p, ':', n);
+  size_t i, end;
+  if (colon == NULL)
+    return 1;
+  end = (size_t)(colon - p);
+  while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+    end--;
+  if (end == 0)
+    return 0;
+  for (i = 0; i < end; i++)
+    if (p[i] == ' ' || p[i] == '\t')
+      return 0;
+  return 1;
+}
+
+/* Whether a header line holds only whitespace and its line end. */
+static int blank(const char *p, size_t n)
+{
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+      return 0;
+  return 1;
+}
+
 static size_t keep_header(ak_xfer *x, const char *p, size_t n)
 {
   if (n > MAX_HEADER_BYTES - x->head.len) {
@@ -231,6 +263,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     x->head.len = 0;  /* a new response (after 1xx): keep only the last one's headers */
     x->bodiless = code < 200 || code == 204 || code == 304;
     x->has_length = 0;
+    x->length_line = 0;
     x->in_headers = 1;
     x->got_response = 1;
     x->after_status = 1;
@@ -238,12 +271,27 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
   } else if ((p[0] == ' ' || p[0] == '\t') && x->after_status) {
     /* RFC 9112 section 2.2: whitespace between the start line and the first field */
     return refuse(x, "folded line right after the status line in the response");
+  } else if (p[0] == ' ' || p[0] == '\t') {
+    /* A continuation of Content-Length ("2\r\n 3": the value "2 3") is not a length; libcurl
+     * would frame the body by the first line alone */
+    if (x->length_line && !blank(p, n))
+      return refuse(x, "folded Content-Length in the response");
+    x->after_status = 0;
+    return keep_header(x, p, n);
   } else if (p[0] == '\r' || p[0] == '\n') {
     x->in_headers = 0;
-  } else if (starts_with_ci(p, n, "content-length:") && !content_length(x, p, n)) {
-    return 0;
+  } else if (!field_name_ok(p, n)) {
+    return refuse(x, "malformed header name in the response");
+  } else if (x->in_headers && starts_with_ci(p, n, "content-length:")) {
+    /* (in the head only: a trailer does not frame the body it follows) */
+    if (!content_length(x, p, n))
+      return 0;
+    x->after_status = 0;
+    x->length_line = 1;
+    return keep_header(x, p, n);
   }
   x->after_status = 0;
+  x->length_line = 0;
   return keep_header(x, p, n);
 }
 

@@ -14,6 +14,8 @@
 -- listing candidates by its email: found, it was created; not found, it is created now. The
 -- invite is journaled too (in FILE.invite): a rerun after it does not invite anyone twice, and
 -- an invite whose answer was lost is reported (kind `ambiguous`) instead of being sent again.
+-- The invite is recorded for its set of candidates: rows added to the file since are not
+-- passed off as invited; the journal refuses the other set, and the rerun says so.
 --
 -- Run it (from the repository root, after `make`, with a sandbox running):
 --   bin/assesskit-sandbox start --port 0 --dir /tmp/aksb
@@ -120,9 +122,16 @@ if #ids > 0 then
   end
   local action, err
   if journal then
+    -- the invite's name: the section and its candidates (a checksum of their ids), so that a
+    -- recorded invite is never taken for one of other candidates
+    local sum = 0
+    for _, c in ipairs(ids) do
+      for b in tostring(c.id):gmatch("%d") do sum = (sum * 31 + tonumber(b) + 1) % 4294967291 end
+      sum = (sum * 31) % 4294967291
+    end
     local r
     r, err = tv:map({ section_id }, invite, { journal = journal .. ".invite",
-      key = function(id) return ("section %d"):format(id) end })
+      key = function(id) return ("section %d: %d candidates (ids checksum %d)"):format(id, #ids, sum) end })
     if r then action, err = r[1].value, r[1].err end
   else
     action, err = invite()

@@ -306,6 +306,18 @@ describe("assesskit command line", function()
         { { "im", "report", "1", "--type", "9" }, "--type must be 1, 2 or 3" },
         { { "im", "fetch" }, "unknown command" },
         { { "endpoints", "--bogus" }, "unknown option --bogus" },
+        -- a typo names the nearest command, option or flag
+        { { "endpints" }, "unknown command 'endpints' (did you mean endpoints?)" },
+        { { "im", "reprot", "225634" }, "im: unknown command 'reprot' (did you mean report?)" },
+        { { "endpoints", "--jsn" }, "unknown option --jsn (did you mean --json?)" },
+        { { "--tmeout", "3", "talview", "user.me.get" }, "unknown option --tmeout (did you mean --timeout?)" },
+        { { "im", "report", "1", "--typ", "3" }, "unknown option --typ (did you mean --type?)" },
+        { { "talview", "models.candidate.delete", "--id", "5", "--dryrun" },
+          "unknown option --dryrun (did you mean --dry-run?)" },
+        { { "talview", "models.candidate.delete", "--dry_run", "--id", "5" },
+          "unknown option --dry_run (did you mean --dry-run?)" },
+        { { "talview", "models.candidate.list", "--timout", "3" },
+          "--timout is not a documented parameter (did you mean --timeout?)" },
       }
       for _, c in ipairs(cases) do
         it(table.concat(c[1], " ") .. " -> " .. c[2], function()
@@ -583,6 +595,25 @@ talview = {
       assert.truthy(out:find("interviewmocha.api_key = ***", 1, true), out)
       assert.truthy(out:find("talview.auth.username = " .. creds.password.username, 1, true))
       assert_no_secret(out)
+    end)
+
+    it("config masks a password written inside a URL (proxy, base URL) and knows it as a secret", function()
+      local env = password_env()
+      env.ASSESSKIT_PROXY = "http://bob:Pr0xy-5ecret-77@127.0.0.1:3128"
+      env.ASSESSKIT_TALVIEW_URL = sb.url:gsub("^http://", "http://ann:Url-5ecret-88@")
+      local status, out, err = run({ "config" }, { env = env })
+      assert.equal(0, status, err)
+      assert.truthy(out:find("talview.proxy = http://***@127.0.0.1:3128", 1, true), out)
+      assert.truthy(out:find("talview.base_url = http://***@127.0.0.1:", 1, true), out)
+      for _, secret in ipairs({ "Pr0xy-5ecret-77", "Url-5ecret-88" }) do
+        assert.is_nil((out .. err):find(secret, 1, true), out)
+      end
+      local config = require("assesskit.cli.config")
+      env.HOME = tmp_dir .. "/home"
+      local cfg = assert(config.load({ getenv = function(name) return env[name] end }))
+      local text = require("assesskit.errors").redact("proxy password Pr0xy-5ecret-77, url password"
+        .. " Url-5ecret-88", config.secrets(cfg))
+      assert.equal("proxy password ***, url password ***", text)
     end)
 
     it("knows every configured secret: the values config shows as ***", function()

@@ -475,6 +475,24 @@ describe("assesskit.client #luajit", function()
       assert.has_error(function() c:download("/text", "") end)
       sys.rmdir(dir)
     end)
+
+    it("sends nothing when the target's directory cannot take the file, and names the target", function()
+      local rec = recording()
+      local c = new_client({ transport = rec })
+      for _, call in ipairs({
+        function(path) return c:download("/text", path) end,
+        function(path) return c:request("GET", "/text", { output = path }) end,
+      }) do
+        local n, err = call("/nonexistent-dir-of-assesskit/out.txt")
+        assert.is_nil(n)
+        assert.equal("io", err.kind)
+        assert.is_false(err.sent)
+        assert.matches("cannot write /nonexistent%-dir%-of%-assesskit/out%.txt", err.message)
+        assert.is_nil(err.message:find(".part-", 1, true), err.message)
+      end
+      assert.equal(0, #rec.sent)
+      rec.close()
+    end)
   end)
 
   describe("retries", function()

@@ -151,6 +151,25 @@ describe("the guides", function()
     end
   end)
 
+  it("show in the README's quickstart only the calls examples/quickstart.lua makes", function()
+    local readme = assert(sys.read(REPO .. "/README.md"))
+    local snippet = assert(readme:match("## Quickstart.-```lua\n(.-)```"), "no quickstart snippet")
+    local example = assert(sys.read(REPO .. "/examples/quickstart.lua"))
+    local n = 0
+    for call in snippet:gmatch("[%w_]+%.[%w_.]+:[%w_]+") do -- tv.models.candidate:list, im.tests:links
+      n = n + 1
+      local method = call:match(":([%w_]+)$")
+      assert.truthy(example:find(":" .. method .. "(", 1, true) or example:find(":" .. method .. "{", 1, true),
+        "README's quickstart calls " .. call .. ", examples/quickstart.lua does not")
+    end
+    assert.is_true(n >= 5)
+  end)
+
+  it("say that the command line's --save streams to a unique temporary file, not FILE.part", function()
+    local doc = assert(sys.read(REPO .. "/docs/cli.md"))
+    assert.is_nil(doc:find("streamed to `FILE.part`", 1, true))
+  end)
+
   it("say what the catalogue does with list filters: none is required", function()
     local cat = require "assesskit.talview.catalogue"
     for _, e in ipairs(cat.endpoints) do

@@ -55,6 +55,18 @@ describe("the hostile server harness #luajit", function()
     assert.are.equal(2, conns[1].requests)
   end)
 
+  it("answers after the head of a request, leaving its body unread", function()
+    h = hostile.start{ { expect = "head" }, { send = "HTTP/1.1 413 Too Big\r\n\r\n" }, { close = true } }
+    local head = "POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n"
+    local data = exchange(h.port, head .. "0123")
+    assert.are.equal("HTTP/1.1 413 Too Big\r\n\r\n", data)
+    local reqs = h:wait_requests(1)
+    assert.are.equal(1, #reqs)
+    assert.are.equal("/up", reqs[1].path)
+    assert.are.equal(head, reqs[1].raw)
+    assert.are.equal("", reqs[1].body)
+  end)
+
   it("plays a keep-alive sequence and gives each connection its own script", function()
     h = hostile.start{ connections = {
       { "request", { send = hostile.response{ body = "one" } }, "request", { close = true } },

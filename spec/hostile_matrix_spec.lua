@@ -76,6 +76,13 @@ local cases = {
     expect = { kind = "network" } },
   { name = "a status code that is not a number", script = hostile.once("HTTP/1.1 abc OK\r\n\r\n"),
     expect = { kind = "network" } },
+  { name = "two spaces before the status code",
+    script = hostile.once("HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    expect = { kind = "network" } },
+  { name = "a header name with a space inside", script = hostile.once("HTTP/1.1 200 OK\r\nX A: b\r\n"
+      .. "Content-Length: 2\r\n\r\nok"), expect = { kind = "network" } },
+  { name = "an empty header name", script = hostile.once("HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 2\r\n\r\nok"),
+    expect = { kind = "network" } },
   { name = "HTTP/3.0 on an HTTP/1 connection", script = hostile.once("HTTP/3.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     expect = { kind = "network" } },
   { name = "an HTTP/0.9 answer (no status line)", script = hostile.once("hello, this is HTTP/0.9\r\n"),
@@ -126,6 +133,21 @@ local cases = {
   { name = "endless trailers", script = { "request", { prefix = CHUNKED .. "2\r\nok\r\n0\r\n",
       send = "X-Trailer: " .. string.rep("t", 60) .. "\r\n", forever = true, seconds = 20 } },
     expect = { kind = "too_large" } },
+  -- folding, interim answers and trailers together
+  { name = "folded lines in a 1xx, in the head and in chunked trailers",
+    script = hostile.once("HTTP/1.1 103 Early Hints\r\nLink: </a>;\r\n rel=preload\r\n\r\n" .. CHUNKED:sub(1, -3)
+      .. "X-Folded: one\r\n\ttwo\r\n\r\n2;ext=1\r\nok\r\n0\r\nX-Trailer: t1\r\n t2\r\nX-Other: o\r\n\r\n"),
+    expect = { status = 200, body = "ok", headers = { ["x-folded"] = "one two", ["x-trailer"] = "t1 t2",
+      ["x-other"] = "o" } } },
+  { name = "a folded first trailer line (continuing nothing)",
+    script = hostile.once(CHUNKED .. "2\r\nok\r\n0\r\n folded: x\r\nX-Trailer: t\r\n\r\n"),
+    expect = { status = 200, body = "ok", headers = { ["x-trailer"] = "t" } } },
+  { name = "a folded Content-Length", script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 3\r\n\r\nok"),
+    expect = { kind = "network" } },
+  { name = "a Content-Length trailer after a chunked body that also announced one",
+    script = hostile.once("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. "2\r\nok\r\n0\r\nContent-Length: 3\r\n\r\n"),
+    expect = { status = 200, body = "ok" } },
   -- broken connections and slow peers
   { name = "a reset in the middle of the headers", script = { "request", { send = "HTTP/1.1 200 OK\r\nX-A: b\r\n" },
       { pause = 0.05 }, { reset = true } }, expect = { kind = "network" } },
@@ -147,6 +169,12 @@ local cases = {
     check = function(_, _, ctx)
       assert.are.equal(0, #ctx.other:requests(), "the redirect was followed")
     end },
+  { name = "a redirect to a file:// URL (never followed)",
+    script = hostile.once(R{ status = 302, headers = { "Location: file:///etc/passwd" } }),
+    expect = { status = 302 }, client = { kind = "http", status = 302 } },
+  { name = "a redirect to plain http on another host (never followed)",
+    script = hostile.once(R{ status = 301, headers = { "Location: http://192.0.2.1/steal" } }),
+    expect = { status = 301 }, client = { kind = "http", status = 301 } },
   { name = "gzip nobody asked for", script = hostile.once(R{ headers = { JSON, "Content-Encoding: gzip" },
       body = "\31\139\8\0\0\0\0\0\0\3\171\174\5\0\67\191\166\163\2\0\0\0" }),
     expect = { status = 200, body = "\31\139\8\0\0\0\0\0\0\3\171\174\5\0\67\191\166\163\2\0\0\0" },
@@ -197,6 +225,21 @@ local cases = {
       assert.are.equal(2, count(reqs, "/models/"), "API requests")
       assert.is_true(count(reqs, "/oauth2/token") <= 2, "token requests: " .. count(reqs, "/oauth2/token"))
     end },
+  { name = "a 401 from the token endpoint itself", transport = false, apis = { "talview" }, calls = { "get", "get" },
+    script = { loop = true, { route = {
+      ["/oauth2/token"] = { { send = R{ status = 401, headers = { JSON }, body = '{"error":"invalid_client"}' } } },
+      ["*"] = { { send = R{ headers = { JSON }, body = '{"id":42}' } } } } } },
+    auth = { grant = "password", client_id = "cid", client_secret = "csecret", username = "u", password = "p" },
+    client = { kind = "auth", status = 401, sleeps = false },
+    check = function(h)
+      local reqs = h:requests()
+      assert.are.equal(0, count(reqs, "/models/"), "API requests without a token")
+      assert.are.equal(2, count(reqs, "/oauth2/token"), "token requests (one per call)")
+    end },
+  { name = "Retry-After on a 200 (no wait, no pause)", transport = false, calls = { "get", "get", "get" },
+    script = hostile.always(R{ headers = { JSON, "Retry-After: 50" }, body = '{"id":42}' }),
+    client = { ok = true, sleeps = false },
+    check = function(h) assert.are.equal(3, #h:requests()) end },
   { name = "a token endpoint with no access_token", transport = false, apis = { "talview" },
     script = hostile.always(R{ headers = { JSON }, body = '{"token_type":"bearer","expires_in":3600}' }),
     auth = { grant = "password", client_id = "cid", client_secret = "csecret", username = "u", password = "p" },
@@ -249,6 +292,21 @@ cases[#cases + 1] = { name = "a POST read and dropped on a kept-alive connection
     assert.are.equal(1, count(reqs, "/", "POST"), "the POST reached the server more than once")
   end }
 
+-- An answer that comes before the upload ends: the server reads the request head, answers
+-- (413) and stops reading the body (closing, or resetting, the connection, as many servers do).
+-- The answer is what the user gets, on both transports, as libcurl gives it.
+local UPLOAD = string.rep("u", 8 * 1024 * 1024)
+local EARLY = R{ status = 413, headers = { JSON, "Connection: close" }, body = '{"message":"too big"}' }
+for _, t in ipairs({ { "a close", { close = true } }, { "a reset", { pause = 0.05 }, { reset = true } } }) do
+  local script = { { expect = "head" }, { send = EARLY } }
+  for i = 2, #t do script[#script + 1] = t[i] end
+  cases[#cases + 1] = { name = "an answer before the upload ends, then " .. t[1], script = script,
+    reqs = { { method = "POST", body = UPLOAD, headers = { ["Content-Type"] = "application/octet-stream" } } },
+    expect = { status = 413, body = '{"message":"too big"}' },
+    calls = { "upload" }, apis = { "talview" }, client = { kind = "http", status = 413 },
+    check = function(h) assert.are.equal(1, #h:wait_requests(1), "requests the server read") end }
+end
+
 describe("hostile servers, case by case #hostile", function()
   local srv, ports, worker_pid
 
@@ -259,6 +317,7 @@ describe("hostile servers, case by case #hostile", function()
       servers = [[
   server {
     listen 127.0.0.1:@P@;
+    client_max_body_size 64m; client_body_buffer_size 64m;
     location = /ping { content_by_lua_block { ngx.print(ngx.worker.pid()) } }
     location = /run {
       content_by_lua_block {
@@ -270,7 +329,7 @@ describe("hostile servers, case by case #hostile", function()
         for i, req in ipairs(spec.reqs) do
           local status, headers, body, sent = t:request(req)
           if status then
-            out[i] = { status = status, body_hex = body:gsub(".", function(c)
+            out[i] = { status = status, headers = headers, body_hex = body:gsub(".", function(c)
               return string.format("%02x", c:byte()) end) }
           else
             out[i] = { kind = body, err = headers, sent = sent }
@@ -388,7 +447,7 @@ describe("hostile servers, case by case #hostile", function()
       for _, req in ipairs(reqs) do
         local status, headers, body, sent = s:request(req)
         if status then
-          out = { status = status, body = body }
+          out = { status = status, headers = headers, body = body }
         else
           out = { kind = body, err = headers, sent = sent }
         end
@@ -431,6 +490,9 @@ describe("hostile servers, case by case #hostile", function()
     else
       assert.are.equal(want.status, got.status, what)
       if want.body then assert.are.equal(want.body, got.body, what) end
+      for name, value in pairs(want.headers or {}) do
+        assert.are.same(value, got.headers[name], what)
+      end
     end
   end
 
@@ -452,7 +514,9 @@ describe("hostile servers, case by case #hostile", function()
         assert.are.equal(want.sent, last.err.sent, what)
       end
     end
-    if want.sleeps then
+    if want.sleeps == false then
+      assert.are.same({}, out.sleeps, what)
+    elseif want.sleeps then
       assert.are.equal(CLIENT_OPTS.max_retries, #out.sleeps, what)
       for _, s in ipairs(out.sleeps) do
         assert.is_number(s, what)
@@ -477,6 +541,45 @@ describe("hostile servers, case by case #hostile", function()
     s:close()
     assert.are.same({ "network", false }, { refused[3], refused[4] })
     assert.are.same({ "network", true }, { cut[3], cut[4] })
+  end)
+
+  it("reads a response split at every byte boundary as a whole one, through both transports", function()
+    -- a 1xx with a folded line, a folded header, chunk extensions and folded trailers, sent in
+    -- two pieces on a fresh connection per split
+    local raw = "HTTP/1.1 103 Early\r\nLink: </a>;\r\n rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+      .. "X-F: one\r\n\ttwo\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+      .. "3;e=1\r\n{\"i\r\n4\r\nd\":4\r\n1\r\n2\n1\r\n}\r\n0\r\nX-T: t1\r\n t2\r\n\r\n"
+    local conns, reqs = {}, {}
+    for i = 1, #raw - 1 do
+      conns[i] = { "request", { send = raw:sub(1, i) }, { pause = 0.01 }, { send = raw:sub(i + 1) }, { close = true } }
+    end
+    for _, which in ipairs({ "core", "ngx" }) do
+      local h = hostile.start({ connections = conns })
+      for i = 1, #raw - 1 do reqs[i] = { url = h:url("/split/" .. i), timeout = 10 } end
+      local outs = {}
+      if which == "core" then
+        local s = core.session()
+        for i, req in ipairs(reqs) do
+          local status, headers, body = s:request(req)
+          outs[i] = status and { status = status, headers = headers, body = body } or { err = headers }
+        end
+        s:close()
+      else
+        local rs = in_nginx("/run", cjson.encode({ reqs = reqs, opts = {} }))
+        for i, r in ipairs(rs) do
+          outs[i] = r.status and { status = r.status, headers = r.headers, body = unhex(r.body_hex) }
+            or { err = r.err }
+        end
+      end
+      h:stop()
+      for i, out in ipairs(outs) do
+        local what = which .. ", split after byte " .. i .. ": " .. cjson.encode(out)
+        assert.are.equal(200, out.status, what)
+        assert.are.equal('{"id":42}', out.body, what)
+        assert.are.equal("one two", out.headers["x-f"], what)
+        assert.are.equal("t1 t2", out.headers["x-t"], what)
+      end
+    end
   end)
 
   for _, case in ipairs(cases) do

@@ -61,6 +61,24 @@ describe("examples/bulk_invite.lua --journal", function()
     assert.equal(0, #sb:requests({ path = "/actions/invite" }))
   end)
 
+  it("does not pass off the recorded invite as one of candidates added to the file since", function()
+    local path = csv("grow", 3)
+    local j = tmp_dir .. "/invite.journal"
+    local status, out, err = run({ "--journal", j, path })
+    assert.equal(0, status, out .. err)
+    assert.matches("invited 3 candidates", out, 1, true)
+    -- two more rows in the file, the same journal
+    local f = assert(io.open(path, "a"))
+    f:write("Row,4,grow-4@journal.test\nRow,5,grow-5@journal.test\n")
+    f:close()
+    status, out, err = run({ "--journal", j, path })
+    assert.matches("5 candidates: 5 created, 0 already there, 0 failed", out, 1, true)
+    assert.is_nil(out:find("invited 5 candidates", 1, true), out)
+    assert.are_not.equal(0, status)
+    assert.matches('invite failed: validation: journal .*"section 2002: 3 candidates.*"section 2002: 5 candidates', err)
+    assert.equal(1, #sb:requests({ path = "/actions/invite" }))
+  end)
+
   it("reconciles a row whose create was cut short by email, and creates it once", function()
     local path, emails = csv("cut", 3)
     local j = tmp_dir .. "/invite.journal"

@@ -145,6 +145,27 @@ describe("assesskit.journal #luajit", function()
     assert.equal(damaged, sys.read(path))
   end)
 
+  it("refuses a failure record whose error was damaged, instead of replaying it as a success",
+    function()
+    local path = dir .. "/a.journal"
+    local j = assert(journal.open(path))
+    assert.equal("run", j:claim("a", 1))
+    assert(j:finish("a", 1, nil, http_err(422)))
+    j:close()
+    local good = sys.read(path)
+    for _, edit in ipairs({ { '"kind":"http"', '"kind":"htp"' }, { '"error":{.*}}', '"error":null}' },
+      { '"error":{.*}}', '"error":"422"}' } }) do
+      local damaged = good:gsub(edit[1], edit[2])
+      assert.are_not.equal(good, damaged)
+      sys.write(path, damaged)
+      local none, err = journal.open(path)
+      assert.is_nil(none, damaged)
+      assert.equal("validation", err.kind)
+      assert.matches("line 3 is corrupted", err.message, 1, true)
+      assert.equal(damaged, sys.read(path))
+    end
+  end)
+
   it("refuses another job's journal: another job name, another key for an index, a key twice",
     function()
     local path = dir .. "/a.journal"
@@ -195,6 +216,21 @@ describe("assesskit.journal #luajit", function()
     assert.equal("io", err.kind)
   end)
 
+  it("refuses at once a path that is not a file on disk: a FIFO, a pipe, a device", function()
+    local fifo = dir .. "/fifo"
+    assert(sys.run("mkfifo " .. sys.quote(fifo)))
+    local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+    for _, path in ipairs({ fifo, "/dev/stdout", "/dev/zero", "/dev/null" }) do
+      -- in a process of its own, stdout a pipe, bounded: a journal that reads for ever hangs
+      local script = ("package.path=%q package.cpath=%q local j, e = require('assesskit.journal').open(%q) "
+        .. "io.stderr:write(j and 'opened' or (e.kind .. ': ' .. e.message))"):format(ROOT .. "/lua/?.lua;"
+        .. ROOT .. "/lua/?/init.lua;" .. package.path, package.cpath, path)
+      local _, _, err = sys.exec("{ ulimit -v 1000000; timeout 10 " .. lua .. " -e " .. sys.quote(script)
+        .. " | cat; }")
+      assert.matches("^validation: journal " .. path:gsub("%p", "%%%0") .. ": not a file on disk", err)
+    end
+  end)
+
   it("is held by one user at a time, in this process and in another", function()
     local path = dir .. "/a.journal"
     local j = assert(journal.open(path))
@@ -213,6 +249,23 @@ describe("assesskit.journal #luajit", function()
     assert.equal("opened", out)
   end)
 
+  it("is not held by a child process started while it was open, once it is closed", function()
+    local path = dir .. "/a.journal"
+    local j = assert(journal.open(path))
+    -- fn (or anything in the process) starts a command that outlives the job
+    local pidfile = dir .. "/child.pid"
+    os.execute("sleep 30 </dev/null >/dev/null 2>&1 & echo $! > " .. sys.quote(pidfile))
+    local pid = assert(tonumber(sys.read(pidfile)), "no child pid")
+    j:close()
+    local script = ("package.path=%q package.cpath=%q local j, e = require('assesskit.journal').open(%q) "
+      .. "io.write(j and 'opened' or e.message)"):format(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;"
+      .. package.path, package.cpath, path)
+    local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+    local _, out = sys.exec(lua .. " -e " .. sys.quote(script))
+    sys.run("kill " .. pid)
+    assert.equal("opened", out)
+  end)
+
   it("records a result that JSON cannot hold as a failure, so the item is not run again", function()
     local path = dir .. "/a.journal"
     local j = assert(journal.open(path))
@@ -226,6 +279,59 @@ describe("assesskit.journal #luajit", function()
     local state, rec = j:claim("a", 1)
     assert.equal("failed", state)
     assert.matches("cannot be recorded", rec.err.message)
+    j:close()
+  end)
+
+  it("gives recorded numbers back exactly as they were: every digit, integer or float", function()
+    local path = dir .. "/a.journal"
+    local value = {
+      id = 123456789012345, stamp = 1733480000123456, neg = -987654321098765, small = 42,
+      sum = 0.1 + 0.2, third = 1 / 3, half = 2.5, score = 80.0, tiny = 5e-324, huge = 1.5e300,
+      list = { 4503599627370497, 0.1 + 0.7 }, nested = { deep = { x = 2 ^ 52 + 1 } },
+    }
+    local j = assert(journal.open(path))
+    assert.equal("run", j:claim("a", 1))
+    assert(j:finish("a", 1, value))
+    assert.equal("run", j:claim("b", 2))
+    assert(j:finish("b", 2, 9007199254740991))
+    assert.equal("run", j:claim("c", 3))
+    assert(j:resolve("c", 3, { id = 123456789012346 }))
+    j:close()
+    j = assert(journal.open(path))
+    local _, rec = j:claim("a", 1)
+    local function same(want, got, where)
+      if type(want) == "table" then
+        for k, v in pairs(want) do same(v, got[k], where .. "." .. tostring(k)) end
+        return
+      end
+      assert.equal(want, got, where .. ": " .. string.format("%.17g", want) .. " came back as "
+        .. tostring(got))
+      if math.type then assert.equal(math.type(want), math.type(got), where) end
+    end
+    same(value, rec.value, "value")
+    _, rec = j:claim("b", 2)
+    same(9007199254740991, rec.value, "b")
+    _, rec = j:claim("c", 3)
+    same(123456789012346, rec.value.id, "c")
+    j:close()
+  end)
+
+  it("gives a recorded JSON null (client.null) back as null, and nothing as nothing", function()
+    local null = require("assesskit.client").null
+    local path = dir .. "/a.journal"
+    local j = assert(journal.open(path))
+    assert.equal("run", j:claim("a", 1))
+    assert(j:finish("a", 1, null))
+    assert.equal("run", j:claim("b", 2))
+    assert(j:finish("b", 2, nil))
+    j:close()
+    j = assert(journal.open(path))
+    local state, rec = j:claim("a", 1)
+    assert.equal("done", state)
+    assert.equal(null, rec.value)
+    state, rec = j:claim("b", 2)
+    assert.equal("done", state)
+    assert.is_nil(rec.value)
     j:close()
   end)
 
@@ -280,6 +386,12 @@ describe("journal.is_ambiguous #luajit", function()
     assert.is_false(journal.is_ambiguous(e { kind = "timeout", method = "GET" }))
     assert.is_false(journal.is_ambiguous(e { kind = "http", status = 504, method = "POST" }))
     assert.is_false(journal.is_ambiguous(e { kind = "tls", method = "POST" }))
+    -- a write answered, its answer unreadable or cut off: it may have been done
+    assert.is_true(journal.is_ambiguous(e { kind = "decode", status = 201, method = "POST", sent = true }))
+    assert.is_true(journal.is_ambiguous(e { kind = "too_large", method = "PATCH", sent = true }))
+    assert.is_true(journal.is_ambiguous(e { kind = "aborted", method = "POST", sent = true }))
+    assert.is_false(journal.is_ambiguous(e { kind = "aborted", method = "POST", sent = false }))
+    assert.is_false(journal.is_ambiguous(e { kind = "decode", status = 200, method = "GET", sent = true }))
     assert.is_false(journal.is_ambiguous("network"))
     assert.is_false(journal.is_ambiguous(nil))
   end)
@@ -400,6 +512,28 @@ describe("client:map with a journal", function()
     assert.equal(1, created(items[1].email))
   end)
 
+  it("a result that cannot be recorded is never run again, not even with retry_failed", function()
+    local tv = sb:talview()
+    local path = dir .. "/job.journal"
+    local items = rows(2, "unrecordable")
+    local key = function(row) return row.email end
+    local function fn(row)
+      local cand, err = tv.models.candidate:create(row)
+      if not cand then return nil, err end
+      return { id = cand.id, score = 0 / 0 } -- JSON has no NaN
+    end
+    local r = tv:map(items, fn, { journal = path, key = key })
+    assert.equal("validation", r[1].err.kind)
+    assert.matches("cannot be recorded", r[1].err.message, 1, true)
+    assert.equal(2, posts())
+    -- the write was done: running it again would create the candidate twice
+    r = tv:map(items, fn, { journal = path, key = key, retry_failed = true })
+    assert.equal("validation", r[1].err.kind)
+    assert.matches("cannot be recorded", r[1].err.message, 1, true)
+    assert.equal(2, posts())
+    for i = 1, 2 do assert.equal(1, created(items[i].email)) end
+  end)
+
   it("runs an item again that failed with a retryable error", function()
     local tv = sb:talview({ max_retries = 0 })
     local path = dir .. "/job.journal"
@@ -465,6 +599,35 @@ describe("client:map with a journal", function()
     assert.equal(3, posts())
   end)
 
+  it("a POST done but its answer unreadable (a garbled 201) is ambiguous: never sent again",
+    function()
+    local tv = sb:talview()
+    local path = dir .. "/job.journal"
+    local items = rows(2, "garbled")
+    local function fn(row) return tv.models.candidate:create(row) end
+    local opts = { journal = path, key = function(row) return row.email end }
+    sb:fault({ kind = "malformed_json", times = 1, method = "POST", path = "/models/candidate" })
+    local r = tv:map(items, fn, opts)
+    assert.equal("ambiguous", r[1].err.kind)
+    assert.equal("decode", r[1].err.cause.kind)
+    assert.equal(201, r[1].err.cause.status)
+    assert.equal(items[2].email, r[2].value.email)
+    assert.equal(2, posts())
+    -- not even retry_failed sends it again: the candidate exists
+    opts.retry_failed = true
+    r = tv:map(items, fn, opts)
+    assert.equal("ambiguous", r[1].err.kind)
+    assert.equal(2, posts())
+    assert.equal(1, created(items[1].email))
+    -- reconcile finds it
+    local _, reconcile = by_email(tv)
+    opts.reconcile = reconcile
+    r = tv:map(items, fn, opts)
+    assert.equal(items[1].email, r[1].value.email)
+    assert.equal(2, posts())
+    assert.equal(1, created(items[1].email))
+  end)
+
   it("reconcile that finds nothing lets the item run again; one that fails keeps it ambiguous",
     function()
     local tv = sb:talview()
@@ -493,6 +656,43 @@ describe("client:map with a journal", function()
     assert.equal(items[1].email, r[1].value.email)
     assert.equal(2, posts())
     assert.equal(1, created(items[1].email))
+  end)
+
+  it("a callback that raises leaves no item it never sent looking started in the next run",
+    function()
+    local tv = sb:talview()
+    local function fn(row) return tv.models.candidate:create(row) end
+    local key = function(row) return row.email end
+    for _, cb in ipairs({ "on_result", "on_progress" }) do
+      local items = rows(4, "raises-" .. cb)
+      local path = dir .. "/" .. cb .. ".journal"
+      local opts = { journal = path, key = key, concurrency = 1 }
+      opts[cb] = function(i) if i == 1 then error(cb .. " raised") end end
+      local ok, msg = pcall(tv.map, tv, items, fn, opts)
+      assert.is_false(ok)
+      assert.matches(cb .. " raised", tostring(msg), 1, true)
+      -- the next run, without reconcile: the items never sent run now, none is ambiguous
+      local r = tv:map(items, fn, { journal = path, key = key, concurrency = 1 })
+      for i = 1, 4 do
+        assert.is_nil(r[i].err, cb .. ": item " .. i .. ": " .. tostring(r[i].err))
+        assert.equal(items[i].email, r[i].value.email)
+        assert.equal(1, created(items[i].email))
+      end
+    end
+    assert.equal(8, posts())
+  end)
+
+  it("reports an item whose key() gives a number no key can be made of, and goes on", function()
+    local tv = sb:talview()
+    local bad = { [2] = 2 ^ 63, [3] = math.huge, [4] = 1.5 }
+    local r = tv:map({ "a", "b", "c", "d", "e" }, function(x) return x:upper() end,
+      { journal = dir .. "/job.journal", key = function(_, i) return bad[i] or i * 10 end })
+    assert.equal("A", r[1].value)
+    assert.equal("E", r[5].value)
+    for i = 2, 4 do
+      assert.equal("validation", r[i].err.kind, "item " .. i)
+      assert.matches("key(item, " .. i .. ") returned a number", r[i].err.message, 1, true)
+    end
   end)
 
   it("refuses a journal of other items before sending anything", function()

@@ -91,4 +91,30 @@ describe("examples/openresty-callback", function()
     assert.is_nil(errlog:find(secret, 1, true))
     assert.is_nil((sys.read(site.dir .. "/logs/access.log") or ""):find(secret, 1, true))
   end)
+
+  it("keeps the secret out of the error log when a delivery is large (an action with many failed items)",
+    function()
+    sb:config({ action_delay = 600 })
+    -- 600 candidates that do not exist: the callback's body lists each in `response` (~50 KiB),
+    -- more than nginx keeps in memory by default (it logs the request line, secret and all,
+    -- when it buffers a body to a file)
+    local candidates = {}
+    for i = 1, 600 do candidates[i] = { id = 90000000 + i } end
+    local r = sb:request("POST", "/actions/invite", { token = sb.tok, body = { assessmentSectionID = 2001,
+      endDate = "2030-12-31T23:59:59Z", candidates = candidates,
+      callbackUrl = callback.url(url("/talview/callback"), secret) } })
+    assert.equal(200, r.status, r.body)
+    sb:run_actions()
+    local log = sb:requests()
+    local delivery = log[#log]
+    assert.equal("callback", delivery.kind)
+    assert.equal(200, delivery.status, delivery.error)
+    assert.is_true(delivery.body_size > 32 * 1024, tostring(delivery.body_size))
+    local got
+    for _, a in ipairs(received()) do
+      if a.id == r.json.id then got = a end
+    end
+    assert.equal(600, got.error_count)
+    assert.is_nil((sys.read(site.dir .. "/logs/error.log") or ""):find(secret, 1, true))
+  end)
 end)

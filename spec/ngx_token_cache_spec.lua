@@ -82,6 +82,12 @@ describe("assesskit.ngx.token_cache #ngx", function()
         ngx.say(tostring(err))
       }
     }
+    location = /misuse_option {
+      content_by_lua_block {
+        local ok, err = pcall(require("assesskit.ngx.token_cache").new, { dict = "tokens", lock_tll = 5 })
+        ngx.say(tostring(ok), " ", tostring(err))
+      }
+    }
     location = /tostring {
       content_by_lua_block {
         local cache = require("assesskit.ngx.token_cache").new({ dict = "tokens" })
@@ -188,6 +194,11 @@ describe("assesskit.ngx.token_cache #ngx", function()
 
   it("names the missing lua_shared_dict", function()
     assert.matches("lua_shared_dict no_such_dict", get("/misuse"), 1, true)
+  end)
+
+  it("raises on an unknown option, naming the nearest valid one", function()
+    assert.matches("false assesskit.ngx.token_cache.new: unknown option 'lock_tll' (did you mean 'lock_ttl'?)",
+      get("/misuse_option"), 1, true)
   end)
 
   it("keeps tokens out of tostring", function()

@@ -139,6 +139,19 @@ describe("assesskit.ngx.transport #ngx", function()
             req.on_progress = function(received, total) progress[#progress + 1] = { received, total } end
           elseif req.progress == "raise" then
             req.on_progress = function(received) if received > 0 then error("stop here") end end
+          elseif req.progress == "memory" then
+            -- what the transport holds once the whole body arrived (before it is joined)
+            collectgarbage()
+            collectgarbage()
+            local base = collectgarbage("count")
+            req.on_progress = function(received, total)
+              progress.pieces = (progress.pieces or 0) + 1
+              if received == total and received > 0 then
+                collectgarbage()
+                collectgarbage()
+                progress.held_kb = collectgarbage("count") - base
+              end
+            end
           end
           req.progress = nil
           if spec.close_before == i then t:close() end
@@ -578,6 +591,20 @@ describe("assesskit.ngx.transport #ngx", function()
       h:stop()
       assert.are.equal("too_large", r.kind, r.err)
       assert.is_true(after - before < 64 * 1024, "the worker grew by " .. (after - before) .. " kB")
+    end)
+
+    it("holds a body that arrives in tiny pieces in about its own size, not a string per piece", function()
+      -- a peer sending its body a byte at a time makes each read a piece of a few bytes; kept as
+      -- they came, each piece costs tens of bytes of Lua memory (string and table slot)
+      local n = 512 * 1024
+      local r, h = against({ "request", { send = "HTTP/1.1 200 OK\r\nContent-Length: " .. n .. "\r\n\r\n" },
+        { drip = string.rep("z", n), every = 0 }, { close = true } }, { timeout = 60, progress = "memory" })
+      h:stop()
+      assert.are.equal(200, r.status, r.err)
+      assert.are.equal(n, #r.body)
+      assert.is_true(r.progress.pieces > 10000, "the body came in " .. r.progress.pieces .. " pieces only")
+      assert.is_true(r.progress.held_kb < 2 * n / 1024, "a " .. n / 1024 .. " KiB body held "
+        .. math.floor(r.progress.held_kb) .. " KiB in " .. r.progress.pieces .. " pieces")
     end)
 
     it("caps every part of a response head and of a chunked body's framing as too_large", function()

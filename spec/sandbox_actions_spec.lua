@@ -471,5 +471,24 @@ describe("sandbox Talview actions", function()
       local c = post("/actions/re-invite", { isNotify = false, assessmentCandidates = { { id = 30001 } } }).json
       assert.is_true(c.id > b.id) -- a reset does not reuse ids (a callback receiver remembers them)
     end)
+
+    it("never gives an action an id that a sandbox started before it gave (a callback receiver remembers them)",
+      function()
+      hold()
+      local before = {}
+      for i = 1, 30 do
+        before[i] = post("/actions/re-invite", { isNotify = false, assessmentCandidates = { { id = 30001 } } }).json.id
+      end
+      local other = sandbox.start()
+      local ok, err = pcall(function()
+        local r = other:request("POST", "/actions/re-invite", { token = other:token(),
+          body = { isNotify = false, assessmentCandidates = { { id = 30001 } } } })
+        assert.equal(200, r.status, r.body)
+        for _, id in ipairs(before) do assert.are_not.equal(id, r.json.id) end
+        assert.is_true(r.json.id > before[#before])
+      end)
+      other:stop()
+      assert(ok, err)
+    end)
   end)
 end)

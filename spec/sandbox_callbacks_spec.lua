@@ -45,6 +45,34 @@ local RECEIVER = {
     location = /hang {
       content_by_lua_block { ngx.sleep(3) ngx.say("late") }
     }
+    location = /busy {
+      content_by_lua_block {
+        local d = ngx.shared.rx
+        local now = d:incr("busy", 1, 0)
+        if now > (d:get("busy_max") or 0) then d:set("busy_max", now) end
+        ngx.sleep(0.8)
+        d:incr("busy", -1)
+        d:incr("busy_done", 1, 0)
+        ngx.say("ok")
+      }
+    }
+    location = /busy_stats {
+      content_by_lua_block {
+        local d = ngx.shared.rx
+        ngx.say(require("cjson").encode({ max = d:get("busy_max"), done = d:get("busy_done") }))
+      }
+    }
+    location = /drip {
+      content_by_lua_block {
+        ngx.req.read_body()
+        local sock = ngx.req.socket(true)
+        for c in ("HTTP/1.1 200 OK\r\n"):gmatch(".") do
+          if not sock:send(c) then return end
+          ngx.sleep(0.2)
+        end
+        sock:send("Content-Length: 0\r\n\r\n")
+      }
+    }
     location / {
       content_by_lua_block {
         local d = ngx.shared.rx
@@ -213,6 +241,19 @@ describe("sandbox action callbacks", function()
     assert.equal(1, #received())
   end)
 
+  it("tries a redirect (3xx) again later, at the same URL: redirects are not followed", function()
+    plan(1, 302)
+    invite({ callbackUrl = rx:url("/cb?secret=" .. SECRET) })
+    sb:run_actions()
+    sb:run_actions()
+    local got = received()
+    assert.equal(2, #got)
+    assert.equal(got[1].uri, got[2].uri)
+    local log = callback_log()
+    assert.equal(302, log[1].status)
+    assert.equal(200, log[2].status)
+  end)
+
   it("sends nothing with skipCallback, or without a callbackUrl", function()
     invite({ callbackUrl = rx:url("/cb?secret=" .. SECRET), skipCallback = true })
     invite()
@@ -265,6 +306,36 @@ describe("sandbox action callbacks", function()
     assert.matches("timeout", log[2].error)
     -- and the sandbox goes on serving
     assert.equal(200, sb:request("GET", "/models/candidate/10001", { token = sb.tok }).status)
+  end)
+
+  it("gives one attempt callback_timeout in all: a receiver dripping its answer does not stretch it", function()
+    -- 17 bytes of status line, one every 0.2 s: each byte comes well within callback_timeout,
+    -- the whole line does not
+    sb:config({ callback_timeout = 1 })
+    invite({ callbackUrl = rx:url("/drip?secret=" .. SECRET) })
+    assert.same({ processed = 1, callbacks = 1 }, sb:run_actions())
+    local log = callback_log()
+    assert.equal(1, #log)
+    assert.is_nil(log[1].status)
+    assert.matches("timeout", log[1].error)
+  end)
+
+  it("makes the callback attempts of actions/run side by side, not one receiver's wait after another's",
+    function()
+    for _ = 1, 3 do invite({ callbackUrl = rx:url("/busy?secret=" .. SECRET) }) end
+    assert.same({ processed = 3, callbacks = 3 }, sb:run_actions())
+    local _, body = rx:http("GET", "/busy_stats")
+    -- every attempt is over when run answers, and they were under way together
+    assert.same({ max = 3, done = 3 }, cjson.decode(body))
+    for _, e in ipairs(callback_log()) do assert.equal(200, e.status) end
+    -- and so are the retries it makes: the first attempt of each finds the receiver down
+    plan(0) -- forgets the counts
+    sb:fault({ kind = "callback_down", attempts = 1, path = "/actions/invite", times = 3 })
+    for _ = 1, 3 do invite({ callbackUrl = rx:url("/busy?secret=" .. SECRET) }) end
+    assert.same({ processed = 3, callbacks = 3 }, sb:run_actions())
+    assert.same({ processed = 0, callbacks = 3 }, sb:run_actions())
+    _, body = rx:http("GET", "/busy_stats")
+    assert.same({ max = 3, done = 3 }, cjson.decode(body))
   end)
 
   it("forgets pending callbacks on reset", function()

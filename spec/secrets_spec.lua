@@ -51,6 +51,11 @@ local servers = [[
         if args.shape == "list" then
           ngx.status = 422
           ngx.say(cjson.encode({ { field = s, message = "is " .. s } }))
+        elseif args.shape == "nested" then -- the secret inside tables of the error body
+          ngx.status = 400
+          ngx.say(cjson.encode({ name = "n", message = "m", code = { detail = s, list = { s } },
+            fields = { { field = { s }, message = { text = "bad " .. s } } },
+            errors = { { field = { name = s }, message = "no", code = { s } } } }))
         elseif args.shape == "errors" then
           ngx.status = 404
           ngx.say(cjson.encode({ errors = { { field = s, message = "no " .. s, code = s } } }))
@@ -139,6 +144,27 @@ describe("secrets echoed by a server #luajit", function()
         tv:close()
       end
     end
+  end)
+
+  it("masks a secret echoed inside the tables of an error body (code, fields)", function()
+    local tv = talview()
+    local v, err = tv:request("GET", "/api?echo=token&shape=nested")
+    assert.is_nil(v)
+    assert.equal(400, err.status)
+    -- the server did echo it, and it shows up masked where it was
+    assert.equal("***", err.code.detail)
+    assert.equal("***", err.fields[1].field[1])
+    assert.equal("bad ***", err.fields[1].message.text)
+    assert_masked(err, TOKEN)
+    tv:close()
+    hooks = {}
+    local im = require("assesskit.interviewmocha").new({ api_key = KEY, v2_url = base .. "/v2",
+      v3_url = base .. "/v3", max_retries = 0, on_request = record, on_response = record })
+    v, err = im:call("reports.get", { testInvitationId = 5, echo = "key", shape = "nested" })
+    assert.is_nil(v)
+    assert.equal(400, err.status)
+    assert_masked(err, KEY)
+    im:close()
   end)
 
   it("masks the password and the client secret echoed by the token endpoint", function()

@@ -26,6 +26,11 @@ local SITE = {
       secret = "@SECRET@", seen = "talview_seen", max_body = 65536,
       handler = function(action)
         local calls = ngx.shared.calls
+        local slow = calls:get("slow")
+        if slow then
+          calls:delete("slow")
+          ngx.sleep(slow)
+        end
         if (calls:get("fail") or 0) > 0 then
           calls:incr("fail", -1)
           error("the handler failed on purpose, secret @SECRET@ and all")
@@ -47,6 +52,7 @@ local SITE = {
         if ngx.var.arg_fail then
           calls:flush_all()
           calls:set("fail", tonumber(ngx.var.arg_fail))
+          if ngx.var.arg_slow then calls:set("slow", tonumber(ngx.var.arg_slow)) end
           return ngx.say("ok")
         end
         local out = {}
@@ -160,6 +166,28 @@ describe("assesskit.talview.callback in nginx", function()
     assert.is_nil(errlog:find(SECRET, 1, true))
   end)
 
+  it("asks a delivery that comes while user code still runs to come again (503), so that its failure loses nothing",
+    function()
+    -- the first call of the handler takes longer than the sender waits, and then fails: the
+    -- sender's retry arrives meanwhile (in either worker) and must not be refused for good
+    site:http("GET", "/_calls?fail=1&slow=1.5")
+    sb:config({ callback_timeout = 0.3, callback_backoff = 0.2, callback_attempts = 12 })
+    local a = invite(callback.url(site:url("/talview/callback"), SECRET))
+    sb:run_actions()
+    local key = string.format("%d:3", a.id)
+    assert.truthy(eventually(function() return calls()[key] end, 30), "never delivered")
+    assert.equal(1, calls()[key])
+    local statuses = {}
+    for _, e in ipairs(sb:requests()) do
+      if e.kind == "callback" then statuses[#statuses + 1] = e.status or "timeout" end
+    end
+    -- the first attempt gave up waiting; those that came while the handler ran were asked to
+    -- come again; the one after its failure was taken
+    assert.equal("timeout", statuses[1])
+    for i = 2, #statuses - 1 do assert.equal(503, statuses[i]) end
+    assert.equal(200, statuses[#statuses])
+  end)
+
   it("calls user code exactly once per action, over many actions and retried deliveries", function()
     local url = callback.url(site:url("/talview/callback"), SECRET)
     local ids = {}
@@ -256,6 +284,34 @@ describe("assesskit.talview.callback as a plain function", function()
     assert.equal(200, (r:handle("POST", URL, nil, body(1)))) -- the oldest was forgotten
   end)
 
+  it("remembers a delivery taken after a handler failure as long as any other (seen_size)", function()
+    local calls, fail = {}, 3
+    local r = callback.new{ secret = SECRET, seen_size = 2, handler = function(a)
+      if fail > 0 then fail = fail - 1 error("not now") end
+      calls[a.id] = (calls[a.id] or 0) + 1
+    end }
+    for _ = 1, 3 do assert.equal(500, (r:handle("POST", URL, nil, body(1)))) end
+    assert.equal(200, (r:handle("POST", URL, nil, body(1))))
+    assert.equal(200, (r:handle("POST", URL, nil, body(2))))
+    -- the last two deliveries taken are 1 and 2: both are replays now
+    assert.equal(409, (r:handle("POST", URL, nil, body(1))))
+    assert.equal(409, (r:handle("POST", URL, nil, body(2))))
+    assert.same({ 1, 1 }, calls)
+  end)
+
+  it("answers 503 (come again) to a delivery that arrives while the handler of the same one runs", function()
+    local r, inner
+    r = callback.new{ secret = SECRET, handler = function()
+      -- a server that interleaves requests (coroutines) takes the sender's retry meanwhile
+      if not inner then inner = { r:handle("POST", URL, nil, body(8)) } end
+    end }
+    assert.equal(200, (r:handle("POST", URL, nil, body(8))))
+    assert.equal(503, inner[1])
+    assert.equal("1", inner[3]["Retry-After"])
+    assert.matches("being handled", cjson.decode(inner[2]).error)
+    assert.equal(409, (r:handle("POST", URL, nil, body(8))))
+  end)
+
   it("takes any of several secrets (rotation), and a seen store of the caller's", function()
     local store = { keys = {} }
     function store:add(key) if self.keys[key] then return false, "exists" end self.keys[key] = true return true end
@@ -293,6 +349,9 @@ describe("assesskit.talview.callback as a plain function", function()
     assert.matches("lua_shared_dict",
       where(function() callback.new{ secret = SECRET, handler = print, seen = "x" } end))
     assert.matches("base must be an http", where(function() callback.url("ftp://x/") end))
+    -- a base that has a secret already would make a URL the receiver refuses (the secret twice)
+    assert.matches("callback_spec.lua:%d+: callback.url: base already has a 'secret' parameter",
+      where(function() callback.url("https://h.example/cb?secret=" .. SECRET, callback.secret()) end))
     assert.matches("bytes must be", where(function() callback.secret(4) end))
   end)
 

@@ -232,6 +232,8 @@ describe("talview client #luajit", function()
         raised(function() return require("assesskit.client").new({ base_url = sb.url, max_retires = 1 }) end))
       -- no suggestion when nothing is close
       assert.matches("unknown option 'colour'$", raised(function() return talview.new({ colour = 1 }) end))
+      assert.matches(here .. "assesskit%.store%.new: unknown option 'slep' %(did you mean 'sleep'%?%)",
+        raised(function() local st = require("assesskit.store").new({ slep = print }) return st end))
     end)
 
     it("raises on an unknown per-call option (methods, each, pages, call, request), sending nothing", function()
@@ -265,6 +267,57 @@ describe("talview client #luajit", function()
         raised(function() local v = im.reports.download_pdf(5, "/tmp/x.pdf") return v end))
       im:close()
       assert.equal(0, #rec.sent)
+    end)
+
+    it("says to use a colon when a client's own method is called with a dot, at the caller's line", function()
+      -- tv.call("models.candidate.get", ...) takes the name for self: the answer must say so,
+      -- not "unknown endpoint table: 0x..." or an internal "attempt to index" error
+      for _, name in ipairs({ "call", "request", "endpoints", "map", "authenticate", "redact",
+        "last_response", "close" }) do
+        assert.matches(here .. "assesskit%.talview: tv%." .. name .. " called with a dot: use a colon, tv:"
+          .. name .. "%(%.%.%.%)",
+          raised(function() local v = tv[name]("models.candidate.get", { id = 10001 }) return v end))
+      end
+      local im = require("assesskit.interviewmocha").new({ api_key = "k", v2_url = sb.url .. "/v2",
+        v3_url = sb.url .. "/v3", transport = rec })
+      for _, name in ipairs({ "call", "endpoints", "map", "redact", "last_response", "close" }) do
+        assert.matches(here .. "assesskit%.interviewmocha: im%." .. name .. " called with a dot: use a colon, im:"
+          .. name .. "%(%.%.%.%)",
+          raised(function() local v = im[name]("reports.get", { testInvitationId = 5 }) return v end))
+      end
+      -- with a colon they still work
+      assert.is_table(tv:endpoints())
+      assert.is_table(im:endpoints())
+      assert.equal(0, #rec.sent)
+    end)
+
+    it("names the nearest endpoint, resource or action for a typo, at the caller's line", function()
+      assert.matches(here .. "talview:call: unknown endpoint models%.candidat%.get %(did you mean "
+        .. "'models%.candidate%.get'%?%)",
+        raised(function() local v = tv:call("models.candidat.get", { id = 1 }) return v end))
+      assert.matches(here .. "talview:call: unknown endpoint actions%.invit %(did you mean 'actions%.invite'%?%)",
+        raised(function() local v = tv:call("actions.invit", {}) return v end))
+      assert.matches(here .. "assesskit%.talview: no resource or action 'candidat' in models %(did you mean "
+        .. "'candidate'%?%)",
+        raised(function() local r = tv.models.candidat return r end))
+      assert.matches(here .. "assesskit%.talview: no resource or action 'gett' in models%.candidate %(did you "
+        .. "mean 'get'%?%)",
+        raised(function() local v = tv.models.candidate:gett(1) return v end))
+      local im = require("assesskit.interviewmocha").new({ api_key = "k", transport = rec })
+      assert.matches(here .. "interviewmocha:call: unknown endpoint reports%.gett %(did you mean 'reports%.get'%?%)",
+        raised(function() local v = im:call("reports.gett", {}) return v end))
+      assert.equal(0, #rec.sent)
+    end)
+
+    it("refuses a base_url with a query or a fragment, which would end up inside every path", function()
+      for _, u in ipairs({ sb.url .. "/?x=1", sb.url .. "#top", sb.url .. "?" }) do
+        assert.matches(here .. "assesskit%.talview%.new: base_url must not have a query or a fragment",
+          raised(function() local c = talview.new({ base_url = u }) return c end))
+        assert.matches(here .. "assesskit%.interviewmocha%.new: v3_url must not have a query or a fragment",
+          raised(function() local c = require("assesskit.interviewmocha").new({ v3_url = u }) return c end))
+      end
+      -- a path is fine, with or without a final slash
+      talview.new({ base_url = sb.url .. "/api/" }):close()
     end)
 
     it("checks required parameters on every call, also without a params table", function()

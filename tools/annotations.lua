@@ -65,7 +65,7 @@ M.TALVIEW_OPTIONS = {
   { "token_url", "string", "the token endpoint (default `base_url .. \"/oauth2/token\"`)" },
   { "auth", "assesskit.talview.Auth", "credentials: a password or JWT-bearer grant, or a static access token; without it no credentials are sent" },
   { "token_margin", "number", "renew the token this long before it expires, seconds (default 60, at most 10% of its lifetime)" },
-  { "store", "assesskit.TokenStore", "the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers)" },
+  { "store", "assesskit.TokenStore", "the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers; `assesskit.redis` for a fleet)" },
   { "token_store", "assesskit.TokenStore", "the former name of `store`, still accepted" },
   { "token_store_key", "string", "the credential's key in the store (default from the grant, client id, username or issuer, and token URL)" },
 }

@@ -301,8 +301,9 @@ end
 --   own
 -- @tparam[opt] number opts.max_rate requests per second at most (the budget's token bucket)
 -- @treturn table the client
--- @raise on a wrong or unknown option (naming the nearest valid one), or a plain `http://`
---   base URL to a non-loopback host without `allow_http`
+-- @raise on a wrong or unknown option (naming the nearest valid one), a base URL with a
+--   query or a fragment, or a plain `http://` base URL to a non-loopback host without
+--   `allow_http`
 -- @usage
 -- local c = client.new{ base_url = "https://api.example.com", max_retries = 3 }
 -- local v, err, res = c:request("GET", "/things/1")
@@ -315,6 +316,9 @@ function M.new(opts)
   end
   local base = url_mod.parse(base_url)
   if not base then error("assesskit.client.new: base_url must be an http(s) URL", 2) end
+  if base.query or base.fragment then -- every path would be appended after it
+    error("assesskit.client.new: base_url must not have a query or a fragment", 2)
+  end
   for _, name in ipairs({ "ca_file", "ca_path", "proxy", "user_agent", "name", "page_param",
     "per_page_param" }) do
     check(opts, name, "string")
@@ -927,6 +931,16 @@ local function fetch_to_file(self, method, path, file, opts, level)
     return nil, self:error({ kind = "io", method = req.method, url = req.url, sent = false,
       message = "cannot choose a temporary file beside " .. file })
   end
+  -- the temporary file is made now: a target whose directory cannot take it is an `io` error
+  -- naming the target, before anything is sent
+  local probe, perr = io_open(tmp, "wb")
+  if not probe then
+    perr = tostring(perr)
+    if string_sub(perr, 1, #tmp + 2) == tmp .. ": " then perr = string_sub(perr, #tmp + 3) end
+    return nil, self:error({ kind = "io", method = req.method, url = req.url, sent = false,
+      message = "cannot write " .. file .. ": " .. perr })
+  end
+  probe:close()
   req.output = tmp
   local ok, res, err = pcall(self.send, self, req)
   if not ok then

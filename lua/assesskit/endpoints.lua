@@ -34,8 +34,8 @@
 -- local EX = {}
 -- local ex = setmetatable({ _compiled = compiled }, { __index = binding:index(EX) })
 -- ex.things:get(42) -- invoke(ex, <the things.get endpoint>, 42)
-local type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset =
-  type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset
+local type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset, next =
+  type, tostring, pairs, ipairs, setmetatable, error, select, rawget, rawset, next
 local string_find, string_sub, string_gsub, string_format, string_upper, string_gmatch,
   string_match =
   string.find, string.sub, string.gsub, string.format, string.upper, string.gmatch,
@@ -43,6 +43,7 @@ local string_find, string_sub, string_gsub, string_format, string_upper, string_
 local table_concat = table.concat
 
 local client_mod = require("assesskit.client")
+local options = require("assesskit.options")
 
 local null = client_mod.null
 local VERSION = require("assesskit")._VERSION
@@ -309,6 +310,39 @@ local function dot_error(module, dotted, level)
     res, action), level + 1)
 end
 
+--- Guard an API client's own methods (`call`, `endpoints`, `map`, ...) against a call with a
+-- dot (`tv.call("models.candidate.get", ...)`, which passes the name as `self`): each method of
+-- `methods` is replaced, in place, by one that raises
+-- `<module>: <var>.<name> called with a dot: use a colon, <var>:<name>(...)` at the caller's
+-- line unless `self` is a client, and otherwise tail-calls the method (so the levels of the
+-- method's own errors are unchanged).
+-- @tparam table methods name -> function(self, ...), the client's methods
+-- @tparam function is_client `function(v) -> boolean`: whether `v` is a client object
+-- @tparam string module the module named in the error (`"assesskit.talview"`)
+-- @tparam string var the usual name of a client in the error (`"tv"`)
+function M.guard_methods(methods, is_client, module, var)
+  for name, fn in pairs(methods) do
+    local msg = string_format("%s: %s.%s called with a dot: use a colon, %s:%s(...)", module,
+      var, name, var, name)
+    methods[name] = function(self, ...)
+      if not is_client(self) then error(msg, 2) end
+      return fn(self, ...)
+    end
+  end
+end
+
+-- " (did you mean '<name>'?)" for the name of `sets` (tables whose keys are names) nearest to
+-- `key`, or "" when none is close.
+local function did_you_mean(key, ...)
+  local names = {}
+  for i = 1, select("#", ...) do
+    local set = select(i, ...)
+    if set then for k in pairs(set) do if type(k) == "string" then names[k] = true end end end
+  end
+  local near = next(names) ~= nil and options.nearest(key, names)
+  return near and (" (did you mean '" .. near .. "'?)") or ""
+end
+
 local function new_node(path)
   return { path = path, methods = {}, children = {}, eps = {} }
 end
@@ -333,7 +367,8 @@ local function node_metatable(b)
     local extra = node.extra
     if extra and extra[key] then return extra[key] end
     if type(key) == "string" and string_sub(key, 1, 2) ~= "__" then
-      error(name .. ": " .. missing .. " '" .. key .. "' in " .. node.path, 2)
+      error(name .. ": " .. missing .. " '" .. key .. "' in " .. node.path
+        .. did_you_mean(key, node.methods, node.children, extra), 2)
     end
     return nil
   end
@@ -456,7 +491,7 @@ end
 
 --- The `__index` function of the API client objects: the client's methods first, then the
 -- top-level resources of its compiled catalogue (`_compiled`), built on first use and cached
--- in the object.
+-- in the object; any other key is absent (nil).
 -- @tparam table methods the API client's methods
 -- @treturn function
 function Binding:index(methods)
@@ -479,11 +514,16 @@ end
 -- @param name the catalogue name
 -- @param params the call's parameters (checked to be a table or nil)
 -- @treturn table the endpoint
--- @raise `<caller>:call: unknown endpoint <name>` or `<caller>:call: params must be a table`,
+-- @raise `<caller>:call: unknown endpoint <name>` (with the nearest name, when one is close)
+--   or `<caller>:call: params must be a table`,
 --   at the caller of `call`
 function Binding:lookup(obj, name, params)
-  local ep = type(name) == "string" and obj._compiled.by_name[name]
-  if not ep then error(self.caller .. ":call: unknown endpoint " .. tostring(name), 3) end
+  local by_name = obj._compiled.by_name
+  local ep = type(name) == "string" and by_name[name]
+  if not ep then
+    error(self.caller .. ":call: unknown endpoint " .. tostring(name)
+      .. (type(name) == "string" and did_you_mean(name, by_name) or ""), 3)
+  end
   if params ~= nil and type(params) ~= "table" then
     error(self.caller .. ":call: params must be a table", 3)
   end

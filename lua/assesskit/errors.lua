@@ -116,6 +116,20 @@ function M.redact(s, secrets)
   return s
 end
 
+-- A copy of a value with the secrets redacted from every string in it (keys too), at any
+-- depth (a server's error body can nest them); a cycle is cut.
+local function redact_deep(v, secrets, seen)
+  if type(v) == "string" then return M.redact(v, secrets) end
+  if type(v) ~= "table" or getmetatable(v) ~= nil then return v end
+  seen = seen or {}
+  if seen[v] then return nil end
+  seen[v] = true
+  local out = {}
+  for k, x in pairs(v) do out[redact_deep(k, secrets, seen)] = redact_deep(x, secrets, seen) end
+  seen[v] = nil
+  return out
+end
+
 local function decode_pct(s)
   return (string_gsub(s, "%%(%x%x)", function(h) return string_char(tonumber(h, 16)) end))
 end
@@ -186,21 +200,15 @@ function M.new(fields, secrets)
   e.message = tostring(e.message)
   if e.name ~= nil then e.name = tostring(e.name) end
   if e.url ~= nil then e.url = M.mask_url(e.url) end
-  -- every string field (code, request_id, ... and any other), and the fields' names and
-  -- messages, without the secrets
+  -- every string field (code, request_id, ... and any other), and every string inside a
+  -- table field (the fields' names and messages, a code the server sent as an object), without
+  -- the secrets
   for k, v in pairs(e) do
-    if type(v) == "string" and k ~= "kind" then e[k] = M.redact(v, secrets) end
+    if k ~= "kind" then e[k] = redact_deep(v, secrets) end
   end
   if type(e.fields) == "table" then
     local list = {}
-    for i, f in ipairs(e.fields) do
-      if type(f) == "table" then
-        local c = {}
-        for k, v in pairs(f) do c[k] = M.redact(v, secrets) end
-        f = c
-      end
-      list[i] = f
-    end
+    for i, f in ipairs(e.fields) do list[i] = f end
     e.fields = list
   end
   if e.retryable == nil then e.retryable = false end

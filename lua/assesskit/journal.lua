@@ -12,11 +12,12 @@
 --   `retry_failed` is set; items that failed with a retryable one (a 503, a refused
 --   connection) run again;
 -- * **ambiguous** items, started without a recorded outcome (the process died) or ended by a
---   network failure or timeout of a write that may have reached the server (`err.sent ~=
---   false`), are given to `reconcile(item, i)`, which looks the outcome up and returns the
---   value when the write landed (recorded as done) or nil when it did not (then `fn` runs
---   again). Without `reconcile` they are not run again: they are reported with an error of
---   kind `ambiguous` naming the key (`err.key`), so a person can decide.
+--   network failure, timeout, cut-off or unreadable answer of a write that may have reached
+--   the server (`err.sent ~= false`; `is_ambiguous`), are given to `reconcile(item, i)`,
+--   which looks the outcome up and returns the value when the write landed (recorded as
+--   done) or nil when it did not (then `fn` runs again). Without `reconcile` they are not
+--   run again: they are reported with an error of kind `ambiguous` naming the key
+--   (`err.key`), so a person can decide.
 --
 -- Items are named across runs by `key(item, i)` (default: the index `i`). The journal knows
 -- every item by index and key: a journal written by another job (another key for the same
@@ -31,8 +32,11 @@
 --    {"i":3,"key":"ada@example.com","state":"done","value":{"id":10305,...}}
 --    {"i":4,"key":"bob@example.com","state":"failed","error":{"kind":"http","status":422,...}}
 --    {"i":5,"key":"eve@example.com","state":"resolved","value":{...}}   (found by reconcile)
+--    {"i":6,"key":"zed@example.com","state":"failed","error":{...},"landed":true}
+--                       (done, but its result could not be recorded: never run again)
 --
--- The last record of an item is its state. Errors are recorded with their fields (they carry
+-- The last record of an item is its state. Values are recorded with every digit of their
+-- numbers (cjson alone writes 14 significant digits). Errors are recorded with their fields (they carry
 -- no secret); an error that is not an `assesskit.errors` object is recorded as `"raised"`.
 -- Memory: about 150 bytes per item of the journal (its key, its state, where its outcome is
 -- in the file: 15 MB for 100,000 items); recorded values stay on disk until asked for.
@@ -60,11 +64,12 @@
 --     return found[1]             -- the candidate, or nil: create it
 --   end,
 -- })
-local type, tostring, pairs, ipairs, pcall, setmetatable, error =
-  type, tostring, pairs, ipairs, pcall, setmetatable, error
-local string_format, string_find, string_sub, string_byte =
-  string.format, string.find, string.sub, string.byte
-local math_floor = math.floor
+local type, tostring, tonumber, pairs, ipairs, next, pcall, setmetatable, error =
+  type, tostring, tonumber, pairs, ipairs, next, pcall, setmetatable, error
+local string_format, string_find, string_sub, string_byte, string_gsub =
+  string.format, string.find, string.sub, string.byte, string.gsub
+local math_floor, math_huge = math.floor, math.huge
+local math_type = math.type -- nil on LuaJIT: all doubles
 local io_open, os_date = io.open, os.date
 
 local core = require("assesskit.core")
@@ -103,18 +108,114 @@ local function is_index(i)
   return type(i) == "number" and i >= 1 and i == math_floor(i) and i < 2^53
 end
 
---- Whether an item's error leaves it ambiguous: a network failure or timeout of a request
--- that may have reached the server (`err.sent ~= false`) and is not a read (GET, HEAD,
--- OPTIONS). Such a write may or may not have been done; running it again could do it twice.
--- The one rule every journal (file or fleet) uses.
+-- The kinds of error that leave a request's outcome unknown once it may have reached the
+-- server: no answer (network, timeout), an answer cut off (aborted: the transfer cancelled;
+-- too_large: the answer over the limit), a success answer that cannot be read (decode).
+local UNKNOWN_OUTCOME = { network = true, timeout = true, aborted = true, too_large = true, decode = true }
+
+--- Whether an item's error leaves it ambiguous: a request that is not a read (GET, HEAD,
+-- OPTIONS) and may have reached the server (`err.sent ~= false`), whose answer was lost
+-- (kind `network`, `timeout`), cut off (`aborted`, `too_large`) or unreadable (`decode`: a
+-- success status with a body that is not JSON). Such a write may or may not have been done
+-- (a decode error says it was); running it again could do it twice. The one rule every
+-- journal (file or fleet) uses.
 -- @param err the item's error
 -- @treturn boolean
 function M.is_ambiguous(err)
   if type(err) ~= "table" then return false end
   if err.kind == "ambiguous" then return true end
-  if err.kind ~= "network" and err.kind ~= "timeout" then return false end
+  if not UNKNOWN_OUTCOME[err.kind] then return false end
   if err.sent == false then return false end
   return not SAFE_METHODS[err.method]
+end
+
+-- ------------------------------------------------------------------------------------------
+-- Values, exactly: cjson writes numbers with 14 significant digits (123456789012345 becomes
+-- 1.2345678901234e+14) and an integral float as an integer (80.0 becomes 80); a recorded
+-- value must come back as it was made.
+
+-- The JSON text of a number that cjson's would not give back as it is; nil when cjson's does.
+local function exact_number(x)
+  local integer = math_type and math_type(x) == "integer"
+  if x < 1e14 and x > -1e14 and (integer or (not math_type and x == math_floor(x))) then
+    return nil -- the common case: a whole number of at most 14 digits
+  end
+  if integer then return string_format("%d", x) end
+  if x ~= x or x == math_huge or x == -math_huge then return nil end -- cjson refuses these
+  local s
+  if math_type and x == math_floor(x) then
+    s = string_format("%.17g", x) -- an integral float: written with a fraction, stays a float
+    if not string_find(s, "[^%d%-]") then s = s .. ".0" end
+  else
+    if tonumber(string_format("%.14g", x)) == x then return nil end
+    s = string_format("%.17g", x)
+  end
+  return (string_gsub(s, "[^%w%+%-]", ".")) -- the decimal point, whatever the C locale
+end
+
+local MAX_DEPTH = 1000 -- cjson's nesting limit
+local EXACT = "\0assesskit-exact:" -- in a copy for cjson: the number marks[n] ("\u0000..." in JSON)
+
+-- Whether `v` holds a number needing exact_number; nil when it cannot be encoded the exact way
+-- (a cycle, or deeper than cjson goes: cjson's own error then).
+local function inexact(v, depth, path, seen)
+  local t = type(v)
+  if t == "number" then return exact_number(v) ~= nil end
+  if t ~= "table" or seen[v] then return false end
+  if path[v] or depth > MAX_DEPTH then return nil end
+  path[v] = true
+  local found = false
+  for _, x in next, v do -- raw, as cjson reads tables
+    local tx = type(x)
+    if tx == "table" then
+      local r = inexact(x, depth + 1, path, seen)
+      if r == nil then return nil end
+      found = found or r
+    elseif tx == "number" and not found and exact_number(x) then
+      found = true
+    end
+  end
+  path[v], seen[v] = nil, true
+  return found
+end
+
+-- A copy of `v` for cjson, each number needing exact_number as the string EXACT .. n.
+local function marked(v, marks)
+  local t = type(v)
+  if t == "number" then
+    local s = exact_number(v)
+    if not s then return v end
+    marks[#marks + 1] = s
+    return EXACT .. #marks
+  elseif t == "string" then
+    if string_find(v, EXACT, 1, true) then error("a string holds the journal's number mark", 0) end
+    return v
+  elseif t ~= "table" then
+    return v
+  end
+  local c = {}
+  for k, x in next, v do
+    if type(k) == "string" and string_find(k, EXACT, 1, true) then
+      error("a key holds the journal's number mark", 0)
+    end
+    c[k] = marked(x, marks)
+  end
+  return c
+end
+
+-- cjson's text of a value; raises cjson's message (without a position).
+local function cjson_text(v)
+  local ok, s = pcall(json_encode, v)
+  if not ok then error(s, 0) end
+  return s
+end
+
+-- The JSON text of a recorded value, every number as it is. Raises as cjson does.
+local function encode_value(v)
+  if not inexact(v, 0, {}, {}) then return cjson_text(v) end
+  local marks = {}
+  local s = cjson_text(marked(v, marks))
+  return (string_gsub(s, '"\\u0000assesskit%-exact:(%d+)"', function(n) return marks[tonumber(n)] end))
 end
 
 -- ------------------------------------------------------------------------------------------
@@ -144,14 +245,30 @@ local function decode_error(rec)
   return rec.raised
 end
 
+--- An item's error as a record field: `"error":{...}` (an `assesskit.errors` object's fields)
+-- or `"raised":...` (anything else), a JSON fragment. Shared with the fleet journal of
+-- `assesskit.redis`, so that both record errors alike.
+-- @param err the error
+-- @treturn string
+M.encode_error = encode_error
+
+--- The error a decoded record holds (`rec.error` or `rec.raised`), as it was given to `finish`.
+-- @tparam table rec
+-- @return the error
+M.decode_error = decode_error
+
 -- Check one decoded record line; returns the record or nil, why.
 local function check_record(rec)
   if type(rec) ~= "table" then return nil, "not a JSON object" end
   if not is_index(rec.i) then return nil, "no item index" end
   if type(rec.key) ~= "string" then return nil, "no item key" end
   if not STATES[rec.state] then return nil, "unknown state " .. tostring(rec.state) end
-  if rec.state == "failed" and rec.error == nil and rec.raised == nil then
-    return nil, "a failure without its error"
+  if rec.state == "failed" then
+    local e = rec.error
+    if e == nil and rec.raised == nil then return nil, "a failure without its error" end
+    if e ~= nil and not (type(e) == "table" and errors.KINDS[e.kind]) then
+      return nil, "a failure whose error is not an error object of a known kind"
+    end
   end
   return rec
 end
@@ -287,6 +404,12 @@ function M.open(path, opts)
   local f, msg = io_open(path, "a+b")
   if not f then return nil, errors.new({ kind = "io", message = "journal: " .. tostring(msg) }) end
   self.f = f
+  local regular, rmsg = core.file_is_regular(f)
+  if not regular then
+    f:close()
+    if rmsg then return nil, io_error(self, rmsg) end
+    return refuse(path, "not a file on disk (a FIFO, a pipe, a terminal or a device)")
+  end
   local ok, lmsg, lkind = core.file_lock(f)
   if not ok then
     f:close()
@@ -408,11 +531,13 @@ function Journal:claim(key, i, opts)
   if not rec then return nil, rerr end
   local out = { key = key, i = i, state = rec.state }
   if state == "done" then
-    if rec.value ~= client.null then out.value = rec.value end
+    out.value = rec.value -- nil when nothing was recorded; client.null when fn gave null
     return "done", out
   end
   out.err = decode_error(rec)
   if M.is_ambiguous(out.err) then return "ambiguous", out end
+  -- done, but its result could not be recorded: running it again could write twice
+  if rec.landed == true then return "failed", out end
   local e = out.err
   if (type(e) == "table" and e.retryable) or (opts and opts.retry_failed) then
     local ok, err = append(self, i, key, "started")
@@ -431,7 +556,7 @@ end
 -- @treturn[2] nil
 -- @treturn[2] table an error: kind `io` (not written: the journal is unusable from then on),
 --   or `validation` when `value` cannot be recorded as JSON (a failure is recorded instead,
---   so the item is not run again)
+--   marked `"landed"`, so the item is not run again, not even with `retry_failed`)
 function Journal:finish(key, i, value, err)
   check_args("finish", key, i)
   if err ~= nil then
@@ -439,11 +564,12 @@ function Journal:finish(key, i, value, err)
   end
   local tail
   if value ~= nil then
-    local ok, s = pcall(json_encode, value)
+    local ok, s = pcall(encode_value, value)
     if not ok then
       local verr = errors.new({ kind = "validation", key = key,
         message = "the result of item " .. key .. " cannot be recorded in the journal: " .. tostring(s) })
-      local okw, werr = append(self, i, key, "failed", encode_error(verr))
+      -- "landed": the item was done (a write may have been made); never run again
+      local okw, werr = append(self, i, key, "failed", encode_error(verr) .. ',"landed":true')
       if not okw then return nil, werr end
       return nil, verr
     end
@@ -465,7 +591,7 @@ function Journal:resolve(key, i, value)
   if value == nil or value == false then
     return append(self, i, key, "started")
   end
-  local ok, s = pcall(json_encode, value)
+  local ok, s = pcall(encode_value, value)
   if not ok then
     return nil, errors.new({ kind = "validation", key = key,
       message = "the value reconcile found for item " .. key .. " cannot be recorded: " .. tostring(s) })
@@ -612,7 +738,9 @@ end
 -- The item's key as a string; nil, err when key() gives something else or raises.
 local function item_key(self, item, i)
   local ok, key = pcall(self.key, item, i)
-  if ok and type(key) == "number" and key == math_floor(key) then key = string_format("%d", key) end
+  if ok and type(key) == "number" and key == math_floor(key) and key > -2^63 and key < 2^63 then
+    key = string_format("%d", key)
+  end
   if ok and type(key) == "string" and key ~= "" then return key end
   local why = ok and ("returned " .. (type(key) == "string" and "an empty string" or ("a " .. type(key))))
     or ("raised: " .. tostring(key))
@@ -674,7 +802,18 @@ function Job:item(item, i, call, release)
     -- the claim, and the outcome the caller holds, on disk at once
     local ok, err = j:sync(yield)
     if not ok then return nil, err, true end
-    release()
+    local delivered, raised = pcall(release)
+    if not delivered then
+      -- delivering the held outcome raised (on_result, on_progress): the map ends without
+      -- running this item. Its 'started' record of this claim must not make it ambiguous in
+      -- the next run: it was never sent, so it is recorded as such (run again next time).
+      if state == "run" and j:finish(key, i, nil, errors.new({ kind = "aborted", key = key,
+        index = i, sent = false, retryable = true,
+        message = "not sent: the map stopped before item " .. key .. " ran" })) then
+        j:sync()
+      end
+      error(raised, 0)
+    end
   end
   if state == "done" or state == "failed" then
     counts.replayed = counts.replayed + 1

@@ -37,6 +37,7 @@ local type, setmetatable, error, tostring, pairs =
 local math_floor, math_max, math_min = math.floor, math.max, math.min
 
 local scheduler = require("assesskit.scheduler")
+local options = require("assesskit.options")
 
 local M = {}
 
@@ -204,6 +205,7 @@ function M.new(opts)
     error("assesskit.store.new: opts must be a table", 2)
   end
   opts = opts or {}
+  options.check(opts, { "sleep" }, "assesskit.store.new", 2)
   if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
     error("assesskit.store.new: sleep must be a function", 2)
   end

@@ -159,6 +159,8 @@ end
 -- in dotted-quad form (`127.1` -> `127.0.0.1`), an IPv6 address without brackets (and its
 -- zone apart). Userinfo (`user:pass@`) ends at the first `@`.
 -- @tparam string s the URL
+-- @tparam[opt] table schemes the schemes accepted, name -> default port (default: `http` 80 and
+--   `https` 443; `assesskit.redis` passes `{redis = 6379}`)
 -- @treturn[1] table `{scheme =, userinfo =, host =, ipv6 =, zone =, port =, path =, query =,
 --   fragment =, origin =}`: `port` the number written (nil when none), `path` from the
 --   first `/` (`""` when the URL has none), `query` and `fragment` without their `?`/`#`
@@ -166,7 +168,8 @@ end
 --   scheme's default (an IPv6 host in brackets)
 -- @treturn[2] nil
 -- @treturn[2] string why the URL is not one (`"malformed URL (bad host)"`, ...)
-function M.parse(s)
+function M.parse(s, schemes)
+  local default_port = schemes or DEFAULT_PORT
   if type(s) ~= "string" then return nil, "URL must be a string" end
   if string_find(s, "[%c ]") then
     return nil, "malformed URL (whitespace or control character)"
@@ -174,7 +177,14 @@ function M.parse(s)
   local scheme, rest = string_match(s, "^(%a[%w+.-]*)://(.*)$")
   if not scheme then return nil, "malformed URL (no scheme://)" end
   scheme = string_lower(scheme)
-  if not DEFAULT_PORT[scheme] then
+  if not default_port[scheme] then
+    if schemes then
+      local names = {}
+      for name in pairs(schemes) do names[#names + 1] = name end
+      table.sort(names)
+      return nil, "unsupported URL scheme '" .. scheme .. "' (" .. table.concat(names, " or ")
+        .. " expected)"
+    end
     return nil, "unsupported URL scheme '" .. scheme .. "' (http or https expected)"
   end
   local authority = string_match(rest, "^[^/?#]*")
@@ -228,7 +238,7 @@ function M.parse(s)
   end
   if fragment ~= "" then u.fragment = string_sub(fragment, 2) end
   local h = u.ipv6 and ("[" .. host .. "]") or host
-  if port and port ~= DEFAULT_PORT[scheme] then h = h .. ":" .. port end
+  if port and port ~= default_port[scheme] then h = h .. ":" .. port end
   u.origin = scheme .. "://" .. h
   return u
 end

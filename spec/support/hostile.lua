@@ -8,6 +8,9 @@
 --
 -- * `"request"` (or `{ expect = "request", timeout = s }`): read one request (head, then its
 --   body by Content-Length or chunked) and record it; the peer closing first ends the connection.
+-- * `{ expect = "head" [, timeout = s] }`: read one request's head only and record it (as a
+--   request without its body); the body is left unread (what came with the head is dropped),
+--   as a server that answers before the upload ends.
 -- * `{ send = bytes [, rep = n] }`: send the bytes (n times: `rep` makes big bodies cheap).
 -- * `{ send = bytes, forever = true [, prefix = bytes] [, cap = bytes] [, seconds = s] }`: send
 --   `prefix`, then the bytes over and over until `cap` bytes (default 256 MiB) or `seconds`

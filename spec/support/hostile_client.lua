@@ -39,6 +39,10 @@ local CALLS = {
     get = function(c) return c.models.candidate:get(42) end,
     create = function(c) return c.models.candidate:create({ email = "ada@example.com", first_name = "Ada" }) end,
     authenticate = function(c) return c:authenticate() end,
+    -- a write with a body of 8 MiB (a server may answer before it has read it all)
+    upload = function(c)
+      return c.models.candidate:create({ email = "ada@example.com", notes = string.rep("u", 8 * 1024 * 1024) })
+    end,
   },
   interviewmocha = {
     get = function(c) return c.reports:get(123) end,
@@ -50,7 +54,7 @@ local CALLS = {
 --   Talview `base_url`, or both InterviewMocha URLs), `auth` (Talview auth table; default a
 --   static token `"T0KEN"`; InterviewMocha: the API key `"K3Y"`), `token_url`, `opts` (more
 --   client options, e.g. `max_retries`, `max_response_size`, `timeout`), `calls` (names:
---   `get`, `create`, `authenticate`)
+--   `get`, `create`, `authenticate`, `upload`)
 -- @treturn table `{results = { {ok = true, value_type =} | {err = describe(err)} | {raised =} },
 --   sleeps = {seconds...}, transport = "ngx"|"core"}`
 function M.run(spec)

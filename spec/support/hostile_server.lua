@@ -128,9 +128,10 @@ function Conn:send(data)
   return true
 end
 
--- Reads one request (head, then a body by Content-Length or chunked). Returns the raw bytes,
--- or nil and why ("closed", "timeout", "too large"), recording an incomplete request.
-function Conn:read_request(timeout)
+-- Reads one request (head, then a body by Content-Length or chunked; with `head_only`, the head
+-- alone: the body is left unread and what arrived with the head is dropped). Returns the raw
+-- bytes, or nil and why ("closed", "timeout", "too large"), recording an incomplete request.
+function Conn:read_request(timeout, head_only)
   local buf = self.buf
   local head_end
   while true do
@@ -161,6 +162,13 @@ function Conn:read_request(timeout)
   local length = tonumber(lower:match("\ncontent%-length:%s*(%d+)"))
   local chunked = lower:match("\ntransfer%-encoding:[^\n]*chunked") ~= nil
   local total = head_end + (length or 0)
+  if head_only then
+    self.buf = ""
+    self.nreq = self.nreq + 1
+    local raw = str_sub(buf, 1, head_end)
+    record("R", self.id, self.nreq, stamp(), hex(raw))
+    return raw
+  end
   if chunked then
     -- the end of a chunked body: walk the chunk sizes up to the last chunk and its trailers
     local pos = head_end + 1
@@ -235,8 +243,8 @@ local function step(c, s)
   if s == "request" then
     s = { expect = "request" }
   end
-  if s.expect == "request" or s.route then
-    local raw, err = c:read_request(s.timeout or 30)
+  if s.expect == "request" or s.expect == "head" or s.route then
+    local raw, err = c:read_request(s.timeout or 30, s.expect == "head")
     if not raw then
       return nil, err == "closed" and "peer-closed" or err
     end

@@ -7,7 +7,7 @@
 ---@field token_url? string the token endpoint (default `base_url .. "/oauth2/token"`)
 ---@field auth? assesskit.talview.Auth credentials: a password or JWT-bearer grant, or a static access token; without it no credentials are sent
 ---@field token_margin? number renew the token this long before it expires, seconds (default 60, at most 10% of its lifetime)
----@field store? assesskit.TokenStore the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers)
+---@field store? assesskit.TokenStore the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers; `assesskit.redis` for a fleet)
 ---@field token_store? assesskit.TokenStore the former name of `store`, still accepted
 ---@field token_store_key? string the credential's key in the store (default from the grant, client id, username or issuer, and token URL)
 ---@field transport? assesskit.Transport an object with `request(req)` following the core session (default: a libcurl session; inside nginx, `assesskit.ngx.transport`)

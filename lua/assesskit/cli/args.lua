@@ -9,10 +9,11 @@
 --
 -- Failures are usage errors, returned as `nil, message`.
 -- @internal assesskit.cli.args
-local type, pairs, tonumber, error, pcall = type, pairs, tonumber, error, pcall
+local type, pairs, tonumber, error, pcall, next = type, pairs, tonumber, error, pcall, next
 local string_sub, string_find, string_match = string.sub, string.find, string.match
 
 local cjson = require("cjson")
+local options_mod = require("assesskit.options")
 
 local M = {}
 
@@ -73,6 +74,19 @@ local function finish_params(params)
   return params
 end
 
+--- The option or flag of a spec nearest to a mistyped name, for a usage error.
+-- @tparam table spec as for `parse`
+-- @tparam string name the name given (without `--`)
+-- @treturn string `" (did you mean --NAME?)"`, or `""` when none is close
+function M.did_you_mean(spec, name)
+  local names = {}
+  for k in pairs(spec.flags or {}) do names[k] = true end
+  for k in pairs(spec.options or {}) do names[k] = true end
+  local near = next(names) ~= nil and options_mod.nearest(name, names)
+  return near and (" (did you mean --" .. near .. "?)") or ""
+end
+local did_you_mean = M.did_you_mean
+
 --- Parse arguments.
 -- @tparam table argv array of strings
 -- @tparam table spec `flags` (map option name -> result field, set to true), `options` (map
@@ -127,6 +141,8 @@ function M.parse(argv, spec)
       elseif spec.params then
         if v == nil then
           if i == n or string_sub(argv[i + 1], 1, 2) == "--" then
+            local near = did_you_mean(spec, name) -- a mistyped flag (--dryrun)
+            if near ~= "" then return nil, "unknown option --" .. name .. near end
             return nil, "parameter --" .. name .. " needs a value"
           end
           i = i + 1
@@ -134,7 +150,7 @@ function M.parse(argv, spec)
         end
         add_param(out.params, name, M.value(v))
       else
-        return nil, "unknown option --" .. name
+        return nil, "unknown option --" .. name .. did_you_mean(spec, name)
       end
     elseif string_sub(a, 1, 1) == "-" and #a > 1 and not tonumber(a) then
       return nil, "unknown option " .. a

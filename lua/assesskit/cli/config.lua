@@ -75,7 +75,8 @@ local FILE_KEYS = {
   interviewmocha = { api_key = "string", v2_url = "string", v3_url = "string" },
 }
 
-local is_secret = require("assesskit.errors").is_secret_name
+local errors = require("assesskit.errors")
+local is_secret = errors.is_secret_name
 local options = require("assesskit.options")
 local url = require("assesskit.url")
 
@@ -342,7 +343,8 @@ function M.load(opts)
 end
 
 --- Every secret value of a configuration (client secret, password, passphrase, token, API
--- key, private key), for redacting from anything printed.
+-- key, private key, and the userinfo of a URL: `http://user:password@proxy`), for redacting
+-- from anything printed.
 -- @tparam table cfg from `load`
 -- @treturn table array of strings
 function M.secrets(cfg)
@@ -354,6 +356,13 @@ function M.secrets(cfg)
         add(v)
       elseif is_secret(k) and type(v) == "string" then
         out[#out + 1] = v
+      elseif type(v) == "string" then
+        local userinfo = string_match(v, "^%a[%w+.-]*://([^/@?#]*)@")
+        if userinfo then
+          out[#out + 1] = userinfo
+          local password = string_match(userinfo, ":(.+)$")
+          if password then out[#out + 1] = password end
+        end
       end
     end
   end
@@ -377,7 +386,9 @@ function M.describe(cfg)
       if type(v) == "table" then
         add(prefix .. k .. ".", v)
       else
-        lines[#lines + 1] = prefix .. k .. " = " .. (is_secret(k) and "***" or tostring(v))
+        -- a URL's userinfo and secret query values masked too (a proxy's password)
+        lines[#lines + 1] = prefix .. k .. " = " .. (is_secret(k) and "***"
+          or (type(v) == "string" and errors.mask_url(v)) or tostring(v))
       end
     end
   end

@@ -229,6 +229,13 @@ local function suggestions(name)
   return out
 end
 
+-- The arguments `talview` takes: its flags and options, and any --PARAM VALUE.
+local function talview_spec()
+  return spec_with({ all = "all", ["raw-param"] = "raw_param", ["retry-failed"] = "retry_failed" },
+    { save = "save", each = "each", parallel = "parallel", journal = "journal", key = "key" },
+    { params = true })
+end
+
 -- The parameters an endpoint documents: path placeholders, query and body parameters, the
 -- paging ones, the query parameters every call takes, and an upload's file.
 local ALWAYS_PARAMS = { "expand", "fields", "suppress_error_code" }
@@ -248,11 +255,17 @@ end
 
 -- An undocumented parameter is refused, with the documented name nearest to it, unless
 -- --raw-param says it is meant.
-local function check_params(e, params)
+-- The nearest name may be one of the command's own options (`--timout 3`: --timeout).
+local function check_params(e, params, spec)
   local known = documented_params(e)
+  local names = {}
+  for k in pairs(known) do names[k] = true end
+  for _, t in ipairs({ spec and spec.flags or {}, spec and spec.options or {} }) do
+    for k in pairs(t) do names[k] = true end
+  end
   for k in pairs(params) do
     if not known[k] then
-      local near = options.nearest(k, known)
+      local near = options.nearest(k, names)
       usage(string_format("talview %s: %s is not a documented parameter%s; --raw-param sends"
         .. " it as given", e.name, "--" .. tostring(k),
         near and (" (did you mean --" .. near .. "?)") or ""))
@@ -414,7 +427,7 @@ local function talview_each(ctx, e, r, params, list)
   return guarded(function()
     local failed, why = require("assesskit.cli.each").run(ctx, {
       tv = tv, name = e.name, defaults = params, source = r.each, parallel = parallel,
-      check = not r.raw_param and function(p) check_params(e, p) end or nil,
+      check = not r.raw_param and function(p) check_params(e, p, talview_spec()) end or nil,
       decorate = e.name:find("^actions%.") and output.with_status_name or nil,
       dry_run = r.dry_run, journal = r.journal, key = r.key, retry_failed = r.retry_failed,
     })
@@ -425,10 +438,7 @@ local function talview_each(ctx, e, r, params, list)
 end
 
 local function cmd_talview(ctx, argv)
-  local r = parse(argv, spec_with({ all = "all", ["raw-param"] = "raw_param",
-      ["retry-failed"] = "retry_failed" },
-    { save = "save", each = "each", parallel = "parallel", journal = "journal", key = "key" },
-    { params = true }), ctx.flags)
+  local r = parse(argv, talview_spec(), ctx.flags)
   local name = r.positional[1]
   if not name then
     if r.help then ctx:out(help.talview) return M.OK end
@@ -446,7 +456,7 @@ local function cmd_talview(ctx, argv)
   local params = {}
   if r.stdin then params = read_stdin_params(ctx) end
   for k, v in pairs(r.params) do params[k] = v end
-  if not r.raw_param then check_params(e, params) end
+  if not r.raw_param then check_params(e, params, talview_spec()) end
   local list = e.response == "list" or e.paged
   if r.all and not e.paged then usage("talview: --all needs a paged list endpoint; " .. e.name .. " is not one") end
   if r.save and r.all then usage("talview: --save and --all exclude each other") end
@@ -566,6 +576,11 @@ local function cmd_im(ctx, argv)
     table_remove(argv, 1)
     return (sub == "links" and cmd_im_links or cmd_im_report)(ctx, argv)
   end
+  if sub ~= nil and sub ~= "help" and not string_find(sub, "^%-") then
+    local near = options.nearest(sub, { "links", "report" })
+    usage("im: unknown command '" .. sub .. "'"
+      .. (near and (" (did you mean " .. near .. "?)") or " (links or report)"))
+  end
   local r = parse(argv, spec_with(nil, nil, { max_positional = 1 }), ctx.flags)
   if r.help or sub == "help" then ctx:out(help.im) return M.OK end
   if r.positional[1] then usage("im: unknown command '" .. r.positional[1] .. "' (links or report)") end
@@ -644,7 +659,11 @@ function M.main(argv, sys)
       return cmd_help(ctx, { cmd, rest[1] and not string_find(rest[1], "^%-") and rest[1] or nil })
     end
     local fn = COMMANDS[cmd]
-    if not fn then usage("unknown command '" .. cmd .. "' (see `assesskit --help`)") end
+    if not fn then
+      local near = options.nearest(cmd, COMMANDS)
+      usage("unknown command '" .. cmd .. "'"
+        .. (near and (" (did you mean " .. near .. "?)") or " (see `assesskit --help`)"))
+    end
     return fn(ctx, rest)
   end)
   if ok then return status or M.OK end

@@ -40,10 +40,10 @@
 -- local report = assert(im.reports:get(2807324, { report_type = 3 }))
 -- print(report.status, report.sections[1].sectionId)
 -- assert(im.reports:download_pdf(report, "/tmp/2807324.pdf"))
-local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, select, rawget,
-  require =
-  type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall, select, rawget,
-  require
+local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select,
+  rawget, require =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select,
+  rawget, require
 local string_find, string_sub, string_gsub, string_format, string_match, string_lower =
   string.find, string.sub, string.gsub, string.format, string.match, string.lower
 local math_floor = math.floor
@@ -659,5 +659,10 @@ function IM:close()
   self._clients.v3:close()
   self._clients.v2:close()
 end
+
+-- a client method called with a dot says to use a colon
+endpoints.guard_methods(IM, function(v)
+  return type(v) == "table" and getmetatable(v) == IM_MT
+end, NAME, "im")
 
 return M

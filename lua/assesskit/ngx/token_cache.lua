@@ -1,4 +1,7 @@
---- A token store shared by every nginx worker, with a cross-worker renewal lock.
+--- A store shared by every nginx worker: the token (with a cross-worker renewal lock) and
+-- the rate budget (`cache:budget(key)`: a pause, the in-flight limit and `max_rate` for all
+-- workers together). The in-process store (`assesskit.store`) and the Redis store
+-- (`assesskit.redis`, a fleet) implement the same interface (docs/DESIGN.md, "Stores").
 --
 -- The Talview token manager (`assesskit.talview.auth`) keeps its access token in a per-client
 -- table by default, so N nginx workers would each ask the token endpoint for a token. Give the
@@ -8,9 +11,10 @@
 --
 -- The store interface, used by the token manager (docs/DESIGN.md, "Token stores"):
 --
--- * `store:get(key) -> entry | nil`: `entry` is `{token =, expires_at =, lifetime =,
+-- * `store:get(key [, secret]) -> entry | nil`: `entry` is `{token =, expires_at =, lifetime =,
 --   refresh_token =}` (epoch seconds for `expires_at`, seconds for `lifetime`);
--- * `store:set(key, entry) -> true | nil, err`;
+-- * `store:set(key, entry [, secret]) -> true | nil, err` (`secret`, the credential's, is
+--   for stores that seal what they share outside the process; the dict is nginx's memory);
 -- * `store:delete(key)`;
 -- * `store:lock(key, timeout) -> release | nil, err`: waits (with `ngx.sleep`, so the worker
 --   keeps serving) until no other holder has the renewal lock for `key`, up to `timeout`
@@ -34,10 +38,12 @@ local type = type
 local tostring = tostring
 local error = error
 local setmetatable = setmetatable
-local math_min = math.min
+local math_min, math_max, math_floor = math.min, math.max, math.floor
+local ipairs = ipairs
 local str_format = string.format
 
 local cjson = require("cjson.safe")
+local options = require("assesskit.options")
 
 local M = {}
 local mt = { __index = M }
@@ -58,12 +64,14 @@ end
 --   `prefix` (key prefix in the dict, default `"assesskit:token:"`), `lock_ttl` (seconds a
 --   lock outlives a holder that never releases it, default 30)
 -- @treturn table the store
--- @raise outside nginx, or when the dict does not exist
+-- @raise on an unknown option (naming the nearest valid one), outside nginx, or when the dict
+--   does not exist
 -- @usage local cache = token_cache.new({ dict = "assesskit_tokens" })
 function M.new(opts)
   if type(opts) ~= "table" then
     error("assesskit.ngx.token_cache.new: opts must be a table", 2)
   end
+  options.check(opts, { "dict", "prefix", "lock_ttl" }, "assesskit.ngx.token_cache.new", 2)
   if type(ngx) ~= "table" or type(ngx.shared) ~= "table" then
     error("assesskit.ngx.token_cache.new: needs nginx's Lua module (ngx.shared)", 2)
   end
@@ -92,6 +100,7 @@ function M.new(opts)
     name = name,
     prefix = prefix or DEFAULT_PREFIX,
     lock_ttl = ttl or DEFAULT_LOCK_TTL,
+    budgets = {},
   }, mt)
 end
 
@@ -203,6 +212,181 @@ function M:lock(key, timeout)
     ngx.sleep(math_min(step, left))
     step = math_min(step * 2, MAX_STEP)
   end
+end
+
+-- ------------------------------------------------------------------------------------------
+-- The rate budget, shared by the workers
+
+-- How long a request waits before asking again for a slot under the in-flight limit.
+local SLOT_POLL = 0.005
+
+local Budget = {}
+Budget.__index = Budget
+
+-- Runs fn() holding the budget's mutex in the dict (a few dict operations: microseconds, no
+-- yield). A holder that died leaves it for at most 50 ms; past that wait, fn runs anyway
+-- rather than stall a worker.
+local function locked(self, fn)
+  local dict, m = self.dict, self.k.mutex
+  for _ = 1, 100000 do
+    if dict:add(m, true, 0.05) then
+      local ok, a, b = pcall(fn)
+      dict:delete(m)
+      if not ok then error(a, 0) end
+      return a, b
+    end
+  end
+  return fn()
+end
+
+--- A permit to send one request now, or how long to wait (the store budget interface,
+-- docs/DESIGN.md "Stores"): no permit while a pause any worker set runs, while the requests
+-- in flight in every worker reach the adaptive limit, or while the shared `max_rate` bucket is
+-- empty.
+-- @tparam function clock
+-- @tparam[opt] number waited_until the end of a pause the caller waited out itself
+-- @treturn table|nil the permit
+-- @treturn number|nil seconds to wait before asking again
+function Budget:acquire(clock, waited_until)
+  local dict, k = self.dict, self.k
+  local t = clock()
+  local till = dict:get(k["until"]) or 0
+  if till > t and till > (waited_until or 0) then return nil, till - t end
+  local n = dict:incr(k.inflight, 1, 0)
+  local limit = dict:get(k.limit)
+  if limit and n > limit then
+    dict:incr(k.inflight, -1, 0)
+    return nil, SLOT_POLL
+  end
+  local rate = self.rate
+  if rate then
+    local ok, wait = locked(self, function()
+      local stamp = dict:get(k.stamp) or t
+      local tokens = math_min(self.burst, (dict:get(k.tokens) or 1) + (t - stamp) * rate)
+      if tokens < 1 then
+        dict:set(k.tokens, tokens, 600)
+        dict:set(k.stamp, t, 600)
+        return false, (1 - tokens) / rate
+      end
+      dict:set(k.tokens, tokens - 1, 600)
+      dict:set(k.stamp, t, 600)
+      return true
+    end)
+    if not ok then
+      dict:incr(k.inflight, -1, 0)
+      return nil, wait
+    end
+  end
+  return { gen = dict:get(k.gen) or 0 }
+end
+
+--- Give a permit back: `"ok"`, `"pushback"` (429/503: the limit is cut to half the requests
+-- in flight in every worker, once per round) or `"failed"`.
+-- @tparam table permit
+-- @tparam string outcome
+function Budget:release(permit, outcome)
+  local dict, k = self.dict, self.k
+  local n = dict:incr(k.inflight, -1, 0)
+  if n < 0 then dict:set(k.inflight, 0) n = 0 end
+  if outcome == "pushback" then
+    locked(self, function()
+      local gen = dict:get(k.gen) or 0
+      if permit.gen ~= gen then return end -- this round was cut already
+      local current = dict:get(k.limit) or (n + 1)
+      if n + 1 > current then current = n + 1 end
+      dict:set(k.limit, math_max(1, math_floor(current / 2)))
+      dict:set(k.ceiling, math_max(dict:get(k.ceiling) or 0, n + 1))
+      dict:set(k.grown, 0)
+      dict:set(k.gen, gen + 1)
+    end)
+  elseif outcome == "ok" and dict:get(k.limit) then
+    locked(self, function()
+      local limit = dict:get(k.limit)
+      if not limit then return end
+      local grown = (dict:get(k.grown) or 0) + 1
+      if grown >= limit then
+        grown = 0
+        limit = limit + 1
+        if limit >= (dict:get(k.ceiling) or 0) then
+          dict:delete(k.limit)
+          dict:delete(k.ceiling)
+          limit = nil
+        end
+      end
+      if limit then dict:set(k.limit, limit) end
+      dict:set(k.grown, grown)
+    end)
+  end
+end
+
+--- Pause every worker's requests for `seconds` (a longer pause already running is kept).
+-- @tparam number seconds
+-- @tparam function clock
+-- @treturn number the end of the pause (epoch seconds)
+function Budget:pause(seconds, clock)
+  local dict, k = self.dict, self.k
+  local t = clock() + seconds
+  return locked(self, function()
+    local till = dict:get(k["until"]) or 0
+    if t > till then
+      dict:set(k["until"], t, seconds + 1)
+      till = t
+    end
+    return till
+  end)
+end
+
+--- The end of the pause in force (epoch seconds), or 0.
+-- @treturn number
+function Budget:paused_until()
+  return self.dict:get(self.k["until"]) or 0
+end
+
+--- `{in_flight =, limit =, paused_until =, max_rate =}` (every worker's).
+-- @treturn table
+function Budget:state()
+  local dict, k = self.dict, self.k
+  return { in_flight = dict:get(k.inflight) or 0, limit = dict:get(k.limit),
+    paused_until = self:paused_until(), max_rate = self.rate }
+end
+
+--- Change the settings: `max_rate` (requests per second for every worker together; `false`
+-- removes the cap). Every worker should give the same.
+-- @tparam table opts
+function Budget:configure(opts)
+  if opts.max_rate == false then
+    self.rate, self.burst = nil, nil
+  elseif opts.max_rate ~= nil then
+    local rate = opts.max_rate
+    if type(rate) ~= "number" or rate ~= rate or rate <= 0 then
+      error("assesskit.ngx.token_cache: max_rate must be a number > 0 (requests per second)", 3)
+    end
+    self.rate, self.burst = rate, math_max(1, math_floor(rate / 10))
+  end
+end
+
+--- The rate budget of a credential, shared by every worker of this nginx through the dict
+-- (one object per key in each worker).
+-- @tparam string key the credential's identity
+-- @tparam[opt] table opts `max_rate`
+-- @treturn table the budget (`acquire`, `release`, `pause`, `paused_until`, `state`,
+--   `configure`)
+function M:budget(key, opts)
+  check_key(key)
+  local budgets = self.budgets
+  local b = budgets[key]
+  if not b then
+    local base = self.prefix .. "budget:" .. key .. ":"
+    local k = {}
+    for _, name in ipairs({ "until", "inflight", "limit", "ceiling", "grown", "gen", "tokens",
+      "stamp", "mutex" }) do
+      k[name] = base .. name
+    end
+    b = setmetatable({ dict = self.dict, k = k }, Budget)
+    budgets[key] = b
+  end
+  if opts then b:configure(opts) end
+  return b
 end
 
 return M

@@ -59,6 +59,8 @@ local MAX_HEAD_AND_TRAILERS = 1024 * 1024 -- the final head and the trailers tog
 local MAX_FIELDS = 100000               -- header and trailer fields of one response
 local MAX_CHUNK_LINE = 1024 * 1024      -- a chunk-size line, extensions included
 local CHUNK = 64 * 1024                 -- read and file-write granularity
+local SMALL_PART = 4096                 -- body pieces below this are joined ...
+local SMALL_PIECES = 256                -- ... once they add up to it, or are this many
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_KEEPALIVE_MS = 60 * 1000
 local MAX_TIMEOUT_MS = 2147483647       -- cosockets refuse more; ~24 days, as the core's cap
@@ -461,6 +463,13 @@ function Transfer:send(data)
     local piece = (pos == 1 and n <= CHUNK) and data or str_sub(data, pos, pos + CHUNK - 1)
     local ok, err = self.sock:send(piece)
     if not ok then
+      if err ~= "timeout" and err ~= "closed" then
+        -- The server stopped reading (it closed or reset the connection): it may have answered
+        -- already, as servers do when they refuse an upload (413, 401). nginx shut down only
+        -- the writing side of the socket, so the caller can still read that answer.
+        self.send_failed = "send failed: " .. tostring(err)
+        return nil
+      end
       return self:fail("send failed: " .. tostring(err), classify(err))
     end
     pos = pos + CHUNK
@@ -593,11 +602,11 @@ local function bad_bytes(line)
   return nil
 end
 
--- The status line: status and version (10, 11 or 20), or nil. As libcurl: "HTTP/" in any case,
--- version 1.0, 1.1 or 2 (also "2.0"), one or more spaces, a three-digit code from 100 on, then
--- the end of the line or a space.
+-- The status line: status and version (10, 11 or 20), or nil. As the core: "HTTP/" in any case,
+-- version 1.0, 1.1 or 2 (also "2.0"), one space (RFC 9112 section 4), a three-digit code from
+-- 100 on, then the end of the line or a space.
 local function parse_status_line(line)
-  local name, ver, code, rest = str_match(line, "^(%a%a%a%a)/([%d.]+) +(%d%d%d)(.*)$")
+  local name, ver, code, rest = str_match(line, "^(%a%a%a%a)/([%d.]+) (%d%d%d)(.*)$")
   if not name or str_upper(name) ~= "HTTP" then
     return nil
   end
@@ -726,7 +735,7 @@ function Transfer:open_sink(total)
   if self.out then
     self.file = self.out
   else
-    self.parts = {}
+    self.parts, self.small, self.small_bytes = {}, {}, 0
   end
   return self:progress()
 end
@@ -761,12 +770,45 @@ function Transfer:sink(data)
       return self:fail("cannot write output: " .. tostring(err), "io")
     end
   else
-    self.parts[#self.parts + 1] = data
+    self:keep(data)
   end
   return self:progress()
 end
 
+-- Joins the small pieces kept so far into one part.
+function Transfer:join_small()
+  local small = self.small
+  if #small > 0 then
+    local parts = self.parts
+    parts[#parts + 1] = tbl_concat(small)
+    self.small, self.small_bytes = {}, 0
+  end
+end
+
+-- Keeps a piece of a body held in memory. A peer that sends a byte at a time makes pieces of a
+-- few bytes, each of which would cost tens of bytes kept apart (a string and a table slot):
+-- small pieces are joined into parts of SMALL_PART bytes (or SMALL_PIECES pieces), so what
+-- the body holds stays about its own size.
+function Transfer:keep(data)
+  local n = #data
+  if n >= SMALL_PART then
+    self:join_small()
+    local parts = self.parts
+    parts[#parts + 1] = data
+    return
+  end
+  local small = self.small
+  small[#small + 1] = data
+  self.small_bytes = self.small_bytes + n
+  if self.small_bytes >= SMALL_PART or #small >= SMALL_PIECES then
+    self:join_small()
+  end
+end
+
 function Transfer:close_sink()
+  if self.parts then
+    self:join_small()
+  end
   if self.file then
     local ok, err = self.file:close()
     self.file = nil
@@ -800,13 +842,21 @@ function Transfer:read_fixed(n)
 end
 
 -- Reads the trailer section (after the last chunk) into `headers`, as libcurl reports
--- trailers: each line, the head and trailers together, and the field count are capped.
+-- trailers: each line, the head and trailers together, and the field count are capped. An
+-- obsolete folded line continues the previous trailer's value after one space, as in the head
+-- (and in the core); one with no trailer before it continues nothing kept and is dropped.
 function Transfer:read_trailers(headers)
   local bytes = self.block_bytes
+  local last, folded
   while true do
     local line, took = self:read_line(MAX_TRAILER_LINE, "trailer line")
     if not line then
       return nil
+    end
+    local c = str_byte(line, 1)
+    if folded and c ~= 32 and c ~= 9 then
+      set_newest(headers, last, tbl_concat(folded, " "))
+      folded = nil
     end
     if line == "" then
       return true
@@ -820,12 +870,25 @@ function Transfer:read_trailers(headers)
     if bad then
       return self:fail("trailer line with " .. bad, "network")
     end
-    self.fields = self.fields + 1
-    if self.fields > MAX_FIELDS then
-      return self:fail("more than " .. MAX_FIELDS .. " response header fields", "too_large")
-    end
-    if not add_header(headers, line) then
-      return self:fail("malformed trailer line", "network")
+    if c == 32 or c == 9 then
+      local cont = trim(line, 1)
+      if last and cont ~= "" then
+        if not folded then
+          local v = headers[last]
+          v = type(v) == "table" and v[#v] or v
+          folded = v ~= "" and { v } or {}
+        end
+        folded[#folded + 1] = cont
+      end
+    else
+      self.fields = self.fields + 1
+      if self.fields > MAX_FIELDS then
+        return self:fail("more than " .. MAX_FIELDS .. " response header fields", "too_large")
+      end
+      last = add_header(headers, line)
+      if not last then
+        return self:fail("malformed trailer line", "network")
+      end
     end
   end
 end
@@ -1226,7 +1289,8 @@ function Transfer:receive_response(req, method, transport)
 
   -- keep the connection only when the body was read to its end, nothing more came, and
   -- both sides agree
-  local keep = reusable and self.pos > #self.buf and server_keeps(version, headers)
+  local keep = reusable and not self.send_failed and self.pos > #self.buf
+    and server_keeps(version, headers)
   local sock = self.sock
   self.sock = nil
   if keep then
@@ -1259,7 +1323,9 @@ end
 -- Without timeouts, nginx's `lua_socket_*_timeout` settings apply to each socket operation.
 -- Redirects are not followed. A request is sent once: when a pooled keep-alive connection
 -- turns out to be dead after the request went out, it is not sent again on another one (the
--- caller's retry policy decides). A response is untrusted: its status line and each header
+-- caller's retry policy decides). An answer the server sent before it stopped reading the
+-- request (a 413 to an upload, then a close or a reset) is returned, as libcurl does. A
+-- response is untrusted: its status line and each header
 -- line are capped at 100 KiB, all its heads together (1xx included) at 300 KiB (as libcurl),
 -- a trailer line at 4 KiB, the final head and trailers together at 1 MiB, header and trailer
 -- fields at 100000, a chunk-size line at 1 MiB: past a cap the request ends `too_large`. A NUL
@@ -1380,8 +1446,21 @@ function M:request(req)
   }, Transfer)
   self.requests = self.requests + 1
   local status, headers, rbody
-  if t:connect(u, self) and t:send_request(head, body, plan) then
-    status, headers, rbody = t:receive_response(req, method, self)
+  if t:connect(u, self) then
+    if t:send_request(head, body, plan) then
+      status, headers, rbody = t:receive_response(req, method, self)
+    elseif t.send_failed and t.sock then
+      -- an answer that came before the request was sent whole (libcurl gives it too);
+      -- without one, the failure is the send's
+      status, headers, rbody = t:receive_response(req, method, self)
+      if not status then
+        t.err, t.kind = t.send_failed, "network"
+      end
+    end
+    if not status and t.sock then
+      t.sock:close()
+      t.sock = nil
+    end
   end
   if status then
     return status, headers, rbody

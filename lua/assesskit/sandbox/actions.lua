@@ -703,7 +703,9 @@ function M.has(action)
 end
 
 -- Action ids: unique for the worker's life (across resets, so that a callback receiver never
--- sees one id twice), starting from the clock so that a restarted sandbox does not reuse them.
+-- sees one id twice), starting from the clock in milliseconds so that a restarted sandbox does
+-- not reuse them (from the clock in seconds, one that had made more actions than seconds since
+-- its first did; it would take 1000 actions a second, sustained, now).
 local next_action_id
 
 -- The action object as the seed's example for `ep` shapes it, with the request's values for the
@@ -720,7 +722,7 @@ local function action_object(ep, body, principal)
   -- the action's type is the server's (a number), but Section Workflow's is the request's word
   rec.type = type(body.type) == "string" and body.type or sample.type
   local now = resources.now()
-  next_action_id = (next_action_id or (ngx and ngx.time() or os.time())) + 1
+  next_action_id = (next_action_id or math.floor((ngx and ngx.now() or os.time()) * 1000)) + 1
   rec.id = next_action_id
   rec.external_id = uuid()
   rec.status = action_status.REQUESTED

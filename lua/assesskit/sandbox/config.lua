@@ -23,7 +23,7 @@ local M = {}
 -- @field callback_attempts how many times a callback is tried before the sandbox gives up
 --   (whole, >= 1)
 -- @field callback_backoff the wait before the second attempt; it doubles for each later one
--- @field callback_timeout how long one callback attempt may take
+-- @field callback_timeout how long one callback attempt may take in all (connect, send, the answer)
 local defaults = {
   token_ttl = 86400,
   jwt_token_ttl = 3600,

@@ -164,27 +164,30 @@ end
 
 --- Process every pending action now, and make every callback attempt that is waiting for its
 -- retry: what `POST /_sandbox/actions/run` does. Callbacks waiting when `run` starts get one
--- attempt each; those of the actions it processes get their first. An action another timer
--- is processing (slowed by a fault) is hurried and waited for.
+-- attempt each; those of the actions it processes get their first; the attempts go side by
+-- side (one receiver's wait does not add to another's) and are over when it returns. An action
+-- another timer is processing (slowed by a fault) is hurried and waited for.
 -- @treturn table `{processed = <actions processed>, callbacks = <callback attempts made
 --   meanwhile>}`
 function M.run()
   local before = callbacks.attempts()
-  callbacks.run()
-  local ids = {}
-  for id in pairs(entries) do ids[#ids + 1] = id end
-  table_sort(ids)
-  local processed = 0
-  for _, id in ipairs(ids) do
-    local entry = entries[id]
-    if entry and entry.state == "queued" then
-      entry.hurry = true
-      M.process(entry)
-      processed = processed + 1
-    elseif entry and entry.state == "processing" then
-      entry.hurry = true
+  local ids, processed = {}, 0
+  -- the callback attempts made meanwhile go side by side, and are over when it returns
+  callbacks.batch(function()
+    callbacks.run()
+    for id in pairs(entries) do ids[#ids + 1] = id end
+    table_sort(ids)
+    for _, id in ipairs(ids) do
+      local entry = entries[id]
+      if entry and entry.state == "queued" then
+        entry.hurry = true
+        M.process(entry)
+        processed = processed + 1
+      elseif entry and entry.state == "processing" then
+        entry.hurry = true
+      end
     end
-  end
+  end)
   local deadline = ngx.now() + M.run_wait
   for _, id in ipairs(ids) do
     local entry = entries[id]

@@ -98,8 +98,9 @@ end
 -- @tparam table spec the `auth` option (see the module description)
 -- @tparam table opts `token_url` (required), `token_margin` (seconds, default 60),
 --   `wait_timeout` (seconds a waiter waits for another coroutine's renewal, default 60),
---   `token_store` (a shared store, e.g. `assesskit.ngx.token_cache`: `get(key)`,
---   `set(key, entry)`, `lock(key, timeout) -> release`; docs/DESIGN.md), `token_store_key`
+--   `token_store` (a shared store, e.g. `assesskit.ngx.token_cache` or `assesskit.redis`:
+--   `get(key, secret)`, `set(key, entry, secret)`, `lock(key, timeout) -> release`, optional
+--   `epoch()`; docs/DESIGN.md), `token_store_key`
 --   (default: grant, client id, username or issuer, and token URL; never a secret)
 -- @treturn table the authenticator
 -- @raise on a malformed spec
@@ -166,6 +167,7 @@ function M.new(spec, opts)
     end
     if grant ~= "access_token" then
       p.store = store
+      p.store_epoch_fn = type(store.epoch) == "function"
       p.store_key = opts.token_store_key or p.identity
       if type(p.store_key) ~= "string" then
         error("assesskit.talview: token_store_key must be a string", 2)
@@ -356,13 +358,42 @@ local function adopt(p, e)
   if type(e.refresh_token) == "string" then p.refresh_token = e.refresh_token end
 end
 
--- With a shared token store: read it, and renew under its lock.
+-- The credential's secret material, handed to a store that seals the tokens it shares
+-- (`assesskit.redis` derives its key from it); the store never keeps it. False when it
+-- cannot be read (then such a store shares nothing).
+local function seal_secret(p)
+  if p.seal_secret == nil then
+    local s
+    if p.password then
+      s = (p.client_secret or "") .. "\0" .. p.password
+    elseif p.private_key then
+      s = p.private_key
+    elseif p.private_key_file then
+      s = read_file(p.private_key_file)
+    end
+    p.seal_secret = s or false
+  end
+  return p.seal_secret or nil
+end
+
+local function entry_of(p)
+  return { token = p.token, expires_at = p.expires_at, lifetime = p.lifetime_s,
+    refresh_token = p.refresh_token }
+end
+
+-- With a shared token store: read it, and renew under its lock. A store with `epoch()`
+-- (assesskit.redis) says when the shared state may have changed under this process (its
+-- Redis went away or came back): then the store is read again even when our token is fresh,
+-- and our token is shared when the store has none, so that the fleet goes back to one token.
 local function store_token(self, client, p, stale)
   local store, key = p.store, p.store_key
-  if fresh_p(p, client.clock(), stale) then return p.token end
-  local e = store:get(key)
+  local epoch = p.store_epoch_fn and store:epoch() or nil
+  if p.store_epoch == epoch and fresh_p(p, client.clock(), stale) then return p.token end
+  local secret = seal_secret(p)
+  local e = store:get(key, secret)
   if e and fresh(e.token, e.expires_at, e.lifetime, p.margin, client.clock(), stale) then
     adopt(p, e)
+    p.store_epoch = epoch
     return p.token
   end
   local release, lerr = store:lock(key, p.wait_timeout)
@@ -370,17 +401,24 @@ local function store_token(self, client, p, stale)
     return nil, client:error({ kind = lerr == "timeout" and "timeout" or "auth",
       message = "cannot take the token renewal lock: " .. tostring(lerr) })
   end
-  e = store:get(key) -- another holder may have renewed it while we waited
+  e = store:get(key, secret) -- another holder may have renewed it while we waited
   if e and fresh(e.token, e.expires_at, e.lifetime, p.margin, client.clock(), stale) then
     release()
     adopt(p, e)
+    p.store_epoch = epoch
+    return p.token
+  end
+  if fresh_p(p, client.clock(), stale) then -- the store came back empty: share ours
+    store:set(key, entry_of(p), secret)
+    release()
+    p.store_epoch = epoch
     return p.token
   end
   if e and type(e.refresh_token) == "string" then p.refresh_token = e.refresh_token end
   local ok, tok, err = pcall(renew, self, client, p)
   if ok and tok then
-    store:set(key, { token = p.token, expires_at = p.expires_at, lifetime = p.lifetime_s,
-      refresh_token = p.refresh_token })
+    store:set(key, entry_of(p), secret)
+    p.store_epoch = epoch
   end
   release()
   if not ok then error(tok, 0) end

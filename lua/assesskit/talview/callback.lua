@@ -15,9 +15,11 @@
 --    of 0, 1, 2, 3, 99, counts whole numbers >= 0 or null, times and `response` strings or
 --    null (else 422),
 -- 4. that it has not seen before: the same action id and status a second time is a replay
---    (409), whoever sends it. Seen deliveries are remembered in a bounded way: in memory (the
---    last `seen_size`), or in a `lua_shared_dict` (`seen = "<dict name>"`; all workers share
---    it, entries expire after `seen_ttl` seconds or when the dict is full).
+--    (409), whoever sends it; while the handler of the first one still runs, it is asked to
+--    come again (503, `Retry-After: 1`), since that handler may yet fail. Seen deliveries are
+--    remembered in a bounded way: in memory (the last `seen_size`), or in a `lua_shared_dict`
+--    (`seen = "<dict name>"`; all workers share it, entries expire after `seen_ttl` seconds or
+--    when the dict is full).
 --
 -- Then it calls your `handler(action)` and answers 200 `{"ok":true}`. When the handler raises,
 -- the receiver answers 500 and forgets the delivery, so that the sender's retry calls it again;
@@ -107,23 +109,6 @@ local function check_secret(s, where, level)
   end
 end
 
---- The `callbackUrl` to give an action: `base` with the secret as its `secret` query parameter.
--- @tparam string base the receiver's http or https URL (may have a query; no fragment)
--- @tparam[opt] string secret the receiver's secret; a fresh one (`secret()`) when nil
--- @treturn string the URL
--- @treturn string the secret (give it to the receiver: `new{secret = ...}`)
--- @usage local url, secret = callback.url("https://hooks.example.com/talview")
-function M.url(base, secret)
-  if type(base) ~= "string" or not string_find(string_lower(base), "^https?://[^/?#]+") then
-    error("callback.url: base must be an http or https URL", 2)
-  end
-  if string_find(base, "#", 1, true) then error("callback.url: base must not have a fragment", 2) end
-  if secret == nil then secret = M.secret() end
-  check_secret(secret, "callback.url", 2)
-  local sep = string_find(base, "?", 1, true) and (string_find(base, "[?&]$") and "" or "&") or "?"
-  return base .. sep .. M.param .. "=" .. secret, secret
-end
-
 -- Constant-time comparison: the time depends on the length of `expected` only.
 local function same(expected, given)
   local n = #expected
@@ -156,32 +141,98 @@ local function masked(url)
   return (string_gsub(url, "([?&]" .. M.param .. "=)[^&#]*", "%1***"))
 end
 
+--- The `callbackUrl` to give an action: `base` with the secret as its `secret` query parameter.
+-- @tparam string base the receiver's http or https URL (may have a query; no fragment)
+-- @tparam[opt] string secret the receiver's secret; a fresh one (`secret()`) when nil
+-- @treturn string the URL
+-- @treturn string the secret (give it to the receiver: `new{secret = ...}`)
+-- @usage local url, secret = callback.url("https://hooks.example.com/talview")
+function M.url(base, secret)
+  if type(base) ~= "string" or not string_find(string_lower(base), "^https?://[^/?#]+") then
+    error("callback.url: base must be an http or https URL", 2)
+  end
+  if string_find(base, "#", 1, true) then error("callback.url: base must not have a fragment", 2) end
+  if #secrets_in(base) > 0 then
+    error("callback.url: base already has a '" .. M.param .. "' parameter (the receiver would refuse the"
+      .. " secret given twice): give the URL without it", 2)
+  end
+  if secret == nil then secret = M.secret() end
+  check_secret(secret, "callback.url", 2)
+  local sep = string_find(base, "?", 1, true) and (string_find(base, "[?&]$") and "" or "&") or "?"
+  return base .. sep .. M.param .. "=" .. secret, secret
+end
+
 -- == Seen deliveries ==
 
 local Memory = {}
 Memory.__index = Memory
 
--- The last `size` keys, oldest forgotten first.
+-- The last `size` keys taken, oldest forgotten first. `slot[key]` is the key's slot in `keys`; a
+-- slot whose key was deleted since (or taken again, in a later slot) is stale: it ages out
+-- without forgetting anything, and is not counted against `size`.
 local function memory(size)
-  return setmetatable({ size = size, keys = {}, set = {}, first = 1, last = 0 }, Memory)
+  return setmetatable({ size = size, keys = {}, slot = {}, value = {}, first = 1, last = 0, count = 0 },
+    Memory)
 end
 
-function Memory:add(key)
-  if self.set[key] then return false, "exists" end
+-- Forget the oldest slot (nothing when it is stale).
+local function drop_first(self)
+  local i = self.first
+  local old = self.keys[i]
+  self.keys[i] = nil
+  self.first = i + 1
+  if old ~= nil and self.slot[old] == i then
+    self.slot[old], self.value[old] = nil, nil
+    self.count = self.count - 1
+  end
+end
+
+-- The live keys in slots 1..count, in their order: stale slots take no memory.
+local function compact(self)
+  local keys, n = {}, 0
+  for i = self.first, self.last do
+    local k = self.keys[i]
+    if k ~= nil and self.slot[k] == i then
+      n = n + 1
+      keys[n] = k
+      self.slot[k] = n
+    end
+  end
+  self.keys, self.first, self.last = keys, 1, n
+end
+
+function Memory:add(key, value)
+  if self.slot[key] then return false, "exists" end
   self.last = self.last + 1
   self.keys[self.last] = key
-  self.set[key] = true
-  while self.last - self.first + 1 > self.size do
-    local old = self.keys[self.first]
-    self.keys[self.first] = nil
-    if old ~= nil then self.set[old] = nil end
-    self.first = self.first + 1
-  end
+  self.slot[key], self.value[key] = self.last, value
+  self.count = self.count + 1
+  while self.count > self.size do drop_first(self) end
   return true
 end
 
+function Memory:get(key)
+  return self.value[key]
+end
+
+-- Only ever called for a key just taken (its value changes, its place does not).
+function Memory:set(key, value)
+  if self.slot[key] then self.value[key] = value return true end
+  return self:add(key, value)
+end
+
 function Memory:delete(key)
-  self.set[key] = nil -- its slot in `keys` ages out with the others
+  local slot = self.slot[key]
+  if not slot then return end
+  self.slot[key], self.value[key] = nil, nil
+  self.count = self.count - 1
+  if slot == self.last then
+    -- the key just taken (a handler that failed): its slot goes too
+    self.keys[slot] = nil
+    self.last = slot - 1
+  elseif self.last - self.first + 1 > 2 * self.size then
+    compact(self)
+  end
 end
 
 -- == Checks ==
@@ -238,6 +289,9 @@ end
 local Receiver = {}
 Receiver.__index = Receiver
 
+-- What the seen store holds for a delivery: taken and in the handler, or handled.
+local PENDING, DONE = "pending", "done"
+
 local OPTIONS = { secret = true, handler = true, max_body = true, seen = true, seen_size = true,
   seen_ttl = true }
 
@@ -251,8 +305,11 @@ local OPTIONS = { secret = true, handler = true, max_body = true, seen = true, s
 --   delivery refused with 500 and tried again by the sender;
 -- * `max_body` (bytes, default 1 MiB);
 -- * `seen`: where deliveries are remembered: the name of a `lua_shared_dict` (inside nginx),
---   or an object with `add(key, value, ttl) -> true | false, "exists"` and `delete(key)` (a
---   `ngx.shared.DICT` is one); default: this receiver's memory, the last `seen_size` (10000);
+--   or an object with `add(key, value, ttl) -> true | false, "exists"` and `delete(key)`, and
+--   best `get(key)` and `set(key, value, ttl)` too (without them a delivery that comes while
+--   the handler of the same one runs is refused with 409, not asked to come again; a
+--   `ngx.shared.DICT` has all four); default: this receiver's memory, the last `seen_size`
+--   (10000);
 -- * `seen_ttl` (seconds a shared dict keeps one; default 30 days).
 -- @treturn table the receiver: `handle`, `serve`
 -- @raise on a missing or wrong option (before anything is received)
@@ -331,9 +388,15 @@ local function check_body(self, body)
   local why = M.check_action(action)
   if why then return answer(422, "not an action: " .. why) end
   local key = string_format("talview-action:%.0f:%.0f", action.id, action.status)
-  local added, err = self.seen:add(key, true, self.seen_ttl)
+  local seen = self.seen
+  local added, err = seen:add(key, PENDING, self.seen_ttl)
   if not added then
     if err == "exists" then
+      if seen.get and seen:get(key) == PENDING then
+        -- another delivery of it is in the handler, which may yet fail: not a replay yet
+        return answer(503, string_format("action %.0f with status %.0f is being handled: try again later",
+          action.id, action.status), { ["Retry-After"] = "1" })
+      end
       return answer(409, string_format("already received: action %.0f with status %.0f", action.id, action.status))
     end
     return answer(503, "cannot remember the delivery")
@@ -347,6 +410,7 @@ local function check_body(self, body)
     local status, rbody, headers = answer(500, "the handler failed")
     return status, rbody, headers, msg
   end
+  if seen.set then seen:set(key, DONE, self.seen_ttl) end
   return answer(200)
 end
 
@@ -400,7 +464,9 @@ end
 -- answer. The body is read only once the method, secret, length and media type passed.
 -- A handler failure is logged at `error` level with `log` (the secret masked, and out of the
 -- request's context, whose request line holds the secret). Your access log should not log the
--- query either (`$uri`, not `$request_uri` or `$request`).
+-- query either (`$uri`, not `$request_uri` or `$request`), and nginx should keep the body in
+-- memory (`client_body_buffer_size` as large as `client_max_body_size`): it logs a warning with
+-- the request line when it buffers a body to a file.
 function Receiver:serve()
   local ngx = ngx -- luacheck: read globals ngx
   local method = ngx.req.get_method()

@@ -46,10 +46,10 @@
 --   if not c then error(tostring(e)) end
 --   print(c.id, c.name)
 -- end
-local type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget, require,
-  pcall =
-  type, tostring, tonumber, pairs, ipairs, setmetatable, error, select, rawget, require,
-  pcall
+local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, select, rawget,
+  require, pcall =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, select, rawget,
+  require, pcall
 local string_find, string_gsub, string_format, string_match, string_rep =
   string.find, string.gsub, string.format, string.match, string.rep
 local math_floor = math.floor
@@ -719,5 +719,10 @@ end
 function TV:close()
   self._client:close()
 end
+
+-- a client method called with a dot says to use a colon
+endpoints.guard_methods(TV, function(v)
+  return type(v) == "table" and getmetatable(v) == TV_MT
+end, NAME, "tv")
 
 return M
