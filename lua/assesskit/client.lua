@@ -30,9 +30,9 @@ local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error
   type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, require,
   rawget
 local string_find, string_lower, string_match, string_gmatch, string_upper, string_byte,
-  string_format, string_gsub =
+  string_format, string_gsub, string_sub =
   string.find, string.lower, string.match, string.gmatch, string.upper, string.byte,
-  string.format, string.gsub
+  string.format, string.gsub, string.sub
 local table_concat = table.concat
 local math_floor, math_min, math_max, math_random, math_huge =
   math.floor, math.min, math.max, math.random, math.huge
