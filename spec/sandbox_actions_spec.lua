@@ -11,9 +11,16 @@ local samples = require("assesskit.sandbox.samples")
 
 local END = "2030-01-31T00:00:00Z"
 
--- The seed's example answer of an action (`actions.<name>`), decoded.
-local function example(name)
-  local v = cjson.decode(samples["actions." .. name].json)
+-- The seed's example answer of an action (`actions.<name>`), decoded; `n`: the n-th example
+-- where the seed shows more than one (Remind Candidate's second, by sections).
+local function example_text(name, n)
+  local s = samples["actions." .. name]
+  if n and n > 1 then s = s.more[n - 1] end
+  return s.json
+end
+
+local function example(name, n)
+  local v = cjson.decode(example_text(name, n))
   return v[1] or v
 end
 
@@ -23,6 +30,37 @@ local function keys_of(t)
   table.sort(out)
   return out
 end
+
+describe("the seed's example answers of the actions", function()
+  local SEED = sys.repo .. "/../shared/seeds/002_3384fbf1d7adbc06.txt"
+
+  it("are what samples_gen rebuilds from the seed (lua/assesskit/sandbox/samples.lua is not stale)", function()
+    if not sys.read(SEED) then
+      return pending("needs the API documents (../shared/seeds/) beside the checkout: rebuilds "
+        .. "lua/assesskit/sandbox/samples.lua from the seed and compares")
+    end
+    local tmp = sys.tmpdir("samples")
+    sys.must("cd " .. sys.quote(sys.repo) .. " && lua5.4 -e " .. sys.quote(string.format(
+      'package.path = "lua/?.lua;lua/?/init.lua;" .. package.path '
+      .. 'require("assesskit.sandbox.samples_gen").main(%q, %q)', SEED, tmp .. "/samples.lua")) .. " 2>&1")
+    local fresh = sys.read(tmp .. "/samples.lua")
+    sys.rmdir(tmp)
+    assert.is_true(fresh == sys.read(sys.repo .. "/lua/assesskit/sandbox/samples.lua"),
+      "lua/assesskit/sandbox/samples.lua is stale: regenerate it (lua/assesskit/sandbox/README.md)")
+  end)
+
+  it("include Remind Candidate's second example, a reminder by sections, which echoes them", function()
+    local more = samples["actions.remind_candidate"].more
+    assert.equal(1, #more)
+    local second = example("remind_candidate", 2)
+    assert.same({ { id = 381499 } }, second.assessmentSections)
+    assert.is_nil(second.assessmentCandidates)
+    assert.is_nil(example("remind_candidate").assessmentSections)
+    for name, s in pairs(samples) do
+      if name ~= "actions.remind_candidate" then assert.is_nil(s.more, name) end
+    end
+  end)
+end)
 
 describe("sandbox Talview actions", function()
   local sb = sandbox.fixture({ token = true, reset = true })
