@@ -120,6 +120,21 @@ describe("assesskit.redis journal #luajit", function()
     assert.equal("run", b:claim("k1", 1, { retry_failed = true }))
   end)
 
+  it("never runs again a result it could not record, not even with retry_failed", function()
+    local a = open()
+    assert.equal("run", a:claim("ada", 1))
+    local ok, err = a:finish("ada", 1, { id = 7, score = 0 / 0 }) -- JSON has no NaN
+    assert.is_nil(ok)
+    assert.equal("validation", err.kind)
+    assert.matches("cannot be recorded", err.message)
+    -- the item was done (its write made): running it again could make it twice
+    for _, opts in ipairs({ {}, { retry_failed = true } }) do
+      local state, rec = open():claim("ada", 1, opts)
+      assert.equal("failed", state)
+      assert.matches("cannot be recorded", rec.err.message)
+    end
+  end)
+
   it("lets go of what it holds when closed", function()
     local a, b = open(), open()
     assert.equal("run", a:claim("ada", 1))

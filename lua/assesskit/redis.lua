@@ -1101,7 +1101,8 @@ function Journal:claim(key, i, opts)
   out.err = journal.decode_error(rec)
   if journal.is_ambiguous(out.err) then return "ambiguous", out end
   local e = out.err
-  if (type(e) == "table" and e.retryable) or (opts and opts.retry_failed) then
+  -- done, but its result could not be recorded: running it again could write twice
+  if rec.landed ~= true and ((type(e) == "table" and e.retryable) or (opts and opts.retry_failed)) then
     local okr, werr = record(self, key, i, 'started {"i":' .. string_format("%d", i) .. "}", true)
     if not okr then return nil, werr end
     return "run"
@@ -1130,7 +1131,9 @@ function Journal:finish(key, i, value, err)
   if not ok then
     local verr = errors.new({ kind = "validation", key = key,
       message = "the result of item " .. key .. " cannot be recorded in the journal: " .. tostring(s) })
-    local okw, werr = record(self, key, i, "failed " .. head .. "," .. journal.encode_error(verr) .. "}")
+    -- "landed": the item was done (a write may have been made); never run again
+    local okw, werr = record(self, key, i, "failed " .. head .. "," .. journal.encode_error(verr)
+      .. ',"landed":true}')
     if not okw then return nil, werr end
     return nil, verr
   end
