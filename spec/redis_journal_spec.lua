@@ -135,6 +135,36 @@ describe("assesskit.redis journal #luajit", function()
     end
   end)
 
+  it("gives recorded numbers back exactly as they were: every digit, integer or float", function()
+    local value = {
+      id = 123456789012345, stamp = 1733480000123456, neg = -987654321098765, small = 42,
+      sum = 0.1 + 0.2, third = 1 / 3, score = 80.0, list = { 4503599627370497, 0.1 + 0.7 },
+    }
+    local a = open()
+    assert.equal("run", a:claim("a", 1))
+    assert(a:finish("a", 1, value))
+    assert.equal("run", a:claim("c", 3))
+    a:close() -- c started, its outcome unknown: the next holder reconciles it
+    local b = open()
+    assert.equal("ambiguous", (b:claim("c", 3)))
+    assert(b:resolve("c", 3, { id = 123456789012346 }))
+    local function same(want, got, where)
+      if type(want) == "table" then
+        for k, v in pairs(want) do same(v, got[k], where .. "." .. tostring(k)) end
+        return
+      end
+      assert.equal(want, got, where .. ": " .. string.format("%.17g", want) .. " came back as "
+        .. tostring(got))
+      if math.type then assert.equal(math.type(want), math.type(got), where) end
+    end
+    local state, rec = open():claim("a", 1)
+    assert.equal("done", state)
+    same(value, rec.value, "value")
+    state, rec = open():claim("c", 3)
+    assert.equal("done", state)
+    same(123456789012346, rec.value.id, "resolved")
+  end)
+
   it("lets go of what it holds when closed", function()
     local a, b = open(), open()
     assert.equal("run", a:claim("ada", 1))

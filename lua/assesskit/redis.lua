@@ -1127,7 +1127,7 @@ function Journal:finish(key, i, value, err)
     return record(self, key, i, "failed " .. head .. "," .. journal.encode_error(err) .. "}")
   end
   if value == nil then return record(self, key, i, "done " .. head .. "}") end
-  local ok, s = pcall(json_encode, value)
+  local ok, s = pcall(journal.encode_value, value)
   if not ok then
     local verr = errors.new({ kind = "validation", key = key,
       message = "the result of item " .. key .. " cannot be recorded in the journal: " .. tostring(s) })
@@ -1154,7 +1154,7 @@ function Journal:resolve(key, i, value)
   if value == nil or value == false then
     return record(self, key, i, "started " .. head .. "}", true)
   end
-  local ok, s = pcall(json_encode, value)
+  local ok, s = pcall(journal.encode_value, value)
   if not ok then
     return nil, errors.new({ kind = "validation", key = key,
       message = "the value reconcile found for item " .. key .. " cannot be recorded: " .. tostring(s) })
