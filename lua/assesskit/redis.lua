@@ -1092,7 +1092,7 @@ function Journal:claim(key, i, opts)
   local rec = decode_record(res[2])
   local out = { key = key, i = i, state = rec.state }
   if what == "done" then
-    if rec.value ~= client.null then out.value = rec.value end
+    out.value = rec.value -- nil when nothing was recorded; client.null when fn gave null
     return "done", out
   end
   -- "held": this process holds it now; it was started by a process that died, or it failed
