@@ -389,6 +389,24 @@ end
 
 -- EVALSHA of a registered script (EVAL when Redis does not know it: first use, restart).
 local SCRIPTS = {}
+-- name -> function(reply) -> whether the script's reply has the shape its callers read (a
+-- server that is not Redis, or not in step, may answer anything: that is a protocol failure,
+-- never a Lua error in a caller).
+local SHAPES = {}
+
+local function numbers(res, n)
+  if type(res) ~= "table" then return false end
+  for i = 1, n do
+    if type(res[i]) ~= "number" then return false end
+  end
+  return true
+end
+
+-- Gives up a connection whose stream cannot be trusted (never back to nginx's pool).
+local function drop(c)
+  if getmetatable(c) == RestyConn then c.broken = true end
+  c:close()
+end
 
 local function script(c, self, name, keys, args)
   local src = SCRIPTS[name]
@@ -396,7 +414,11 @@ local function script(c, self, name, keys, args)
   if not sha then
     local msg, kind
     sha, msg, kind = c:command("SCRIPT", "LOAD", src)
-    if type(sha) ~= "string" then return nil, msg, kind end
+    if type(sha) ~= "string" then
+      if sha == nil then return nil, msg, kind end
+      drop(c)
+      return nil, "Redis answered SCRIPT LOAD with a " .. type(sha), "protocol"
+    end
     self.shas[name] = sha
   end
   local cmd = { "EVALSHA", sha, #keys }
@@ -405,7 +427,11 @@ local function script(c, self, name, keys, args)
   local res, msg, kind = c:command(unpack(cmd))
   if res == nil and kind == "redis" and string_find(msg, "NOSCRIPT", 1, true) then
     cmd[1], cmd[2] = "EVAL", src -- Redis restarted, or its script cache was flushed
-    return c:command(unpack(cmd))
+    res, msg, kind = c:command(unpack(cmd))
+  end
+  if res ~= nil and SHAPES[name] and not SHAPES[name](res) then
+    drop(c) -- not Redis, or not in step with us: start again on a new connection
+    return nil, "Redis answered the " .. name .. " script out of shape", "protocol"
   end
   return res, msg, kind
 end
@@ -644,6 +670,7 @@ if rate and want > 0 and left == 0 then
   if granted == 0 then wait = math.ceil((1 - tokens) * 1000 / rate) end
 end
 return {left, limit, gen, granted, wait}]]
+SHAPES.budget_sync = function(res) return numbers(res, 5) end
 
 -- KEYS: pause. ARGV: ms. Returns the ms left of the pause now in force.
 SCRIPTS.budget_pause = NOW_MS .. [[
@@ -651,6 +678,7 @@ local till = now + tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if till > cur then redis.call('SET', KEYS[1], till, 'PX', tonumber(ARGV[1]) + 1000) else till = cur end
 return till - now]]
+SHAPES.budget_pause = function(res) return type(res) == "number" end
 
 -- The fleet's requests in flight: the sum of the counts the processes publish (each at every
 -- look at the budget, and at every permit and release while the limit is cut), a count
@@ -688,6 +716,7 @@ if in_flight(KEYS[2], ARGV[1], mine) >= limit then
 end
 publish(KEYS[2], ARGV[1], mine + 1)
 return {1, limit, gen}]]
+SHAPES.budget_take = function(res) return numbers(res, 3) end
 
 -- KEYS: aimd, procs. ARGV: outcome, the permit's gen, this process's in-flight count (after
 -- this release), proc. Publishes the count and applies AIMD: a pushback cuts the limit to half
@@ -723,6 +752,7 @@ elseif ARGV[1] == 'ok' and limit > 0 then
   redis.call('HSET', KEYS[1], 'limit', limit, 'grown', grown)
 end
 return {limit, gen}]]
+SHAPES.budget_release = function(res) return numbers(res, 2) end
 
 local Budget = {}
 Budget.__index = Budget
@@ -937,6 +967,12 @@ if not rec then
   return {'run'}
 end
 return {'held', rec}]]
+-- {what}, or {what, a string}
+local CLAIM_ANSWERS = { lost = 1, busy = 1, run = 1, done = 2, held = 2, other_key = 2, other_index = 2 }
+SHAPES.claim = function(res)
+  local n = type(res) == "table" and CLAIM_ANSWERS[res[1]]
+  return n == 1 or (n == 2 and type(res[2]) == "string")
+end
 
 -- Writes an item's record if this owner holds it (or nobody does and it has no outcome yet:
 -- an outcome recorded by another process is never overwritten); keeps the claim (and renews
@@ -962,6 +998,8 @@ else
   redis.call('HDEL', KEYS[3], key)
 end
 return {'ok'}]]
+local RECORD_ANSWERS = { lost = true, done = true, taken = true, ok = true }
+SHAPES.record = function(res) return type(res) == "table" and RECORD_ANSWERS[res[1]] == true end
 
 -- Renews the leases of the items this owner holds (ARGV[3..]); lets go of none.
 SCRIPTS.renew = [[
@@ -978,6 +1016,7 @@ for a = 3, #ARGV do
   end
 end
 return {'ok', n}]]
+SHAPES.renew = function(res) return type(res) == "table" and (res[1] == "ok" or res[1] == "lost") end
 
 -- Lets go of the claims this owner holds (ARGV[2..]).
 SCRIPTS.unclaim = [[
@@ -1183,7 +1222,7 @@ function Journal:close()
   return true
 end
 
---- Counts of the job in Redis: `{items =, done =, claimed =}`.
+--- Counts of the job in Redis: `{items =, claimed =}` (items recorded, claims held).
 -- @treturn table|nil
 -- @treturn table|nil the error
 function Journal:stats()
@@ -1192,6 +1231,7 @@ function Journal:stats()
     return c:pipeline { { "HLEN", k.items }, { "HLEN", k.claims } }
   end, true)
   if not res then return nil, jerror(self, "io", msg) end
+  if not numbers(res, 2) then return nil, jerror(self, "io", "Redis answered HLEN out of shape") end
   return { items = res[1], claimed = res[2] }
 end
 
