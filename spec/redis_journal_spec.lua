@@ -180,6 +180,26 @@ describe("assesskit.redis journal #luajit", function()
     assert.is_nil(rec.value)
   end)
 
+  it("refuses a record damaged in Redis instead of replaying it as a success", function()
+    local a = open()
+    for i, key in ipairs({ "k1", "k2", "k3", "k4", "k5" }) do
+      assert.equal("run", a:claim(key, i))
+      assert(a:finish(key, i, { id = i }))
+    end
+    local items = "assesskit:journal:job:items"
+    srv:cli("HSET", items, "k1", 'failed {"i":1,"error":"boom"}') -- an error that is no error
+    srv:cli("HSET", items, "k2", 'failed {"i":2}') -- a failure without its error
+    srv:cli("HSET", items, "k3", "done {not json") -- a value cut short
+    srv:cli("HSET", items, "k4", "finished {\"i\":4}") -- an unknown state
+    srv:cli("HSET", items, "k5", 'done {"i":7,"value":1}') -- another item's record
+    for i, key in ipairs({ "k1", "k2", "k3", "k4", "k5" }) do
+      local state, err = open():claim(key, i)
+      assert.is_nil(state, key .. " was taken as " .. tostring(state))
+      assert.equal("validation", err.kind)
+      assert.matches("corrupted", err.message)
+    end
+  end)
+
   it("lets go of what it holds when closed", function()
     local a, b = open(), open()
     assert.equal("run", a:claim("ada", 1))

@@ -1077,10 +1077,23 @@ local function check_args(where, key, i)
   end
 end
 
-local function decode_record(rec)
+local RECORD_STATES = { started = true, done = true, failed = true, resolved = true }
+
+-- An item's record as the journal wrote it (`<state> <json>`), or nil, why: a record changed
+-- in Redis (by hand, by another program) is refused rather than replayed as something else.
+local function decode_record(rec, i)
   local state, body = string_match(rec, "^(%a+) (.*)$")
-  local ok, t = pcall(json_decode, body or "")
-  if not ok or type(t) ~= "table" then t = {} end
+  if not RECORD_STATES[state] then return nil, "unknown state" end
+  local ok, t = pcall(json_decode, body)
+  if not ok or type(t) ~= "table" then return nil, "not JSON" end
+  if t.i ~= i then return nil, "another item's index" end
+  if state == "failed" then
+    local e = t.error
+    if e == nil and t.raised == nil then return nil, "a failure without its error" end
+    if e ~= nil and not (type(e) == "table" and errors.KINDS[e.kind]) then
+      return nil, "a failure whose error is not an error object of a known kind"
+    end
+  end
   t.state = state
   return t
 end
@@ -1128,7 +1141,13 @@ function Journal:claim(key, i, opts)
       .. "not item %d's: two items have the same key, or the items changed", json_encode(key),
       tostring(res[2]), i))
   end
-  local rec = decode_record(res[2])
+  local rec, why = decode_record(res[2], i)
+  if not rec then
+    if what == "held" then self.held[key] = true end -- claimed: close lets it go
+    return nil, jerror(self, "validation", string_format("the record of item %s (#%d) is corrupted "
+      .. "(%s): not written by this job's journal, or damaged; refusing to use it", json_encode(key),
+      i, why))
+  end
   local out = { key = key, i = i, state = rec.state }
   if what == "done" then
     out.value = rec.value -- nil when nothing was recorded; client.null when fn gave null
