@@ -290,7 +290,17 @@ local function emit(self, event)
   if self.on_event then pcall(self.on_event, event) end
 end
 
--- AUTH and SELECT on a new connection.
+-- name -> the source of a Lua script the store runs in Redis (filled below).
+local SCRIPTS = {}
+-- name -> function(reply) -> whether the script's reply has the shape its callers read (a
+-- server that is not Redis, or not in step, may answer anything: that is a protocol failure,
+-- never a Lua error in a caller).
+local SHAPES = {}
+
+-- AUTH and SELECT on a new connection, then every script loaded once: a Redis that does not
+-- let this user in (a password missing from the url: NOAUTH) or does not let it run scripts
+-- (an ACL user without @scripting: NOPERM) is found here, as a refusal (kind `auth`: the store
+-- works on local state and says so once), not by every later use failing on its own.
 local function greet(self, c)
   local pw = private[self].password
   if pw then
@@ -304,6 +314,22 @@ local function greet(self, c)
   if self.db ~= 0 then
     local ok, msg = c:command("SELECT", self.db)
     if not ok then return nil, "Redis refused SELECT " .. self.db .. " (" .. redact(self, msg) .. ")", "auth" end
+  end
+  local names, cmds = {}, {}
+  for name, src in pairs(SCRIPTS) do
+    names[#names + 1] = name
+    cmds[#cmds + 1] = { "SCRIPT", "LOAD", src }
+  end
+  local res, msg, kind = c:pipeline(cmds)
+  if not res then return nil, redact(self, msg), kind end
+  for n, name in ipairs(names) do
+    local sha = res[n]
+    if type(sha) == "table" then
+      return nil, "Redis refused the store's scripts (" .. redact(self, sha.err) .. ")", "auth"
+    elseif type(sha) ~= "string" then
+      return nil, "Redis answered SCRIPT LOAD with a " .. type(sha), "protocol"
+    end
+    self.shas[name] = sha
   end
   return true
 end
@@ -388,11 +414,6 @@ function Store:_run(fn, force)
 end
 
 -- EVALSHA of a registered script (EVAL when Redis does not know it: first use, restart).
-local SCRIPTS = {}
--- name -> function(reply) -> whether the script's reply has the shape its callers read (a
--- server that is not Redis, or not in step, may answer anything: that is a protocol failure,
--- never a Lua error in a caller).
-local SHAPES = {}
 
 local function numbers(res, n)
   if type(res) ~= "table" then return false end
