@@ -243,6 +243,43 @@ describe("assesskit.redis store #luajit", function()
       end
     end)
 
+    it("keeps working, and says so once, with a Redis that refuses writes: full, or a replica",
+      function()
+      local own = redis.start()
+      local setups = {
+        ["maxmemory reached"] = function() own:cli("CONFIG", "SET", "maxmemory", "1") end,
+        ["a read-only replica"] = function()
+          own:cli("CONFIG", "SET", "maxmemory", "0")
+          own:cli("REPLICAOF", "127.0.0.1", sys.free_port()) -- (a primary that is not there)
+        end,
+      }
+      local events, store, tv
+      for _, what in ipairs({ "maxmemory reached", "a read-only replica" }) do
+        setups[what]()
+        sb:reset()
+        events = {}
+        store = redis_store.new { url = own:url(), retry_interval = 0.05,
+          on_event = function(e) events[#events + 1] = e end }
+        tv = sb:talview { store = store }
+        for n = 1, 10 do
+          local me, err = tv.user.me:get()
+          assert(me, what .. ", call " .. n .. ": " .. tostring(err))
+          socket.sleep(0.02) -- past retry_interval now and then: Redis is asked again
+        end
+        -- once: reads that Redis still answers do not make it look back
+        assert.equal(1, #events, what)
+        assert.equal("redis_down", events[1].event, what)
+        assert.is_true(store:is_down(), what)
+      end
+      -- writable again (promoted): back to Redis at the next try
+      own:cli("REPLICAOF", "NO", "ONE")
+      socket.sleep(0.06)
+      assert(tv.user.me:get())
+      assert.equal("redis_up", events[2].event)
+      assert.is_false(store:is_down())
+      own:stop()
+    end)
+
     it("goes back to one token when Redis returns after each process renewed on its own", function()
       local own = redis.start()
       local a = sb:talview { token_store = redis_store.new { url = own:url(), retry_interval = 0 } }

@@ -60,6 +60,21 @@ local OPTIONS = {
 }
 local DOWN_KINDS = { network = true, timeout = true, closed = true, protocol = true,
   too_large = true, auth = true }
+-- Error replies of a Redis that cannot serve the store now (full with noeviction, a read-only
+-- replica after a failover, loading its data, a script running too long, refusing writes
+-- after a failed save, refusing this user): like Redis away, not a failure of the one call.
+local UNAVAILABLE = { OOM = true, READONLY = true, LOADING = true, BUSY = true, MASTERDOWN = true,
+  MISCONF = true, NOAUTH = true, WRONGPASS = true, NOPERM = true, TRYAGAIN = true,
+  CLUSTERDOWN = true, NOREPLICAS = true }
+
+local function unavailable(msg)
+  return type(msg) == "string" and UNAVAILABLE[string_match(msg, "^(%u+) ")] == true
+end
+
+-- Whether a failure (kind, message) means the store cannot use Redis now.
+local function unusable(kind, msg)
+  return DOWN_KINDS[kind] or (kind == "redis" and unavailable(msg))
+end
 -- Renewal-lock polling: first step, largest step (seconds).
 local LOCK_STEP, LOCK_MAX_STEP = 0.002, 0.05
 -- A token is kept in Redis this long after it expires (seconds), at most this long.
@@ -400,9 +415,15 @@ function Store:_run(fn, force)
   end
   local c, msg = connect(self)
   if c then
-    local a, b, k = fn(c)
+    local a, b, k
+    if self.down then
+      -- back only when Redis takes a write again (a full or read-only Redis answers reads)
+      local pa, pb, pk = c:command("SET", self.prefix .. "probe", "1", "PX", 1000)
+      if pa == nil and unusable(pk, pb) then a, b, k = nil, pb, pk end
+    end
+    if b == nil then a, b, k = fn(c) end
     release(self, c)
-    if a ~= nil or not DOWN_KINDS[k] then
+    if a ~= nil or not unusable(k, b) then
       mark_up(self)
       return a, b, k
     end
@@ -613,7 +634,9 @@ function Store:lock(key, timeout)
   local seen -- the token as it was when we started waiting
   while true do
     local res, msg, kind = self:_run(function(c)
-      return c:pipeline { { "SET", lname, owner, "NX", "PX", lease }, { "GET", tname } }
+      local r, m, k = c:pipeline { { "SET", lname, owner, "NX", "PX", lease }, { "GET", tname } }
+      if r and type(r[1]) == "table" and unavailable(r[1].err) then return nil, r[1].err, "redis" end
+      return r, m, k
     end)
     if res == nil then
       if kind == "down" then
