@@ -95,6 +95,41 @@ describe("assesskit.redis against a Redis that answers nonsense", function()
     return problems
   end
 
+  it("keeps the password out of what it returns when a server echoes it", function()
+    local pw = "Ech0ed-Passw0rd"
+    local url = "redis://app:" .. pw .. "@127.0.0.1:" .. fake.port
+    local seen = {}
+    local function note(where, ...)
+      for n = 1, select("#", ...) do
+        local v = select(n, ...)
+        if type(v) == "table" then v = v.message or v.err or "" end
+        if tostring(v):find(pw, 1, true) then seen[#seen + 1] = where end
+      end
+    end
+    for _, replies in ipairs({
+      { AUTH = "+OK\r\n", SCRIPT = "-ERR no " .. pw .. "\r\n", default = "-ERR bad " .. pw .. "\r\n" },
+      { AUTH = "+OK\r\n", default = "-ERR bad " .. pw .. "\r\n" },
+      { AUTH = "-WRONGPASS " .. pw .. "\r\n" },
+    }) do
+      fake:set(replies)
+      local store = redis_store.new { url = url, retry_interval = 0,
+        on_event = function(e) note("event", e.message) end }
+      note("get", store:get("cred", "s"))
+      note("set", store:set("cred", { token = "t", expires_at = clock() + 60 }, "s"))
+      note("lock", store:lock("cred", 0.05))
+      note("acquire", store:budget("cred", { max_rate = 5 }):acquire(clock))
+      note("journal", store:journal("job"))
+      note("tostring", tostring(store))
+      store:close()
+    end
+    assert.same({}, seen)
+    -- the clients given the store mask its password too (the store's secrets())
+    local tv = require("assesskit.talview").new { base_url = "https://api.example.test",
+      auth = { grant = "password", client_id = "c", client_secret = "cs", username = "u",
+        password = "p" }, store = redis_store.new { url = url } }
+    assert.is_nil(tv:redact("Redis said " .. pw):find(pw, 1, true))
+  end)
+
   it("never raises and answers in shape whatever a reply holds", function()
     local all = {}
     for _, reply in ipairs(REPLIES) do

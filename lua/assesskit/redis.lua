@@ -288,6 +288,14 @@ function M.new(opts)
   return self
 end
 
+--- The secret values of the store (its Redis password), for the clients given it to mask
+-- wherever they could show (`token_store`'s optional `secrets()`, docs/DESIGN.md "Secrets").
+-- @treturn table array of strings
+function Store:secrets()
+  local pw = private[self].password
+  return pw and { pw } or {}
+end
+
 function Store:__tostring()
   return string_format("assesskit.redis(%s:%d/%d%s)", self.host, self.port, self.db,
     self.down and ", down" or "")
@@ -425,6 +433,7 @@ function Store:_run(fn, force)
     release(self, c)
     if a ~= nil or not unusable(k, b) then
       mark_up(self)
+      if a == nil and b ~= nil then b = redact(self, b) end -- an error reply may echo anything
       return a, b, k
     end
     msg = b
