@@ -233,6 +233,33 @@ describe("assesskit.redis journal #luajit", function()
     own:stop()
   end)
 
+  it("refuses to go on when Redis evicted the job's records but kept the job", function()
+    -- what maxmemory with an allkeys-* policy does: whole keys go, any of them
+    for _, gone in ipairs({ "items", "index" }) do
+      srv:cli("FLUSHALL")
+      local a = open()
+      assert.equal("run", a:claim("ada", 1))
+      assert(a:finish("ada", 1, { id = 1 }))
+      srv:cli("DEL", "assesskit:journal:job:" .. gone)
+      local state, err = open():claim("ada", 1)
+      assert.is_nil(state, gone .. ": ada would be done again (" .. tostring(state) .. ")")
+      assert.equal("io", err.kind)
+      assert.matches("gone from Redis", err.message)
+    end
+  end)
+
+  it("refuses a Redis that may evict the job's keys (maxmemory-policy allkeys-*)", function()
+    srv:cli("CONFIG", "SET", "maxmemory", "100mb")
+    srv:cli("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    local j, err = redis_store.new { url = srv:url() }:journal("job")
+    srv:cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    srv:cli("CONFIG", "SET", "maxmemory", "0")
+    assert.is_nil(j)
+    assert.equal("io", err.kind)
+    assert.matches("allkeys%-lru", err.message)
+    assert(redis_store.new { url = srv:url() }:journal("job"))
+  end)
+
   it("raises on misuse", function()
     local store = redis_store.new { url = srv:url() }
     assert.has_error(function() store:journal("") end)

@@ -994,8 +994,19 @@ end
 -- ------------------------------------------------------------------------------------------
 -- The fleet journal
 
-SCRIPTS.claim = [[
+-- The job is gone: its meta key (Redis restarted without persistence, flushed), or records it
+-- had (`meta.recorded` set with the first record; the items or index evicted).
+local JOB_GONE = [[
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'lost'} end
+if redis.call('HEXISTS', KEYS[1], 'recorded') == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
+  return {'lost'}
+end
+]]
+
+SCRIPTS.claim = JOB_GONE .. [[
+if redis.call('HEXISTS', KEYS[1], 'recorded') == 1 and redis.call('EXISTS', KEYS[4]) == 0 then
+  return {'lost'}
+end
 local key, i, owner, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local k = redis.call('HGET', KEYS[4], 'i:' .. i)
 if k and k ~= key then return {'other_key', k} end
@@ -1017,6 +1028,7 @@ redis.call('HSET', KEYS[3], key, owner .. ' ' .. (now + lease))
 if not rec then
   redis.call('HSET', KEYS[2], key, 'started {"i":' .. i .. '}')
   redis.call('HSET', KEYS[4], 'i:' .. i, key, 'k:' .. key, i)
+  redis.call('HSETNX', KEYS[1], 'recorded', '1')
   return {'run'}
 end
 return {'held', rec}]]
@@ -1030,8 +1042,7 @@ end
 -- Writes an item's record if this owner holds it (or nobody does and it has no outcome yet:
 -- an outcome recorded by another process is never overwritten); keeps the claim (and renews
 -- its lease) when ARGV[4] is set, else lets it go.
-SCRIPTS.record = [[
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'lost'} end
+SCRIPTS.record = JOB_GONE .. [[
 local key, owner, rec, keep, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', tonumber(ARGV[5])
 local claim = redis.call('HGET', KEYS[3], key)
 local who = claim and string.match(claim, '^(%S+) ')
@@ -1100,7 +1111,7 @@ local function jrun(self, name, keys, args)
   end
   if type(res) == "table" and res[1] == "lost" then
     self.broken = jerror(self, "io", "the journal is gone from Redis (restarted without "
-      .. "persistence, or flushed); refusing to go on, which could do items twice")
+      .. "persistence, flushed, or its keys evicted); refusing to go on, which could do items twice")
     return nil, self.broken
   end
   return res
@@ -1319,14 +1330,16 @@ end
 -- its lease runs out and treated as ambiguous (`reconcile`, or kind `ambiguous`), as with the
 -- file journal. Needs Redis: without it, this fails, and a job whose Redis goes away stops
 -- taking new items and reports the items in flight as not recorded. Keep the journal in a
--- Redis with persistence (AOF) if a Redis restart must not forget it: a journal found gone
--- mid-run is refused.
+-- Redis with persistence (AOF) if a Redis restart must not forget it, and whose
+-- `maxmemory-policy` never evicts it (`noeviction` or `volatile-*`; an `allkeys-*` policy
+-- with a `maxmemory` is refused here): a journal found gone mid-run (or its records) is
+-- refused.
 -- @tparam string name the job (one journal per name; not a secret: it is in key names)
 -- @tparam[opt] table opts `lease` (seconds a claim outlives a silent holder, default 30;
 --   longer than one item takes, retries included)
 -- @treturn[1] table the journal
 -- @treturn[2] nil
--- @treturn[2] table the error (kind `io`: Redis unreachable)
+-- @treturn[2] table the error (kind `io`: Redis unreachable, or one that may evict the job)
 function Store:journal(name, opts)
   if type(name) ~= "string" or name == "" then
     error("assesskit.redis:journal: name must be a non-empty string", 2)
@@ -1351,11 +1364,23 @@ function Store:journal(name, opts)
   }, Journal)
   local created = os.date("!%Y-%m-%dT%H:%M:%SZ")
   local res, msg, kind = self:_run(function(c)
-    return c:command("HSETNX", j.k.meta, "created", created)
+    return c:pipeline { { "HSETNX", j.k.meta, "created", created }, { "INFO", "memory" } }
   end, true)
-  if res == nil then
+  if res == nil or type(res[1]) == "table" then
+    if res then msg = redact(self, res[1].err) end
     return nil, jerror(j, "io", (kind == "down" and "Redis is unreachable (" .. msg .. ")"
-      or redact(self, msg)) .. "; a fleet journal needs Redis")
+      or msg) .. "; a fleet journal needs Redis")
+  end
+  -- a Redis that may evict any key when full would lose the job's records (items done twice);
+  -- volatile-* policies never take its keys (they have no expiry), noeviction refuses writes.
+  -- (INFO may be refused to this user: then this cannot be seen.)
+  local info = type(res[2]) == "string" and res[2] or ""
+  local policy = string_match(info, "maxmemory_policy:(%S+)")
+  local limit = tonumber(string_match(info, "\nmaxmemory:(%d+)"))
+  if policy and string_find(policy, "^allkeys%-") and limit and limit > 0 then
+    return nil, jerror(j, "io", "Redis may evict the journal's keys when full (maxmemory-policy "
+      .. policy .. "): a job could then do items twice; keep journals in a Redis whose policy is "
+      .. "noeviction or volatile-*")
   end
   return j
 end
