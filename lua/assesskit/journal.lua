@@ -252,6 +252,14 @@ end
 -- @treturn string
 M.encode_error = encode_error
 
+--- The JSON text of a recorded value, every number as it was made (cjson alone writes 14
+-- significant digits, and an integral float as an integer). Shared with the fleet journal of
+-- `assesskit.redis`, so that both record values alike.
+-- @param v the value
+-- @treturn string
+-- @raise as cjson does, for what JSON cannot hold (NaN, a function, a cycle)
+M.encode_value = encode_value
+
 --- The error a decoded record holds (`rec.error` or `rec.raised`), as it was given to `finish`.
 -- @tparam table rec
 -- @return the error
