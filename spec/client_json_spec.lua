@@ -51,6 +51,18 @@ describe("JSON numbers through the clients #luajit", function()
       end
     end)
 
+    it("sends every number of a request body as it was made (15+ digit ids, 0.1 + 0.2)", function()
+      local list = assert(tv.models.candidate:list({ pageSize = 1 }))
+      sb:clear_requests()
+      -- cjson alone writes 14 significant digits: 1.2345678901234e+14 and 0.3
+      assert(tv.models.candidate:update(list[1].id, { phone = 123456789012345,
+        middle_name = 0.1 + 0.2 }))
+      local sent = sb:requests({ method = "PUT" })
+      assert.equal(1, #sent)
+      assert.matches('"phone":123456789012345[,}]', sent[1].body)
+      assert.matches('"middle_name":0%.30000000000000004[,}]', sent[1].body)
+    end)
+
     it("reports a cut JSON body as a decode error naming the byte", function()
       sb:fault({ kind = "malformed_json", path = "/models/candidate" })
       local v, err = tv.models.candidate:list({ pageSize = 5 })

@@ -46,7 +46,99 @@ local url_mod = require("assesskit.url")
 local scheduler = require("assesskit.scheduler")
 local scheduler_current = scheduler.current
 
-local json_encode = cjson.new().encode
+local cjson_encode = cjson.new().encode
+local math_type = math.type -- nil on LuaJIT: all doubles
+local next = next
+
+-- ------------------------------------------------------------------------------------------
+-- JSON text, exactly: cjson writes numbers with 14 significant digits (123456789012345 becomes
+-- 1.2345678901234e+14) and an integral float as an integer (80.0 becomes 80); a request body
+-- and a journal's record must say every number as it was made.
+
+-- The JSON text of a number that cjson's would not give back as it is; nil when cjson's does.
+local function exact_number(x)
+  local integer = math_type and math_type(x) == "integer"
+  if x < 1e14 and x > -1e14 and (integer or (not math_type and x == math_floor(x))) then
+    return nil -- the common case: a whole number of at most 14 digits
+  end
+  if integer then return string_format("%d", x) end
+  if x ~= x or x == math_huge or x == -math_huge then return nil end -- cjson refuses these
+  local s
+  if math_type and x == math_floor(x) then
+    s = string_format("%.17g", x) -- an integral float: written with a fraction, stays a float
+    if not string_find(s, "[^%d%-]") then s = s .. ".0" end
+  else
+    if tonumber(string_format("%.14g", x)) == x then return nil end
+    s = string_format("%.17g", x)
+  end
+  return (string_gsub(s, "[^%w%+%-]", ".")) -- the decimal point, whatever the C locale
+end
+
+local MAX_DEPTH = 1000 -- cjson's nesting limit
+local EXACT = "\0assesskit-exact:" -- in a copy for cjson: the number marks[n] ("\u0000..." in JSON)
+
+-- Whether `v` holds a number needing exact_number; nil when it cannot be encoded the exact way
+-- (a cycle, or deeper than cjson goes: cjson's own error then).
+local function inexact(v, depth, path, seen)
+  local t = type(v)
+  if t == "number" then return exact_number(v) ~= nil end
+  if t ~= "table" or seen[v] then return false end
+  if path[v] or depth > MAX_DEPTH then return nil end
+  path[v] = true
+  local found = false
+  for _, x in next, v do -- raw, as cjson reads tables
+    local tx = type(x)
+    if tx == "table" then
+      local r = inexact(x, depth + 1, path, seen)
+      if r == nil then return nil end
+      found = found or r
+    elseif tx == "number" and not found and exact_number(x) then
+      found = true
+    end
+  end
+  path[v], seen[v] = nil, true
+  return found
+end
+
+-- A copy of `v` for cjson, each number needing exact_number as the string EXACT .. n.
+local function marked(v, marks)
+  local t = type(v)
+  if t == "number" then
+    local s = exact_number(v)
+    if not s then return v end
+    marks[#marks + 1] = s
+    return EXACT .. #marks
+  elseif t == "string" then
+    if string_find(v, EXACT, 1, true) then error("a string holds the JSON encoder's number mark", 0) end
+    return v
+  elseif t ~= "table" then
+    return v
+  end
+  local c = {}
+  for k, x in next, v do
+    if type(k) == "string" and string_find(k, EXACT, 1, true) then
+      error("a key holds the JSON encoder's number mark", 0)
+    end
+    c[k] = marked(x, marks)
+  end
+  return c
+end
+
+-- cjson's text of a value; raises cjson's message (without a position).
+local function cjson_text(v)
+  local ok, s = pcall(cjson_encode, v)
+  if not ok then error(s, 0) end
+  return s
+end
+
+-- The JSON text of a value, every number as it is. Raises as cjson does.
+local function json_encode(v)
+  if not inexact(v, 0, {}, {}) then return cjson_text(v) end
+  local marks = {}
+  local s = cjson_text(marked(v, marks))
+  return (string_gsub(s, '"\\u0000assesskit%-exact:(%d+)"', function(n) return marks[tonumber(n)] end))
+end
+
 
 local M = {}
 --- The version of assesskit (`require("assesskit")._VERSION`, the one constant).
@@ -1176,7 +1268,11 @@ function M.read_file(path, max)
   return data
 end
 
---- Encode a value as JSON with this module's private cjson instance (`client.null` is JSON null).
+--- Encode a value as JSON (`client.null` is JSON null), every number as it was made: cjson
+-- alone writes 14 significant digits (an id 123456789012345 would go out as
+-- 1.2345678901234e+14) and an integral float as an integer; here an integer is written in
+-- full, a float with the digits that read back as the same float (an integral one with
+-- `.0`, so it stays a float on Lua 5.4). Request bodies and journal records use it.
 -- @function json_encode
 -- @param value a table, string, number, boolean or `client.null`
 -- @treturn string the JSON text
