@@ -310,5 +310,73 @@ describe("assesskit.redis store #luajit", function()
       end
       own:stop()
     end)
+
+    it("tells each client's on_event hook once when Redis goes, and when it is back", function()
+      local own = redis.start()
+      local store = redis_store.new { url = own:url(), retry_interval = 0.05 }
+      local heard = { {}, {} }
+      local a = sb:talview { store = store,
+        on_event = function(e) heard[1][#heard[1] + 1] = e.event end }
+      local b = sb:talview { store = store,
+        on_event = function(e) heard[2][#heard[2] + 1] = e.event; error("a hook that fails") end }
+      assert(a.user.me:get())
+      own:pause()
+      for _ = 1, 3 do
+        assert(a.user.me:get())
+        assert(b.user.me:get())
+        socket.sleep(0.06)
+      end
+      assert.same({ "redis_down" }, heard[1])
+      assert.same({ "redis_down" }, heard[2])
+      own:resume()
+      socket.sleep(0.06)
+      assert(a.user.me:get())
+      assert.same({ "redis_down", "redis_up" }, heard[1])
+      assert.same({ "redis_down", "redis_up" }, heard[2])
+      assert.has_error(function() sb:talview { store = store, on_event = "log" } end,
+        "assesskit.talview.new: on_event must be a function")
+      own:stop()
+    end)
+  end)
+
+  describe("shared by InterviewMocha clients", function()
+    local sb = sandbox.fixture { reset = true, clear = true }
+
+    it("pauses the clients of one key on separate stores during a 429 served to one", function()
+      local a = sb:interviewmocha { store = redis_store.new { url = srv:url() } }
+      local b = sb:interviewmocha { store = redis_store.new { url = srv:url() } }
+      assert(b.tests:links(114110)) -- b has looked at the shared budget before the pause
+      sb:fault { kind = "rate_limit", retry_after = 1, path = "/v2/org/tests", times = 1 }
+      local _, err = a.tests:links(114110)
+      assert.equal(429, err.status)
+      socket.sleep(0.05) -- the others look at the shared budget at most every 20 ms
+      assert(b.tests:links(114110))
+      local log = sb:requests { path_prefix = "/v2/org/tests" }
+      local t429, t_after
+      for _, e in ipairs(log) do
+        if e.status == 429 then t429 = e.time elseif t429 then t_after = e.time end
+      end
+      assert.truthy(t429 and t_after)
+      -- b's call waited the pause out: it reached the API only once the second had passed
+      assert.is_true(t_after - t429 >= 0.9, tostring(t_after - t429))
+      -- key names hold a hash of the API key, never the key
+      local keys = srv:cli("KEYS", "*")
+      assert.is_truthy(keys:find("budget", 1, true))
+      assert.is_nil(keys:find(sb.credentials.interviewmocha.api_key, 1, true))
+    end)
+
+    it("keeps its own budget without a store, and refuses a store that is not one", function()
+      local a = sb:interviewmocha()
+      local b = sb:interviewmocha()
+      sb:fault { kind = "rate_limit", retry_after = 1, path = "/v2/org/tests", times = 1 }
+      assert.equal(429, select(2, a.tests:links(114110)).status)
+      local t0 = socket.gettime()
+      assert(b.tests:links(114110))
+      assert.is_true(socket.gettime() - t0 < 0.9)
+      assert.has_error(function() sb:interviewmocha { store = "redis://127.0.0.1" } end,
+        "assesskit.interviewmocha.new: store must be a store object")
+      assert.has_error(function() sb:interviewmocha { stor = {} } end,
+        "assesskit.interviewmocha.new: unknown option 'stor' (did you mean 'store'?)")
+    end)
   end)
 end)

@@ -68,6 +68,7 @@ M.TALVIEW_OPTIONS = {
   { "store", "assesskit.TokenStore", "the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers; `assesskit.redis` for a fleet)" },
   { "token_store", "assesskit.TokenStore", "the former name of `store`, still accepted" },
   { "token_store_key", "string", "the credential's key in the store (default from the grant, client id, username or issuer, and token URL)" },
+  { "on_event", "fun(event: table)", "hook for the store's events: `{event = \"redis_down\", message =}` once when Redis becomes unusable, `{event = \"redis_up\"}` when it is back" },
 }
 
 M.INTERVIEWMOCHA_OPTIONS = {
@@ -75,6 +76,8 @@ M.INTERVIEWMOCHA_OPTIONS = {
   { "v2_url", "string", "the v2 API root (default `https://api.interviewmocha.com/v2`)" },
   { "v3_url", "string", "the v3 API root (default `https://apiv3.interviewmocha.com/v3`)" },
   { "catalogue", "table", "another catalogue of the same shape (for tests)" },
+  { "store", "assesskit.TokenStore", "the API key's rate budget, shared by the clients of the key given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers; `assesskit.redis` for a fleet); keyed by a hash of the key" },
+  { "on_event", "fun(event: table)", "hook for the store's events: `{event = \"redis_down\", message =}` once when Redis becomes unusable, `{event = \"redis_up\"}` when it is back" },
 }
 
 -- the per-call options of a resource method (its last argument)

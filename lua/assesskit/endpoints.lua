@@ -129,6 +129,28 @@ function M.client_options(opts)
   return copts
 end
 
+--- The store rule, one place for both API clients: the rate budget of credential `key` is the
+-- store's (`store:budget(key)`) when the store keeps budgets (nil: the client keeps its own),
+-- and the client's `on_event` hook hears the store's events (`store:watch(on_event)`, when the
+-- store has events: the Redis store's `redis_down` and `redis_up`).
+-- @tparam[opt] table store the client's `store` option
+-- @tparam[opt] string key the credential's identity (never a secret)
+-- @tparam[opt] function on_event the client's `on_event` option
+-- @tparam string where the caller named in errors (`assesskit.talview.new`)
+-- @treturn table|nil the budget
+function M.store_budget(store, key, on_event, where)
+  if on_event ~= nil and type(on_event) ~= "function" then
+    error(where .. ": on_event must be a function", 3)
+  end
+  if store == nil then return nil end
+  if type(store) ~= "table" and type(store) ~= "userdata" then
+    error(where .. ": store must be a store object", 3)
+  end
+  if on_event and type(store.watch) == "function" then store:watch(on_event) end
+  if type(store.budget) == "function" and key then return store:budget(key) end
+  return nil
+end
+
 -- ------------------------------------------------------------------------------------------
 -- Errors and path values
 

@@ -280,6 +280,7 @@ function M.new(opts)
     clock = opts.clock or default_clock(),
     down = false, retry_at = 0, epoch_n = 0,
     shas = {}, budgets = {}, fallback = nil,
+    watchers = setmetatable({}, { __mode = "k" }),
   }, Store)
   private[self] = { password = cfg.password }
   -- the nginx pool of this server, database and account (the password only as a hash)
@@ -311,6 +312,7 @@ end
 
 local function emit(self, event)
   if self.on_event then pcall(self.on_event, event) end
+  for fn in pairs(self.watchers) do pcall(fn, event) end
 end
 
 -- name -> the source of a Lua script the store runs in Redis (filled below).
@@ -1320,6 +1322,16 @@ end
 
 function Journal:__tostring()
   return "assesskit.redis.journal(" .. self.name .. ")"
+end
+
+--- Have `fn(event)` called with every event of the store, as `on_event` is: the clients given
+-- this store call it with their `on_event` hook, so that each hears `redis_down` (once, when
+-- Redis becomes unusable) and `redis_up` (when it is back). The store holds `fn` weakly: it
+-- goes with the client that holds it. Errors `fn` raises are ignored.
+-- @tparam function fn
+function Store:watch(fn)
+  if type(fn) ~= "function" then error("assesskit.redis:watch: fn must be a function", 2) end
+  self.watchers[fn] = true
 end
 
 --- A journal for `client:map` shared by every process running the same job over Redis.

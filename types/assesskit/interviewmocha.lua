@@ -7,6 +7,8 @@
 ---@field v2_url? string the v2 API root (default `https://api.interviewmocha.com/v2`)
 ---@field v3_url? string the v3 API root (default `https://apiv3.interviewmocha.com/v3`)
 ---@field catalogue? table another catalogue of the same shape (for tests)
+---@field store? assesskit.TokenStore the API key's rate budget, shared by the clients of the key given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers; `assesskit.redis` for a fleet); keyed by a hash of the key
+---@field on_event? fun(event: table) hook for the store's events: `{event = "redis_down", message =}` once when Redis becomes unusable, `{event = "redis_up"}` when it is back
 ---@field transport? assesskit.Transport an object with `request(req)` following the core session (default: a libcurl session; inside nginx, `assesskit.ngx.transport`)
 ---@field timeout? number seconds for a whole transfer (default 30)
 ---@field connect_timeout? number seconds to connect (default 10)

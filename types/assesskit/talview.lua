@@ -10,6 +10,7 @@
 ---@field store? assesskit.TokenStore the token and rate budget, shared by the clients given the same store (`assesskit.store.new()`; `assesskit.ngx.token_cache` for nginx workers; `assesskit.redis` for a fleet)
 ---@field token_store? assesskit.TokenStore the former name of `store`, still accepted
 ---@field token_store_key? string the credential's key in the store (default from the grant, client id, username or issuer, and token URL)
+---@field on_event? fun(event: table) hook for the store's events: `{event = "redis_down", message =}` once when Redis becomes unusable, `{event = "redis_up"}` when it is back
 ---@field transport? assesskit.Transport an object with `request(req)` following the core session (default: a libcurl session; inside nginx, `assesskit.ngx.transport`)
 ---@field timeout? number seconds for a whole transfer (default 30)
 ---@field connect_timeout? number seconds to connect (default 10)

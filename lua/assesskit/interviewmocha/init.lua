@@ -49,6 +49,7 @@ local string_find, string_sub, string_gsub, string_format, string_match, string_
 local math_floor = math.floor
 local table_concat = table.concat
 
+local core = require("assesskit.core")
 local client_mod = require("assesskit.client")
 local endpoints = require("assesskit.endpoints")
 local errors = require("assesskit.errors")
@@ -78,7 +79,7 @@ M.CALL_OPTIONS = { "headers", "retry", "max_retries", "timeout", "connect_timeou
 local CALL_OPTIONS = endpoints.set_of(M.CALL_OPTIONS)
 local PDF_OPTIONS = { "on_progress", "timeout", "connect_timeout", "max_retries", "headers",
   "check_pdf" }
-local NEW_OPTIONS = { "api_key", "v2_url", "v3_url", "catalogue" }
+local NEW_OPTIONS = { "api_key", "v2_url", "v3_url", "catalogue", "store", "on_event" }
 for _, k in ipairs(endpoints.CLIENT_OPTIONS) do NEW_OPTIONS[#NEW_OPTIONS + 1] = k end
 local MAX_INT64 = "9223372036854775807"
 
@@ -536,6 +537,13 @@ end
 -- @tparam[opt=false] boolean opts.allow_http plain HTTP to a non-loopback host
 -- @tparam[opt] function opts.on_request hook (see `assesskit.client.new`; the key is masked)
 -- @tparam[opt] function opts.on_response hook (see `assesskit.client.new`)
+-- @tparam[opt] table opts.store where the rate budget of the key lives, shared by every client
+--   of the key given the same store (a 429 seen by one pauses all; `max_rate` is theirs
+--   together): `assesskit.store.new()`, `assesskit.ngx.token_cache` (the workers of one
+--   nginx) or `assesskit.redis` (a fleet); keyed by a hash of the key, never the key
+-- @tparam[opt] function opts.on_event hook `function(event)`: the store's events
+--   (`{event = "redis_down", message =}` once when Redis becomes unusable, `{event =
+--   "redis_up"}` when it is back); errors it raises are ignored
 -- @tparam[opt] table opts.transport an object with the core session's `request` method
 --   (shared by v2 and v3)
 -- @param[opt] opts.... also `ca_path`, `proxy`, `max_response_size`, `retry_base_delay`,
@@ -562,8 +570,11 @@ function M.new(opts)
   local auth = new_key_auth(key, catalogue.auth_header or "x-api-key")
   local clients = {}
   local transport = opts.transport
-  -- one rate budget for the key, whichever API a call goes to
-  local budget = require("assesskit.store").budget()
+  -- one rate budget for the key, whichever API a call goes to: the store's (every client of
+  -- the key given the same store, a fleet on Redis) or this client's own
+  local identity = key and ("interviewmocha|" .. core.b64url_encode(core.sha256(key)))
+  local budget = endpoints.store_budget(opts.store, identity, opts.on_event, NAME .. ".new")
+    or require("assesskit.store").budget()
   for _, api in ipairs({ "v3", "v2" }) do
     local copts = endpoints.client_options(opts)
     copts.transport = transport

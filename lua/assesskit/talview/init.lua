@@ -518,7 +518,7 @@ end
 
 -- The options of `new`: the client's, and Talview's own.
 local NEW_OPTIONS = { "base_url", "token_url", "auth", "token_margin", "store", "token_store",
-  "token_store_key", "catalogue" }
+  "token_store_key", "catalogue", "on_event" }
 for _, k in ipairs(endpoints.CLIENT_OPTIONS) do NEW_OPTIONS[#NEW_OPTIONS + 1] = k end
 
 --- Create a Talview v4 client.
@@ -541,8 +541,11 @@ for _, k in ipairs(endpoints.CLIENT_OPTIONS) do NEW_OPTIONS[#NEW_OPTIONS + 1] = 
 -- @tparam[opt] table opts.store what must be one per credential, shared by every client
 --   given the same store: the token (one renewal at a time) and, when the store has a
 --   `budget` method, the rate budget (a 429 seen by one client pauses them all).
---   `assesskit.store.new()` (in-process) or `assesskit.ngx.token_cache` (tokens of every
---   nginx worker); interface in docs/DESIGN.md. Default: this client's own.
+--   `assesskit.store.new()` (in-process), `assesskit.ngx.token_cache` (every nginx worker)
+--   or `assesskit.redis` (a fleet); interface in docs/DESIGN.md. Default: this client's own.
+-- @tparam[opt] function opts.on_event hook `function(event)`: the store's events
+--   (`{event = "redis_down", message =}` once when Redis becomes unusable, `{event =
+--   "redis_up"}` when it is back); errors it raises are ignored
 -- @tparam[opt] table opts.token_store the former name of `store`, still accepted
 -- @tparam[opt] string opts.token_store_key the credential's key in the store (default from
 --   the grant, client id, username or issuer, and token URL)
@@ -593,9 +596,7 @@ function M.new(opts)
   -- one budget per credential: the store's, under the credential's key (a static token has
   -- no identity but the token: its client keeps its own budget unless given a key)
   local key = opts.token_store_key or (auth and auth:identity())
-  if store ~= nil and type(store.budget) == "function" and key then
-    copts.budget = store:budget(key)
-  end
+  copts.budget = endpoints.store_budget(store, key, opts.on_event, "assesskit.talview.new")
   copts.unwrap = unwrap_envelope
   copts.paging = M.paging
   copts.parse_error = parse_error
