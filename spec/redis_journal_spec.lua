@@ -34,6 +34,25 @@ describe("assesskit.redis journal #luajit", function()
     assert.is_true(a:sync())
   end)
 
+  it("lets map go on with the other items while another process holds one, then reads its result",
+    function()
+    local other = open() -- another process, which holds "ada" while this one's map runs
+    assert.equal("run", other:claim("ada", 1))
+    local tv = require("assesskit.talview").new { base_url = "http://127.0.0.1:9" }
+    local ran = {}
+    local results = tv:map({ "ada", "bob", "cy" }, function(name, i)
+      ran[#ran + 1] = name
+      -- the other process finishes "ada" meanwhile: this map asks again after bob and cy
+      if name == "cy" then assert.is_true(other:finish("ada", 1, { by = "other" })) end
+      return { by = "me", i = i }
+    end, { journal = open(), key = function(name) return name end, concurrency = 1 })
+    assert.same({ "bob", "cy" }, ran) -- not stuck behind "ada": its lease is 30 s
+    assert.same({ by = "other" }, results[1].value)
+    assert.same({ by = "me", i = 2 }, results[2].value)
+    assert.same({ by = "me", i = 3 }, results[3].value)
+    tv:close()
+  end)
+
   it("refuses an index with another key, or a key with another index", function()
     local a = open()
     assert.equal("run", a:claim("ada", 1))

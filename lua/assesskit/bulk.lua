@@ -83,6 +83,11 @@ end
 
 function NgxRuntime.close() end
 
+function NgxRuntime:now()
+  self.ngx.update_time()
+  return self.ngx.now()
+end
+
 function NgxRuntime:sleep(seconds)
   self.ngx.sleep(seconds)
 end
@@ -123,6 +128,10 @@ end
 
 function SchedRuntime:sleep(seconds)
   self.s:sleep(seconds)
+end
+
+function SchedRuntime:now()
+  return self.s.clock()
 end
 
 --- The runtime for the running code: nginx light threads, the running scheduler (a map or an
@@ -202,11 +211,16 @@ local function journal_worker(job)
   end
   while true do
     local i, item = job:next_item()
-    if i == nil then break end
-    local value, err, stop, pending = jj:item(item, i, job.call, release)
+    if i == nil then
+      i, item = job:next_deferred()
+      if i == nil then break end
+    end
+    local value, err, stop, pending, deferred = jj:item(item, i, job.call, release, true)
     if stop then job:stop(err) end
     flush() -- when the item returned before its claim's fdatasync
-    if pending then
+    if deferred then
+      job:defer(i, item)
+    elseif pending then
       held = { i, value, err }
       -- stop_on_error: a failure must stop the map before the next item is taken
       if err ~= nil and job.stop_on_error then flush() end
@@ -264,6 +278,32 @@ function Job:next_item()
   local i = self.next_i
   self.next_i = i + 1
   return i, item
+end
+
+-- An item another process holds (a fleet journal's "busy") goes to the back of the queue of
+-- deferred items, which the workers take once the items run out: processes walking the same
+-- items do not wait for each other item by item.
+function Job:defer(i, item)
+  local q = self.deferred
+  if not q then
+    q = { head = 1, tail = 0 }
+    self.deferred = q
+  end
+  q.tail = q.tail + 1
+  q[q.tail] = { i, item, self.rt:now() }
+end
+
+-- The deferred item whose turn it is, or nil when there is none (or the job stops); waits
+-- until it was deferred `BUSY_WAIT` ago, so that a job whose remaining items are all held by
+-- others asks Redis again at that pace.
+function Job:next_deferred()
+  local q = self.deferred
+  if self.stopped or not q or q.head > q.tail then return nil end
+  local e = q[q.head]
+  q[q.head], q.head = nil, q.head + 1
+  local wait = e[3] + journal.BUSY_WAIT - self.rt:now()
+  if wait > 0 then self.rt:sleep(wait) end
+  return e[1], e[2]
 end
 
 -- Stop taking items: `err` becomes map's second result, `raised` is raised after the workers.

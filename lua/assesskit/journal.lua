@@ -111,6 +111,10 @@ end
 -- The kinds of error that leave a request's outcome unknown once it may have reached the
 -- server: no answer (network, timeout), an answer cut off (aborted: the transfer cancelled;
 -- too_large: the answer over the limit), a success answer that cannot be read (decode).
+-- How long to wait before asking again for an item another process holds (a fleet journal).
+local BUSY_WAIT = 0.2
+M.BUSY_WAIT = BUSY_WAIT
+
 local UNKNOWN_OUTCOME = { network = true, timeout = true, aborted = true, too_large = true, decode = true }
 -- The statuses a gateway answers when it lost the upstream's answer (502 Bad Gateway: the
 -- upstream's answer was broken or its connection dropped; 504 Gateway Timeout: no answer in
@@ -708,12 +712,16 @@ end
 -- @int i its index
 -- @tparam function call `call(item, i) -> value, err`: runs `fn` (map's protected call)
 -- @tparam[opt] function release called once everything written before this item is durable
+-- @tparam[opt] boolean defer when another process holds the item (a fleet journal's
+--   `"busy"`), return at once (fifth result true) for the caller to come back to it later,
+--   instead of waiting here
 -- @return the item's value (recorded or just made)
 -- @return its error
 -- @treturn ?boolean true when the whole job must stop: the journal refused the item (another
 --   job's) or cannot be written (nothing more could be recorded)
 -- @treturn ?boolean true when the outcome is not durable yet (only with `release`)
-function Job:item(item, i, call, release)
+-- @treturn ?boolean true when the item was deferred (only with `defer`): nothing was done
+function Job:item(item, i, call, release, defer)
   local j, counts, env = self.journal, self.counts, self.env
   local yield = env.yield
   local key, kerr = item_key(self, item, i)
@@ -721,8 +729,10 @@ function Job:item(item, i, call, release)
   local state, rec
   while true do
     state, rec = j:claim(key, i, self.claim_opts)
-    if state ~= "busy" or not env.sleep then break end
-    env.sleep(0.2)
+    if state ~= "busy" then break end
+    if defer then return nil, nil, nil, nil, true end
+    if not env.sleep then break end
+    env.sleep(BUSY_WAIT)
   end
   if state == nil then return nil, rec, true end
   if release then

@@ -1337,7 +1337,8 @@ end
 --- A journal for `client:map` shared by every process running the same job over Redis.
 -- Several processes run the same `map` over the same items with `journal =
 -- store:journal(name)` and split the items: each is done by exactly one of them (the others
--- wait for it while it is `busy`, then take its recorded result), and each process's `map`
+-- go on with other items while it is `busy` and come back to it, every 0.2 s at most, for its
+-- recorded result), and each process's `map`
 -- returns the results of all items. An item held by a process that died is taken over once
 -- its lease runs out and treated as ambiguous (`reconcile`, or kind `ambiguous`), as with the
 -- file journal. Needs Redis: without it, this fails, and a job whose Redis goes away stops
