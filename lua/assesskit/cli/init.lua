@@ -15,7 +15,7 @@ local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatab
   getmetatable
 local string_format, string_lower, string_find, string_gsub, string_match, string_rep =
   string.format, string.lower, string.find, string.gsub, string.match, string.rep
-local table_concat, table_remove = table.concat, table.remove
+local table_concat, table_remove, table_sort = table.concat, table.remove, table.sort
 local io_open, os_remove, os_time, math_random = io.open, os.remove, os.time, math.random
 
 local args_mod = require("assesskit.cli.args")
@@ -236,40 +236,32 @@ local function talview_spec()
     { params = true })
 end
 
--- The parameters an endpoint documents: path placeholders, query and body parameters, the
--- paging ones, the query parameters every call takes, and an upload's file.
-local ALWAYS_PARAMS = { "expand", "fields", "suppress_error_code" }
-local function documented_params(e)
-  local set = {}
-  for p in string.gmatch(e.path, "{([%w_]+)}") do set[p] = true end
-  for _, list in ipairs({ e.query or {}, e.body or {}, ALWAYS_PARAMS }) do
-    for _, p in ipairs(list) do set[p] = true end
+-- The parameter rule of an endpoint (`assesskit.endpoints.param_rule`, built once per run):
+-- the names `assesskit.talview.documented_params` gives, the filters its catalogue entry
+-- takes, and the command's own flags and options (a near miss of one is a typo).
+local rules = setmetatable({}, { __mode = "k" })
+local function param_rule(e, spec)
+  local rule = rules[e]
+  if rule then return rule end
+  local names = {}
+  for _, t in ipairs({ spec.flags, spec.options }) do
+    for k in pairs(t) do names[#names + 1] = k end
   end
-  if e.paged then set.page, set.pageSize = true, true end
-  if e.upload then
-    set[e.file_field or (e.upload == "base64" and "data" or "file")] = true
-    if e.upload == "base64" then set.file, set.content, set.name = true, true, true end
-  end
-  return set
+  table_sort(names)
+  local endpoints = require("assesskit.endpoints")
+  rule = endpoints.param_rule(require("assesskit.talview").documented_params(e), e.filters, names)
+  rules[e] = rule
+  return rule
 end
 
 -- An undocumented parameter is refused, with the documented name nearest to it, unless
--- --raw-param says it is meant.
+-- --raw-param says it is meant: the library's rule (`assesskit.endpoints.refused_param`).
 -- The nearest name may be one of the command's own options (`--timout 3`: --timeout).
 local function check_params(e, params, spec)
-  local known = documented_params(e)
-  local names = {}
-  for k in pairs(known) do names[k] = true end
-  for _, t in ipairs({ spec and spec.flags or {}, spec and spec.options or {} }) do
-    for k in pairs(t) do names[k] = true end
-  end
-  for k in pairs(params) do
-    if not known[k] then
-      local near = options.nearest(k, names)
-      usage(string_format("talview %s: %s is not a documented parameter%s; --raw-param sends"
-        .. " it as given", e.name, "--" .. tostring(k),
-        near and (" (did you mean --" .. near .. "?)") or ""))
-    end
+  local bad, near = require("assesskit.endpoints").refused_param(param_rule(e, spec), params)
+  if bad then
+    usage(string_format("talview %s: %s is not a documented parameter%s; --raw-param sends"
+      .. " it as given", e.name, "--" .. bad, near and (" (did you mean --" .. near .. "?)") or ""))
   end
 end
 
@@ -428,6 +420,7 @@ local function talview_each(ctx, e, r, params, list)
     local failed, why = require("assesskit.cli.each").run(ctx, {
       tv = tv, name = e.name, defaults = params, source = r.each, parallel = parallel,
       check = not r.raw_param and function(p) check_params(e, p, talview_spec()) end or nil,
+      raw_params = r.raw_param,
       decorate = e.name:find("^actions%.") and output.with_status_name or nil,
       dry_run = r.dry_run, journal = r.journal, key = r.key, retry_failed = r.retry_failed,
     })
@@ -474,6 +467,10 @@ local function cmd_talview(ctx, argv)
   -- file beside FILE, renamed to FILE only on success, so an error answer never replaces the
   -- file. A dry run shows `-o FILE` and touches no file.
   local opts = (r.save and not r.dry_run) and { output = r.save } or nil
+  if r.raw_param then -- checked above unless --raw-param: the library sends them as given
+    opts = opts or {}
+    opts.raw_params = true
+  end
   return guarded(function()
     if r.all then return talview_all(ctx, tv, e, params, opts) end
     local value, err = tv:call(e.name, params, opts)
