@@ -615,15 +615,14 @@ function M.new(opts)
     error("assesskit.talview.new: give store or token_store (its former name), not both", 2)
   end
   if store == nil then store = opts.token_store end
-  if store ~= nil and type(store) ~= "table" and type(store) ~= "userdata" then
-    error("assesskit.talview.new: store must be a store object", 2)
-  end
+  local auth_mod = require("assesskit.talview.auth")
+  local token_opts = { token_url = token_url, token_margin = opts.token_margin,
+    token_store = store, token_store_key = opts.token_store_key }
+  local cok, cerr = pcall(auth_mod.check_options, token_opts)
+  if not cok then endpoints.reraise(cerr, 2) end
   local auth
   if opts.auth ~= nil then
-    local ok, a = pcall(require("assesskit.talview.auth").new, opts.auth, {
-      token_url = token_url, token_margin = opts.token_margin,
-      token_store = store, token_store_key = opts.token_store_key,
-    })
+    local ok, a = pcall(auth_mod.new, opts.auth, token_opts)
     if not ok then endpoints.reraise(a, 2) end
     auth = a
   end
