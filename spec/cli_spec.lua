@@ -279,6 +279,23 @@ describe("assesskit command line", function()
       assert.same({}, sb:requests())
     end)
 
+    it("--dry-run's curl goes through the configured proxy (-x, userinfo masked)", function()
+      -- (a sandbox's configuration takes no proxy: the default hosts, nothing sent)
+      local env = { ASSESSKIT_PROXY = "http://bob:Pr0xy-5ecret-77@127.0.0.1:3128" }
+      local status, out, err = run({ "--dry-run", "talview", "models.candidate.get", "--id", "7" }, { env = env })
+      assert.equal(0, status, err)
+      assert.truthy(out:find("-x 'http://***@127.0.0.1:3128'", 1, true), out)
+      assert.is_nil(out:find("Pr0xy-5ecret-77", 1, true), out)
+      assert.is_nil(out:find("bob", 1, true), out)
+      status, out, err = run({ "--dry-run", "im", "links", "114110" }, { env = env })
+      assert.equal(0, status, err)
+      assert.truthy(out:find("-x 'http://***@127.0.0.1:3128'", 1, true), out)
+      -- without a proxy configured, no -x
+      status, out = run({ "--dry-run", "talview", "models.candidate.get", "--id", "7" }, { env = sbenv })
+      assert.equal(0, status)
+      assert.is_nil(out:find(" -x ", 1, true), out)
+    end)
+
     it("--dry-run masks secret body fields and works without any credentials", function()
       local status, out = run({ "talview", "user.me.update_password", "--dry-run",
         "--current_password", "old-secret-1", "--new_password", "new-secret-2",

@@ -343,10 +343,13 @@ local function talview_client(ctx, list_answer)
   })
 end
 
-local function print_dry_run(ctx, ca_file, save)
+-- `settings`: the API's configuration (its `ca_file`, `ca_path` and `proxy` go into the
+-- curl command, the proxy's userinfo masked).
+local function print_dry_run(ctx, settings, save)
   local dryrun = require("assesskit.cli.dryrun")
   for _, req in ipairs(ctx.recorder.requests) do
-    ctx:out(dryrun.curl(req, { ca_file = ca_file, output = save }) .. "\n")
+    ctx:out(dryrun.curl(req, { ca_file = settings.ca_file, ca_path = settings.ca_path,
+      proxy = settings.proxy, output = save }) .. "\n")
   end
 end
 
@@ -377,7 +380,7 @@ local function talview_all(ctx, tv, e, params, opts)
     if bar then bar:update(count, res and res.paging and res.paging.total) end
   end
   if bar then bar:finish() end
-  if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().talview.ca_file) end
+  if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().talview) end
   return M.OK
 end
 
@@ -425,7 +428,7 @@ local function talview_each(ctx, e, r, params, list)
       dry_run = r.dry_run, journal = r.journal, key = r.key, retry_failed = r.retry_failed,
     })
     if not failed then ctx:err_line(why) return M.USAGE end
-    if r.dry_run then print_dry_run(ctx, ctx:config().talview.ca_file) end
+    if r.dry_run then print_dry_run(ctx, ctx:config().talview) end
     return failed > 0 and M.FAILED or M.OK
   end, "talview " .. e.name .. ": ")
 end
@@ -476,7 +479,7 @@ local function cmd_talview(ctx, argv)
     local value, err = tv:call(e.name, params, opts)
     if value == nil then return ctx:fail(err) end
     if ctx.flags.dry_run then
-      print_dry_run(ctx, ctx:config().talview.ca_file, r.save)
+      print_dry_run(ctx, ctx:config().talview, r.save)
       return M.OK
     end
     if r.save then
@@ -520,7 +523,7 @@ local function cmd_im_links(ctx, argv)
     if links == nil and not (ctx.flags.dry_run and #ctx.recorder.requests > 0) then
       return ctx:fail(err)
     end
-    if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().interviewmocha.ca_file) return M.OK end
+    if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().interviewmocha) return M.OK end
     ctx:print_value(links, true)
     return M.OK
   end)
@@ -549,7 +552,7 @@ local function cmd_im_report(ctx, argv)
       return ctx:fail(err)
     end
     if ctx.flags.dry_run then
-      print_dry_run(ctx, ctx:config().interviewmocha.ca_file)
+      print_dry_run(ctx, ctx:config().interviewmocha)
       if r.pdf then ctx:out("# then the report's PDF (its pdf URL) would be saved to " .. r.pdf .. "\n") end
       return M.OK
     end
