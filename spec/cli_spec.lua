@@ -428,6 +428,27 @@ talview = {
       assert.equal(p.username, cjson.decode(out).username)
     end)
 
+    it("takes talview.auth.scope as a string or an array of strings, as the library does", function()
+      local j = creds.jwt
+      local scopes = {}
+      for w in tostring(j.scope):gmatch("%S+") do scopes[#scopes + 1] = w end
+      assert.is_true(#scopes > 0)
+      local path = tmp_dir .. "/scopes.json"
+      write_file(path, cjson.encode({ talview = { base_url = sb.url, auth = { grant = "jwt",
+        client_id = j.client_id, issuer = j.issuer, scope = scopes,
+        private_key_file = j.private_key_file } } }), "600")
+      local status, out, err = run({ "talview", "models.candidate.get", "--id", "10003" },
+        { env = { ASSESSKIT_CONFIG = path } })
+      assert.equal(0, status, err)
+      assert.equal(10003, cjson.decode(out).id)
+      path = tmp_dir .. "/scopes.lua"
+      write_file(path, "talview = { auth = { grant = 'jwt', scope = { 'a', 5 } } }", "600")
+      status, out, err = run({ "config" }, { env = { ASSESSKIT_CONFIG = path } })
+      assert.equal(2, status)
+      assert.truthy(one_error_line(err):find("talview.auth.scope must be a string or an array of strings",
+        1, true), err)
+    end)
+
     it("finds ~/.config/assesskit/config.json and warns when others can read it", function()
       local j = creds.jwt
       local home = tmp_dir .. "/home2"
