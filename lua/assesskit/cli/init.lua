@@ -16,7 +16,6 @@ local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatab
 local string_format, string_lower, string_find, string_gsub, string_match, string_rep =
   string.format, string.lower, string.find, string.gsub, string.match, string.rep
 local table_concat, table_remove, table_sort = table.concat, table.remove, table.sort
-local io_open, os_remove, os_time, math_random = io.open, os.remove, os.time, math.random
 
 local args_mod = require("assesskit.cli.args")
 local config = require("assesskit.cli.config")
@@ -385,20 +384,14 @@ local function talview_all(ctx, tv, e, params, opts)
 end
 
 -- Whether FILE can be written, checked before anything is fetched (--pdf, --save): its
--- directory must exist and take a new file. Returns nil and a message when it cannot.
+-- directory must exist and take a new file (`assesskit.client.check_target`, the library's
+-- check). Returns nil and a message when it cannot.
 local function writable_target(file)
+  local ok, why = require("assesskit.client").check_target(file)
+  if ok then return true end
   local dir = string_match(file, "^(.*)/[^/]*$")
   if dir == "" then dir = "/" end
-  dir = dir or "."
-  local probe = dir .. "/.assesskit-probe-" .. tostring(os_time()) .. "-" .. tostring(math_random(1e9))
-  local f, err = io_open(probe, "wb")
-  if not f then
-    return nil, "cannot write " .. file .. ": " .. string_gsub(tostring(err), "^.-: ", "")
-      .. " (the directory " .. dir .. " must exist and be writable)"
-  end
-  f:close()
-  os_remove(probe)
-  return true
+  return nil, why .. " (the directory " .. (dir or ".") .. " must exist and be writable)"
 end
 
 -- --each FILE|- --parallel N: one call per input line (assesskit.cli.each).

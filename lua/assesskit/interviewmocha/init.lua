@@ -456,6 +456,11 @@ function Reports:download_pdf(report_or_id, path, opts)
     error("download_pdf: on_progress must be a function", 2)
   end
   local ep = im._compiled.by_name["reports.get"]
+  -- the target first: nothing is fetched (not even the report) for a file that cannot be made
+  local writable, why = client_mod.check_target(path)
+  if not writable then
+    return nil, classify(im._clients.v3:error({ kind = "io", sent = false, message = why }))
+  end
   local url, err = pdf_url(im, ep, report_or_id, opts)
   if not url then return nil, err end
   local cl, with_key = pdf_sender(im, url)
