@@ -444,6 +444,7 @@ talview = {
       path = tmp_dir .. "/scopes.lua"
       write_file(path, "talview = { auth = { grant = 'jwt', scope = { 'a', 5 } } }", "600")
       status, out, err = run({ "config" }, { env = { ASSESSKIT_CONFIG = path } })
+      assert.equal("", out)
       assert.equal(2, status)
       assert.truthy(one_error_line(err):find("talview.auth.scope must be a string or an array of strings",
         1, true), err)

@@ -241,9 +241,11 @@ describe("talview client #luajit", function()
         .. "'timeout'%? options go in opts, after params%); opts%.raw_params = true sends it as given$",
         raised(function() local v = tv.models.candidate:get(1, { timout = 5 }) return v end))
       -- an option given among the params is not sent as a query parameter
-      assert.matches(here .. "models%.candidate%.get: undocumented parameter 'max_retries' %(did you mean the option 'max_retries'",
+      assert.matches(here .. "models%.candidate%.get: undocumented parameter 'max_retries' "
+        .. "%(did you mean the option 'max_retries'",
         raised(function() local v = tv.models.candidate:get(1, { max_retries = 0 }) return v end))
-      assert.matches(here .. "models%.candidate%.create: undocumented parameter 'frist_name' %(did you mean 'first_name'%?%)",
+      assert.matches(here .. "models%.candidate%.create: undocumented parameter 'frist_name' "
+        .. "%(did you mean 'first_name'%?%)",
         raised(function() local v = tv.models.candidate:create({ email = "a@b.test", frist_name = "A" }) return v end))
       assert.matches(here .. "models%.candidate%.get: undocumented parameter 'expnad' %(did you mean 'expand'%?%)",
         raised(function() local v = tv:call("models.candidate.get", { id = 1, expnad = { "status" } }) return v end))
@@ -269,7 +271,8 @@ describe("talview client #luajit", function()
       assert(tv.models.file:list({ answer_id = 8, x = 1 }))
       assert.matches("answer_id=8", rec.sent[3].url)
       assert.matches("x=1", rec.sent[3].url)
-      for _ in tv.models.candidate:each({ concurency = 4 }, { raw_params = true }) do break end
+      local it = tv.models.candidate:each({ concurency = 4 }, { raw_params = true })
+      assert.is_table((it()))
       assert.matches("concurency=4", rec.sent[4].url)
     end)
 

@@ -184,7 +184,7 @@ function M.new(spec, opts)
   M.check_options(opts, 2)
   p.margin = opts.token_margin or 60
   local wait = spec.wait_timeout
-  if wait ~= nil and (type(wait) ~= "number" or not (wait > 0) or wait == math.huge) then
+  if wait ~= nil and (type(wait) ~= "number" or wait ~= wait or wait <= 0 or wait == math.huge) then
     error("assesskit.talview: auth.wait_timeout must be a number > 0", 2)
   end
   p.wait_timeout = wait or 60
