@@ -9,11 +9,13 @@ pkgs=(build-essential pkg-config ca-certificates curl openssl
       lua-cjson lua-busted lua-luassert lua-socket lua-luaossl lua-check lua-ldoc lua-markdown luarocks
       nginx-light libnginx-mod-http-lua valgrind zip unzip
       clang libclang-rt-14-dev  # make sanitize, make fuzz (ASan/UBSan, libFuzzer)
-      libhiredis-dev redis-server lua-nginx-redis)
+      libhiredis-dev redis-server lua-nginx-redis
+      locales)
 # lua-nginx-redis (resty.redis, installed as nginx.redis) pulls in nginx-extras, a metapackage
 # of modules beside nginx-light's; the specs' nginx loads only the Lua module. redis-server is
 # for the specs only (each starts its own on a free loopback port); a service the package may
-# start is not used.
+# start is not used. locales: the locale sources from which spec/core_json_spec.lua makes a
+# decimal-comma LC_NUMERIC.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

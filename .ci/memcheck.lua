@@ -198,6 +198,16 @@ for round = 1, ROUNDS do
   end
   assert(not core.b64url_decode("Zm9v!"))
   assert(not core.b64url_decode("Z"))
+  -- JSON: values, escapes (the scratch buffer), slow-path numbers, failures at any depth
+  local v = assert(core.json_decode('{"a": [1, 2.5, 1e400, 123456789012345678901234567890, '
+    .. '"x\\u00e9\\ud83d\\ude00\\n", null, true, {"b": {}}], "a": -0}', core))
+  assert(v.a == 0)
+  assert(core.json_decode(string.rep("[", 1000) .. string.rep("]", 1000)))
+  for _, bad in ipairs({ string.rep("[", 1001), string.rep('{"a":', 999) .. "[1,", '{"a":"\\ud800"}',
+      '["x\\n", "\\u12"]', '[1, 2', '"a\1b"', "01", "" }) do
+    assert(not core.json_decode(bad))
+  end
+  note("json")
   -- the journal's durable files: sync, lock (and a refused second lock), truncate, dir sync
   local jpath = tmp .. "/journal-" .. round
   local jf = assert(io.open(jpath, "a+b"))

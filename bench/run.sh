@@ -36,6 +36,9 @@ if [ -f build/luajit/assesskit/core.so ]; then
   echo "== nginx transport vs core: chunked bodies"
   lua5.4 bench/ngx.lua
 fi
+echo "== JSON decoding: core.json_decode vs cjson"
+lua5.4 bench/json.lua
+if [ -f build/luajit/assesskit/core.so ]; then luajit bench/json.lua; fi
 # bulk (issue 12): tv:map waves, the sandbox at 150 ms, an OpenResty gateway under wrk
 if ! command -v wrk >/dev/null && [ "$(id -u)" -eq 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null || true

@@ -36,6 +36,18 @@ function M.start_server(opts)
   return nginx.start(opts)
 end
 
+--- The candidate object of the seed (002_*.txt, "Retrieve a Candidate"), as one line of JSON
+-- (bench/talview.lua serves it, bench/json.lua decodes pages of it).
+M.CANDIDATE = [[{"id":6506985,"email":"","first_name":"Trdp","middle_name":null,"last_name":null,]]
+  .. [["phone":"454545454545","external_id":null,"assigned_to":null,"status_id":25,]]
+  .. [["profile_pic":null,"bio":null,"cf":[],"organization_id":488,"customFields":[],]]
+  .. [["industry":null,"isRegistered":false,"icard":null,"created_at":"2019-03-12 05:31:21+00",]]
+  .. [["updated_at":"2019-03-12 11:35:31+00","_links":{"image":{"href":"/models/candidate-image/6506985"},]]
+  .. [["resume":{"href":"/models/file?candidate_id=6506985&file_type_id=11"},]]
+  .. [["calendar":{"href":"/models/candidate-calendar?candidate_id=6506985"},]]
+  .. [["assessmentCandidates":{"href":"/models/assessment-candidate?candidate_id=6506985"},]]
+  .. [["candidateFileAttachments":{"href":"/models/candidate-file-attachment?candidate_id=6506985"}}}]]
+
 --- Operations per second of `fn`: the best of `rounds` timed runs of `n` calls, after a warm-up.
 -- @func fn
 -- @int n calls per round

@@ -10,6 +10,16 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* AK_INTEGERS: 1 when Lua numbers can be 64-bit integers (Lua 5.3+: lua_pushinteger keeps
+ * them, up to AK_MAXINTEGER), 0 on LuaJIT, where every number is a double. */
+#if LUA_VERSION_NUM >= 503
+#  define AK_INTEGERS 1
+#  define AK_MAXINTEGER LUA_MAXINTEGER
+#else
+#  define AK_INTEGERS 0
+#  define AK_MAXINTEGER 0
+#endif
+
 #if LUA_VERSION_NUM >= 502
 #  define AK_LUA_VERSION LUA_RELEASE
 #else

@@ -2,9 +2,10 @@
  * assesskit.core: the native part of assesskit (private; use the Lua modules).
  *
  * HTTP transfers over libcurl (`session`, `loop`), RS256 keys over OpenSSL (`load_key`),
- * base64url and RFC 3986 percent-encoding, durable files for the journal (`file_sync`,
- * `file_lock`, `file_truncate`, `dir_sync`), SHA-256/HKDF/AES-GCM (`aead_seal`), Redis connections
- * over libhiredis (`redis_connect`). A wrong argument raises; a run-time failure returns
+ * base64url and RFC 3986 percent-encoding, JSON decoding that keeps integers (`json_decode`),
+ * durable files for the journal (`file_sync`, `file_lock`, `file_truncate`, `dir_sync`),
+ * SHA-256/HKDF/AES-GCM (`aead_seal`), Redis connections over libhiredis (`redis_connect`).
+ * A wrong argument raises; a run-time failure returns
  * `nil, message[, kind]`.
  * @internal assesskit.core
  */
@@ -64,6 +65,7 @@ AK_EXPORT int luaopen_assesskit_core(lua_State *L)
   http_open(L);
   pkey_open(L);
   codec_open(L);
+  json_open(L);
   crypto_open(L);
   redis_open(L);
   fileio_open(L);

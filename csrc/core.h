@@ -10,6 +10,7 @@
 void http_open(lua_State *L);   /* session, loop */
 void pkey_open(lua_State *L);
 void codec_open(lua_State *L);
+void json_open(lua_State *L);
 void crypto_open(lua_State *L);
 void redis_open(lua_State *L);
 void fileio_open(lua_State *L);

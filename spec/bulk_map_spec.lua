@@ -6,11 +6,13 @@
 -- Inside nginx, the driver server loads this file (which then returns its cases instead of
 -- describing them) and runs one case per request.
 
+-- luacheck: globals ngx
 local assert = require("luassert")
 
 local cases = {}
 local function case(name, fn, opts)
-  cases[#cases + 1] = { name = name, fn = fn, plain_only = opts and opts.plain_only }
+  cases[#cases + 1] = { name = name, fn = fn, plain_only = opts and opts.plain_only,
+    ngx_only = opts and opts.ngx_only }
 end
 
 local function range(n)
@@ -90,6 +92,21 @@ case("sends nothing while a 429's Retry-After pause runs (times taken server-sid
   assert.is_true(after > 0)
 end)
 
+case("a shorter Retry-After seen meanwhile neither shortens nor lifts a 429's pause", function(env)
+  -- two calls in flight get 429 together: the first with Retry-After 2, the second with 1
+  env.reset({ delay = 0.02, pushback = { from = 1, to = 2, status = 429, retry_after = { 2, 1 } } })
+  local tv = env.talview()
+  assert(tv:authenticate())
+  all_ok(tv:map(range(6), getter(tv), { concurrency = 2 }), 6)
+  local arrivals = env.stats().arrivals
+  assert.equal(429, arrivals[1].status)
+  assert.equal(429, arrivals[2].status)
+  for k = 3, #arrivals do
+    local dt = arrivals[k].t - arrivals[1].t
+    assert.is_true(dt >= 1.95, "request " .. k .. " arrived " .. dt .. " s into a pause of 2 s")
+  end
+end)
+
 case("cuts the in-flight limit after 429s and grows it back while calls succeed", function(env)
   env.reset({ delay = 0.02, pushback = { from = 41, to = 48, status = 429 } })
   local tv = env.talview({ retry_base_delay = 0.01, retry_max_delay = 0.02, max_retries = 8 })
@@ -165,6 +182,44 @@ case("an item that fails or raises does not stop the others", function(env)
   assert.equal(6, results[6].err.code)
 end)
 
+case("an error raised without a value (error()) is still an error, never a success", function(env)
+  env.reset({})
+  local tv = env.talview()
+  local results = tv:map(range(4), function(i)
+    if i == 2 then error() end
+    return tv.models.candidate:get(i)
+  end, { concurrency = 2 })
+  assert.equal(4, #results)
+  assert.is_nil(results[2].value)
+  assert.matches("talview:map: fn raised an error without a value", tostring(results[2].err))
+  for _, i in ipairs({ 1, 3, 4 }) do assert.equal(i, results[i].value.id) end
+  -- counted as a failure, and it stops the map under stop_on_error
+  local summary = tv:map(range(4), function(i) if i == 2 then error() end return i end,
+    { on_result = function() end })
+  assert.same({ done = 4, failed = 1 }, summary)
+  local stopped, err = tv:map(range(4), function(i) if i == 2 then error() end return i end,
+    { concurrency = 1, stop_on_error = true })
+  assert.is_nil(stopped[3])
+  assert.matches("without a value", tostring(err))
+  -- an iterator, on_result or on_progress raising error() stops the map with an error
+  local n = 0
+  local ok, raised = pcall(tv.map, tv, function()
+    n = n + 1
+    if n == 3 then error() end
+    return n
+  end, function(i) return i end)
+  assert.is_false(ok)
+  assert.matches("talview:map: the item iterator raised an error without a value", raised)
+  ok, raised = pcall(tv.map, tv, range(3), function(i) return i end,
+    { on_result = function() error() end })
+  assert.is_false(ok)
+  assert.matches("talview:map: on_result raised an error without a value", raised)
+  ok, raised = pcall(tv.map, tv, range(3), function(i) return i end,
+    { on_progress = function() error() end })
+  assert.is_false(ok)
+  assert.matches("talview:map: on_progress raised an error without a value", raised)
+end)
+
 case("stop_on_error takes no new item after the first error", function(env)
   env.reset({ missing = { ["3"] = true } })
   local tv = env.talview()
@@ -234,6 +289,135 @@ case("each{concurrency = N} fetches up to N pages ahead and yields items in orde
   assert.equal(3, env.stats().max_in_flight)
 end)
 
+case("a call in the body of each{concurrency} is not held by a page ahead renewing the token",
+  function(env)
+    -- page 2 is read while page 3 is still on its way; the token is refused from then on, so
+    -- page 6 (started while the loop waits for page 3) gets a 401 and its renewal is slow
+    env.reset({ total = 100, delay = 0.01, token_delay = 1, page_delays = { ["3"] = 0.5 } })
+    local tv = env.talview()
+    assert(tv:authenticate())
+    local n = 0
+    for c, err in tv.models.candidate:each({ pageSize = 10, concurrency = 4 }) do
+      assert(c, err)
+      n = n + 1
+      if c.id == 11 then env.expire() end
+      if c.id == 21 then assert(tv.models.candidate:get(c.id)) end
+    end
+    assert.equal(100, n)
+  end)
+
+case("a call in the body of each{concurrency} after a 429 is not held by the pages ahead",
+  function(env)
+    -- pages 3 to 5 take long; the body's call gets a 429 meanwhile (the in-flight limit is cut)
+    env.reset({ total = 100, delay = 0.01, page_delays = { ["3"] = 1, ["4"] = 1, ["5"] = 1 },
+      pushback = { from = 6, to = 6, status = 429 } })
+    local tv = env.talview({ retry_base_delay = 0.05 })
+    assert(tv:authenticate())
+    local n = 0
+    for c, err in tv.models.candidate:each({ pageSize = 10, concurrency = 4 }) do
+      assert(c, err)
+      n = n + 1
+      if c.id == 11 then assert(tv.models.candidate:get(c.id)) end
+    end
+    assert.equal(100, n)
+    assert.equal(429, env.stats().arrivals[6].status)
+  end)
+
+case("breaking out of each{concurrency} leaves no transfer or connection behind", function(env)
+  env.reset({ total = 500, delay = 0.2 })
+  local tv = env.talview()
+  assert(tv:authenticate())
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("a"):match("^(%d+)")
+  f:close()
+  local function descriptors() -- of this process (its sockets among them)
+    local n = 0
+    local ls = io.popen("ls /proc/" .. pid .. "/fd")
+    for _ in ls:lines() do n = n + 1 end
+    ls:close()
+    return n
+  end
+  local after = {}
+  for round = 1, 4 do
+    for c, err in tv.models.candidate:each({ pageSize = 10, concurrency = 8 }) do
+      assert(c, err)
+      if c.id == 12 then break end
+    end
+    after[round] = descriptors()
+  end
+  -- the first round's connections stay in the session's pool and serve the next rounds
+  assert.equal(after[1], after[4], "descriptors after each round: " .. table.concat(after, ", "))
+  -- and no page is left on its way: the client's next call is answered at once
+  assert(tv.models.candidate:get(1))
+end, { plain_only = true })
+
+case("pages still on their way when fn breaks out of each{concurrency} give their permits back",
+  function(env)
+    env.reset({ total = 200, delay = 0.01, page_delays = { ["3"] = 0.5, ["4"] = 0.5, ["5"] = 0.5 } })
+    local tv = env.talview({ retry_base_delay = 0.05 })
+    assert(tv:authenticate())
+    local results = tv:map({ 1 }, function()
+      for c, err in tv.models.candidate:each({ pageSize = 10, concurrency = 4 }) do
+        assert(c, err)
+        if c.id == 11 then break end -- pages 3 to 5 are still on their way
+      end
+      return true
+    end)
+    assert.is_true(results[1].value)
+    assert.equal(0, tv._client.budget:state().in_flight)
+    -- a 429 cuts the in-flight limit: permits held by lost pages would leave no room at all
+    env.reset({ pushback = { from = 1, to = 1, status = 429 } })
+    assert(tv.models.candidate:get(1))
+  end, { plain_only = true })
+
+case("a light thread killed while it renews the token does not hold the client's other calls",
+  function(env)
+    env.reset({ delay = 0.01, token_delay = 1 })
+    local tv = env.talview()
+    local renewing = ngx.thread.spawn(function() return tv.models.candidate:get(1) end)
+    ngx.sleep(0.2) -- it is waiting for the token endpoint
+    ngx.thread.kill(renewing)
+    ngx.update_time()
+    local t0 = ngx.now()
+    assert(tv.models.candidate:get(2))
+    ngx.update_time()
+    assert.is_true(ngx.now() - t0 < 5, "waited " .. (ngx.now() - t0) .. " s for a dead renewal")
+    assert.equal(2, env.stats().tokens)
+    -- the same with clients sharing a store (the store's renewal lock)
+    env.reset({ delay = 0.01, token_delay = 1 })
+    local store = require("assesskit.store").new()
+    local a, b = env.talview({ store = store }), env.talview({ store = store })
+    renewing = ngx.thread.spawn(function() return a.models.candidate:get(1) end)
+    ngx.sleep(0.2)
+    ngx.thread.kill(renewing)
+    ngx.update_time()
+    t0 = ngx.now()
+    assert(b.models.candidate:get(2))
+    ngx.update_time()
+    assert.is_true(ngx.now() - t0 < 5, "waited " .. (ngx.now() - t0) .. " s for a dead lock holder")
+  end, { ngx_only = true })
+
+case("a light thread killed during its request gives its place in the rate budget back",
+  function(env)
+    env.reset({ delay = 1 })
+    local tv = env.talview({ retry_base_delay = 0.05 })
+    assert(tv:authenticate())
+    local lost = ngx.thread.spawn(function() return tv.models.candidate:get(1) end)
+    ngx.sleep(0.2) -- its request is on its way
+    ngx.thread.kill(lost)
+    -- a 429 cuts the in-flight limit to one: a place held by the killed thread leaves none
+    env.reset({ pushback = { from = 1, to = 1, status = 429 } })
+    local done
+    local call = ngx.thread.spawn(function() done = { tv.models.candidate:get(2) } end)
+    for _ = 1, 100 do
+      if done then break end
+      ngx.sleep(0.05)
+    end
+    if not done then ngx.thread.kill(call) end
+    assert.is_truthy(done, "the call still waits for a place after 5 s")
+    assert.equal(2, done[1].id)
+  end, { ngx_only = true })
+
 case("a coroutine of the user's own inside fn makes ordinary calls", function(env)
   env.reset({})
   local tv = env.talview()
@@ -244,6 +428,25 @@ case("a coroutine of the user's own inside fn makes ordinary calls", function(en
   all_ok(results, 4)
   for i = 1, 4 do assert.equal(i, results[i].value.id) end
 end)
+
+case("a value fn yields itself fails that item alone; every other item still runs", function(env)
+  env.reset({})
+  local tv = env.talview()
+  local results = tv:map(range(6), function(i)
+    if i == 2 then coroutine.yield("stray") end
+    return tv.models.candidate:get(i)
+  end, { concurrency = 2 })
+  assert.equal(6, #results)
+  assert.is_nil(results[2].value)
+  assert.matches("yielded", tostring(results[2].err))
+  for _, i in ipairs({ 1, 3, 4, 5, 6 }) do assert.equal(i, results[i].value.id) end
+  -- every item yields: each gets its error (none is lost), and they are counted
+  local failed = 0
+  local summary = tv:map(range(5), function() coroutine.yield() end, { concurrency = 2,
+    on_result = function(_, _, err) if err then failed = failed + 1 end end })
+  assert.same({ done = 5, failed = 5 }, summary)
+  assert.equal(5, failed)
+end, { plain_only = true }) -- inside nginx, coroutine.yield in a light thread lets the others run
 
 case("a map inside fn runs within the outer map", function(env)
   env.reset({ delay = 0.01 })
@@ -293,12 +496,14 @@ describe("client:map #bulk #luajit", function()
 
   describe("in " .. WORLD, function()
     for _, c in ipairs(cases) do
-      it(c.name, function()
-        local env = bulk_server.env(srv.api)
-        local ok, err = pcall(c.fn, env)
-        env.close()
-        if not ok then error(err, 0) end
-      end)
+      if not c.ngx_only then
+        it(c.name, function()
+          local env = bulk_server.env(srv.api)
+          local ok, err = pcall(c.fn, env)
+          env.close()
+          if not ok then error(err, 0) end
+        end)
+      end
     end
   end)
 

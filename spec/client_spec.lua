@@ -35,7 +35,7 @@ local servers = [[
     }
     location = /numbers-nul {
       default_type application/json;
-      return 200 '{"id": 10001, "f": 1.0, "z": "\u0000"}';
+      return 200 '{"id": 10001, "f": 1.0, "z": "a\u0000b", "big": 9223372036854775808}';
     }
     location = /empty { return 204; }
     location = /text { default_type text/plain; return 200 'plain words'; }
@@ -216,25 +216,33 @@ describe("assesskit.client #luajit", function()
       assert.equal(cjson.null, v.b[2])
     end)
 
-    it("decodes a JSON number without a fraction as an integer on Lua 5.4 (as is on LuaJIT)", function()
+    it("decodes a JSON number without a fraction or exponent as an integer on Lua 5.4 (doubles on LuaJIT)", function()
       local v = new_client():request("GET", "/numbers")
       assert.equal("candidate-10001", "candidate-" .. v.id)
       assert.equal(10001, v.id)
+      assert.equal(-7, v.neg)
       assert.equal(2.5, v.score)
+      assert.equal(1000, v.e)
       assert.equal(3, v.list[3].n)
+      assert.equal(123456789012, v.big)
       assert.equal("v2.0", v.s)
+      -- an escaped NUL in a string changes nothing about the numbers
+      local w = new_client():request("GET", "/numbers-nul")
+      assert.equal("a\0b", w.z)
+      assert.equal(10001, w.id)
+      assert.equal(2 ^ 63, w.big)
       if math.type then
-        for _, x in ipairs({ v.id, v.neg, v.e, v.list[1], v.list[3].n, v.big }) do
+        for _, x in ipairs({ v.id, v.neg, v.list[1], v.list[3].n, v.big, w.id }) do
           assert.equal("integer", math.type(x))
         end
-        -- written with a fraction: a float, even when its value is integral
-        assert.equal("float", math.type(v.f))
-        assert.equal("float", math.type(v.list[2]))
+        -- written with a fraction or an exponent: a float, even when its value is integral
+        for _, x in ipairs({ v.f, v.e, v.list[2], v.score, w.f }) do
+          assert.equal("float", math.type(x))
+        end
         assert.equal("10001.0", tostring(v.f))
-        -- a text with an escaped NUL: integral fractions cannot be told apart, cjson's floats stay
-        local w = new_client():request("GET", "/numbers-nul")
-        assert.equal("float", math.type(w.f))
-        assert.equal(10001, w.id)
+        assert.equal("1000.0", tostring(v.e))
+        -- beyond the integers: a float
+        assert.equal("float", math.type(w.big))
         assert.equal("integer", math.type(client.json_decode("42")))
         assert.equal("float", math.type(client.json_decode("42.0")))
       end
@@ -326,6 +334,8 @@ describe("assesskit.client #luajit", function()
       local _, err = new_client():request("GET", "/notjson")
       assert.equal("decode", err.kind)
       assert.equal(200, err.status)
+      assert.equal("response body is not valid JSON: unterminated string at the end of the text (byte 14)",
+        err.message)
     end)
 
     it("reports a refused connection as a network error", function()

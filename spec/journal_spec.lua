@@ -384,7 +384,12 @@ describe("journal.is_ambiguous #luajit", function()
     assert.is_true(journal.is_ambiguous(e { kind = "network" }))
     assert.is_false(journal.is_ambiguous(e { kind = "network", method = "POST", sent = false }))
     assert.is_false(journal.is_ambiguous(e { kind = "timeout", method = "GET" }))
-    assert.is_false(journal.is_ambiguous(e { kind = "http", status = 504, method = "POST" }))
+    assert.is_false(journal.is_ambiguous(e { kind = "http", status = 503, method = "POST" }))
+    assert.is_false(journal.is_ambiguous(e { kind = "http", status = 500, method = "POST" }))
+    -- a gateway that lost the upstream's answer: the write may have been done behind it
+    assert.is_true(journal.is_ambiguous(e { kind = "http", status = 504, method = "POST" }))
+    assert.is_true(journal.is_ambiguous(e { kind = "http", status = 502, method = "PUT" }))
+    assert.is_false(journal.is_ambiguous(e { kind = "http", status = 504, method = "GET" }))
     assert.is_false(journal.is_ambiguous(e { kind = "tls", method = "POST" }))
     -- a write answered, its answer unreadable or cut off: it may have been done
     assert.is_true(journal.is_ambiguous(e { kind = "decode", status = 201, method = "POST", sent = true }))
@@ -543,6 +548,34 @@ describe("client:map with a journal", function()
     local r = tv:map(items, fn, { journal = path, key = by_email(tv) })
     assert.equal(503, r[1].err.status)
     r = tv:map(items, fn, { journal = path, key = by_email(tv) })
+    assert.equal(items[1].email, r[1].value.email)
+    assert.equal(3, posts())
+    assert.equal(1, created(items[1].email))
+  end)
+
+  it("a POST answered 504 by a gateway is ambiguous: never re-run blind, reconciled first",
+    function()
+    local tv = sb:talview({ max_retries = 0 })
+    local path = dir .. "/job.journal"
+    local items = rows(2, "gateway")
+    local function fn(row) return tv.models.candidate:create(row) end
+    sb:fault({ kind = "status", status = 504, times = 1, method = "POST", path = "/models/candidate" })
+    local opts = { journal = path, key = function(row) return row.email end }
+    local r = tv:map(items, fn, opts)
+    assert.equal("ambiguous", r[1].err.kind)
+    assert.equal(504, r[1].err.cause.status)
+    assert.equal(2, posts())
+    -- a 504 is retryable, but the next run does not send it again blind
+    r = tv:map(items, fn, opts)
+    assert.equal("ambiguous", r[1].err.kind)
+    assert.equal(2, posts())
+    -- reconcile says it had not landed (the sandbox's 504 did nothing): it is created once
+    local reconciled = 0
+    local _, by_mail = by_email(tv)
+    opts.reconcile = function(item, i) reconciled = reconciled + 1; return by_mail(item, i) end
+    r = tv:map(items, fn, opts)
+    assert.equal(1, reconciled)
+    assert.is_nil(r[1].err)
     assert.equal(items[1].email, r[1].value.email)
     assert.equal(3, posts())
     assert.equal(1, created(items[1].email))

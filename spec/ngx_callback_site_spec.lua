@@ -117,4 +117,22 @@ describe("examples/openresty-callback", function()
     assert.equal(600, got.error_count)
     assert.is_nil((sys.read(site.dir .. "/logs/error.log") or ""):find(secret, 1, true))
   end)
+
+  it("logs an action whose counts are null (create-assessment's, as its seed example) without inventing any",
+    function()
+    local r = sb:request("POST", "/actions/create-assessment", { token = sb.tok, body = { title = "Site",
+      sections = { { order = 1, title = "S" } }, callbackUrl = callback.url(url("/talview/callback"), secret) } })
+    assert.equal(200, r.status, r.body)
+    assert.equal(cjson.null, r.json.total_count)
+    sb:run_actions() -- its delivery, if its timer has not made it yet
+    local line
+    for _ = 1, 100 do
+      line = (sys.read(site.dir .. "/logs/error.log") or ""):match("action " .. r.json.id .. " [^\n]*")
+      if line then break end
+      sys.sleep(0.02)
+    end
+    assert.truthy(line, "no log line for action " .. r.json.id)
+    assert.truthy(line:find("action " .. r.json.id .. " completed: no counts given", 1, true), line)
+    assert.is_nil(line:find("userdata", 1, true), line)
+  end)
 end)

@@ -120,6 +120,86 @@ describe("assesskit.redis journal #luajit", function()
     assert.equal("run", b:claim("k1", 1, { retry_failed = true }))
   end)
 
+  it("never runs again a result it could not record, not even with retry_failed", function()
+    local a = open()
+    assert.equal("run", a:claim("ada", 1))
+    local ok, err = a:finish("ada", 1, { id = 7, score = 0 / 0 }) -- JSON has no NaN
+    assert.is_nil(ok)
+    assert.equal("validation", err.kind)
+    assert.matches("cannot be recorded", err.message)
+    -- the item was done (its write made): running it again could make it twice
+    for _, opts in ipairs({ {}, { retry_failed = true } }) do
+      local state, rec = open():claim("ada", 1, opts)
+      assert.equal("failed", state)
+      assert.matches("cannot be recorded", rec.err.message)
+    end
+  end)
+
+  it("gives recorded numbers back exactly as they were: every digit, integer or float", function()
+    local value = {
+      id = 123456789012345, stamp = 1733480000123456, neg = -987654321098765, small = 42,
+      sum = 0.1 + 0.2, third = 1 / 3, score = 80.0, list = { 4503599627370497, 0.1 + 0.7 },
+    }
+    local a = open()
+    assert.equal("run", a:claim("a", 1))
+    assert(a:finish("a", 1, value))
+    assert.equal("run", a:claim("c", 3))
+    a:close() -- c started, its outcome unknown: the next holder reconciles it
+    local b = open()
+    assert.equal("ambiguous", (b:claim("c", 3)))
+    assert(b:resolve("c", 3, { id = 123456789012346 }))
+    local function same(want, got, where)
+      if type(want) == "table" then
+        for k, v in pairs(want) do same(v, got[k], where .. "." .. tostring(k)) end
+        return
+      end
+      assert.equal(want, got, where .. ": " .. string.format("%.17g", want) .. " came back as "
+        .. tostring(got))
+      if math.type then assert.equal(math.type(want), math.type(got), where) end
+    end
+    local state, rec = open():claim("a", 1)
+    assert.equal("done", state)
+    same(value, rec.value, "value")
+    state, rec = open():claim("c", 3)
+    assert.equal("done", state)
+    same(123456789012346, rec.value.id, "resolved")
+  end)
+
+  it("gives a recorded JSON null (client.null) back as null, and nothing as nothing", function()
+    local null = require("assesskit.client").null
+    local a = open()
+    assert.equal("run", a:claim("a", 1))
+    assert(a:finish("a", 1, null))
+    assert.equal("run", a:claim("b", 2))
+    assert(a:finish("b", 2, nil))
+    local state, rec = open():claim("a", 1)
+    assert.equal("done", state)
+    assert.equal(null, rec.value)
+    state, rec = open():claim("b", 2)
+    assert.equal("done", state)
+    assert.is_nil(rec.value)
+  end)
+
+  it("refuses a record damaged in Redis instead of replaying it as a success", function()
+    local a = open()
+    for i, key in ipairs({ "k1", "k2", "k3", "k4", "k5" }) do
+      assert.equal("run", a:claim(key, i))
+      assert(a:finish(key, i, { id = i }))
+    end
+    local items = "assesskit:journal:job:items"
+    srv:cli("HSET", items, "k1", 'failed {"i":1,"error":"boom"}') -- an error that is no error
+    srv:cli("HSET", items, "k2", 'failed {"i":2}') -- a failure without its error
+    srv:cli("HSET", items, "k3", "done {not json") -- a value cut short
+    srv:cli("HSET", items, "k4", "finished {\"i\":4}") -- an unknown state
+    srv:cli("HSET", items, "k5", 'done {"i":7,"value":1}') -- another item's record
+    for i, key in ipairs({ "k1", "k2", "k3", "k4", "k5" }) do
+      local state, err = open():claim(key, i)
+      assert.is_nil(state, key .. " was taken as " .. tostring(state))
+      assert.equal("validation", err.kind)
+      assert.matches("corrupted", err.message)
+    end
+  end)
+
   it("lets go of what it holds when closed", function()
     local a, b = open(), open()
     assert.equal("run", a:claim("ada", 1))
@@ -151,6 +231,33 @@ describe("assesskit.redis journal #luajit", function()
     assert.is_nil(none)
     assert.matches("gone from Redis", err.message)
     own:stop()
+  end)
+
+  it("refuses to go on when Redis evicted the job's records but kept the job", function()
+    -- what maxmemory with an allkeys-* policy does: whole keys go, any of them
+    for _, gone in ipairs({ "items", "index" }) do
+      srv:cli("FLUSHALL")
+      local a = open()
+      assert.equal("run", a:claim("ada", 1))
+      assert(a:finish("ada", 1, { id = 1 }))
+      srv:cli("DEL", "assesskit:journal:job:" .. gone)
+      local state, err = open():claim("ada", 1)
+      assert.is_nil(state, gone .. ": ada would be done again (" .. tostring(state) .. ")")
+      assert.equal("io", err.kind)
+      assert.matches("gone from Redis", err.message)
+    end
+  end)
+
+  it("refuses a Redis that may evict the job's keys (maxmemory-policy allkeys-*)", function()
+    srv:cli("CONFIG", "SET", "maxmemory", "100mb")
+    srv:cli("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    local j, err = redis_store.new { url = srv:url() }:journal("job")
+    srv:cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    srv:cli("CONFIG", "SET", "maxmemory", "0")
+    assert.is_nil(j)
+    assert.equal("io", err.kind)
+    assert.matches("allkeys%-lru", err.message)
+    assert(redis_store.new { url = srv:url() }:journal("job"))
   end)
 
   it("raises on misuse", function()

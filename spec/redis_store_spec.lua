@@ -215,6 +215,71 @@ describe("assesskit.redis store #luajit", function()
       assert.equal(2, token_requests())
     end)
 
+    it("keeps working, and says so once, with a Redis that refuses it: no password, no script rights",
+      function()
+      srv:cli("ACL", "SETUSER", "noscripts", "on", ">n0scripts-Passw0rd", "~*", "&*", "+@all", "-@scripting")
+      local urls = {
+        ["no password"] = "redis://127.0.0.1:" .. srv.port,
+        ["no script rights"] = "redis://noscripts:n0scripts-Passw0rd@127.0.0.1:" .. srv.port,
+      }
+      for what, u in pairs(urls) do
+        sb:reset()
+        local events = {}
+        local store = redis_store.new { url = u, retry_interval = 0.05,
+          on_event = function(e) events[#events + 1] = e end }
+        local tv = sb:talview { store = store, max_rate = 1000 }
+        for n = 1, 10 do
+          local me, err = tv.user.me:get()
+          assert(me, what .. ", call " .. n .. ": " .. tostring(err))
+          socket.sleep(0.02) -- past retry_interval now and then: Redis is asked again
+        end
+        assert.equal(1, #events, what)
+        assert.equal("redis_down", events[1].event, what)
+        assert.is_nil(events[1].message:find("Passw0rd", 1, true))
+        assert.is_true(store:is_down(), what)
+        local j, err = store:journal("job")
+        assert.is_nil(j, what)
+        assert.equal("io", err.kind)
+      end
+    end)
+
+    it("keeps working, and says so once, with a Redis that refuses writes: full, or a replica",
+      function()
+      local own = redis.start()
+      local setups = {
+        ["maxmemory reached"] = function() own:cli("CONFIG", "SET", "maxmemory", "1") end,
+        ["a read-only replica"] = function()
+          own:cli("CONFIG", "SET", "maxmemory", "0")
+          own:cli("REPLICAOF", "127.0.0.1", sys.free_port()) -- (a primary that is not there)
+        end,
+      }
+      local events, store, tv
+      for _, what in ipairs({ "maxmemory reached", "a read-only replica" }) do
+        setups[what]()
+        sb:reset()
+        events = {}
+        store = redis_store.new { url = own:url(), retry_interval = 0.05,
+          on_event = function(e) events[#events + 1] = e end }
+        tv = sb:talview { store = store }
+        for n = 1, 10 do
+          local me, err = tv.user.me:get()
+          assert(me, what .. ", call " .. n .. ": " .. tostring(err))
+          socket.sleep(0.02) -- past retry_interval now and then: Redis is asked again
+        end
+        -- once: reads that Redis still answers do not make it look back
+        assert.equal(1, #events, what)
+        assert.equal("redis_down", events[1].event, what)
+        assert.is_true(store:is_down(), what)
+      end
+      -- writable again (promoted): back to Redis at the next try
+      own:cli("REPLICAOF", "NO", "ONE")
+      socket.sleep(0.06)
+      assert(tv.user.me:get())
+      assert.equal("redis_up", events[2].event)
+      assert.is_false(store:is_down())
+      own:stop()
+    end)
+
     it("goes back to one token when Redis returns after each process renewed on its own", function()
       local own = redis.start()
       local a = sb:talview { token_store = redis_store.new { url = own:url(), retry_interval = 0 } }

@@ -271,7 +271,13 @@ describe("sandbox action callbacks", function()
     local got = eventually(function() local g = received() return #g == 2 and g end)
     assert.truthy(got)
     local statuses = {}
-    for _, g in ipairs(got) do statuses[#statuses + 1] = cjson.decode(g.body).status end
+    for _, g in ipairs(got) do
+      local a = cjson.decode(g.body)
+      statuses[#statuses + 1] = a.status
+      -- the action as kept, shaped as its seed example (evaluate's total_count is null)
+      assert.same(sb:state("action", a.id), a)
+      if a.status == 3 then assert.equal(cjson.null, a.total_count) end
+    end
     table.sort(statuses)
     assert.same({ 3, 99 }, statuses)
   end)

@@ -30,6 +30,10 @@ describe("talview auth against a token endpoint that answers oddly #luajit", fun
       location = /html { default_type text/html; return 200 '<html>sign in</html>'; }
       location = /crlf {
         default_type application/json;
+        return 200 '{"access_token":"tok-abc\\r\\nX-Injected: 1","expires_in":3600}';
+      }
+      location = /crlf-raw {
+        default_type application/json;
         return 200 '{"access_token":"tok-abc\r\nX-Injected: 1","expires_in":3600}';
       }
       location = /forever {
@@ -51,7 +55,9 @@ describe("talview auth against a token endpoint that answers oddly #luajit", fun
 
   it("returns an auth error, never raises, and sends no API request", function()
     for _, case in ipairs({ { "/none", "returned no access_token" }, { "/html", "returned no access_token" },
-      { "/crlf", "returned an access_token with control characters" } }) do
+      { "/crlf", "returned an access_token with control characters" },
+      -- unescaped control characters in a JSON string: not JSON (RFC 8259)
+      { "/crlf-raw", "response body is not valid JSON: unescaped control character in a string" } }) do
       local tv = talview.new({ base_url = srv:url(""), token_url = srv:url(case[1]), max_retries = 0,
         auth = { grant = "password", client_id = "c", client_secret = "s3cret-1", username = "u",
           password = "passw0rd-1" } })

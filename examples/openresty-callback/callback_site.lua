@@ -12,12 +12,21 @@ local M = {}
 
 local receiver, problem
 
+-- "1 of 2 done, 1 failed", or nil when the action gives no counts: some actions leave them
+-- null even when done (create-assessment, section-workflow, ...: docs/actions.md, "Which
+-- fields are filled when"); then `response` alone tells the items that failed.
+local function counts(action)
+  local done, all, failed = tonumber(action.success_count), tonumber(action.total_count),
+    tonumber(action.error_count)
+  if not (done and all and failed) then return nil end
+  return ("%d of %d done, %d failed"):format(done, all, failed)
+end
+
 --- What the site does with an action, once per action id and status.
 function M.on_action(action)
   -- callback.log, not ngx.log: nginx would end the line with the request's URL, secret and all
-  callback.log(ngx.NOTICE, ("action %d %s: %s of %s done, %s failed"):format(action.id,
-    callback.status_name(action.status), tostring(action.success_count), tostring(action.total_count),
-    tostring(action.error_count)))
+  callback.log(ngx.NOTICE, ("action %d %s: %s"):format(action.id, callback.status_name(action.status),
+    counts(action) or "no counts given"))
   action.status_name = callback.status_name(action.status)
   ngx.shared.talview_actions:set(("%d"):format(action.id), cjson.encode(action))
 end

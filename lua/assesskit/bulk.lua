@@ -31,8 +31,9 @@ local DEFAULT_CONCURRENCY = 8
 -- Runtimes: how tasks are spawned, joined and woken where `map` runs
 --
 -- rt:spawn(fn, ...) -> handle; rt:join(handle) -> ok, results... (pcall-like);
--- rt:cond() -> {wait = fn, signal = fn}; rt:sleep(seconds) (from a task: 0 lets the other
--- ready tasks run first); rt:close()
+-- rt:call(fn, ...) -> ok, results... (pcall-like: one item's fn); rt:cond() -> {wait = fn,
+-- signal = fn}; rt:sleep(seconds) (from a task: 0 lets the other ready tasks run first);
+-- rt:close()
 
 local function inside_nginx()
   local ngx = rawget(_G, "ngx")
@@ -51,6 +52,11 @@ end
 
 function NgxRuntime:join(t)
   return self.ngx.thread.wait(t)
+end
+
+-- Inside nginx a coroutine.yield in a light thread only lets the others run: a plain pcall.
+function NgxRuntime.call(_, fn, ...)
+  return pcall(fn, ...)
 end
 
 function NgxRuntime:cond()
@@ -92,12 +98,27 @@ function SchedRuntime:join(task)
   return self.s:join(task)
 end
 
+-- One item's fn in a task of its own, joined by the worker: a value fn yields itself (which
+-- the scheduler cannot resume) fails that task, so the item gets the error and the worker
+-- goes on with the next item.
+function SchedRuntime:call(fn, ...)
+  local s = self.s
+  return s:join(s:spawn(fn, ...))
+end
+
 function SchedRuntime:cond()
   return self.s:cond()
 end
 
+-- A scheduler of our own is closed once what still runs on it has ended: tasks that outlived
+-- their map (pages ahead of an `each` that `fn` broke out of) finish their request, so that
+-- the permit, the token renewal or the lock they hold is given back; closing would drop them
+-- where they are.
 function SchedRuntime:close()
-  if self.owned then self.s:close() end
+  if self.owned then
+    self.s:drive()
+    self.s:close()
+  end
 end
 
 function SchedRuntime:sleep(seconds)
@@ -196,10 +217,17 @@ local function journal_worker(job)
   flush()
 end
 
+-- What an error raised without a value (`error()`, `error(nil)`) becomes: pcall gives nil,
+-- which would read as no error at all.
+local function raised_value(job, value, what)
+  if value == nil then return job.where .. ": " .. what .. " raised an error without a value" end
+  return value
+end
+
 -- Call fn; an error it raises becomes the item's err (the raised value, as pcall gives it).
 function Job:run(item, i)
-  local ok, value, err = pcall(self.fn, item, i)
-  if not ok then return nil, value end
+  local ok, value, err = self.rt:call(self.fn, item, i)
+  if not ok then return nil, raised_value(self, value, "fn") end
   return value, err
 end
 
@@ -221,7 +249,7 @@ function Job:next_item()
   self.pulling = false
   self.pull_cond.signal()
   if not ok then
-    self:stop(nil, item)
+    self:stop(nil, raised_value(self, item, "the item iterator"))
     return nil
   end
   if item == nil then
@@ -254,8 +282,14 @@ function Job:deliver(i, value, err)
   if self.results then
     self.results[i] = { value = value, err = err }
   end
-  if self.on_result then self.on_result(i, value, err) end
-  if self.on_progress then self.on_progress(self.done, self.total) end
+  if self.on_result then
+    local ok, raised = pcall(self.on_result, i, value, err)
+    if not ok then error(raised_value(self, raised, "on_result"), 0) end
+  end
+  if self.on_progress then
+    local ok, raised = pcall(self.on_progress, self.done, self.total)
+    if not ok then error(raised_value(self, raised, "on_progress"), 0) end
+  end
 end
 
 local function worker(job)
@@ -294,7 +328,7 @@ function M.map(budget, items, fn, opts, where)
   local jj, jerr = journal.job(opts, env, 3, where)
   if jerr then return nil, jerr end
   local job = setmetatable({
-    fn = fn, done = 0, failed = 0, next_i = 1, stopped = false,
+    fn = fn, where = where, done = 0, failed = 0, next_i = 1, stopped = false,
     on_result = opts.on_result, on_progress = opts.on_progress,
     stop_on_error = opts.stop_on_error == true, journal = jj,
   }, Job)
@@ -319,6 +353,7 @@ function M.map(budget, items, fn, opts, where)
     budget:configure({ max_rate = opts.max_rate })
   end
   local rt = M.runtime()
+  job.rt = rt
   if job.iter then job.pull_cond = rt:cond() end
   if jj then
     -- group commit: a worker about to fdatasync lets the others write their records first
@@ -353,7 +388,11 @@ end
 
 --- Iterate over every item of a list call, fetching up to `n` pages ahead once the first
 -- page's counters (`page`, `page_count`) are known; items still come in order. Without
--- counters it goes on page by page, as `c:each`.
+-- counters it goes on page by page, as `c:each`. Inside nginx, or in a task of a running
+-- scheduler (inside `map`), the pages ahead run on beside the loop body (a window of `n`
+-- pages); elsewhere (plain Lua outside `map`) they are fetched `n` at a time, and a batch
+-- has ended before its items are handed out, so nothing is left half done while the loop
+-- body runs or after it breaks.
 -- @tparam table c an `assesskit.client`
 -- @tparam string method
 -- @tparam string path
@@ -387,8 +426,22 @@ function M.each(c, method, path, opts, n)
     if k > ahead.last_page then return nil end
     local top = k + n - 1
     if top > ahead.last_page then top = ahead.last_page end
-    for j = k, top do
-      if not ahead.tasks[j] then start(j) end
+    if ahead.batch then
+      -- A scheduler of our own runs only while this iterator waits: a page still on its way
+      -- when the items go to the loop body would be frozen there, holding what it holds (a
+      -- permit of the budget, the token renewal, a connection) while the body's own calls
+      -- wait for it, and for ever after a `break`. So: up to n pages at once, all of them
+      -- finished (and their scheduler closed) before any of their items is handed out.
+      if not ahead.tasks[k] then
+        ahead.rt = M.runtime()
+        for j = k, top do start(j) end
+        for j = k, top do ahead.rt:join(ahead.tasks[j]) end
+        ahead.rt:close()
+      end
+    else -- light threads, or tasks of a scheduler driven by others: a sliding window
+      for j = k, top do
+        if not ahead.tasks[j] then start(j) end
+      end
     end
     local task = ahead.tasks[k]
     ahead.tasks[k] = nil
@@ -410,7 +463,9 @@ function M.each(c, method, path, opts, n)
     local p = res and res.paging
     if p and p.page and p.page_count and p.page < p.page_count and type(page) == "table"
       and #page > 0 then
-      ahead = { rt = M.runtime(), tasks = {}, next_page = p.page + 1, last_page = p.page_count }
+      local rt = M.runtime()
+      ahead = { rt = rt, batch = rt.owned == true, tasks = {}, next_page = p.page + 1,
+        last_page = p.page_count }
       pages = nil
     end
     return page

@@ -46,9 +46,99 @@ local url_mod = require("assesskit.url")
 local scheduler = require("assesskit.scheduler")
 local scheduler_current = scheduler.current
 
-local json = cjson.new()
-local cjson_decode, json_encode = json.decode, json.encode
-local math_tointeger = math.tointeger -- nil on LuaJIT, whose numbers are all doubles
+local cjson_encode = cjson.new().encode
+local math_type = math.type -- nil on LuaJIT: all doubles
+local next = next
+
+-- ------------------------------------------------------------------------------------------
+-- JSON text, exactly: cjson writes numbers with 14 significant digits (123456789012345 becomes
+-- 1.2345678901234e+14) and an integral float as an integer (80.0 becomes 80); a request body
+-- and a journal's record must say every number as it was made.
+
+-- The JSON text of a number that cjson's would not give back as it is; nil when cjson's does.
+local function exact_number(x)
+  local integer = math_type and math_type(x) == "integer"
+  if x < 1e14 and x > -1e14 and (integer or (not math_type and x == math_floor(x))) then
+    return nil -- the common case: a whole number of at most 14 digits
+  end
+  if integer then return string_format("%d", x) end
+  if x ~= x or x == math_huge or x == -math_huge then return nil end -- cjson refuses these
+  local s
+  if math_type and x == math_floor(x) then
+    s = string_format("%.17g", x) -- an integral float: written with a fraction, stays a float
+    if not string_find(s, "[^%d%-]") then s = s .. ".0" end
+  else
+    if tonumber(string_format("%.14g", x)) == x then return nil end
+    s = string_format("%.17g", x)
+  end
+  return (string_gsub(s, "[^%w%+%-]", ".")) -- the decimal point, whatever the C locale
+end
+
+local MAX_DEPTH = 1000 -- cjson's nesting limit
+local EXACT = "\0assesskit-exact:" -- in a copy for cjson: the number marks[n] ("\u0000..." in JSON)
+
+-- Whether `v` holds a number needing exact_number; nil when it cannot be encoded the exact way
+-- (a cycle, or deeper than cjson goes: cjson's own error then).
+local function inexact(v, depth, path, seen)
+  local t = type(v)
+  if t == "number" then return exact_number(v) ~= nil end
+  if t ~= "table" or seen[v] then return false end
+  if path[v] or depth > MAX_DEPTH then return nil end
+  path[v] = true
+  local found = false
+  for _, x in next, v do -- raw, as cjson reads tables
+    local tx = type(x)
+    if tx == "table" then
+      local r = inexact(x, depth + 1, path, seen)
+      if r == nil then return nil end
+      found = found or r
+    elseif tx == "number" and not found and exact_number(x) then
+      found = true
+    end
+  end
+  path[v], seen[v] = nil, true
+  return found
+end
+
+-- A copy of `v` for cjson, each number needing exact_number as the string EXACT .. n.
+local function marked(v, marks)
+  local t = type(v)
+  if t == "number" then
+    local s = exact_number(v)
+    if not s then return v end
+    marks[#marks + 1] = s
+    return EXACT .. #marks
+  elseif t == "string" then
+    if string_find(v, EXACT, 1, true) then error("a string holds the JSON encoder's number mark", 0) end
+    return v
+  elseif t ~= "table" then
+    return v
+  end
+  local c = {}
+  for k, x in next, v do
+    if type(k) == "string" and string_find(k, EXACT, 1, true) then
+      error("a key holds the JSON encoder's number mark", 0)
+    end
+    c[k] = marked(x, marks)
+  end
+  return c
+end
+
+-- cjson's text of a value; raises cjson's message (without a position).
+local function cjson_text(v)
+  local ok, s = pcall(cjson_encode, v)
+  if not ok then error(s, 0) end
+  return s
+end
+
+-- The JSON text of a value, every number as it is. Raises as cjson does.
+local function json_encode(v)
+  if not inexact(v, 0, {}, {}) then return cjson_text(v) end
+  local marks = {}
+  local s = cjson_text(marked(v, marks))
+  return (string_gsub(s, '"\\u0000assesskit%-exact:(%d+)"', function(n) return marks[tonumber(n)] end))
+end
+
 
 local M = {}
 --- The version of assesskit (`require("assesskit")._VERSION`, the one constant).
@@ -192,105 +282,28 @@ local function header_value(h, name)
 end
 
 -- ------------------------------------------------------------------------------------------
--- JSON numbers: integers stay integers (Lua 5.4)
+-- JSON decoding
 
--- lua-cjson 2.1.0 decodes every JSON number as a float; on Lua 5.4 a number written without a
--- fraction or an exponent must come back as an integer (an id: "candidate-" .. c.id).
-local FLOAT_MARK = "\0assesskit-float:" -- a string no JSON text can hold unescaped
+-- assesskit.core's decoder (RFC 8259, strictly): a number written without a fraction or an
+-- exponent is a Lua integer on Lua 5.4 ("candidate-" .. c.id is candidate-10001), any other a
+-- float (10001.0 stays 10001.0); on LuaJIT every number is a double. Loaded on first use, so
+-- that this module loads where the core is not built yet (tools/annotations.lua).
+local core_json_decode
 
-local function integers(t, marked)
-  for k, v in pairs(t) do
-    local tv = type(v)
-    if tv == "number" then
-      local i = math_tointeger(v)
-      if i then t[k] = i end
-    elseif tv == "table" then
-      integers(v, marked)
-    elseif marked and tv == "string" and string_find(v, FLOAT_MARK, 1, true) == 1 then
-      t[k] = tonumber(string_sub(v, #FLOAT_MARK + 1)) + 0.0
-    end
-  end
+-- The value of a JSON text (JSON null as `null`), or nil and why it is not JSON (a message
+-- with the byte where it went wrong; never a piece of the text).
+local function json_value(s)
+  if not core_json_decode then core_json_decode = require("assesskit.core").json_decode end
+  return core_json_decode(s, null)
 end
 
--- The text with every number written with a fraction whose value is integral (`10001.0`)
--- turned into a marked string, so that the walk keeps it a float; nil when that cannot be
--- done safely (the text already holds an escaped NUL).
-local function mark_integral_floats(body)
-  if string_find(body, "\\u0000", 1, true) then return nil end
-  local mark = '"' .. string_gsub(FLOAT_MARK, "%z", "\\u0000")
-  local out, scan, done = {}, 1, 1 -- scan: where to look next; done: copied up to here
-  while true do
-    local a = string_find(body, '["%-%d]', scan)
-    if not a then break end
-    if string_byte(body, a) == 34 then -- a string: skip to its closing quote
-      local e = a + 1
-      while true do
-        local q = string_find(body, '["\\]', e)
-        if not q then return nil end
-        if string_byte(body, q) == 92 then e = q + 2 else e = q + 1 break end
-      end
-      scan = e
-    else
-      local lit = string_match(body, "^%-?%d+%.?%d*[eE]?[%+%-]?%d*", a) or "-"
-      local v = tonumber(lit)
-      if v and string_find(lit, ".", 1, true) and v == math_floor(v) then
-        out[#out + 1] = string_sub(body, done, a - 1)
-        out[#out + 1] = mark .. lit .. '"'
-        done = a + #lit
-      end
-      scan = a + #lit
-    end
-  end
-  out[#out + 1] = string_sub(body, done)
-  return table_concat(out)
-end
-
-local function is_digit(b)
-  return b ~= nil and b >= 48 and b <= 57
-end
-
--- Whether a JSON text may hold a number written with a fraction whose value is integral
--- (`10001.0`): a '.' between digits, the literal around it integral. Inside a string too
--- ("v2.0"), which only costs the exact path. A plain find of '.' runs in C; a pattern with a
--- class would be an order of magnitude slower on a big body.
-local function integral_fraction(s)
-  local i = string_find(s, ".", 1, true)
-  while i do
-    if is_digit(string_byte(s, i - 1)) and is_digit(string_byte(s, i + 1)) then
-      local a = i - 1
-      while is_digit(string_byte(s, a - 1)) do a = a - 1 end
-      local lit = string_match(s, "^%d+%.%d+[eE]?[%+%-]?%d*", a)
-      local x = lit and tonumber(lit)
-      if x and x == math_floor(x) then return true end
-    end
-    i = string_find(s, ".", i + 1, true)
-  end
-  return false
-end
-
---- Decode JSON (the client's private cjson instance). On Lua 5.4 a number written without a
--- fraction is a Lua integer when its value is one (`42`; also `4e1`: serializers write
--- exponents only for huge or tiny floats), one written with a fraction stays a float (`42.0`,
--- `2.5`); on LuaJIT every number is a double, as cjson gives it. (A text holding both an
--- escaped NUL and an integral fraction keeps cjson's floats.)
--- @tparam string s
--- @return the value (JSON null as `client.null`)
--- @raise on malformed JSON (as cjson)
+-- M.json_decode: json_value that raises (documented below).
 local function json_decode(s)
-  local v = cjson_decode(s)
-  if not math_tointeger then return v end
-  if type(v) ~= "table" then
-    if type(v) == "number" and not string_find(s, ".", 1, true) then return math_tointeger(v) or v end
-    return v
+  if type(s) ~= "string" then
+    error("json_decode: expected a string, got " .. type(s), 2)
   end
-  if not integral_fraction(s) then -- the common case: every integral float is an integer
-    integers(v)
-    return v
-  end
-  local marked = mark_integral_floats(s)
-  if not marked then return v end -- cannot tell them apart: numbers stay as cjson gives them
-  v = cjson_decode(marked)
-  integers(v, true)
+  local v, why = json_value(s)
+  if v == nil then error(why, 2) end
   return v
 end
 
@@ -682,7 +695,10 @@ local function settle(self, permit, status, rheaders, retries)
   else
     return nil
   end
-  return { seconds = seconds, until_ = budget:pause(seconds, self.clock) }
+  -- the retry waits for the whole pause: a longer one already running (another call's
+  -- Retry-After) holds it too
+  local until_ = budget:pause(seconds, self.clock)
+  return { seconds = math_max(seconds, until_ - self.clock()), until_ = until_ }
 end
 
 --- Hand one request to the transport: on a scheduler's loop when the running coroutine is a
@@ -872,12 +888,13 @@ local function decode(self, res, body, expect)
   local jsonish = ctype and (string_find(ctype, "json", 1, true)
     or string_find(string_lower(ctype), "json", 1, true))
   if jsonish or (not ctype and looks_json(body)) or (status >= 400 and looks_json(body)) then
-    local ok, decoded = pcall(json_decode, body)
-    if ok then return decoded end
+    local decoded, why = json_value(body)
+    if decoded ~= nil then return decoded end
     if status < 400 then
       return nil, self:error({
         kind = "decode", status = status, method = res.method, url = res.url, sent = true,
-        message = "response body is not valid JSON",
+        -- "response body is not valid JSON: expected ',' or '}' in an object at byte 17"
+        message = "response body is " .. string_gsub(why, "^invalid JSON", "not valid JSON"),
         request_id = header_value(headers, "x-request-id"),
       })
     end
@@ -1272,18 +1289,27 @@ function M.read_file(path, max)
   return data
 end
 
---- Encode a value as JSON with this module's private cjson instance (`client.null` is JSON null).
+--- Encode a value as JSON (`client.null` is JSON null), every number as it was made: cjson
+-- alone writes 14 significant digits (an id 123456789012345 would go out as
+-- 1.2345678901234e+14) and an integral float as an integer; here an integer is written in
+-- full, a float with the digits that read back as the same float (an integral one with
+-- `.0`, so it stays a float on Lua 5.4). Request bodies and journal records use it.
 -- @function json_encode
 -- @param value a table, string, number, boolean or `client.null`
 -- @treturn string the JSON text
 -- @raise when the value cannot be encoded (a function, a sparse array, a cycle...)
 M.json_encode = json_encode
 
---- Decode JSON text with this module's private cjson instance (JSON null is `client.null`).
+--- Decode JSON text with assesskit.core's decoder (RFC 8259, strictly; JSON null is
+-- `client.null`). A number written without a fraction or an exponent is a Lua integer on
+-- Lua 5.4 (`42`; `-0` is 0), any other a float (`42.0`, `4e1`, `2.5`); on LuaJIT every number
+-- is a double. A lone UTF-16 surrogate escape (`"\ud800"`) is an error; bytes from 0x80 up are
+-- kept as they are (what `json_encode` writes reads back).
 -- @function json_decode
 -- @tparam string text
 -- @return the decoded value
--- @raise when the text is not JSON
+-- @raise when the text is not JSON (the message names the byte where it went wrong), or is
+--   not a string
 M.json_decode = json_decode
 
 M.Client = Client

@@ -64,12 +64,11 @@
 --     return found[1]             -- the candidate, or nil: create it
 --   end,
 -- })
-local type, tostring, tonumber, pairs, ipairs, next, pcall, setmetatable, error =
-  type, tostring, tonumber, pairs, ipairs, next, pcall, setmetatable, error
-local string_format, string_find, string_sub, string_byte, string_gsub =
-  string.format, string.find, string.sub, string.byte, string.gsub
-local math_floor, math_huge = math.floor, math.huge
-local math_type = math.type -- nil on LuaJIT: all doubles
+local type, tostring, pairs, ipairs, pcall, setmetatable, error =
+  type, tostring, pairs, ipairs, pcall, setmetatable, error
+local string_format, string_find, string_sub, string_byte =
+  string.format, string.find, string.sub, string.byte
+local math_floor = math.floor
 local io_open, os_date = io.open, os.date
 
 local core = require("assesskit.core")
@@ -77,6 +76,7 @@ local errors = require("assesskit.errors")
 local client = require("assesskit.client")
 
 local json_encode, json_decode = client.json_encode, client.json_decode
+local encode_value = json_encode -- every number as it was made
 
 local M = {}
 
@@ -112,10 +112,15 @@ end
 -- server: no answer (network, timeout), an answer cut off (aborted: the transfer cancelled;
 -- too_large: the answer over the limit), a success answer that cannot be read (decode).
 local UNKNOWN_OUTCOME = { network = true, timeout = true, aborted = true, too_large = true, decode = true }
+-- The statuses a gateway answers when it lost the upstream's answer (502 Bad Gateway: the
+-- upstream's answer was broken or its connection dropped; 504 Gateway Timeout: no answer in
+-- time): the request may have been carried out behind it.
+local GATEWAY_LOST = { [502] = true, [504] = true }
 
 --- Whether an item's error leaves it ambiguous: a request that is not a read (GET, HEAD,
 -- OPTIONS) and may have reached the server (`err.sent ~= false`), whose answer was lost
--- (kind `network`, `timeout`), cut off (`aborted`, `too_large`) or unreadable (`decode`: a
+-- (kind `network`, `timeout`; or kind `http` with status 502 or 504, a gateway's word that it
+-- lost the upstream's answer), cut off (`aborted`, `too_large`) or unreadable (`decode`: a
 -- success status with a body that is not JSON). Such a write may or may not have been done
 -- (a decode error says it was); running it again could do it twice. The one rule every
 -- journal (file or fleet) uses.
@@ -124,98 +129,11 @@ local UNKNOWN_OUTCOME = { network = true, timeout = true, aborted = true, too_la
 function M.is_ambiguous(err)
   if type(err) ~= "table" then return false end
   if err.kind == "ambiguous" then return true end
-  if not UNKNOWN_OUTCOME[err.kind] then return false end
+  if not UNKNOWN_OUTCOME[err.kind] and not (err.kind == "http" and GATEWAY_LOST[err.status]) then
+    return false
+  end
   if err.sent == false then return false end
   return not SAFE_METHODS[err.method]
-end
-
--- ------------------------------------------------------------------------------------------
--- Values, exactly: cjson writes numbers with 14 significant digits (123456789012345 becomes
--- 1.2345678901234e+14) and an integral float as an integer (80.0 becomes 80); a recorded
--- value must come back as it was made.
-
--- The JSON text of a number that cjson's would not give back as it is; nil when cjson's does.
-local function exact_number(x)
-  local integer = math_type and math_type(x) == "integer"
-  if x < 1e14 and x > -1e14 and (integer or (not math_type and x == math_floor(x))) then
-    return nil -- the common case: a whole number of at most 14 digits
-  end
-  if integer then return string_format("%d", x) end
-  if x ~= x or x == math_huge or x == -math_huge then return nil end -- cjson refuses these
-  local s
-  if math_type and x == math_floor(x) then
-    s = string_format("%.17g", x) -- an integral float: written with a fraction, stays a float
-    if not string_find(s, "[^%d%-]") then s = s .. ".0" end
-  else
-    if tonumber(string_format("%.14g", x)) == x then return nil end
-    s = string_format("%.17g", x)
-  end
-  return (string_gsub(s, "[^%w%+%-]", ".")) -- the decimal point, whatever the C locale
-end
-
-local MAX_DEPTH = 1000 -- cjson's nesting limit
-local EXACT = "\0assesskit-exact:" -- in a copy for cjson: the number marks[n] ("\u0000..." in JSON)
-
--- Whether `v` holds a number needing exact_number; nil when it cannot be encoded the exact way
--- (a cycle, or deeper than cjson goes: cjson's own error then).
-local function inexact(v, depth, path, seen)
-  local t = type(v)
-  if t == "number" then return exact_number(v) ~= nil end
-  if t ~= "table" or seen[v] then return false end
-  if path[v] or depth > MAX_DEPTH then return nil end
-  path[v] = true
-  local found = false
-  for _, x in next, v do -- raw, as cjson reads tables
-    local tx = type(x)
-    if tx == "table" then
-      local r = inexact(x, depth + 1, path, seen)
-      if r == nil then return nil end
-      found = found or r
-    elseif tx == "number" and not found and exact_number(x) then
-      found = true
-    end
-  end
-  path[v], seen[v] = nil, true
-  return found
-end
-
--- A copy of `v` for cjson, each number needing exact_number as the string EXACT .. n.
-local function marked(v, marks)
-  local t = type(v)
-  if t == "number" then
-    local s = exact_number(v)
-    if not s then return v end
-    marks[#marks + 1] = s
-    return EXACT .. #marks
-  elseif t == "string" then
-    if string_find(v, EXACT, 1, true) then error("a string holds the journal's number mark", 0) end
-    return v
-  elseif t ~= "table" then
-    return v
-  end
-  local c = {}
-  for k, x in next, v do
-    if type(k) == "string" and string_find(k, EXACT, 1, true) then
-      error("a key holds the journal's number mark", 0)
-    end
-    c[k] = marked(x, marks)
-  end
-  return c
-end
-
--- cjson's text of a value; raises cjson's message (without a position).
-local function cjson_text(v)
-  local ok, s = pcall(json_encode, v)
-  if not ok then error(s, 0) end
-  return s
-end
-
--- The JSON text of a recorded value, every number as it is. Raises as cjson does.
-local function encode_value(v)
-  if not inexact(v, 0, {}, {}) then return cjson_text(v) end
-  local marks = {}
-  local s = cjson_text(marked(v, marks))
-  return (string_gsub(s, '"\\u0000assesskit%-exact:(%d+)"', function(n) return marks[tonumber(n)] end))
 end
 
 -- ------------------------------------------------------------------------------------------
@@ -251,6 +169,15 @@ end
 -- @param err the error
 -- @treturn string
 M.encode_error = encode_error
+
+--- The JSON text of a recorded value, every number as it was made: `client.json_encode`, the
+-- one exact encoder (request bodies use it too). Shared with the fleet journal of
+-- `assesskit.redis`, so that both record values alike.
+-- @function encode_value
+-- @param v the value
+-- @treturn string
+-- @raise as cjson does, for what JSON cannot hold (NaN, a function, a cycle)
+M.encode_value = encode_value
 
 --- The error a decoded record holds (`rec.error` or `rec.raised`), as it was given to `finish`.
 -- @tparam table rec

@@ -60,6 +60,21 @@ local OPTIONS = {
 }
 local DOWN_KINDS = { network = true, timeout = true, closed = true, protocol = true,
   too_large = true, auth = true }
+-- Error replies of a Redis that cannot serve the store now (full with noeviction, a read-only
+-- replica after a failover, loading its data, a script running too long, refusing writes
+-- after a failed save, refusing this user): like Redis away, not a failure of the one call.
+local UNAVAILABLE = { OOM = true, READONLY = true, LOADING = true, BUSY = true, MASTERDOWN = true,
+  MISCONF = true, NOAUTH = true, WRONGPASS = true, NOPERM = true, TRYAGAIN = true,
+  CLUSTERDOWN = true, NOREPLICAS = true }
+
+local function unavailable(msg)
+  return type(msg) == "string" and UNAVAILABLE[string_match(msg, "^(%u+) ")] == true
+end
+
+-- Whether a failure (kind, message) means the store cannot use Redis now.
+local function unusable(kind, msg)
+  return DOWN_KINDS[kind] or (kind == "redis" and unavailable(msg))
+end
 -- Renewal-lock polling: first step, largest step (seconds).
 local LOCK_STEP, LOCK_MAX_STEP = 0.002, 0.05
 -- A token is kept in Redis this long after it expires (seconds), at most this long.
@@ -273,6 +288,14 @@ function M.new(opts)
   return self
 end
 
+--- The secret values of the store (its Redis password), for the clients given it to mask
+-- wherever they could show (`token_store`'s optional `secrets()`, docs/DESIGN.md "Secrets").
+-- @treturn table array of strings
+function Store:secrets()
+  local pw = private[self].password
+  return pw and { pw } or {}
+end
+
 function Store:__tostring()
   return string_format("assesskit.redis(%s:%d/%d%s)", self.host, self.port, self.db,
     self.down and ", down" or "")
@@ -290,7 +313,17 @@ local function emit(self, event)
   if self.on_event then pcall(self.on_event, event) end
 end
 
--- AUTH and SELECT on a new connection.
+-- name -> the source of a Lua script the store runs in Redis (filled below).
+local SCRIPTS = {}
+-- name -> function(reply) -> whether the script's reply has the shape its callers read (a
+-- server that is not Redis, or not in step, may answer anything: that is a protocol failure,
+-- never a Lua error in a caller).
+local SHAPES = {}
+
+-- AUTH and SELECT on a new connection, then every script loaded once: a Redis that does not
+-- let this user in (a password missing from the url: NOAUTH) or does not let it run scripts
+-- (an ACL user without @scripting: NOPERM) is found here, as a refusal (kind `auth`: the store
+-- works on local state and says so once), not by every later use failing on its own.
 local function greet(self, c)
   local pw = private[self].password
   if pw then
@@ -304,6 +337,22 @@ local function greet(self, c)
   if self.db ~= 0 then
     local ok, msg = c:command("SELECT", self.db)
     if not ok then return nil, "Redis refused SELECT " .. self.db .. " (" .. redact(self, msg) .. ")", "auth" end
+  end
+  local names, cmds = {}, {}
+  for name, src in pairs(SCRIPTS) do
+    names[#names + 1] = name
+    cmds[#cmds + 1] = { "SCRIPT", "LOAD", src }
+  end
+  local res, msg, kind = c:pipeline(cmds)
+  if not res then return nil, redact(self, msg), kind end
+  for n, name in ipairs(names) do
+    local sha = res[n]
+    if type(sha) == "table" then
+      return nil, "Redis refused the store's scripts (" .. redact(self, sha.err) .. ")", "auth"
+    elseif type(sha) ~= "string" then
+      return nil, "Redis answered SCRIPT LOAD with a " .. type(sha), "protocol"
+    end
+    self.shas[name] = sha
   end
   return true
 end
@@ -374,10 +423,17 @@ function Store:_run(fn, force)
   end
   local c, msg = connect(self)
   if c then
-    local a, b, k = fn(c)
+    local a, b, k
+    if self.down then
+      -- back only when Redis takes a write again (a full or read-only Redis answers reads)
+      local pa, pb, pk = c:command("SET", self.prefix .. "probe", "1", "PX", 1000)
+      if pa == nil and unusable(pk, pb) then a, b, k = nil, pb, pk end
+    end
+    if b == nil then a, b, k = fn(c) end
     release(self, c)
-    if a ~= nil or not DOWN_KINDS[k] then
+    if a ~= nil or not unusable(k, b) then
       mark_up(self)
+      if a == nil and b ~= nil then b = redact(self, b) end -- an error reply may echo anything
       return a, b, k
     end
     msg = b
@@ -388,7 +444,20 @@ function Store:_run(fn, force)
 end
 
 -- EVALSHA of a registered script (EVAL when Redis does not know it: first use, restart).
-local SCRIPTS = {}
+
+local function numbers(res, n)
+  if type(res) ~= "table" then return false end
+  for i = 1, n do
+    if type(res[i]) ~= "number" then return false end
+  end
+  return true
+end
+
+-- Gives up a connection whose stream cannot be trusted (never back to nginx's pool).
+local function drop(c)
+  if getmetatable(c) == RestyConn then c.broken = true end
+  c:close()
+end
 
 local function script(c, self, name, keys, args)
   local src = SCRIPTS[name]
@@ -396,7 +465,11 @@ local function script(c, self, name, keys, args)
   if not sha then
     local msg, kind
     sha, msg, kind = c:command("SCRIPT", "LOAD", src)
-    if type(sha) ~= "string" then return nil, msg, kind end
+    if type(sha) ~= "string" then
+      if sha == nil then return nil, msg, kind end
+      drop(c)
+      return nil, "Redis answered SCRIPT LOAD with a " .. type(sha), "protocol"
+    end
     self.shas[name] = sha
   end
   local cmd = { "EVALSHA", sha, #keys }
@@ -405,7 +478,11 @@ local function script(c, self, name, keys, args)
   local res, msg, kind = c:command(unpack(cmd))
   if res == nil and kind == "redis" and string_find(msg, "NOSCRIPT", 1, true) then
     cmd[1], cmd[2] = "EVAL", src -- Redis restarted, or its script cache was flushed
-    return c:command(unpack(cmd))
+    res, msg, kind = c:command(unpack(cmd))
+  end
+  if res ~= nil and SHAPES[name] and not SHAPES[name](res) then
+    drop(c) -- not Redis, or not in step with us: start again on a new connection
+    return nil, "Redis answered the " .. name .. " script out of shape", "protocol"
   end
   return res, msg, kind
 end
@@ -566,7 +643,9 @@ function Store:lock(key, timeout)
   local seen -- the token as it was when we started waiting
   while true do
     local res, msg, kind = self:_run(function(c)
-      return c:pipeline { { "SET", lname, owner, "NX", "PX", lease }, { "GET", tname } }
+      local r, m, k = c:pipeline { { "SET", lname, owner, "NX", "PX", lease }, { "GET", tname } }
+      if r and type(r[1]) == "table" and unavailable(r[1].err) then return nil, r[1].err, "redis" end
+      return r, m, k
     end)
     if res == nil then
       if kind == "down" then
@@ -644,6 +723,7 @@ if rate and want > 0 and left == 0 then
   if granted == 0 then wait = math.ceil((1 - tokens) * 1000 / rate) end
 end
 return {left, limit, gen, granted, wait}]]
+SHAPES.budget_sync = function(res) return numbers(res, 5) end
 
 -- KEYS: pause. ARGV: ms. Returns the ms left of the pause now in force.
 SCRIPTS.budget_pause = NOW_MS .. [[
@@ -651,6 +731,7 @@ local till = now + tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if till > cur then redis.call('SET', KEYS[1], till, 'PX', tonumber(ARGV[1]) + 1000) else till = cur end
 return till - now]]
+SHAPES.budget_pause = function(res) return type(res) == "number" end
 
 -- The fleet's requests in flight: the sum of the counts the processes publish (each at every
 -- look at the budget, and at every permit and release while the limit is cut), a count
@@ -688,6 +769,7 @@ if in_flight(KEYS[2], ARGV[1], mine) >= limit then
 end
 publish(KEYS[2], ARGV[1], mine + 1)
 return {1, limit, gen}]]
+SHAPES.budget_take = function(res) return numbers(res, 3) end
 
 -- KEYS: aimd, procs. ARGV: outcome, the permit's gen, this process's in-flight count (after
 -- this release), proc. Publishes the count and applies AIMD: a pushback cuts the limit to half
@@ -723,6 +805,7 @@ elseif ARGV[1] == 'ok' and limit > 0 then
   redis.call('HSET', KEYS[1], 'limit', limit, 'grown', grown)
 end
 return {limit, gen}]]
+SHAPES.budget_release = function(res) return numbers(res, 2) end
 
 local Budget = {}
 Budget.__index = Budget
@@ -911,8 +994,19 @@ end
 -- ------------------------------------------------------------------------------------------
 -- The fleet journal
 
-SCRIPTS.claim = [[
+-- The job is gone: its meta key (Redis restarted without persistence, flushed), or records it
+-- had (`meta.recorded` set with the first record; the items or index evicted).
+local JOB_GONE = [[
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'lost'} end
+if redis.call('HEXISTS', KEYS[1], 'recorded') == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
+  return {'lost'}
+end
+]]
+
+SCRIPTS.claim = JOB_GONE .. [[
+if redis.call('HEXISTS', KEYS[1], 'recorded') == 1 and redis.call('EXISTS', KEYS[4]) == 0 then
+  return {'lost'}
+end
 local key, i, owner, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local k = redis.call('HGET', KEYS[4], 'i:' .. i)
 if k and k ~= key then return {'other_key', k} end
@@ -934,15 +1028,21 @@ redis.call('HSET', KEYS[3], key, owner .. ' ' .. (now + lease))
 if not rec then
   redis.call('HSET', KEYS[2], key, 'started {"i":' .. i .. '}')
   redis.call('HSET', KEYS[4], 'i:' .. i, key, 'k:' .. key, i)
+  redis.call('HSETNX', KEYS[1], 'recorded', '1')
   return {'run'}
 end
 return {'held', rec}]]
+-- {what}, or {what, a string}
+local CLAIM_ANSWERS = { lost = 1, busy = 1, run = 1, done = 2, held = 2, other_key = 2, other_index = 2 }
+SHAPES.claim = function(res)
+  local n = type(res) == "table" and CLAIM_ANSWERS[res[1]]
+  return n == 1 or (n == 2 and type(res[2]) == "string")
+end
 
 -- Writes an item's record if this owner holds it (or nobody does and it has no outcome yet:
 -- an outcome recorded by another process is never overwritten); keeps the claim (and renews
 -- its lease) when ARGV[4] is set, else lets it go.
-SCRIPTS.record = [[
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'lost'} end
+SCRIPTS.record = JOB_GONE .. [[
 local key, owner, rec, keep, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', tonumber(ARGV[5])
 local claim = redis.call('HGET', KEYS[3], key)
 local who = claim and string.match(claim, '^(%S+) ')
@@ -962,6 +1062,8 @@ else
   redis.call('HDEL', KEYS[3], key)
 end
 return {'ok'}]]
+local RECORD_ANSWERS = { lost = true, done = true, taken = true, ok = true }
+SHAPES.record = function(res) return type(res) == "table" and RECORD_ANSWERS[res[1]] == true end
 
 -- Renews the leases of the items this owner holds (ARGV[3..]); lets go of none.
 SCRIPTS.renew = [[
@@ -978,6 +1080,7 @@ for a = 3, #ARGV do
   end
 end
 return {'ok', n}]]
+SHAPES.renew = function(res) return type(res) == "table" and (res[1] == "ok" or res[1] == "lost") end
 
 -- Lets go of the claims this owner holds (ARGV[2..]).
 SCRIPTS.unclaim = [[
@@ -1008,7 +1111,7 @@ local function jrun(self, name, keys, args)
   end
   if type(res) == "table" and res[1] == "lost" then
     self.broken = jerror(self, "io", "the journal is gone from Redis (restarted without "
-      .. "persistence, or flushed); refusing to go on, which could do items twice")
+      .. "persistence, flushed, or its keys evicted); refusing to go on, which could do items twice")
     return nil, self.broken
   end
   return res
@@ -1038,10 +1141,23 @@ local function check_args(where, key, i)
   end
 end
 
-local function decode_record(rec)
+local RECORD_STATES = { started = true, done = true, failed = true, resolved = true }
+
+-- An item's record as the journal wrote it (`<state> <json>`), or nil, why: a record changed
+-- in Redis (by hand, by another program) is refused rather than replayed as something else.
+local function decode_record(rec, i)
   local state, body = string_match(rec, "^(%a+) (.*)$")
-  local ok, t = pcall(json_decode, body or "")
-  if not ok or type(t) ~= "table" then t = {} end
+  if not RECORD_STATES[state] then return nil, "unknown state" end
+  local ok, t = pcall(json_decode, body)
+  if not ok or type(t) ~= "table" then return nil, "not JSON" end
+  if t.i ~= i then return nil, "another item's index" end
+  if state == "failed" then
+    local e = t.error
+    if e == nil and t.raised == nil then return nil, "a failure without its error" end
+    if e ~= nil and not (type(e) == "table" and errors.KINDS[e.kind]) then
+      return nil, "a failure whose error is not an error object of a known kind"
+    end
+  end
   t.state = state
   return t
 end
@@ -1089,10 +1205,16 @@ function Journal:claim(key, i, opts)
       .. "not item %d's: two items have the same key, or the items changed", json_encode(key),
       tostring(res[2]), i))
   end
-  local rec = decode_record(res[2])
+  local rec, why = decode_record(res[2], i)
+  if not rec then
+    if what == "held" then self.held[key] = true end -- claimed: close lets it go
+    return nil, jerror(self, "validation", string_format("the record of item %s (#%d) is corrupted "
+      .. "(%s): not written by this job's journal, or damaged; refusing to use it", json_encode(key),
+      i, why))
+  end
   local out = { key = key, i = i, state = rec.state }
   if what == "done" then
-    if rec.value ~= client.null then out.value = rec.value end
+    out.value = rec.value -- nil when nothing was recorded; client.null when fn gave null
     return "done", out
   end
   -- "held": this process holds it now; it was started by a process that died, or it failed
@@ -1101,7 +1223,8 @@ function Journal:claim(key, i, opts)
   out.err = journal.decode_error(rec)
   if journal.is_ambiguous(out.err) then return "ambiguous", out end
   local e = out.err
-  if (type(e) == "table" and e.retryable) or (opts and opts.retry_failed) then
+  -- done, but its result could not be recorded: running it again could write twice
+  if rec.landed ~= true and ((type(e) == "table" and e.retryable) or (opts and opts.retry_failed)) then
     local okr, werr = record(self, key, i, 'started {"i":' .. string_format("%d", i) .. "}", true)
     if not okr then return nil, werr end
     return "run"
@@ -1126,11 +1249,13 @@ function Journal:finish(key, i, value, err)
     return record(self, key, i, "failed " .. head .. "," .. journal.encode_error(err) .. "}")
   end
   if value == nil then return record(self, key, i, "done " .. head .. "}") end
-  local ok, s = pcall(json_encode, value)
+  local ok, s = pcall(journal.encode_value, value)
   if not ok then
     local verr = errors.new({ kind = "validation", key = key,
       message = "the result of item " .. key .. " cannot be recorded in the journal: " .. tostring(s) })
-    local okw, werr = record(self, key, i, "failed " .. head .. "," .. journal.encode_error(verr) .. "}")
+    -- "landed": the item was done (a write may have been made); never run again
+    local okw, werr = record(self, key, i, "failed " .. head .. "," .. journal.encode_error(verr)
+      .. ',"landed":true}')
     if not okw then return nil, werr end
     return nil, verr
   end
@@ -1151,7 +1276,7 @@ function Journal:resolve(key, i, value)
   if value == nil or value == false then
     return record(self, key, i, "started " .. head .. "}", true)
   end
-  local ok, s = pcall(json_encode, value)
+  local ok, s = pcall(journal.encode_value, value)
   if not ok then
     return nil, errors.new({ kind = "validation", key = key,
       message = "the value reconcile found for item " .. key .. " cannot be recorded: " .. tostring(s) })
@@ -1180,7 +1305,7 @@ function Journal:close()
   return true
 end
 
---- Counts of the job in Redis: `{items =, done =, claimed =}`.
+--- Counts of the job in Redis: `{items =, claimed =}` (items recorded, claims held).
 -- @treturn table|nil
 -- @treturn table|nil the error
 function Journal:stats()
@@ -1189,6 +1314,7 @@ function Journal:stats()
     return c:pipeline { { "HLEN", k.items }, { "HLEN", k.claims } }
   end, true)
   if not res then return nil, jerror(self, "io", msg) end
+  if not numbers(res, 2) then return nil, jerror(self, "io", "Redis answered HLEN out of shape") end
   return { items = res[1], claimed = res[2] }
 end
 
@@ -1204,14 +1330,16 @@ end
 -- its lease runs out and treated as ambiguous (`reconcile`, or kind `ambiguous`), as with the
 -- file journal. Needs Redis: without it, this fails, and a job whose Redis goes away stops
 -- taking new items and reports the items in flight as not recorded. Keep the journal in a
--- Redis with persistence (AOF) if a Redis restart must not forget it: a journal found gone
--- mid-run is refused.
+-- Redis with persistence (AOF) if a Redis restart must not forget it, and whose
+-- `maxmemory-policy` never evicts it (`noeviction` or `volatile-*`; an `allkeys-*` policy
+-- with a `maxmemory` is refused here): a journal found gone mid-run (or its records) is
+-- refused.
 -- @tparam string name the job (one journal per name; not a secret: it is in key names)
 -- @tparam[opt] table opts `lease` (seconds a claim outlives a silent holder, default 30;
 --   longer than one item takes, retries included)
 -- @treturn[1] table the journal
 -- @treturn[2] nil
--- @treturn[2] table the error (kind `io`: Redis unreachable)
+-- @treturn[2] table the error (kind `io`: Redis unreachable, or one that may evict the job)
 function Store:journal(name, opts)
   if type(name) ~= "string" or name == "" then
     error("assesskit.redis:journal: name must be a non-empty string", 2)
@@ -1236,11 +1364,23 @@ function Store:journal(name, opts)
   }, Journal)
   local created = os.date("!%Y-%m-%dT%H:%M:%SZ")
   local res, msg, kind = self:_run(function(c)
-    return c:command("HSETNX", j.k.meta, "created", created)
+    return c:pipeline { { "HSETNX", j.k.meta, "created", created }, { "INFO", "memory" } }
   end, true)
-  if res == nil then
+  if res == nil or type(res[1]) == "table" then
+    if res then msg = redact(self, res[1].err) end
     return nil, jerror(j, "io", (kind == "down" and "Redis is unreachable (" .. msg .. ")"
-      or redact(self, msg)) .. "; a fleet journal needs Redis")
+      or msg) .. "; a fleet journal needs Redis")
+  end
+  -- a Redis that may evict any key when full would lose the job's records (items done twice);
+  -- volatile-* policies never take its keys (they have no expiry), noeviction refuses writes.
+  -- (INFO may be refused to this user: then this cannot be seen.)
+  local info = type(res[2]) == "string" and res[2] or ""
+  local policy = string_match(info, "maxmemory_policy:(%S+)")
+  local limit = tonumber(string_match(info, "\nmaxmemory:(%d+)"))
+  if policy and string_find(policy, "^allkeys%-") and limit and limit > 0 then
+    return nil, jerror(j, "io", "Redis may evict the journal's keys when full (maxmemory-policy "
+      .. policy .. "): a job could then do items twice; keep journals in a Redis whose policy is "
+      .. "noeviction or volatile-*")
   end
   return j
 end

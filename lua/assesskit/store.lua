@@ -22,6 +22,8 @@
 --   limit grows by one for every `limit` answers (additive increase, multiplicative decrease)
 --   and is lifted once it is back at the number of requests that were in flight at the cut.
 -- * `pause(seconds, clock)`: no permit until then (a longer pause already running is kept).
+-- * A permit whose coroutine died without giving it back (a light thread killed during its
+--   request) is given back by the budget itself.
 -- * `paused_until() -> epoch seconds | 0`, `state() -> {in_flight =, limit =, paused_until =,
 --   max_rate =}`, `configure{max_rate =}`.
 --
@@ -35,6 +37,7 @@
 local type, setmetatable, error, tostring, pairs =
   type, setmetatable, error, tostring, pairs
 local math_floor, math_max, math_min = math.floor, math.max, math.min
+local coroutine_running, coroutine_status = coroutine.running, coroutine.status
 
 local scheduler = require("assesskit.scheduler")
 local options = require("assesskit.options")
@@ -43,6 +46,8 @@ local M = {}
 
 -- How long a request waits before asking again for a slot under the in-flight limit.
 local SLOT_POLL = 0.005
+-- Permits handed out between two looks for permits of dead coroutines (Budget:reap).
+local REAP_EVERY = 256
 -- Renewal-lock polling: first step, largest step (seconds).
 local LOCK_STEP, LOCK_MAX_STEP = 0.002, 0.05
 
@@ -73,6 +78,7 @@ function M.budget(opts)
     cut_seq = 0,        -- permits up to this one do not cut again (one cut per round)
     until_ = 0,         -- pause end (epoch seconds)
     tokens = 0, stamp = nil,
+    holders = {},       -- permit -> the coroutine it was handed to (see reap)
   }, Budget)
   b:configure(opts)
   return b
@@ -103,13 +109,17 @@ function Budget:acquire(clock, waited_until)
   local now
   if self.until_ > 0 then
     now = clock()
-    if now < self.until_ and self.until_ > (waited_until or 0) then
+    if now >= self.until_ then
+      self.until_ = 0
+    elseif self.until_ > (waited_until or 0) then
       return nil, self.until_ - now
-    end
-    self.until_ = 0
+    end -- else: the caller waited this pause out itself; it still holds everyone else
   end
   local limit = self.limit
-  if limit and self.in_flight >= limit then return nil, SLOT_POLL end
+  if limit and self.in_flight >= limit then
+    self:reap()
+    if self.in_flight >= limit then return nil, SLOT_POLL end
+  end
   local rate = self.rate
   if rate then
     now = now or clock()
@@ -125,13 +135,32 @@ function Budget:acquire(clock, waited_until)
   local seq = self.seq + 1
   self.seq = seq
   self.in_flight = self.in_flight + 1
+  local co = coroutine_running()
+  if co then self.holders[seq] = co end
+  if seq % REAP_EVERY == 0 then self:reap() end
   return seq
+end
+
+-- Give back the permits of coroutines that died holding them: a light thread killed during its
+-- request (ngx.thread.kill, ngx.exit) never releases its permit, and would keep a place under
+-- the in-flight limit for good. Returns whether one was given back.
+function Budget:reap()
+  local reaped = false
+  for permit, co in pairs(self.holders) do
+    if coroutine_status(co) == "dead" then
+      self.holders[permit] = nil
+      self.in_flight = self.in_flight - 1
+      reaped = true
+    end
+  end
+  return reaped
 end
 
 --- Give a permit back.
 -- @tparam number permit from `acquire`
 -- @tparam string outcome `"ok"`, `"pushback"` (429, 503) or `"failed"` (no answer)
 function Budget:release(permit, outcome)
+  self.holders[permit] = nil
   local in_flight = self.in_flight
   self.in_flight = in_flight - 1
   if outcome == "pushback" then
@@ -275,13 +304,17 @@ function Store:lock(key, timeout)
   local locks = self.locks
   local waited, step = 0, LOCK_STEP
   while locks[key] do
+    local holder = locks[key].holder
+    if type(holder) == "thread" and coroutine_status(holder) == "dead" then
+      break -- its holder was killed where it stood (ngx.thread.kill, ngx.exit): take it over
+    end
     if waited >= timeout then return nil, "timeout" end
     local d = math_min(step, timeout - waited)
     if self.sleep then self.sleep(d) else scheduler.sleep(d) end
     waited = waited + d
     step = math_min(step * 2, LOCK_MAX_STEP)
   end
-  local token = {}
+  local token = { holder = coroutine_running() }
   locks[key] = token
   return function()
     if locks[key] == token then locks[key] = nil end

@@ -13,8 +13,9 @@
 -- * `GET /models/candidate/{id}`: waits `cfg.delay` seconds (or `cfg.delays[id]`), answers
 --   `{id =}`; `cfg.missing[id]` answers 404; the arrivals numbered `cfg.pushback.from` to
 --   `.to` are answered `cfg.pushback.status` (with `Retry-After: cfg.pushback.retry_after`
---   when given);
--- * `GET /models/candidate?page=&pageSize=`: `cfg.total` candidates, Yii2 paging headers;
+--   when given; an array gives one value per arrival from `.from` on);
+-- * `GET /models/candidate?page=&pageSize=`: `cfg.total` candidates, Yii2 paging headers,
+--   after `cfg.delay` seconds (or `cfg.page_delays[page]`);
 -- * `POST /models/candidate`: `{id =, email =}`;
 -- * every API call needs `Authorization: Bearer <current token>` (401 otherwise);
 --   `POST /_expire` makes the current token refused from now on;
@@ -97,7 +98,9 @@ function M.handle()
     local id = tonumber(uri:match("^/models/candidate/(%d+)$"))
     if pb and n >= pb.from and n <= pb.to then
       status, value = pb.status, { name = "Busy", message = "slow down", status = pb.status }
-      if pb.retry_after then headers = { ["Retry-After"] = tostring(pb.retry_after) } end
+      local ra = pb.retry_after
+      if type(ra) == "table" then ra = ra[n - pb.from + 1] end
+      if ra then headers = { ["Retry-After"] = tostring(ra) } end
     elseif id then
       pause((cfg.delays and cfg.delays[tostring(id)]) or cfg.delay)
       if cfg.missing and cfg.missing[tostring(id)] then
@@ -106,10 +109,10 @@ function M.handle()
         value = { id = id }
       end
     elseif uri == "/models/candidate" and method == "GET" then
-      pause(cfg.delay)
       local args = ngx.req.get_uri_args()
       local size = tonumber(args.pageSize) or 20
       local page = tonumber(args.page) or 1
+      pause((cfg.page_delays and cfg.page_delays[tostring(page)]) or cfg.delay)
       local total = cfg.total or 0
       local pages = math.max(1, math.ceil(total / size))
       value = {}

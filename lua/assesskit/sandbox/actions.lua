@@ -3,18 +3,23 @@
 -- sandbox carries it out.
 --
 -- The POST answers the action object shaped as the seed's example for that action, field for
--- field (the example's keys in its order, the request's values for the keys it echoes, `null`
--- or `[]` for the others; nothing the example does not carry). Most actions are queued: the
--- answer has `status` 1 (requested), counts and times null, and nothing has happened yet;
+-- field and value kind for value kind (the example's keys in its order, the request's values
+-- for the keys it echoes, `null` or `[]` for the others; a server field the example shows null
+-- is null; nothing the example does not carry). Where the seed shows more than one example
+-- (Remind Candidate), the one carrying most of the request's fields. Most actions are queued:
+-- the answer has `status` 1 (requested), counts and times null, and nothing has happened yet;
 -- `assesskit.sandbox.queue` processes them after the `action_delay` setting or at
 -- `POST /_sandbox/actions/run`: status 2, then each item, then status 3 with the counts (an
 -- item that cannot be done counts in `error_count` and is described in `response`; the others
 -- are done). Those whose seed example shows them done (create-assessment, evaluate,
 -- event-candidate-invite, event-panel-notify, section-workflow) are processed before the
--- answer, which has status 3; live-schedule too, and it fails as a whole (status 99, `response`
--- "Invalid configuration", as its example) when its panel or candidate is unknown or its end is
--- not after its start. Every action is kept in the `action` store
--- (`GET /_sandbox/state/action`).
+-- answer, which has status 3 and only the counts and times their example shows (create-
+-- assessment's counts are null, section-workflow's `completed_at`, ...); live-schedule too,
+-- shaped as its one example (a whole failure: counts 0, `requested_at` and `started_at` set,
+-- `completed_at` null), and it fails (status 99, `response` "Invalid configuration", as its
+-- example) when its panel or candidate is unknown or its end is not after its start. Every
+-- action is kept in the `action` store (`GET /_sandbox/state/action`), as answered; the
+-- callback sends it so too.
 --
 -- The request is checked before anything is queued, as Yii2 validates a model: required
 -- fields (the catalogue), the shape of values, and the records the action as a whole is about
@@ -708,31 +713,84 @@ end
 -- its first did; it would take 1000 actions a second, sustained, now).
 local next_action_id
 
--- The action object as the seed's example for `ep` shapes it, with the request's values for the
--- keys it echoes.
-local function action_object(ep, body, principal)
-  local sample = resources.sample(ep.name)
-  if type(sample) == "table" and json.is_array(sample) then sample = sample[1] end
-  if type(sample) ~= "table" then sample = json.object({}) end
-  local rec = json.object({}, json.order_of(sample))
-  for k, v in pairs(sample) do
-    if type(v) == "table" and json.is_array(v) then rec[k] = json.array() else rec[k] = json.null end
+-- The fields of the action object that the server fills in (the seed's Action object, less
+-- `skipCallback` and `isNotify`, which the request gives, plus the `_links` some examples
+-- carry): whatever the request says, they start empty.
+local SERVER_FIELDS = { "id", "external_id", "status", "type", "total_count", "error_count", "success_count",
+  "completed_at", "requested_at", "started_at", "last_attempt_at", "requested_by", "created_at", "updated_at",
+  "response", "_links" }
+
+-- The counts and times that processing an action fills in.
+local COUNTS = { "total_count", "success_count", "error_count" }
+local TIMES = { "started_at", "requested_at", "completed_at", "last_attempt_at" }
+
+-- An empty value of the kind `v` has: `[]` for a list, else null.
+local function empty_like(v)
+  if type(v) == "table" and json.is_array(v) then return json.array() end
+  return json.null
+end
+
+local function is_null(v)
+  return v == nil or v == json.null
+end
+
+-- The seed's example answer that a request matches: of those the seed shows for the action
+-- (Remind Candidate has two: by assessment candidates, and by sections), the one that carries
+-- most of the request's fields, the first on a tie.
+local function example_for(ep, body)
+  local best, best_n
+  for _, s in ipairs(resources.samples(ep.name)) do
+    if type(s) == "table" and json.is_array(s) then s = s[1] end
+    if type(s) == "table" then
+      local n = 0
+      for k in pairs(s) do
+        if body[k] ~= nil then n = n + 1 end
+      end
+      if not best or n > best_n then best, best_n = s, n end
+    end
+  end
+  return best or json.object({})
+end
+
+-- An action done before its answer, as its example shows it done: each count or time that the
+-- example shows null stays null (production leaves it so; create-assessment's counts,
+-- section-workflow's `completed_at`, ...), each time it shows set is set (the action's time).
+-- `status` and `response` tell how it went.
+local function as_example(rec, example)
+  for _, k in ipairs(COUNTS) do
+    if is_null(example[k]) then rec[k] = json.null end
+  end
+  for _, k in ipairs(TIMES) do
+    if is_null(example[k]) then
+      rec[k] = json.null
+    elseif is_null(rec[k]) then
+      rec[k] = rec.updated_at
+    end
+  end
+end
+
+-- The action object as `example` shapes it: its keys in its order, the request's values for
+-- the keys it echoes (null, or `[]` where the example shows a list, for those the request
+-- leaves out), the server's fields empty but for those known now.
+local function action_object(example, body, principal)
+  local rec = json.object({}, json.order_of(example))
+  for k, v in pairs(example) do
+    rec[k] = empty_like(v)
     if body[k] ~= nil then rec[k] = body[k] end
   end
+  for _, k in ipairs(SERVER_FIELDS) do
+    if example[k] ~= nil then rec[k] = empty_like(example[k]) end
+  end
   -- the action's type is the server's (a number), but Section Workflow's is the request's word
-  rec.type = type(body.type) == "string" and body.type or sample.type
+  rec.type = type(body.type) == "string" and body.type or example.type
   local now = resources.now()
   next_action_id = (next_action_id or math.floor((ngx and ngx.now() or os.time()) * 1000)) + 1
   rec.id = next_action_id
-  rec.external_id = uuid()
+  -- some actions' examples have no external id (create-assessment, evaluate, ...)
+  rec.external_id = is_null(example.external_id) and json.null or uuid()
   rec.status = action_status.REQUESTED
   rec.requested_by = principal.id
   rec.created_at, rec.updated_at = now, now
-  -- what the server decides, whatever the request said
-  for _, k in ipairs({ "total_count", "error_count", "success_count", "completed_at", "requested_at",
-                       "started_at", "last_attempt_at", "response" }) do
-    rec[k] = json.null
-  end
   return rec
 end
 
@@ -768,13 +826,16 @@ function M.handle(req, ep, body, principal)
     if type(job) == "table" and job.invalid then return http.validation_error(req, job.invalid) end
     error(job, 0)
   end
-  local rec = action_object(ep, body, principal)
+  local example = example_for(ep, body)
+  local rec = action_object(example, body, principal)
   store.insert("action", rec)
+  local immediate = M.immediate[name] == true
   local entry = queue.add(rec, job, {
     faults = faults.take_action(req),
     callback_url = not blank(body.callbackUrl) and body.callbackUrl or nil,
     skip_callback = body.skipCallback == true,
-    immediate = M.immediate[name] == true,
+    immediate = immediate,
+    shape = immediate and function(r) as_example(r, example) end or nil,
   })
   if M.immediate[name] then queue.process(entry) end
   return http.json(req, 200, rec)

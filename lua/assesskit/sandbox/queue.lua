@@ -75,6 +75,7 @@ local function finish(entry, status, response)
       if ok and links then rec._links = links end
     end
   end
+  if entry.shape then entry.shape(rec) end
   entry.state = "done"
   entries[entry.id] = nil
   callbacks.start(rec, entry.callback, not entry.immediate)
@@ -142,12 +143,14 @@ end
 -- @tparam table rec the action object (kept in the `action` store)
 -- @tparam table job what the action does (`assesskit.sandbox.actions`): `items`, `item`, and
 --   optionally `start`, `links`, `label`
--- @tparam table opts `faults` (kind -> fault), `callback_url`, `skip_callback`, `immediate`
+-- @tparam table opts `faults` (kind -> fault), `callback_url`, `skip_callback`, `immediate`,
+--   `shape` (a function given the action object once it is final, before its callback: what
+--   an action done at once leaves out of its answer)
 -- @treturn table the entry
 function M.add(rec, job, opts)
   local entry = {
     id = rec.id, rec = rec, job = job, faults = opts.faults or {}, state = "queued", epoch = epoch,
-    immediate = opts.immediate,
+    immediate = opts.immediate, shape = opts.shape,
     callback = { url = opts.callback_url, skip = opts.skip_callback,
                  down = opts.faults and opts.faults.callback_down or nil },
   }

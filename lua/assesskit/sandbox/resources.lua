@@ -96,6 +96,30 @@ function M.sample(name)
   return json.copy(v)
 end
 
+local decoded_more = {}
+
+--- Every example answer the seed shows for an endpoint, decoded (fresh copies): the sample of
+-- `sample`, then an action's further ones (`more` in `assesskit.sandbox.samples`).
+-- @tparam string name catalogue endpoint name
+-- @treturn {table,...} the values (empty when the seed has none)
+function M.samples(name)
+  local out = {}
+  local first = M.sample(name)
+  if first == nil then return out end
+  out[1] = first
+  local more = decoded_more[name]
+  if more == nil then
+    more = {}
+    for _, m in ipairs(samples_src[name].more or {}) do
+      local v = json.decode(m.json)
+      if v ~= nil then more[#more + 1] = v end
+    end
+    decoded_more[name] = more
+  end
+  for _, v in ipairs(more) do out[#out + 1] = json.copy(v) end
+  return out
+end
+
 --- The store name for a resource name.
 -- @tparam string resource
 -- @treturn string

@@ -6,7 +6,10 @@
 -- (`"k": [`) whose children are the more-indented lines that follow; a key seen twice in the
 -- same object starts the next element of a list. For every catalogue endpoint, the sample is
 -- the first JSON block after a "returns JSON" / "JSON Response" / "Sample response" line that
--- follows the endpoint's `seed_line` (and precedes the next request line).
+-- follows the endpoint's `seed_line` (and precedes the next request line). An action
+-- (`actions.*`) whose seed shows more than one request with its answer (Remind Candidate: by
+-- assessment candidates, then by sections) keeps the further answers too, in `more`: the
+-- sandbox answers each request as the example it matches.
 --
 -- @usage
 -- lua5.4 -e 'package.path="lua/?.lua;lua/?/init.lua;"..package.path
@@ -197,7 +200,7 @@ end
 -- @tparam {string,...} seed all seed lines
 -- @tparam number from the endpoint's seed line
 -- @tparam[opt] number stop the next endpoint's seed line (the scan ends before it)
--- @treturn ?table `{value=, line=}`
+-- @treturn ?table `{value=, line=, last=}` (`last`: the block's last line)
 function M.sample_after(seed, from, stop)
   local limit = math.min(#seed, from + 400, (stop or math.huge) - 1)
   local own_seen = false
@@ -230,7 +233,7 @@ function M.sample_after(seed, from, stop)
         end
       end
       if #block > 0 and not prev:find("Request") and not unheaded_request(seed, prev, j, limit) then
-        return { value = M.rebuild(block), line = start }
+        return { value = M.rebuild(block), line = start, last = j - 1 }
       end
       i = j
     else
@@ -241,10 +244,35 @@ function M.sample_after(seed, from, stop)
   return nil
 end
 
+-- The last non-blank line before line `n`.
+local function line_before(seed, n)
+  for k = n - 1, 1, -1 do
+    if not seed[k]:match("^%s*$") then return seed[k] end
+  end
+  return ""
+end
+
+-- The further answers of an action after its first sample `s`, before line `stop`: the JSON
+-- blocks that a "returns JSON" line introduces.
+local function more_answers(seed, s, stop)
+  local out = {}
+  local from = s.last + 1
+  while true do
+    local t = M.sample_after(seed, from, stop)
+    if not t then break end
+    if line_before(seed, t.line):find("returns JSON", 1, true) then
+      out[#out + 1] = { value = t.value, line = t.line }
+    end
+    from = t.last + 1
+  end
+  return #out > 0 and out or nil
+end
+
 --- Build the samples table for a catalogue.
 -- @tparam string seed_path path of the Talview seed
 -- @tparam table catalogue
--- @treturn table name -> {line=, value=}
+-- @treturn table name -> {line=, value=, more=} (`more`: an action's further answers,
+--   `{ {line=, value=}, ... }`, or nil)
 function M.build(seed_path, catalogue)
   local seed = {}
   for line in io.lines(seed_path) do seed[#seed + 1] = line end
@@ -262,7 +290,10 @@ function M.build(seed_path, catalogue)
   for _, e in ipairs(catalogue.endpoints) do
     if e.seed_line then
       local s = M.sample_after(seed, e.seed_line, next_after(e.seed_line))
-      if s and s.value ~= nil then out[e.name] = s end
+      if s and s.value ~= nil then
+        out[e.name] = s
+        if e.name:match("^actions%.") then s.more = more_answers(seed, s, next_after(e.seed_line)) end
+      end
     end
   end
   return out
@@ -283,13 +314,24 @@ function M.main(seed_path, out_path)
     " from the seed's flattened JSON\n",
     "-- samples by `assesskit.sandbox.samples_gen` (do not edit by hand: regenerate). Keys are\n",
     "-- catalogue endpoint names; values are JSON text (decoded by `assesskit.sandbox.resources`)\n",
-    "-- and the seed line the sample starts at.\n",
+    "-- and the seed line the sample starts at; `more`: an action's further example answers\n",
+    "-- (when its seed shows more than one request), each with its JSON text and line.\n",
     "-- @", "module assesskit.sandbox.samples\n\nreturn {\n")
   for _, name in ipairs(names) do
     local s = samples[name]
     local text = json.encode(s.value)
     assert(not text:find("]==]", 1, true))
-    f:write(string.format("  [%q] = { line = %d, json = [==[%s]==] },\n", name, s.line, text))
+    local more = ""
+    if s.more then
+      local parts = {}
+      for _, m in ipairs(s.more) do
+        local mtext = json.encode(m.value)
+        assert(not mtext:find("]==]", 1, true))
+        parts[#parts + 1] = string.format("{ line = %d, json = [==[%s]==] }", m.line, mtext)
+      end
+      more = ", more = { " .. table.concat(parts, ", ") .. " }"
+    end
+    f:write(string.format("  [%q] = { line = %d, json = [==[%s]==]%s },\n", name, s.line, text, more))
   end
   f:write("}\n")
   f:close()

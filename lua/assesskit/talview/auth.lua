@@ -39,7 +39,7 @@ local type, tostring, tonumber, setmetatable, error, pcall, ipairs =
 local string_sub, string_find = string.sub, string.find
 local table_concat = table.concat
 local math_floor, math_min = math.floor, math.min
-local coroutine_running = coroutine.running
+local coroutine_running, coroutine_status = coroutine.running, coroutine.status
 
 local read_file = require("assesskit.client").read_file
 local options = require("assesskit.options")
@@ -462,8 +462,15 @@ function Auth:token(client, stale)
     if p.renewing == me then
       return nil, auth_error(client, { message = "token renewal re-entered (from a hook?)" })
     end
-    local waited, step = 0, 0.005
+    local waited, step, orphaned = 0, 0.005, false
     while p.renewing do
+      local holder = p.renewing
+      if type(holder) == "thread" and coroutine_status(holder) == "dead" then
+        -- the renewer was killed where it stood (ngx.thread.kill, ngx.exit): it will never
+        -- clear the mark, so this caller renews instead (at once: no other waiter runs first)
+        p.renewing, orphaned = nil, true
+        break
+      end
       if waited >= p.wait_timeout then
         return nil, client:error({ kind = "timeout",
           message = "timed out waiting for another token renewal" })
@@ -472,7 +479,7 @@ function Auth:token(client, stale)
       waited = waited + step
     end
     if fresh_p(p, client.clock(), stale) then return p.token end
-    if p.last_error then return nil, p.last_error end
+    if p.last_error and not orphaned then return nil, p.last_error end
   end
   p.renewing = me
   local ok, tok, err = pcall(renew, self, client, p)
