@@ -125,6 +125,27 @@ describe("the annotation files", function()
     end
   end)
 
+  it("annotate the grants and the per-call options as the library takes them", function()
+    local tv = committed("assesskit/talview.lua")
+    local errs = committed("assesskit/errors.lua")
+    -- every per-call option of both clients is a field of CallOptions
+    for _, mod in ipairs({ "assesskit.talview", "assesskit.interviewmocha" }) do
+      for _, name in ipairs(require(mod).CALL_OPTIONS) do
+        assert.matches("@class assesskit%.CallOptions\n.-%-%-%-@field " .. name .. "%? ", errs, mod .. " " .. name)
+      end
+    end
+    -- the jwt grant takes issuer alone: client_id is optional in JwtGrant
+    local jwt = tv:match("@class assesskit%.talview%.JwtGrant\n(.-)\n\n")
+    assert.matches("%-%-%-@field client_id%? string", jwt)
+    assert.matches("%-%-%-@field wait_timeout%? number", jwt)
+    assert.matches("%-%-%-@field wait_timeout%? number", tv:match("@class assesskit%.talview%.PasswordGrant\n(.-)\n\n"))
+    local c = require("assesskit.talview").new({ auth = { grant = "jwt", issuer = "svc@example.test",
+      private_key = "-----BEGIN PRIVATE KEY-----\nnot used before a call\n-----END PRIVATE KEY-----\n" } })
+    c:close()
+    -- a list that takes filters says so in its Params class
+    assert.matches("@class assesskit%.talview%.models%.candidate%.list%.Params\n.-%-%-%-@field %[string%] any", tv)
+  end)
+
   it("are Lua, declare every type they name and annotate only real arguments", function()
     local declared = {}
     local texts = {}

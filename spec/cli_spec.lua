@@ -279,6 +279,23 @@ describe("assesskit command line", function()
       assert.same({}, sb:requests())
     end)
 
+    it("--dry-run's curl goes through the configured proxy (-x, userinfo masked)", function()
+      -- (a sandbox's configuration takes no proxy: the default hosts, nothing sent)
+      local env = { ASSESSKIT_PROXY = "http://bob:Pr0xy-5ecret-77@127.0.0.1:3128" }
+      local status, out, err = run({ "--dry-run", "talview", "models.candidate.get", "--id", "7" }, { env = env })
+      assert.equal(0, status, err)
+      assert.truthy(out:find("-x 'http://***@127.0.0.1:3128'", 1, true), out)
+      assert.is_nil(out:find("Pr0xy-5ecret-77", 1, true), out)
+      assert.is_nil(out:find("bob", 1, true), out)
+      status, out, err = run({ "--dry-run", "im", "links", "114110" }, { env = env })
+      assert.equal(0, status, err)
+      assert.truthy(out:find("-x 'http://***@127.0.0.1:3128'", 1, true), out)
+      -- without a proxy configured, no -x
+      status, out = run({ "--dry-run", "talview", "models.candidate.get", "--id", "7" }, { env = sbenv })
+      assert.equal(0, status)
+      assert.is_nil(out:find(" -x ", 1, true), out)
+    end)
+
     it("--dry-run masks secret body fields and works without any credentials", function()
       local status, out = run({ "talview", "user.me.update_password", "--dry-run",
         "--current_password", "old-secret-1", "--new_password", "new-secret-2",
@@ -409,6 +426,28 @@ talview = {
       assert.equal(0, status, err)
       assert.equal("", err)
       assert.equal(p.username, cjson.decode(out).username)
+    end)
+
+    it("takes talview.auth.scope as a string or an array of strings, as the library does", function()
+      local j = creds.jwt
+      local scopes = {}
+      for w in tostring(j.scope):gmatch("%S+") do scopes[#scopes + 1] = w end
+      assert.is_true(#scopes > 0)
+      local path = tmp_dir .. "/scopes.json"
+      write_file(path, cjson.encode({ talview = { base_url = sb.url, auth = { grant = "jwt",
+        client_id = j.client_id, issuer = j.issuer, scope = scopes,
+        private_key_file = j.private_key_file } } }), "600")
+      local status, out, err = run({ "talview", "models.candidate.get", "--id", "10003" },
+        { env = { ASSESSKIT_CONFIG = path } })
+      assert.equal(0, status, err)
+      assert.equal(10003, cjson.decode(out).id)
+      path = tmp_dir .. "/scopes.lua"
+      write_file(path, "talview = { auth = { grant = 'jwt', scope = { 'a', 5 } } }", "600")
+      status, out, err = run({ "config" }, { env = { ASSESSKIT_CONFIG = path } })
+      assert.equal("", out)
+      assert.equal(2, status)
+      assert.truthy(one_error_line(err):find("talview.auth.scope must be a string or an array of strings",
+        1, true), err)
     end)
 
     it("finds ~/.config/assesskit/config.json and warns when others can read it", function()

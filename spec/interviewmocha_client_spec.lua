@@ -221,9 +221,28 @@ describe("interviewmocha client #luajit", function()
       assert.matches(here .. "reports%.get: 'test_invitation_id' is a path value",
         raised(function() local v = im.reports:get(225634, { test_invitation_id = 1 }) return v end))
       assert.matches(here .. "assesskit: parameter 'x' cannot be a function",
-        raised(function() local v = im.tests:links(114110, { x = print }) return v end))
+        raised(function() local v = im.tests:links(114110, { x = print }, { raw_params = true }) return v end))
+      assert.matches(here .. "reports%.get: undocumented parameter 'reprot_type' %(did you mean 'report_type'%?%)",
+        raised(function() local v = im.reports:get(225634, { reprot_type = 3 }) return v end))
+      assert.matches(here .. "interviewmocha:call: undocumented parameter 'reporttype' %(did you mean 'reportType'%?%)",
+        raised(function() local v = im:call("reports.get", { testInvitationId = 1, reporttype = 3 }) return v end))
+      assert.matches(here .. "reports%.get: undocumented parameter 'timeout' %(did you mean the option 'timeout'%?",
+        raised(function() local v = im.reports:get(225634, { timeout = 3 }) return v end))
       assert.matches(here .. "interviewmocha:call: opts must be a table",
         raised(function() local v = im:call("tests.links", { testId = 1 }, 5) return v end))
+    end)
+
+    it("sends nothing for an undocumented parameter; opts.raw_params sends it as given", function()
+      local before = #sb:requests()
+      assert.has_error(function() im.reports:get(225634, { reprot_type = 3 }) end)
+      assert.equal(before, #sb:requests())
+      local r, err = im.reports:get(225634, { report_type = 3, trace = "t1" }, { raw_params = true })
+      assert.is_nil(err)
+      assert.is_table(r)
+      local log = sb:requests()
+      assert.equal(before + 1, #log)
+      assert.matches("trace=t1", log[#log].query)
+      assert.matches("reportType=3", log[#log].query)
     end)
 
     it("turns a 404 {errors: [...]} into the common error object", function()

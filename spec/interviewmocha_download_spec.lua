@@ -233,11 +233,15 @@ describe("interviewmocha PDF download #luajit", function()
     end)
   end)
 
-  it("a directory that cannot be written is an io error", function()
+  it("a directory that cannot be written is an io error, found before the report is fetched", function()
+    sb:clear_requests()
     local n, err = im.reports:download_pdf(225634, dir .. "/missing/sub/r.pdf")
     assert.is_nil(n)
     assert.equal("io", err.kind)
+    assert.is_false(err.sent)
+    assert.matches("cannot write " .. (dir .. "/missing/sub/r.pdf"):gsub("%p", "%%%0") .. ": ", err.message)
     assert.same({}, ls(dir))
+    assert.same({}, sb:requests()) -- not even GET /v3/reports/225634
   end)
 
   it("raises on a path that is not a string and on a wrong callback", function()

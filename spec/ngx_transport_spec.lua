@@ -968,6 +968,16 @@ describe("assesskit.ngx.transport #ngx", function()
       assert.is_nil(io.open(victim), "a file was written at the path cut short")
     end)
 
+    it("raises on an unknown option at the caller's line, naming the nearest valid one", function()
+      local T = require(T_REQ)
+      local ok, msg = pcall(function() local t = T.new({ pool_sise = 4 }) return t end)
+      assert.is_false(ok)
+      assert.matches("^[^:]*ngx_transport_spec%.lua:%d+: assesskit%.ngx%.transport%.new: unknown option "
+        .. "'pool_sise' %(did you mean 'pool_size'%?%)$", msg)
+      msg = select(2, pcall(T.new, { colour = 1 }))
+      assert.matches("unknown option 'colour'$", msg)
+    end)
+
     it("refuses outside nginx", function()
       local T = require(T_REQ)
       assert.is_false((T.available()))

@@ -160,7 +160,8 @@ describe("secrets echoed by a server #luajit", function()
     hooks = {}
     local im = require("assesskit.interviewmocha").new({ api_key = KEY, v2_url = base .. "/v2",
       v3_url = base .. "/v3", max_retries = 0, on_request = record, on_response = record })
-    v, err = im:call("reports.get", { testInvitationId = 5, echo = "key", shape = "nested" })
+    v, err = im:call("reports.get", { testInvitationId = 5, echo = "key", shape = "nested" },
+      { raw_params = true })
     assert.is_nil(v)
     assert.equal(400, err.status)
     assert_masked(err, KEY)
@@ -209,7 +210,8 @@ describe("secrets echoed by a server #luajit", function()
     local im = require("assesskit.interviewmocha").new({ api_key = KEY, v2_url = base .. "/v2",
       v3_url = base .. "/v3", max_retries = 0, on_request = record, on_response = record })
     -- the path places the echo: /v3/reports/{id}?echo=key&shape=errors
-    local v, err = im:call("reports.get", { testInvitationId = 5, echo = "key", shape = "errors" })
+    local v, err = im:call("reports.get", { testInvitationId = 5, echo = "key", shape = "errors" },
+      { raw_params = true })
     assert.is_nil(v)
     assert.equal(404, err.status)
     assert.equal("***", err.code)

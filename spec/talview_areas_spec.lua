@@ -144,7 +144,7 @@ describe("talview areas", function()
     end)
 
     it("creates, updates and deletes; a delete gives true (204); the record is then gone", function()
-      local c, err, res = tv.models.candidate:create({ first_name = "Ada", name = "Ada Lovelace",
+      local c, err, res = tv.models.candidate:create({ first_name = "Ada", last_name = "Lovelace",
         email = "ada@example.test" })
       assert.is_nil(err)
       assert.equal(201, res.status)
@@ -166,7 +166,7 @@ describe("talview areas", function()
     end)
 
     it("gives the fields of a 422", function()
-      local _, err = tv.models.candidate:create({ name = "X", email = "not-an-email" })
+      local _, err = tv.models.candidate:create({ first_name = "X", email = "not-an-email" })
       assert.equal("http", err.kind)
       assert.equal(422, err.status)
       assert.equal("email", err.fields[1].field)

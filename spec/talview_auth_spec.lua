@@ -407,6 +407,49 @@ describe("talview auth #luajit", function()
     it("raises on a store without the interface", function()
       assert.has_error(function() sb:talview({ auth = sb:password_auth(), token_store = {} }) end)
     end)
+
+    it("checks store, token_store_key and token_margin also without auth", function()
+      local talview = require("assesskit.talview")
+      for _, c in ipairs({
+        { { store = {} }, "store must have get, set and lock methods" },
+        { { store = { get = print, set = print } }, "store must have get, set and lock methods" },
+        { { token_store = "redis://x" }, "store must have get, set and lock methods" },
+        { { token_store_key = 5 }, "token_store_key must be a string" },
+        { { token_margin = "soon" }, "token_margin must be a number >= 0" },
+        { { token_margin = -1 }, "token_margin must be a number >= 0" },
+      }) do
+        local opts = c[1]
+        opts.base_url = sb.url
+        local ok, msg = pcall(function() local tv = talview.new(opts) return tv end)
+        assert.is_false(ok)
+        assert.matches("^[^:]*talview_auth_spec%.lua:%d+: assesskit%.talview: " .. c[2]:gsub("[%-%.%+]", "%%%0"), msg)
+      end
+      local tv = talview.new({ base_url = sb.url, store = require("assesskit.store").new(), token_margin = 5,
+        token_store_key = "k" })
+      tv:close()
+    end)
+
+    it("waits auth.wait_timeout seconds for a renewal another holder has under way", function()
+      local store = memory_store()
+      local asked
+      local lock = store.lock
+      function store.lock(self, key, timeout)
+        asked = timeout
+        return lock(self, key)
+      end
+      local tv = sb:talview({ auth = sb:password_auth({ wait_timeout = 7 }), token_store = store })
+      assert.is_table((tv.user.me:get()))
+      assert.equal(7, asked)
+      local st = memory_store()
+      lock = st.lock
+      function st.lock(self, key, timeout) asked = timeout return lock(self, key) end
+      tv = sb:talview({ auth = sb:password_auth(), token_store = st })
+      assert.is_table((tv.user.me:get()))
+      assert.equal(60, asked)
+      assert.has_error(function() sb:talview({ auth = sb:password_auth({ wait_timeout = "long" }) }) end,
+        "assesskit.talview: auth.wait_timeout must be a number > 0")
+      assert.has_error(function() sb:talview({ auth = { access_token = "tok-abcdef", wait_timeout = 5 } }) end)
+    end)
   end)
 
   describe("secrets", function()

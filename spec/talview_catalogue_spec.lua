@@ -346,7 +346,7 @@ describe("Talview catalogue", function()
 
     it("only use fields of the documented shape", function()
       local allowed = set({ "name", "method", "path", "summary", "seed_line", "query", "body",
-        "required", "paged", "upload", "file_field", "roles", "response" })
+        "required", "paged", "filters", "upload", "file_field", "roles", "response" })
       for _, e in ipairs(catalogue.endpoints) do
         for k in pairs(e) do assert.is_true(allowed[k] or false, e.name .. ": " .. tostring(k)) end
       end

@@ -93,6 +93,7 @@ M.CALL_OPTIONS = {
   { "expect", "\"raw\"", "return the body string even when it is JSON" },
   { "filename", "string", "the file name sent with a multipart upload (default: the path's last part)" },
   { "content_type", "string", "the content type of a multipart upload's file" },
+  { "raw_params", "boolean", "send parameters the endpoint does not document, as given (else they raise)" },
 }
 
 -- `each` takes the per-call options and (issue 12) a read-ahead
@@ -247,6 +248,9 @@ local function params_class(w, api, ep, extra_fields)
   end
   for _, f in ipairs(extra_fields or {}) do
     w.line(("---@field %s? %s %s"):format(f[1], f[2], f[3]))
+  end
+  if ep.entry.filters then
+    w.line("---@field [string] any a filter on any attribute of the records (`filters`)")
   end
   w.line()
   return cls, required, path
@@ -418,11 +422,12 @@ local function talview()
       w.line("---@field client_secret string")
       w.line("---@field username string")
       w.line("---@field password string")
+      w.line("---@field wait_timeout? number seconds a call waits for a renewal under way (default 60)")
       w.line()
       w.line("---The JWT-bearer grant: an RS256 assertion signed with the service account's key.")
       w.line("---@class assesskit.talview.JwtGrant")
       w.line('---@field grant "jwt"')
-      w.line("---@field client_id string")
+      w.line("---@field client_id? string sent with the assertion when given; `issuer` or `client_id` is required")
       w.line("---@field issuer? string the assertion's `iss` (default `client_id`)")
       w.line("---@field private_key? string the key, PEM")
       w.line("---@field private_key_file? string a file holding the key, PEM")
@@ -430,6 +435,7 @@ local function talview()
       w.line("---@field scope? string|string[] the scopes asked for")
       w.line("---@field audience? string the assertion's `aud` (default the token URL)")
       w.line("---@field lifetime? integer the assertion's lifetime, seconds (default 3600, at most 86400)")
+      w.line("---@field wait_timeout? number seconds a call waits for a renewal under way (default 60)")
       w.line()
       w.line("---A static access token, used as is and never renewed.")
       w.line("---@class assesskit.talview.StaticToken")

@@ -30,6 +30,7 @@ end
 local function notes(e)
   local t = {}
   if e.paged then t[#t + 1] = "paged" end
+  if e.filters then t[#t + 1] = "filters" end
   if e.upload then t[#t + 1] = e.upload .. " upload (`" .. e.file_field .. "`)" end
   if e.response == "empty" then t[#t + 1] = "204"
   elseif e.response == "binary" then t[#t + 1] = "binary response" end

@@ -1012,6 +1012,35 @@ local function temp_name(path)
   return nil
 end
 
+-- A new, unique temporary file beside `file` (its directory must take it), or nil and why:
+-- `cannot write <file>: <reason>`.
+local function make_temp(file)
+  local tmp = temp_name(file)
+  if not tmp then return nil, "cannot choose a temporary file beside " .. file end
+  local probe, perr = io_open(tmp, "wb")
+  if not probe then
+    perr = tostring(perr)
+    if string_sub(perr, 1, #tmp + 2) == tmp .. ": " then perr = string_sub(perr, #tmp + 3) end
+    return nil, "cannot write " .. file .. ": " .. perr
+  end
+  probe:close()
+  return tmp
+end
+
+--- Whether a download could write `file`, checked as `download` does before it sends anything
+-- (a temporary file made beside it, then removed): for callers that have other requests to
+-- make first (a PDF report's URL, fetched with the report) or nothing to send (a dry run).
+-- @tparam string file the target
+-- @treturn[1] boolean true
+-- @treturn[2] nil
+-- @treturn[2] string why not: `cannot write <file>: <reason>`
+function M.check_target(file)
+  local tmp, why = make_temp(file)
+  if not tmp then return nil, why end
+  os_remove(tmp)
+  return true
+end
+
 -- The one download routine (`download`, and `request` with `output`).
 local function fetch_to_file(self, method, path, file, opts, level)
   if type(file) ~= "string" or file == "" or string_find(file, "%z") then
@@ -1021,21 +1050,13 @@ local function fetch_to_file(self, method, path, file, opts, level)
     error("download: check must be a function", level + 1)
   end
   local req = prepare(self, method, path, opts, level + 1)
-  local tmp = temp_name(file)
-  if not tmp then
-    return nil, self:error({ kind = "io", method = req.method, url = req.url, sent = false,
-      message = "cannot choose a temporary file beside " .. file })
-  end
   -- the temporary file is made now: a target whose directory cannot take it is an `io` error
   -- naming the target, before anything is sent
-  local probe, perr = io_open(tmp, "wb")
-  if not probe then
-    perr = tostring(perr)
-    if string_sub(perr, 1, #tmp + 2) == tmp .. ": " then perr = string_sub(perr, #tmp + 3) end
+  local tmp, why = make_temp(file)
+  if not tmp then
     return nil, self:error({ kind = "io", method = req.method, url = req.url, sent = false,
-      message = "cannot write " .. file .. ": " .. perr })
+      message = why })
   end
-  probe:close()
   req.output = tmp
   local ok, res, err = pcall(self.send, self, req)
   if not ok then

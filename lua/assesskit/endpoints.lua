@@ -41,6 +41,7 @@ local string_find, string_sub, string_gsub, string_format, string_upper, string_
   string.find, string.sub, string.gsub, string.format, string.upper, string.gmatch,
   string.match
 local table_concat = table.concat
+local math_huge = math.huge
 
 local client_mod = require("assesskit.client")
 local options = require("assesskit.options")
@@ -319,6 +320,121 @@ function M.params(e, docs, path_type, file_field)
 end
 
 -- ------------------------------------------------------------------------------------------
+-- The parameters a call may send
+
+-- At most this many undocumented names a rule with `filters` remembers as accepted (each name
+-- is judged once; a caller inventing names without end costs a judgement each).
+local MAX_FILTER_MEMO = 256
+
+--- The parameter rule of one endpoint, built once (at compile time by a binding, or by the
+-- command line for the endpoint it calls), for `refused_param`.
+-- @tparam table names every parameter name the endpoint documents (an array)
+-- @tparam[opt] boolean filters the endpoint also takes arbitrary attribute filters
+-- @tparam[opt] table option_names the per-call option names of the API (an array), for the
+--   suggestions and the typos among filters
+-- @tparam[opt] table suggest the names a suggestion is taken from (an array; default: `names`),
+--   when some documented names are only accepted (InterviewMocha's methods name `report_type`,
+--   not `reportType`)
+-- @treturn table the rule: `{names =, set =, filters =, options =, suggest =}`
+function M.param_rule(names, filters, option_names, suggest)
+  local rule = { names = names, set = set_of(names), filters = filters == true,
+    options = option_names, suggest = suggest or names }
+  if rule.filters then rule.memo, rule.memo_n = {}, 0 end
+  return rule
+end
+
+-- The nearest name of `names` to `key` (whether close enough or not) and its distance.
+local function closest(key, names)
+  if not names or names[1] == nil then return nil, math_huge end
+  local _, ranked, dist = options.nearest(key, names)
+  return ranked[1], dist[ranked[1]]
+end
+
+-- The documented name or the option nearest to `key` when one is close enough (an option only
+-- when strictly closer: `timout` -> the option `timeout`, `emial` -> `email`), and whether it
+-- is an option.
+local function nearest_meant(rule, key, option_names)
+  local doc = options.nearest(key, rule.suggest)
+  local opt = option_names and options.nearest(key, option_names)
+  if opt and (not doc or options.distance(key, opt) < options.distance(key, doc)) then
+    return opt, true
+  end
+  return doc, false
+end
+
+-- Whether an undocumented name given to an endpoint that takes filters looks like a typo of a
+-- documented name or an option rather than a filter: the same name but for case, `-` and `_`
+-- (`pagesize`, `page_size`), or one edit away from one when it has 4 characters or more
+-- (`concurency`, `emial`, `timout`). Filters are names of the records' attributes; the
+-- seed's own links (`candidate_id`, `event_id`, `startsAt`, `role`) are none of these.
+local function looks_like_typo(rule, key)
+  local _, d = closest(key, rule.names)
+  local _, od = closest(key, rule.options)
+  if od < d then d = od end
+  return d == 0 or (d == 1 and #key >= 4)
+end
+
+--- The parameter rule, one place for both API clients and the command line: the first
+-- parameter of a call that its endpoint does not take, or nil when it takes them all.
+--
+-- An endpoint takes the names its catalogue documents (`rule.set`). A name it does not
+-- document is refused, unless the endpoint takes arbitrary filters (`filters = true` in the
+-- catalogue: Yii2 list endpoints filter on any attribute of their records, as the links in
+-- the seed's own answers do, `/models/candidate-calendar?candidate_id=`): there an
+-- undocumented name is a filter, sent as given, except when it looks like a typo of a
+-- documented name or of a per-call option (`pagesize`, `page_size` for `pageSize`;
+-- `concurency` for `concurrency`; `emial` for `email`). A key that is not a string is always
+-- refused. The cost is a set lookup per parameter; an endpoint with filters judges each
+-- undocumented name once (remembered, up to 256 names).
+-- @tparam table rule the endpoint's rule (`param_rule`)
+-- @tparam[opt] table params the call's parameters
+-- @tparam[opt] table option_names the options the caller takes (an array), for the
+--   suggestion (default: the rule's)
+-- @treturn nil|string the refused name (nil: every parameter is taken)
+-- @treturn string|nil the documented name or option nearest to it, when one is close
+-- @treturn boolean whether that nearest name is an option
+function M.refused_param(rule, params, option_names)
+  if not params then return nil end
+  local known, memo = rule.set, rule.memo
+  for k in pairs(params) do
+    if not known[k] and not (memo and memo[k]) then
+      if type(k) ~= "string" then return tostring(k), nil, false end
+      if not rule.filters or looks_like_typo(rule, k) then
+        local best, is_option = nearest_meant(rule, k, option_names or rule.options)
+        return k, best, is_option
+      end
+      if rule.memo_n < MAX_FILTER_MEMO then
+        memo[k] = true
+        rule.memo_n = rule.memo_n + 1
+      end
+    end
+  end
+  return nil
+end
+
+--- The message of a refused parameter (for `error`):
+-- `<where>: undocumented parameter 'timout' (did you mean the option 'timeout'? options go
+-- in opts, after params); opts.raw_params = true sends it as given`.
+-- @tparam string where the call named in the message (`models.candidate.get`)
+-- @tparam string name the refused name
+-- @tparam[opt] string near the nearest documented name or option
+-- @tparam[opt] boolean is_option whether `near` is an option
+-- @tparam[opt] table rule the endpoint's rule (whether it takes filters is said)
+-- @treturn string
+function M.refused_message(where, name, near, is_option, rule)
+  local hint = ""
+  if near and is_option then
+    hint = " (did you mean the option '" .. near .. "'? options go in opts, after params)"
+  elseif near then
+    hint = " (did you mean '" .. near .. "'?)"
+  end
+  local what = (rule and rule.filters) and "parameter '%s' looks like a typo, not a filter"
+    or "undocumented parameter '%s'"
+  return string_format("%s: " .. what .. "%s; opts.raw_params = true sends it as given", where,
+    name, hint)
+end
+
+-- ------------------------------------------------------------------------------------------
 -- Bindings
 
 local Binding = {}
@@ -420,6 +536,12 @@ end
 -- @tparam[opt] table def.extras node path -> table of hand-written methods on that resource
 -- @tparam[opt] function def.describe `function(owner, ep, row)`: adds the API's own fields to
 --   an endpoint's row in `endpoints`
+-- @tparam[opt] function def.documented `function(e, ep) -> names | nil`: the parameter names
+--   the endpoint documents (every name a call may give: placeholders, query, body and the
+--   API's own), or nil when its catalogue entry does not document them (then it takes any);
+--   the compiled endpoint's `param_rule` (see `param_rule`, `refused_param`)
+-- @tparam[opt] table def.options every per-call option name of the API (an array): a
+--   parameter that is a near miss of one is a typo even where filters are taken
 -- @treturn table the binding
 function M.binding(def)
   if type(def) ~= "table" or type(def.name) ~= "string" or type(def.owner) ~= "string"
@@ -430,6 +552,7 @@ function M.binding(def)
     name = def.name, caller = def.caller, owner = def.owner, invoke = def.invoke,
     missing = def.missing or "no resource or action", check = def.check,
     endpoint = def.endpoint, more = def.more, extras = def.extras or {}, describe = def.describe,
+    documented = def.documented, options = def.options,
     cache = setmetatable({}, { __mode = "k" }),
   }, Binding)
   b.node_mt = node_metatable(b)
@@ -461,6 +584,10 @@ function Binding:compile(cat)
     local lits, names = split_template(e.path)
     ep.name, ep.method, ep.path, ep.entry = e.name, string_upper(e.method), e.path, e
     ep.lits, ep.names, ep.np, ep.name_set = lits, names, #names, set_of(names)
+    local doc = self.documented and self.documented(e, ep)
+    if doc then -- the parameters it takes (refused_param), decided once here
+      ep.param_rule = M.param_rule(doc, e.filters, self.options)
+    end
     if c.by_name[ep.name] then
       error(name .. ": duplicate catalogue name " .. ep.name, 3)
     end

@@ -41,7 +41,7 @@ local CALLS = {
     authenticate = function(c) return c:authenticate() end,
     -- a write with a body of 8 MiB (a server may answer before it has read it all)
     upload = function(c)
-      return c.models.candidate:create({ email = "ada@example.com", notes = string.rep("u", 8 * 1024 * 1024) })
+      return c.models.candidate:create({ email = "ada@example.com", first_name = string.rep("u", 8 * 1024 * 1024) })
     end,
   },
   interviewmocha = {

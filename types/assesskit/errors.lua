@@ -59,6 +59,7 @@
 ---@field expect? "raw" return the body string even when it is JSON
 ---@field filename? string the file name sent with a multipart upload (default: the path's last part)
 ---@field content_type? string the content type of a multipart upload's file
+---@field raw_params? boolean send parameters the endpoint does not document, as given (else they raise)
 
 ---The options of `:each` on a list endpoint.
 ---@class assesskit.EachOptions: assesskit.CallOptions

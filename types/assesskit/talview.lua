@@ -39,11 +39,12 @@
 ---@field client_secret string
 ---@field username string
 ---@field password string
+---@field wait_timeout? number seconds a call waits for a renewal under way (default 60)
 
 ---The JWT-bearer grant: an RS256 assertion signed with the service account's key.
 ---@class assesskit.talview.JwtGrant
 ---@field grant "jwt"
----@field client_id string
+---@field client_id? string sent with the assertion when given; `issuer` or `client_id` is required
 ---@field issuer? string the assertion's `iss` (default `client_id`)
 ---@field private_key? string the key, PEM
 ---@field private_key_file? string a file holding the key, PEM
@@ -51,6 +52,7 @@
 ---@field scope? string|string[] the scopes asked for
 ---@field audience? string the assertion's `aud` (default the token URL)
 ---@field lifetime? integer the assertion's lifetime, seconds (default 3600, at most 86400)
+---@field wait_timeout? number seconds a call waits for a renewal under way (default 60)
 
 ---A static access token, used as is and never renewed.
 ---@class assesskit.talview.StaticToken
@@ -243,6 +245,7 @@ local user = {}
 ---@field name? string (query) Filter records based on the name of the User
 ---@field email? string (query) Filter records based on email of the User
 ---@field roles? table (query) Filter records based on the roles of the User
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Users: `GET /user` (seed 002, line 13676)
 ---@param params? assesskit.talview.user.list.Params
@@ -401,6 +404,7 @@ local user_me_calendar = {}
 ---@field to? string (query) Filter records based on the end date and time of an event
 ---@field type? integer (query) Filter records based on an event type.
 ---@field user_id? integer (query) Filter records based on the User Id
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List the authenticated user's calendar events: `GET /user/me/calendar` (seed 002, line 5878)
 ---@param params? assesskit.talview.user.me_calendar.list.Params
@@ -560,6 +564,7 @@ local user_me_permission = {}
 ---The parameters of `user.me_permission.list` (query and body by catalogue name; path values may be given here by name instead).
 ---@class assesskit.talview.user.me_permission.list.Params
 ---@field type? integer (query) Filter records based on the type of the object
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all permissions: `GET /user/me/permission` (seed 002, line 14276)
 ---@param params? assesskit.talview.user.me_permission.list.Params
@@ -627,6 +632,7 @@ local admin_category = {}
 ---@field type? integer (query) Filter records based on type of the Category
 ---@field is_deleted? boolean (query) if passed true, returns the deleted categories
 ---@field s? string (query) filters by text in name
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.category.list` with its path values by name.
 ---@class assesskit.talview.admin.category.list.Named: assesskit.talview.admin.category.list.Params
@@ -740,6 +746,7 @@ local admin_custom_field_master = {}
 ---@field label? string (query) Filter based on label
 ---@field key? string (query) Filter based on key
 ---@field is_deleted? boolean (query) if true, deleted custom field masters will be retrieved
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.custom_field_master.list` with its path values by name.
 ---@class assesskit.talview.admin.custom_field_master.list.Named: assesskit.talview.admin.custom_field_master.list.Params
@@ -903,6 +910,7 @@ local admin_form = {}
 ---@field type? integer (query) The type of Form. Example: Evaluation Form, Feedback From etc. The Form Type are listed below
 ---@field article_id? integer (query) The id of the CMS [Article]
 ---@field is_deleted? boolean (query) if passed true, deleted models will be retrieved
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.form.list` with its path values by name.
 ---@class assesskit.talview.admin.form.list.Named: assesskit.talview.admin.form.list.Params
@@ -1011,6 +1019,7 @@ local admin_menu_card = {}
 ---@field code? any (query) Filter records by given code
 ---@field is_deleted? boolean (query) if passed true, filters deleted records
 ---@field s? string (query) filters by text in name and code
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.menu_card.list` with its path values by name.
 ---@class assesskit.talview.admin.menu_card.list.Named: assesskit.talview.admin.menu_card.list.Params
@@ -1128,6 +1137,7 @@ local admin_notification_log = {}
 ---@field assessment_section_candidate_id? integer (query) Filter records based on the assessment section candidate id
 ---@field assessment_candidate_id? integer (query) Filter records based on the assessment candidate id
 ---@field label? string (query) Filter based on the label of notification template type
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Notification Log: `GET /admin/notification-log` (seed 002, line 1582)
 ---@param params? assesskit.talview.admin.notification_log.list.Params
@@ -1195,6 +1205,7 @@ local admin_notification_template = {}
 ---@field subject? string (query) filters by passed text in subject
 ---@field content? string (query) filters by passed text in content
 ---@field from_address? string (query) filters by the from_address passed as query param
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.notification_template.list` with its path values by name.
 ---@class assesskit.talview.admin.notification_template.list.Named: assesskit.talview.admin.notification_template.list.Params
@@ -1310,6 +1321,7 @@ local admin_notification_template_tag = {}
 ---@field type_id? integer (query) filters records based on the Id of the Notification Template Type
 ---@field s? string (query) filters records by text in tag and description
 ---@field is_deleted? boolean (query) If passed true, only deleted tags will be retrieved
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Notification Template Tag: `GET /admin/notification-template-tag` (seed 002, line 1937)
 ---@param params? assesskit.talview.admin.notification_template_tag.list.Params
@@ -1343,6 +1355,7 @@ local admin_notification_template_type = {}
 ---@field description? string (query) filters by description text
 ---@field s? string (query) filters by text in description and label
 ---@field category? integer (query) fileters by category of the notification template type. Category 1 defines type "EMAIL" and 2 defines "SMS"
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Notification Template Type: `GET /admin/notification-template-type` (seed 002, line 1990)
 ---@param params? assesskit.talview.admin.notification_template_type.list.Params
@@ -1586,6 +1599,7 @@ local admin_rbac = {}
 ---@field item_name? string (query) Filter records based on the name of the permission
 ---@field user_id? integer (query) Filter records based on the id of the user.
 ---@field organization_id? integer (query) Filter records based on the id of the organization
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.rbac.list` with its path values by name.
 ---@class assesskit.talview.admin.rbac.list.Named: assesskit.talview.admin.rbac.list.Params
@@ -1695,6 +1709,7 @@ local admin_select_field_data = {}
 ---@field select_field_type_id? integer (query) filter records bySelect Field Type id
 ---@field is_deleted? boolean (query) if passed true, only deleted models will be retrieved
 ---@field value_exact? string (query) filters records by the value passede(exact search)
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.select_field_data.list` with its path values by name.
 ---@class assesskit.talview.admin.select_field_data.list.Named: assesskit.talview.admin.select_field_data.list.Params
@@ -1800,6 +1815,7 @@ local admin_settings_data = {}
 ---@field ids? integer[] (query) filters by multiplel ids
 ---@field is_deleted? boolean (query) filters by is_deleted, if passed true, deleted models will be returned
 ---@field settings_id? integer (query) filters by settings id
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.settings_data.list` with its path values by name.
 ---@class assesskit.talview.admin.settings_data.list.Named: assesskit.talview.admin.settings_data.list.Params
@@ -1914,6 +1930,7 @@ local admin_user_category = {}
 ---@field ids? integer[] (query) filters by multiplel ids
 ---@field category_id? integer (query) filters user category by a category id
 ---@field s? string (query) filters by text in Category name
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.user_category.list` with its path values by name.
 ---@class assesskit.talview.admin.user_category.list.Named: assesskit.talview.admin.user_category.list.Params
@@ -2037,6 +2054,7 @@ local admin_filter = {}
 ---@field is_deleted? boolean (query) filters by is_deleted, if passed true, deleted models will be returned
 ---@field object_type? integer (query) filters by object type
 ---@field version? string (query) filters by the version of the model
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.filter.list` with its path values by name.
 ---@class assesskit.talview.admin.filter.list.Named: assesskit.talview.admin.filter.list.Params
@@ -2149,6 +2167,7 @@ local admin_user_permission = {}
 ---@class assesskit.talview.admin.user_permission.list.Params
 ---@field type? integer (query) Filter records based on the type of the object
 ---@field item_name? string (query) Filter records based on the item name
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---The parameters of `admin.user_permission.list` with its path values by name.
 ---@class assesskit.talview.admin.user_permission.list.Named: assesskit.talview.admin.user_permission.list.Params
@@ -2429,6 +2448,7 @@ local models_answer = {}
 ---@field assessment_candidate_id? integer (query) Filter record based on the Id of Assessment Candidate
 ---@field assessment_section_candidate_id? integer (query) Filter record based on the Id of Assessment Section Candidate
 ---@field assessment_section_id? integer (query) Filter record based on the Id of Assessment Section
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Answer: `GET /models/answer` (seed 002, line 3733)
 ---@param params? assesskit.talview.models.answer.list.Params
@@ -2477,6 +2497,7 @@ local models_answer_code_submission = {}
 ---@field input? string (query) Filter record based on the test cases of code assessment
 ---@field language? string (query) Filter record based on the language used for coding
 ---@field output? string (query) Filter record based on the output form the code
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Answer Code Submission: `GET /models/answer-code-submission` (seed 002, line 3904)
 ---@param params? assesskit.talview.models.answer_code_submission.list.Params
@@ -2527,6 +2548,7 @@ local models_assessment = {}
 ---@field cf? table (query) The Custom Field for an Assessment
 ---@field status? table (query) The status of the form
 ---@field owned_by? integer (query) The Id of the owner who created an Assessment
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment: `GET /models/assessment` (seed 002, line 4071)
 ---@param params? assesskit.talview.models.assessment.list.Params
@@ -2632,6 +2654,7 @@ local models_assessment_candidate = {}
 ---@field isUnassigned? integer (query) Filter records based on Assessment for which Panel is not assigned
 ---@field isPendingEval? integer (query) Filter records based on Assessment whose evaluation is pending
 ---@field isRecentEval? integer (query) Filter records based on recent evaluated Assessment
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment Candidate: `GET /models/assessment-candidate` (seed 002, line 4486)
 ---@param params? assesskit.talview.models.assessment_candidate.list.Params
@@ -2715,6 +2738,7 @@ local models_assessment_candidate_file = {}
 ---@field assessment_candidate_id? integer (query) Filter based on assessment_candidate_id
 ---@field assessment_section_candidate_id? integer (query) Filter based on assessment_section_candidate_id
 ---@field file_id? integer (query) Filter records based on File Id
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment Candidate File: `GET /models/assessment-candidate-file` (seed 002, line 4682)
 ---@param params? assesskit.talview.models.assessment_candidate_file.list.Params
@@ -2802,6 +2826,7 @@ local models_assessment_category = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the object
 ---@field assessment_id? integer (query) Filter records based on the Id of the Assessment
 ---@field category_id? integer (query) Filter records based on the Id of the Category
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment Category: `GET /models/assessment-category` (seed 002, line 4814)
 ---@param params? assesskit.talview.models.assessment_category.list.Params
@@ -2894,6 +2919,7 @@ local models_assessment_collaborator = {}
 ---@field role? integer (query) Filter records based on role
 ---@field assessment_id? integer (query) Filter records based on the Id of the Assessment
 ---@field user_id? integer (query) Filter records based on the Id of the User
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment Collaborator: `GET /models/assessment-collaborator` (seed 002, line 4961)
 ---@param params? assesskit.talview.models.assessment_collaborator.list.Params
@@ -2985,6 +3011,7 @@ local models_assessment_section = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field assessment_id? integer (query) Filter records based on the Id of Assessment
 ---@field section_type_id? integer (query) Filter records based on Section Type
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment Section: `GET /models/assessment-section` (seed 002, line 5174)
 ---@param params? assesskit.talview.models.assessment_section.list.Params
@@ -3110,6 +3137,7 @@ local models_assessment_section_candidate = {}
 ---@field started_at? string (query) Filter records based on the time when the candidate started attempting the Assessment Section
 ---@field completed_at? string (query) Filter records based on the date and time of Completion of the Assessment Section
 ---@field evaluated_at? string (query) Filter records based on the date and time of Evaluation of the Assessment Section
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment Section Candidate: `GET /models/assessment-section-candidate` (seed 002, line 5554)
 ---@param params? assesskit.talview.models.assessment_section_candidate.list.Params
@@ -3181,6 +3209,7 @@ local models_candidate = {}
 ---@field email? string (query) Filter records based on email
 ---@field status_id? integer (query) Filter records based on status Id
 ---@field organization_id? integer (query) Filter based on organization Id
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Candidate: `GET /models/candidate` (seed 002, line 6084)
 ---@param params? assesskit.talview.models.candidate.list.Params
@@ -3277,6 +3306,7 @@ local models_candidate_calendar = {}
 ---@class assesskit.talview.models.candidate_calendar.list.Params
 ---@field id? integer (query) Filter records based on the Id of the object
 ---@field type? integer (query) Filter records based on the type of event
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Candidate Calendar: `GET /models/candidate-calendar` (seed 002, line 6360)
 ---@param params? assesskit.talview.models.candidate_calendar.list.Params
@@ -3363,6 +3393,7 @@ local models_candidate_education = {}
 ---@field grade? string (query) Filter records based on the Grade of the Candidate Education
 ---@field degree? string (query) Filter records based on the degree of the candidate. Example: BTech, MCA
 ---@field school? string (query) Filter records based on the name of the School
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Candidate Education: `GET /models/candidate-education` (seed 002, line 6534)
 ---@param params? assesskit.talview.models.candidate_education.list.Params
@@ -3460,6 +3491,7 @@ local models_candidate_experience = {}
 ---@field location? string (query) Filter records based on location
 ---@field started_at? string (query) Filter records based on the time when the Candidate started working
 ---@field completed_at? string (query) Filter records based on the time when the Candidate left working
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Candidate Experience: `GET /models/candidate-experience` (seed 002, line 6732)
 ---@param params? assesskit.talview.models.candidate_experience.list.Params
@@ -3564,6 +3596,7 @@ local models_candidate_file_attachment = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field candidate_id? integer (query) Filter records based on Candidate Id
 ---@field file_id? integer (query) Filter records based on File Id
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Candidate File Attachment: `GET /models/candidate-file-attachment` (seed 002, line 6921)
 ---@param params? assesskit.talview.models.candidate_file_attachment.list.Params
@@ -3620,6 +3653,7 @@ local models_candidate_image = {}
 ---@class assesskit.talview.models.candidate_image.list.Params
 ---@field id? integer (query) Filter records based on the Id of the object
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Candidate Image: `GET /models/candidate-image` (seed 002, line 7044)
 ---@param params? assesskit.talview.models.candidate_image.list.Params
@@ -3667,6 +3701,7 @@ local models_category = {}
 ---@class assesskit.talview.models.category.list.Params
 ---@field name? string (query) Filter records based on Category name
 ---@field type? integer (query) Filter records based on type of the Category
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Category: `GET /models/category` (seed 002, line 7160)
 ---@param params? assesskit.talview.models.category.list.Params
@@ -3750,6 +3785,7 @@ local models_custom_field_master = {}
 ---@field type? integer (query) Filter based on type
 ---@field label? string (query) Filter based on label
 ---@field key? string (query) Filter based on key
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Custom Field Master: `GET /models/custom-field-master` (seed 002, line 7446)
 ---@param params? assesskit.talview.models.custom_field_master.list.Params
@@ -3839,6 +3875,7 @@ local models_evaluation = {}
 ---@field assessment_section_candidate_id? integer (query) Filter records based on the Id of Assessment Section Candidate
 ---@field recommendation? string (query) Filter records based on recommendation
 ---@field evaluated_by? integer (query) Filter records based on the Panel who evaluated the Assessment Section Candidate
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Evaluation: `GET /models/evaluation` (seed 002, line 7723)
 ---@param params? assesskit.talview.models.evaluation.list.Params
@@ -3937,6 +3974,7 @@ local models_evaluation_comment = {}
 ---@field evaluation_id? integer (query) Filter records based on the Id of Evaluation
 ---@field answer_id? integer (query) Filter records based on the Id of the Answer
 ---@field content? string (query) Filter records based on the comment
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Evaluation Comment: `GET /models/evaluation-comment` (seed 002, line 7911)
 ---@param params? assesskit.talview.models.evaluation_comment.list.Params
@@ -4031,6 +4069,7 @@ local models_evaluation_rating = {}
 ---@field evaluation_id? integer (query) Filter records based on Evaluation Id.
 ---@field rating? number (query) Filter records based on Evaluation Rating
 ---@field parameter_id? integer (query) Filter records based on parameter_id
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Evaluation Rating: `GET /models/evaluation-rating` (seed 002, line 8058)
 ---@param params? assesskit.talview.models.evaluation_rating.list.Params
@@ -4115,6 +4154,7 @@ local models_event = {}
 ---@field city? integer (query) filters events by city
 ---@field s? string (query) filters by proivded search text
 ---@field assessment_id? integer (query) filters events by assessment id
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Events: `GET /models/event` (seed 002, line 8248)
 ---@param params? assesskit.talview.models.event.list.Params
@@ -4312,6 +4352,7 @@ local models_event_candidate = {}
 ---@field status_sort_key? integer (query) filter invites by the provided status sort key
 ---@field candidate_id? integer (query) filter invites by candidate id
 ---@field event_id? integer (query) filter invites by the id of an Event
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Event Candidate: `GET /models/event-candidate` (seed 002, line 8635)
 ---@param params? assesskit.talview.models.event_candidate.list.Params
@@ -4469,6 +4510,7 @@ local models_external_assessment = {}
 ---@field description? string (query) Filter records based on the description of the External Assessment
 ---@field duration? string (query) Filter records based on the duration to attain the External Assessment
 ---@field status? integer (query) Filter records based on the status of the External Assessment
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all External Assessment: `GET /models/external-assessment` (seed 002, line 8968)
 ---@param params? assesskit.talview.models.external_assessment.list.Params
@@ -4574,6 +4616,7 @@ local models_evaluation_invitation = {}
 ---@field report_url? any (query)
 ---@field attend_url? string (query) Filter records based on the URL for attending the External Assessment
 ---@field assessment_section_candidate_id? any (query)
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Evaluation Invitation: `GET /models/evaluation-invitation` (seed 002, line 9201)
 ---@param params? assesskit.talview.models.evaluation_invitation.list.Params
@@ -4673,6 +4716,7 @@ local models_file = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field file_type_id? integer (query) Filter records based on the Id of File Type
 ---@field name? string (query) The name of the File
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Files: `GET /models/file` (seed 002, line 9434)
 ---@param params? assesskit.talview.models.file.list.Params
@@ -4768,6 +4812,7 @@ local models_file_type = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field name? string (query) Filter records based on name
 ---@field description? string (query) Filter records based on description
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all File Type: `GET /models/file-type` (seed 002, line 9611)
 ---@param params? assesskit.talview.models.file_type.list.Params
@@ -4818,6 +4863,7 @@ local models_form = {}
 ---@field article_id? integer (query) The id of the CMS [Article]
 ---@field custom_url? string (query) The url for the custom Forms
 ---@field is_editable? boolean (query) States whether the Form is editable or not
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Forms: `GET /models/form` (seed 002, line 9801)
 ---@param params? assesskit.talview.models.form.list.Params
@@ -4912,6 +4958,7 @@ local models_form_instance = {}
 ---@field assessment_candidate_id? integer (query) Filter records based on the Id id of the Assessment Candidate
 ---@field assessment_section_candidate_id? integer (query) Filter records based on the Id id of the Assessment Section Candidate
 ---@field status? integer (query) Filter records based on Status Id
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Form Instances: `GET /models/form-instance` (seed 002, line 10069)
 ---@param params? assesskit.talview.models.form_instance.list.Params
@@ -4957,6 +5004,7 @@ local models_form_instance_file = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field form_instance_id? integer (query) Filter records based on the Id of Form Instance
 ---@field file_id? integer (query) Filter records based on the Id of File
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Form Instance File: `GET /models/form-instance-file` (seed 002, line 10183)
 ---@param params? assesskit.talview.models.form_instance_file.list.Params
@@ -5038,6 +5086,7 @@ local models_live_attendee = {}
 ---@field email? string (query) Filter records based on email
 ---@field phone? string (query) Filter records based on Phone number
 ---@field role? integer (query) Filter records based on Role. The Roles are listed below.
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Live Attendee: `GET /models/live-attendee` (seed 002, line 10366)
 ---@param params? assesskit.talview.models.live_attendee.list.Params
@@ -5103,6 +5152,7 @@ local models_live_attendee_flash = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field live_session_id? any (query) integer Filter records based on the Id of Live Session
 ---@field email? string (query) Filter records based on Email of Live Attendee
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List All Live Attendee Flash: `GET /models/live-attendee-flash` (seed 002, line 10550)
 ---@param params? assesskit.talview.models.live_attendee_flash.list.Params
@@ -5172,6 +5222,7 @@ local models_live_session = {}
 ---@field ends_at? string (query) Filter records based on the time when the Live Session ends
 ---@field recording_status? integer (query) Filter records based on the status of the Live Session
 ---@field hosted_by? integer (query) Filter records based on the Id of the Organizer who hosted the Live Session
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Live Session: `GET /models/live-session` (seed 002, line 10709)
 ---@param params? assesskit.talview.models.live_session.list.Params
@@ -5218,6 +5269,7 @@ local models_menu_card = {}
 ---@field is_private? boolean (query) Filter records based on the status whether Menu Card is private or not
 ---@field name? string (query) Filter records based on the name of the Menu Card
 ---@field description? string (query) Filter records based on the description of the Menu Card Assessment
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Menu Card: `GET /models/menu-card` (seed 002, line 10846)
 ---@param params? assesskit.talview.models.menu_card.list.Params
@@ -5249,6 +5301,7 @@ local models_menu_card_assessment = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field assessment_id? integer (query) Filter records based on the Id of the Assessment
 ---@field menu_card_id? integer (query) Filter records based on the Id of the Menu Card
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Menu Card Assessment: `GET /models/menu-card-assessment` (seed 002, line 10910)
 ---@param params? assesskit.talview.models.menu_card_assessment.list.Params
@@ -5312,6 +5365,7 @@ local models_notification_log = {}
 ---@field status? integer (query) Filter records based on the status of the Notification
 ---@field sent_at? string (query) Filter records based on the time when the the Notification was sent
 ---@field read_at? string (query) Filter records based on the time when the Notification mail was read by the receiver
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Notification Log: `GET /models/notification-log` (seed 002, line 11034)
 ---@param params? assesskit.talview.models.notification_log.list.Params
@@ -5344,6 +5398,7 @@ local models_notification_template = {}
 ---@field type_id? integer (query) Filter records based on the Id of the Notification Template type
 ---@field subject? string (query) Filter records based on the subject of the notification
 ---@field assessment_id? integer (query) Filter records based on the Id of the Assessment
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Notification Template: `GET /models/notification-template` (seed 002, line 11109)
 ---@param params? assesskit.talview.models.notification_template.list.Params
@@ -5437,6 +5492,7 @@ local models_notification_template_tag = {}
 ---@field tag? string (query) Filter records based on Tag name.
 ---@field description? string (query) Filter records based on the description of the Tag
 ---@field type_id? integer (query) Filter records based on the Id of the Notification Template Type
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Notification Template Tag: `GET /models/notification-template-tag` (seed 002, line 11285)
 ---@param params? assesskit.talview.models.notification_template_tag.list.Params
@@ -5468,6 +5524,7 @@ local models_notification_template_type = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field description? string (query) Filter records based on the description of Notification Template
 ---@field type_id? integer (query) Filter records based on the Id of Notification Template Type
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Notification Template Type: `GET /models/notification-template-type` (seed 002, line 11351)
 ---@param params? assesskit.talview.models.notification_template_type.list.Params
@@ -5500,6 +5557,7 @@ local models_panel = {}
 ---@field assessment_section_id? integer (query) Filter records based on the Id of the Assessment Section
 ---@field assessment_id? integer (query) Filter records based on the Id of the Assessment
 ---@field user_id? integer (query) Filter records based on the Id of the user who created the panel
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Panel: `GET /models/panel` (seed 002, line 11430)
 ---@param params? assesskit.talview.models.panel.list.Params
@@ -5559,6 +5617,7 @@ local models_panel_candidate = {}
 ---@field panel_id? integer (query) Filter based on panel Id of the Panel
 ---@field assessment_candidate_id? integer (query) Filter records based on the Id of the Assessment Candidate
 ---@field assessment_section_candidate_id? integer (query) Filter records based on the Id of the Assessment Section Candidate
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Panel Candidate: `GET /models/panel-candidate` (seed 002, line 11594)
 ---@param params? assesskit.talview.models.panel_candidate.list.Params
@@ -5641,6 +5700,7 @@ local models_parameter = {}
 ---@field name? string (query) Filter based on the name of the Parameter
 ---@field recommended_value? integer (query) Filter records based on the recommendation value given by a panel for an Assessment Section Candidate
 ---@field category_id? integer (query) Filter records based on the Id of the Category
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Parameter: `GET /models/parameter` (seed 002, line 11772)
 ---@param params? assesskit.talview.models.parameter.list.Params
@@ -5727,6 +5787,7 @@ local models_question = {}
 ---@field type? integer (query) Filter records based on the type of the Question.
 ---@field title? string (query) Filter records based on the title of the Question
 ---@field content? string (query) Filter records based on the content of the Question.
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Question: `GET /models/question` (seed 002, line 11962)
 ---@param params? assesskit.talview.models.question.list.Params
@@ -5834,6 +5895,7 @@ local models_question_skill = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field question_id? integer (query) Filter records based on the Id of the Question
 ---@field skill_id? integer (query) Filter records based on the Id of the Skill
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Question Skill: `GET /models/question-skill` (seed 002, line 12206)
 ---@param params? assesskit.talview.models.question_skill.list.Params
@@ -5928,6 +5990,7 @@ local models_section = {}
 ---@field is_default? boolean (query) Filter records based on Whether the section is a default Section
 ---@field evaluation_form_id? integer (query) Filter records based on the Id of the evaluation From
 ---@field section_type_id? integer (query) Filter records based on the id of the Section type
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Section: `GET /models/section` (seed 002, line 12404)
 ---@param params? assesskit.talview.models.section.list.Params
@@ -5973,6 +6036,7 @@ local models_section_combined = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field skill_id? integer (query) Filter records based on the id of the Skill
 ---@field section_id? integer (query) Filter records based on the id of the Assessment Section
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Section Combined: `GET /models/section-combined` (seed 002, line 12535)
 ---@param params? assesskit.talview.models.section_combined.list.Params
@@ -6034,6 +6098,7 @@ local models_section_parameter = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field parameter_id? integer (query) Filter records based on the Id of the Parameter
 ---@field section_id? integer (query) Filter records based on the Id of the Section
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Section Parameter: `GET /models/section-parameter` (seed 002, line 12655)
 ---@param params? assesskit.talview.models.section_parameter.list.Params
@@ -6126,6 +6191,7 @@ local models_section_question = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field section_id? integer (query) Filter records based on the id of the Section
 ---@field question_id? integer (query) Filter records based on the id of the Question
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Section Question: `GET /models/section-question` (seed 002, line 12803)
 ---@param params? assesskit.talview.models.section_question.list.Params
@@ -6185,6 +6251,7 @@ local models_section_skill = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field section_id? integer (query) Filter records based on the Id of the Section
 ---@field skill_id? integer (query) Filter records based on the Id The id of the Skill
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Section Skill: `GET /models/section-skill` (seed 002, line 12918)
 ---@param params? assesskit.talview.models.section_skill.list.Params
@@ -6271,6 +6338,7 @@ local models_select_field_data = {}
 ---@field parent_value? string (query) Filter records based on the parent value of the Select Field Data.
 ---@field parent_id? integer (query) Filter records based on the Id of the parent Select Field Data
 ---@field select_field_type_id? integer (query) Filter records based on the id of the Select Field Type
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Select Field Data: `GET /models/select-field-data` (seed 002, line 13055)
 ---@param params? assesskit.talview.models.select_field_data.list.Params
@@ -6331,6 +6399,7 @@ local models_select_field_type = {}
 ---@field id? integer (query) Filter records based on the Id of the object
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field name? string (query) Filter records based on the Name of the Select Field Type
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Select Field Type: `GET /models/select-field-type` (seed 002, line 13157)
 ---@param params? assesskit.talview.models.select_field_type.list.Params
@@ -6388,6 +6457,7 @@ local models_settings_allowed_value = {}
 ---@field settings_id? integer (query) Filter records based on the id of Setting
 ---@field item_value? integer (query) Filter records based on the item value of Setting Allowed Value
 ---@field caption? string (query) Filter records based on the caption of the Setting Allowed Value
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Settings Allowed Value: `GET /models/settings-allowed-value` (seed 002, line 13248)
 ---@param params? assesskit.talview.models.settings_allowed_value.list.Params
@@ -6433,6 +6503,7 @@ local models_skill = {}
 ---@field ids? integer[] (query) Filter records based on the Ids of the objects
 ---@field name? string (query) Filter records based on the name of the Skill
 ---@field description? string (query) Filter records based on the description of the Skill
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Skill: `GET /models/skill` (seed 002, line 13326)
 ---@param params? assesskit.talview.models.skill.list.Params
@@ -6511,6 +6582,7 @@ local models_status_reason = {}
 ---@field status_id? integer (query) Filter records based on the Id of the Status
 ---@field key? string (query) Filter records based on the key of the Status
 ---@field label? string (query) Filter records based on the label of the Status
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Status Reason: `GET /models/status-reason` (seed 002, line 13458)
 ---@param params? assesskit.talview.models.status_reason.list.Params
@@ -6638,6 +6710,7 @@ local models_user_calendar = {}
 ---@field to? string (query) The time when an event ends
 ---@field type? integer (query) The key to an event type.
 ---@field user_id? integer (query) The Id of the user associated to an user calendar object
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all User Calendars: `GET /models/user-calendar` (seed 002, line 14126)
 ---@param params? assesskit.talview.models.user_calendar.list.Params
@@ -7207,6 +7280,7 @@ local mobile_assessment_section = {}
 ---@class assesskit.talview.mobile.assessment_section.list.Params
 ---@field id? integer (query) Filter records based on status id
 ---@field fields? string (query) Filter to get specific key from response
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment Section (Mobile): `GET /mobile/assessment-section` (seed 002, line 16098)
 ---@param params? assesskit.talview.mobile.assessment_section.list.Params
@@ -7236,6 +7310,7 @@ local mobile_assessment_section_candidate = {}
 ---@class assesskit.talview.mobile.assessment_section_candidate.list.Params
 ---@field id? integer (query) Filter records based on status id
 ---@field fields? string (query) Filter to get specific key from response
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Assessment Section Candidate (Mobile): `GET /mobile/assessment-section-candidate` (seed 002, line 16189)
 ---@param params? assesskit.talview.mobile.assessment_section_candidate.list.Params
@@ -7283,6 +7358,7 @@ local mobile_form_submission = {}
 ---@class assesskit.talview.mobile.form_submission.list.Params
 ---@field id? integer (query) Filter records based on status id
 ---@field fields? string (query) Filter to get specific key from response
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Form Submission (Mobile): `GET /mobile/form-submission` (seed 002, line 16378)
 ---@param params? assesskit.talview.mobile.form_submission.list.Params
@@ -7419,6 +7495,7 @@ local mobile_live_attendee = {}
 ---The parameters of `mobile.live_attendee.list` (query and body by catalogue name; path values may be given here by name instead).
 ---@class assesskit.talview.mobile.live_attendee.list.Params
 ---@field fields? string (query) Filter to get specific key from response
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Live Attendee (Mobile): `GET /mobile/live-attendee` (seed 002, line 16644)
 ---@param params? assesskit.talview.mobile.live_attendee.list.Params
@@ -7465,6 +7542,7 @@ local mobile_live_session = {}
 ---The parameters of `mobile.live_session.list` (query and body by catalogue name; path values may be given here by name instead).
 ---@class assesskit.talview.mobile.live_session.list.Params
 ---@field fields? string (query) Filter to get specific key from response
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Live session (Mobile): `GET /mobile/live-session` (seed 002, line 16777)
 ---@param params? assesskit.talview.mobile.live_session.list.Params
@@ -7534,6 +7612,7 @@ local mobile_question = {}
 ---@class assesskit.talview.mobile.question.list.Params
 ---@field id? integer (query) Filter records based on status id
 ---@field fields? string (query) Filter to get specific key from response
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Question (Mobile): `GET /mobile/question` (seed 002, line 16969)
 ---@param params? assesskit.talview.mobile.question.list.Params
@@ -7580,6 +7659,7 @@ local mobile_select_field_data = {}
 ---The parameters of `mobile.select_field_data.list` (query and body by catalogue name; path values may be given here by name instead).
 ---@class assesskit.talview.mobile.select_field_data.list.Params
 ---@field fields? string (query) Filter to get specific key from response
+---@field [string] any a filter on any attribute of the records (`filters`)
 
 ---List all Select Field Data (Mobile): `GET /mobile/select-field-data` (seed 002, line 17070)
 ---@param params? assesskit.talview.mobile.select_field_data.list.Params

@@ -81,9 +81,9 @@ local options = require("assesskit.options")
 local url = require("assesskit.url")
 
 local AUTH_KEYS = {
-  password = { "client_id", "client_secret", "username", "password" },
+  password = { "client_id", "client_secret", "username", "password", "wait_timeout" },
   jwt = { "client_id", "issuer", "private_key", "private_key_file", "passphrase", "scope",
-    "audience", "lifetime" },
+    "audience", "lifetime", "wait_timeout" },
   token = { "access_token" },
 }
 
@@ -172,6 +172,20 @@ local function check_table(t, keys, where, path)
         tostring(k), near and (" (did you mean " .. where .. near .. "?)") or "")
     end
     local got = type(v)
+    if want == "strings" then -- a string, or an array of strings (as the library takes)
+      local fine = got == "string"
+      if got == "table" then
+        fine = true
+        for i, x in pairs(v) do
+          if type(i) ~= "number" or type(x) ~= "string" then fine = false end
+        end
+      end
+      if not fine then
+        return nil, string_format("config file %s: %s%s must be a string or an array of strings",
+          path, where, tostring(k))
+      end
+      got = want
+    end
     if want == "number" and got == "number" and (v ~= v or v < 0) then
       return nil, string_format("config file %s: %s%s must be a number >= 0", path, where, k)
     end
@@ -182,7 +196,8 @@ local function check_table(t, keys, where, path)
   return true
 end
 
-local AUTH_FILE_KEYS = { grant = "string", lifetime = "number" }
+local AUTH_FILE_KEYS = { grant = "string", lifetime = "number", wait_timeout = "number",
+  scope = "strings" }
 for _, keys in pairs(AUTH_KEYS) do
   for _, k in ipairs(keys) do AUTH_FILE_KEYS[k] = AUTH_FILE_KEYS[k] or "string" end
 end

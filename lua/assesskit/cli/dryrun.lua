@@ -114,13 +114,18 @@ end
 -- parameters and body fields as `***`.
 -- @tparam table req a recorded request (`method`, `url`, `headers`, `body`, `multipart`,
 --   `output`)
--- @tparam[opt] table opts `ca_file` (adds `--cacert`), `output` (adds `-o FILE` when the
---   request has no `output` of its own)
+-- @tparam[opt] table opts `ca_file` (adds `--cacert`), `ca_path` (`--capath`), `proxy` (`-x`,
+--   its userinfo masked: `http://***@proxy:3128`), `output` (adds `-o FILE` when the request
+--   has no `output` of its own)
 -- @treturn string the command, one option per line, joined with ` \` continuations
 function M.curl(req, opts)
   if type(req) ~= "table" then error("dryrun.curl: req must be a table", 2) end
   local lines = { "curl -sS -X " .. (req.method or "GET") .. " " .. shell_quote(errors.mask_url(req.url)) }
   if opts and opts.ca_file then lines[#lines + 1] = "  --cacert " .. shell_quote(opts.ca_file) end
+  if opts and opts.ca_path then lines[#lines + 1] = "  --capath " .. shell_quote(opts.ca_path) end
+  if opts and opts.proxy then
+    lines[#lines + 1] = "  -x " .. shell_quote(errors.mask_url(opts.proxy))
+  end
   local names = {}
   for k in pairs(req.headers or {}) do names[#names + 1] = k end
   table_sort(names, function(a, b) return string_lower(a) < string_lower(b) end)

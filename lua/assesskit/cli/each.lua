@@ -64,6 +64,7 @@ end
 -- @tparam table a `tv` (the client), `name` (the endpoint's catalogue name), `defaults`
 --   (parameters of the command line), `source` (a path or `"-"`), `parallel` (calls in
 --   flight), `check(params)` (raises a usage error for a refused parameter, or nil),
+--   `raw_params` (--raw-param: the library sends undocumented parameters as given),
 --   `decorate(value)` (what is printed of an answer, or nil), `dry_run` (print nothing of the
 --   answers: the caller prints the requests), `journal` (a path), `key` (a field of the
 --   lines' objects naming them in the journal), `retry_failed`
@@ -99,6 +100,7 @@ function M.run(ctx, a)
       end
     end
   end
+  local raw_opts = a.raw_params and { raw_params = true } or nil
   local function call(text)
     local ok, params = pcall(json_decode, text)
     if not ok or type(params) ~= "table" or params[1] ~= nil then
@@ -111,7 +113,7 @@ function M.run(ctx, a)
       local fine, why = pcall(a.check, params)
       if not fine then return nil, usage_error(tostring(why)) end
     end
-    return a.tv:call(a.name, params)
+    return a.tv:call(a.name, params, raw_opts)
   end
   -- results in input order: each waits in `pending` for the ones before it
   local pending, next_k, failed = {}, 1, 0

@@ -15,8 +15,7 @@ local type, pairs, ipairs, tostring, tonumber, error, pcall, require, setmetatab
   getmetatable
 local string_format, string_lower, string_find, string_gsub, string_match, string_rep =
   string.format, string.lower, string.find, string.gsub, string.match, string.rep
-local table_concat, table_remove = table.concat, table.remove
-local io_open, os_remove, os_time, math_random = io.open, os.remove, os.time, math.random
+local table_concat, table_remove, table_sort = table.concat, table.remove, table.sort
 
 local args_mod = require("assesskit.cli.args")
 local config = require("assesskit.cli.config")
@@ -236,40 +235,32 @@ local function talview_spec()
     { params = true })
 end
 
--- The parameters an endpoint documents: path placeholders, query and body parameters, the
--- paging ones, the query parameters every call takes, and an upload's file.
-local ALWAYS_PARAMS = { "expand", "fields", "suppress_error_code" }
-local function documented_params(e)
-  local set = {}
-  for p in string.gmatch(e.path, "{([%w_]+)}") do set[p] = true end
-  for _, list in ipairs({ e.query or {}, e.body or {}, ALWAYS_PARAMS }) do
-    for _, p in ipairs(list) do set[p] = true end
+-- The parameter rule of an endpoint (`assesskit.endpoints.param_rule`, built once per run):
+-- the names `assesskit.talview.documented_params` gives, the filters its catalogue entry
+-- takes, and the command's own flags and options (a near miss of one is a typo).
+local rules = setmetatable({}, { __mode = "k" })
+local function param_rule(e, spec)
+  local rule = rules[e]
+  if rule then return rule end
+  local names = {}
+  for _, t in ipairs({ spec.flags, spec.options }) do
+    for k in pairs(t) do names[#names + 1] = k end
   end
-  if e.paged then set.page, set.pageSize = true, true end
-  if e.upload then
-    set[e.file_field or (e.upload == "base64" and "data" or "file")] = true
-    if e.upload == "base64" then set.file, set.content, set.name = true, true, true end
-  end
-  return set
+  table_sort(names)
+  local endpoints = require("assesskit.endpoints")
+  rule = endpoints.param_rule(require("assesskit.talview").documented_params(e), e.filters, names)
+  rules[e] = rule
+  return rule
 end
 
 -- An undocumented parameter is refused, with the documented name nearest to it, unless
--- --raw-param says it is meant.
+-- --raw-param says it is meant: the library's rule (`assesskit.endpoints.refused_param`).
 -- The nearest name may be one of the command's own options (`--timout 3`: --timeout).
 local function check_params(e, params, spec)
-  local known = documented_params(e)
-  local names = {}
-  for k in pairs(known) do names[k] = true end
-  for _, t in ipairs({ spec and spec.flags or {}, spec and spec.options or {} }) do
-    for k in pairs(t) do names[k] = true end
-  end
-  for k in pairs(params) do
-    if not known[k] then
-      local near = options.nearest(k, names)
-      usage(string_format("talview %s: %s is not a documented parameter%s; --raw-param sends"
-        .. " it as given", e.name, "--" .. tostring(k),
-        near and (" (did you mean --" .. near .. "?)") or ""))
-    end
+  local bad, near = require("assesskit.endpoints").refused_param(param_rule(e, spec), params)
+  if bad then
+    usage(string_format("talview %s: %s is not a documented parameter%s; --raw-param sends"
+      .. " it as given", e.name, "--" .. bad, near and (" (did you mean --" .. near .. "?)") or ""))
   end
 end
 
@@ -351,10 +342,13 @@ local function talview_client(ctx, list_answer)
   })
 end
 
-local function print_dry_run(ctx, ca_file, save)
+-- `settings`: the API's configuration (its `ca_file`, `ca_path` and `proxy` go into the
+-- curl command, the proxy's userinfo masked).
+local function print_dry_run(ctx, settings, save)
   local dryrun = require("assesskit.cli.dryrun")
   for _, req in ipairs(ctx.recorder.requests) do
-    ctx:out(dryrun.curl(req, { ca_file = ca_file, output = save }) .. "\n")
+    ctx:out(dryrun.curl(req, { ca_file = settings.ca_file, ca_path = settings.ca_path,
+      proxy = settings.proxy, output = save }) .. "\n")
   end
 end
 
@@ -385,25 +379,19 @@ local function talview_all(ctx, tv, e, params, opts)
     if bar then bar:update(count, res and res.paging and res.paging.total) end
   end
   if bar then bar:finish() end
-  if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().talview.ca_file) end
+  if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().talview) end
   return M.OK
 end
 
 -- Whether FILE can be written, checked before anything is fetched (--pdf, --save): its
--- directory must exist and take a new file. Returns nil and a message when it cannot.
+-- directory must exist and take a new file (`assesskit.client.check_target`, the library's
+-- check). Returns nil and a message when it cannot.
 local function writable_target(file)
+  local ok, why = require("assesskit.client").check_target(file)
+  if ok then return true end
   local dir = string_match(file, "^(.*)/[^/]*$")
   if dir == "" then dir = "/" end
-  dir = dir or "."
-  local probe = dir .. "/.assesskit-probe-" .. tostring(os_time()) .. "-" .. tostring(math_random(1e9))
-  local f, err = io_open(probe, "wb")
-  if not f then
-    return nil, "cannot write " .. file .. ": " .. string_gsub(tostring(err), "^.-: ", "")
-      .. " (the directory " .. dir .. " must exist and be writable)"
-  end
-  f:close()
-  os_remove(probe)
-  return true
+  return nil, why .. " (the directory " .. (dir or ".") .. " must exist and be writable)"
 end
 
 -- --each FILE|- --parallel N: one call per input line (assesskit.cli.each).
@@ -428,11 +416,12 @@ local function talview_each(ctx, e, r, params, list)
     local failed, why = require("assesskit.cli.each").run(ctx, {
       tv = tv, name = e.name, defaults = params, source = r.each, parallel = parallel,
       check = not r.raw_param and function(p) check_params(e, p, talview_spec()) end or nil,
+      raw_params = r.raw_param,
       decorate = e.name:find("^actions%.") and output.with_status_name or nil,
       dry_run = r.dry_run, journal = r.journal, key = r.key, retry_failed = r.retry_failed,
     })
     if not failed then ctx:err_line(why) return M.USAGE end
-    if r.dry_run then print_dry_run(ctx, ctx:config().talview.ca_file) end
+    if r.dry_run then print_dry_run(ctx, ctx:config().talview) end
     return failed > 0 and M.FAILED or M.OK
   end, "talview " .. e.name .. ": ")
 end
@@ -474,12 +463,16 @@ local function cmd_talview(ctx, argv)
   -- file beside FILE, renamed to FILE only on success, so an error answer never replaces the
   -- file. A dry run shows `-o FILE` and touches no file.
   local opts = (r.save and not r.dry_run) and { output = r.save } or nil
+  if r.raw_param then -- checked above unless --raw-param: the library sends them as given
+    opts = opts or {}
+    opts.raw_params = true
+  end
   return guarded(function()
     if r.all then return talview_all(ctx, tv, e, params, opts) end
     local value, err = tv:call(e.name, params, opts)
     if value == nil then return ctx:fail(err) end
     if ctx.flags.dry_run then
-      print_dry_run(ctx, ctx:config().talview.ca_file, r.save)
+      print_dry_run(ctx, ctx:config().talview, r.save)
       return M.OK
     end
     if r.save then
@@ -523,7 +516,7 @@ local function cmd_im_links(ctx, argv)
     if links == nil and not (ctx.flags.dry_run and #ctx.recorder.requests > 0) then
       return ctx:fail(err)
     end
-    if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().interviewmocha.ca_file) return M.OK end
+    if ctx.flags.dry_run then print_dry_run(ctx, ctx:config().interviewmocha) return M.OK end
     ctx:print_value(links, true)
     return M.OK
   end)
@@ -552,7 +545,7 @@ local function cmd_im_report(ctx, argv)
       return ctx:fail(err)
     end
     if ctx.flags.dry_run then
-      print_dry_run(ctx, ctx:config().interviewmocha.ca_file)
+      print_dry_run(ctx, ctx:config().interviewmocha)
       if r.pdf then ctx:out("# then the report's PDF (its pdf URL) would be saved to " .. r.pdf .. "\n") end
       return M.OK
     end

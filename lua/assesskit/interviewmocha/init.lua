@@ -14,8 +14,10 @@
 -- (Int64 in the documentation): a Lua integer, an integral float, or a string of decimal
 -- digits (for ids beyond 2^53); anything else is a `validation` error and nothing is sent.
 -- `params` use snake_case names in resource methods (`report_type`) and the catalogue's
--- names in `call` (`reportType`); other keys are sent in the query as given.
--- `opts`: `timeout`, `connect_timeout`, `max_retries`, `retry`, `headers`.
+-- names in `call` (`reportType`); another name raises at the caller's line, naming the
+-- nearest documented one (`reprot_type`: `report_type`), unless `opts.raw_params = true`
+-- (then it is sent in the query as given).
+-- `opts`: `timeout`, `connect_timeout`, `max_retries`, `retry`, `headers`, `raw_params`.
 --
 -- **Results.** `value, nil, response`, as for every assesskit client; `interviewmocha.response(v)`
 -- finds the response of a table result later and `im:last_response()` is the latest one.
@@ -73,10 +75,25 @@ M.response = client_mod.response
 
 local NAME = "assesskit.interviewmocha"
 
---- The per-call options of the resource methods and `call`.
+--- The per-call options of the resource methods and `call`. `raw_params = true` sends
+-- parameters the endpoint does not document, as given.
 -- @table CALL_OPTIONS
-M.CALL_OPTIONS = { "headers", "retry", "max_retries", "timeout", "connect_timeout" }
+M.CALL_OPTIONS = { "headers", "retry", "max_retries", "timeout", "connect_timeout",
+  "raw_params" }
 local CALL_OPTIONS = endpoints.set_of(M.CALL_OPTIONS)
+
+-- The parameter rule (`assesskit.endpoints.refused_param`): a parameter the endpoint does not
+-- document raises at the caller's line (level counted from the caller of this function),
+-- unless `opts.raw_params`.
+-- `rule`: the endpoint's `method_rule` (resource methods) or `param_rule` (`call`).
+local function check_params(rule, where, params, opts, level)
+  if params and not (opts and opts.raw_params) then
+    local bad, near, is_option = endpoints.refused_param(rule, params, CALL_OPTIONS)
+    if bad then
+      error(endpoints.refused_message(where, bad, near, is_option, rule), level + 1)
+    end
+  end
+end
 local PDF_OPTIONS = { "on_progress", "timeout", "connect_timeout", "max_retries", "headers",
   "check_pdf" }
 local NEW_OPTIONS = { "api_key", "v2_url", "v3_url", "catalogue", "store", "on_event" }
@@ -331,6 +348,7 @@ local function invoke(im, ep, ...)
   local params, opts = select(np + 1, ...)
   check_args(ep, params, opts, 2)
   if opts then options.check(opts, CALL_OPTIONS, ep.name, 2) end
+  check_params(ep.method_rule, ep.name, params, opts, 2)
   local q
   if params then
     q = {}
@@ -439,6 +457,11 @@ function Reports:download_pdf(report_or_id, path, opts)
     error("download_pdf: on_progress must be a function", 2)
   end
   local ep = im._compiled.by_name["reports.get"]
+  -- the target first: nothing is fetched (not even the report) for a file that cannot be made
+  local writable, why = client_mod.check_target(path)
+  if not writable then
+    return nil, classify(im._clients.v3:error({ kind = "io", sent = false, message = why }))
+  end
   local url, err = pdf_url(im, ep, report_or_id, opts)
   if not url then return nil, err end
   local cl, with_key = pdf_sender(im, url)
@@ -469,8 +492,30 @@ local function snake(name)
   return (string_gsub(name, "%u", function(c) return "_" .. string_lower(c) end))
 end
 
+-- The parameter names an endpoint documents, as `call` takes them: its path parameters and
+-- query parameters in the catalogue's spelling (`testInvitationId`, `reportType`). The
+-- resource methods' rule (`method_rule`, built by `endpoint` below) takes these and their
+-- snake_case spelling, and suggests the latter (`report_type`); a path value given there
+-- raises, naming the argument.
+local function documented_params(e)
+  local names = {}
+  for _, list in ipairs({ e.params or {}, e.query or {} }) do
+    for _, p in ipairs(list) do names[#names + 1] = type(p) == "table" and p.name or p end
+  end
+  return names
+end
+
+local function method_rule(e)
+  local names, snakes = documented_params(e), {}
+  for i = 1, #names do snakes[i] = snake(names[i]) end
+  local all = {}
+  for i = 1, #names do all[#all + 1], all[#all + 2] = names[i], snakes[i] end
+  return endpoints.param_rule(all, false, M.CALL_OPTIONS, snakes)
+end
+
 local binding = endpoints.binding({
   name = NAME, caller = "interviewmocha", owner = "_im", invoke = invoke,
+  documented = documented_params, options = M.CALL_OPTIONS,
   missing = "no action",
   extras = { reports = Reports }, -- hand-written actions, by resource
   describe = function(im, ep, row)
@@ -502,6 +547,7 @@ local binding = endpoints.binding({
       api = e.api, summary = e.summary, params = params, param_set = endpoints.set_of(params),
       aliases = aliases, query_set = endpoints.set_of(e.query), defaults = e.defaults or {},
       enum = e.enum or {}, result = e.result, normalise = e.normalise,
+      method_rule = method_rule(e),
       response = e.response, envelope = api.envelope == "statuscode",
     }
   end,
@@ -627,6 +673,7 @@ function IM:call(name, params, opts)
     error("interviewmocha:call: opts must be a table", 2)
   end
   if opts then options.check(opts, CALL_OPTIONS, "interviewmocha:call", 2) end
+  check_params(ep.param_rule, "interviewmocha:call", params, opts, 2)
   local path, o = prepare(self, ep, params, endpoints.without(params, ep.param_set), opts)
   if not path then return nil, o end
   return send(self, ep, path, o)

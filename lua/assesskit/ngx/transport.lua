@@ -45,6 +45,7 @@ local str_sub = string.sub
 local tbl_concat = table.concat
 
 local url_mod = require("assesskit.url")
+local options = require("assesskit.options")
 
 local M = {}
 local mt = { __index = M }
@@ -137,11 +138,7 @@ function M.new(opts)
     error("assesskit.ngx.transport.new: opts must be a table", 2)
   end
   opts = opts or {}
-  for k in pairs(opts) do
-    if not KNOWN_OPTIONS[k] then
-      error("assesskit.ngx.transport.new: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
+  options.check(opts, KNOWN_OPTIONS, "assesskit.ngx.transport.new", 2)
   for _, k in ipairs({ "ca_file", "ca_path", "proxy" }) do
     if opts[k] ~= nil then
       error("assesskit.ngx.transport.new: '" .. k .. "' is not supported inside nginx "

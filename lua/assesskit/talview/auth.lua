@@ -20,6 +20,10 @@
 --   &assertion=...` (plus `client_id` when given);
 -- * `{access_token = "..."}`: used as is, never renewed.
 --
+-- Both grants also take `wait_timeout`: the seconds a call waits for a renewal another
+-- coroutine (or, with a shared store, another process) has under way, before it fails
+-- (default 60).
+--
 -- A field another kind takes, or that no kind takes, raises naming the nearest valid one
 -- (`scopes` -> `scope`), and so does `access_token` together with `grant`.
 --
@@ -54,9 +58,9 @@ Auth.__index = Auth
 
 -- The fields of each kind of `auth` (the grant's, or a static token's).
 local AUTH_FIELDS = {
-  password = { "grant", "client_id", "client_secret", "username", "password" },
+  password = { "grant", "client_id", "client_secret", "username", "password", "wait_timeout" },
   jwt = { "grant", "client_id", "issuer", "private_key", "private_key_file", "passphrase",
-    "scope", "audience", "lifetime" },
+    "scope", "audience", "lifetime", "wait_timeout" },
   access_token = { "access_token" },
 }
 local GRANTS = { "password", "jwt" }
@@ -94,14 +98,41 @@ local function opt_string(spec, name)
   return v
 end
 
+--- Check the options of `assesskit.talview.new` that concern the token, whether `auth` is
+-- given or not: `token_margin` a number >= 0, `token_store` an object with `get`, `set` and
+-- `lock` methods (the store interface, docs/DESIGN.md), `token_store_key` a string.
+-- @tparam table opts `token_margin`, `token_store`, `token_store_key`
+-- @tparam[opt=1] number level as for `error`, counted from the caller of `check_options`
+-- @raise on a wrong one
+function M.check_options(opts, level)
+  level = (level or 1) + 1
+  local margin = opts.token_margin
+  if margin ~= nil and (type(margin) ~= "number" or margin < 0 or margin ~= margin) then
+    error("assesskit.talview: token_margin must be a number >= 0", level)
+  end
+  local store = opts.token_store
+  if store ~= nil then
+    local kind = type(store)
+    for _, m in ipairs({ "get", "set", "lock" }) do
+      if (kind ~= "table" and kind ~= "userdata") or type(store[m]) ~= "function" then
+        error("assesskit.talview: store must have get, set and lock methods (a store object:"
+          .. " assesskit.store.new(), assesskit.ngx.token_cache, assesskit.redis)", level)
+      end
+    end
+  end
+  if opts.token_store_key ~= nil and type(opts.token_store_key) ~= "string" then
+    error("assesskit.talview: token_store_key must be a string", level)
+  end
+end
+
 --- Create an authenticator.
 -- @tparam table spec the `auth` option (see the module description)
 -- @tparam table opts `token_url` (required), `token_margin` (seconds, default 60),
---   `wait_timeout` (seconds a waiter waits for another coroutine's renewal, default 60),
 --   `token_store` (a shared store, e.g. `assesskit.ngx.token_cache` or `assesskit.redis`:
 --   `get(key, secret)`, `set(key, entry, secret)`, `lock(key, timeout) -> release`, optional
 --   `epoch()`; docs/DESIGN.md), `token_store_key`
---   (default: grant, client id, username or issuer, and token URL; never a secret)
+--   (default: grant, client id, username or issuer, and token URL; never a secret); checked
+--   by `check_options`
 -- @treturn table the authenticator
 -- @raise on a malformed spec
 function M.new(spec, opts)
@@ -150,29 +181,20 @@ function M.new(spec, opts)
     end
     p.lifetime = math_floor(lifetime or 3600)
   end
-  local margin = opts.token_margin
-  if margin ~= nil and (type(margin) ~= "number" or margin < 0) then
-    error("assesskit.talview: token_margin must be a number >= 0", 2)
+  M.check_options(opts, 2)
+  p.margin = opts.token_margin or 60
+  local wait = spec.wait_timeout
+  if wait ~= nil and (type(wait) ~= "number" or wait ~= wait or wait <= 0 or wait == math.huge) then
+    error("assesskit.talview: auth.wait_timeout must be a number > 0", 2)
   end
-  p.margin = margin or 60
-  p.wait_timeout = opts.wait_timeout or 60
+  p.wait_timeout = wait or 60
   p.identity = table_concat({ "talview", grant, p.client_id or "", p.username or p.issuer or "",
     opts.token_url or "" }, "|")
   local store = opts.token_store
-  if store ~= nil then
-    for _, m in ipairs({ "get", "set", "lock" }) do
-      if type(store[m]) ~= "function" then
-        error("assesskit.talview: token_store must have get, set and lock methods", 2)
-      end
-    end
-    if grant ~= "access_token" then
-      p.store = store
-      p.store_epoch_fn = type(store.epoch) == "function"
-      p.store_key = opts.token_store_key or p.identity
-      if type(p.store_key) ~= "string" then
-        error("assesskit.talview: token_store_key must be a string", 2)
-      end
-    end
+  if store ~= nil and grant ~= "access_token" then
+    p.store = store
+    p.store_epoch_fn = type(store.epoch) == "function"
+    p.store_key = opts.token_store_key or p.identity
   end
   local self = setmetatable({ grant = grant }, Auth)
   private[self] = p

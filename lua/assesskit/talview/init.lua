@@ -50,8 +50,8 @@ local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error
   require, pcall =
   type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, select, rawget,
   require, pcall
-local string_find, string_gsub, string_format, string_match, string_rep =
-  string.find, string.gsub, string.format, string.match, string.rep
+local string_find, string_gsub, string_format, string_match, string_rep, string_gmatch =
+  string.find, string.gsub, string.format, string.match, string.rep, string.gmatch
 local math_floor = math.floor
 local table_sort = table.sort
 local io_open = io.open
@@ -65,7 +65,7 @@ local null = client_mod.null
 local url_encode = url_mod.encode
 local fill_positional, fill_named = endpoints.fill_positional, endpoints.fill_named
 local check_args, check_opt, reraise = endpoints.check_args, endpoints.check_opt, endpoints.reraise
-local without = endpoints.without
+local without, refused_param = endpoints.without, endpoints.refused_param
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
@@ -268,22 +268,61 @@ end
 local PASSED_OPTS = { "headers", "retry", "max_retries", "timeout", "connect_timeout",
   "output", "on_progress" }
 
---- The per-call options of the resource methods, `each`, `pages` and `call`.
+--- The per-call options of the resource methods, `each`, `pages` and `call`
+-- (`each` also takes `concurrency`). `raw_params = true` sends parameters the endpoint does
+-- not document, as given (as the command line's `--raw-param`).
 -- @table CALL_OPTIONS
 M.CALL_OPTIONS = { "query", "headers", "retry", "max_retries", "timeout", "connect_timeout",
-  "output", "on_progress", "filename", "content_type", "expect" }
+  "output", "on_progress", "filename", "content_type", "expect", "raw_params" }
 local CALL_OPTIONS = endpoints.set_of(M.CALL_OPTIONS)
+local EACH_OPTIONS = endpoints.set_of(M.CALL_OPTIONS)
+EACH_OPTIONS.concurrency = true
+-- every option name of a call, for the parameter rule's near misses
+local ALL_OPTIONS = { "concurrency" }
+for i, k in ipairs(M.CALL_OPTIONS) do ALL_OPTIONS[i + 1] = k end
+
+--- The parameter names an endpoint of the catalogue documents: its path placeholders, query
+-- and body parameters, the query parameters every call takes (`expand`, `fields`,
+-- `suppress_error_code`), `page` and `pageSize` of a paged list, and an upload's file field
+-- (with `file`, `content` and `name` for a base64 one). A call giving another name raises,
+-- except on a list taking filters (`filters = true`), which sends any name that does not look
+-- like a typo of these or of an option (`assesskit.endpoints.refused_param`); the command
+-- line's `--PARAM` goes by the same rule.
+-- @tparam table e a catalogue entry
+-- @treturn table array of names
+function M.documented_params(e)
+  local names = {}
+  for p in string_gmatch(e.path, "{([%w_]+)}") do names[#names + 1] = p end
+  for _, list in ipairs({ e.query or {}, e.body or {} }) do
+    for _, p in ipairs(list) do names[#names + 1] = p end
+  end
+  for _, p in ipairs({ "expand", "fields", "suppress_error_code" }) do names[#names + 1] = p end
+  if e.paged then names[#names + 1], names[#names + 2] = "page", "pageSize" end
+  if e.upload then
+    names[#names + 1] = e.file_field or (e.upload == "base64" and "data" or "file")
+    if e.upload == "base64" then
+      names[#names + 1], names[#names + 2], names[#names + 3] = "file", "content", "name"
+    end
+  end
+  return names
+end
 
 -- Resolve an endpoint call's arguments into the path and the client's request options, in
--- named steps: the path and the rest (`split_args`), the upload's file, the required
--- parameters, where each parameter goes (`place_params`), the per-call options.
+-- named steps: the path and the rest (`split_args`), the options (`known`, named `where` in
+-- errors) and parameters (the documented ones: `refused_param`), the upload's file, the
+-- required parameters, where each parameter goes (`place_params`), the per-call options.
 -- Called by `invoke`, `node_each`, `node_pages` and `TV:call`; resource methods tail-call
 -- the first three, so level 3 from here is the user's call in every case.
-local function prepare(tv, ep, named, ...)
+local function prepare(tv, ep, named, where, known, ...)
   local path, params, opts = split_args(tv, ep, named, ...)
   if not path then return nil, params end
   check_args(ep, params, opts, 3)
-  if opts then options.check(opts, CALL_OPTIONS, ep.name, 3) end
+  if opts then options.check(opts, known, where, 3) end
+  if params and not (opts and opts.raw_params) then
+    local rule = ep.param_rule
+    local bad, near, is_option = refused_param(rule, params, known)
+    if bad then error(endpoints.refused_message(where, bad, near, is_option, rule), 3) end
+  end
   if params == nil and opts == nil and not ep.needs_params then
     return path, ep.plain_opts -- shared, never modified
   end
@@ -312,7 +351,7 @@ local function prepare(tv, ep, named, ...)
 end
 
 local function invoke(tv, ep, ...)
-  local path, o = prepare(tv, ep, false, ...)
+  local path, o = prepare(tv, ep, false, ep.name, CALL_OPTIONS, ...)
   if not path then return nil, o end
   local ok, v, err, res = pcall(tv._client.request, tv._client, ep.method, path, o)
   if not ok then reraise(v, 2) end
@@ -351,10 +390,11 @@ local function node_each(tv, ep, ...)
       args[i] = without_concurrency(t)
     end
   end
+  local where = string_gsub(ep.name, "[^.]+$", "each")
   if ahead ~= nil and (type(ahead) ~= "number" or ahead ~= math_floor(ahead) or ahead < 1) then
-    error("each: concurrency must be an integer >= 1", 2)
+    error(where .. ": concurrency must be an integer >= 1", 2)
   end
-  local path, o = prepare(tv, ep, false, unpack(args, 1, n))
+  local path, o = prepare(tv, ep, false, where, EACH_OPTIONS, unpack(args, 1, n))
   if not path then return failed_iterator(o) end
   if ahead then
     local copy = {}
@@ -366,7 +406,8 @@ local function node_each(tv, ep, ...)
 end
 
 local function node_pages(tv, ep, ...)
-  local path, o = prepare(tv, ep, false, ...)
+  local path, o = prepare(tv, ep, false, (string_gsub(ep.name, "[^.]+$", "pages")), CALL_OPTIONS,
+    ...)
   if not path then return failed_iterator(o) end
   return tv._client:pages(ep.method, path, o)
 end
@@ -377,6 +418,7 @@ end
 
 local binding = endpoints.binding({
   name = NAME, caller = "talview", owner = "_tv", invoke = invoke,
+  documented = M.documented_params, options = ALL_OPTIONS,
   endpoint = function(e)
     local ep = {
       required = e.required, query_set = endpoints.set_of(e.query),
@@ -576,15 +618,14 @@ function M.new(opts)
     error("assesskit.talview.new: give store or token_store (its former name), not both", 2)
   end
   if store == nil then store = opts.token_store end
-  if store ~= nil and type(store) ~= "table" and type(store) ~= "userdata" then
-    error("assesskit.talview.new: store must be a store object", 2)
-  end
+  local auth_mod = require("assesskit.talview.auth")
+  local token_opts = { token_url = token_url, token_margin = opts.token_margin,
+    token_store = store, token_store_key = opts.token_store_key }
+  local cok, cerr = pcall(auth_mod.check_options, token_opts)
+  if not cok then endpoints.reraise(cerr, 2) end
   local auth
   if opts.auth ~= nil then
-    local ok, a = pcall(require("assesskit.talview.auth").new, opts.auth, {
-      token_url = token_url, token_margin = opts.token_margin,
-      token_store = store, token_store_key = opts.token_store_key,
-    })
+    local ok, a = pcall(auth_mod.new, opts.auth, token_opts)
     if not ok then endpoints.reraise(a, 2) end
     auth = a
   end
@@ -634,7 +675,7 @@ end
 -- @usage local cand, err = tv:call("models.candidate.get", { id = 42, expand = { "status" } })
 function TV:call(name, params, opts)
   local ep = binding:lookup(self, name, params)
-  local path, o = prepare(self, ep, true, params or {}, opts)
+  local path, o = prepare(self, ep, true, ep.name, CALL_OPTIONS, params or {}, opts)
   if not path then return nil, o end
   return self._client:request(ep.method, path, o)
 end
