@@ -345,8 +345,11 @@ case("breaking out of each{concurrency} leaves no transfer or connection behind"
     end
     after[round] = descriptors()
   end
-  -- the first round's connections stay in the session's pool and serve the next rounds
-  assert.equal(after[1], after[4], "descriptors after each round: " .. table.concat(after, ", "))
+  -- the first round's connections stay in the session's pool and serve the next rounds (one
+  -- may go when the server closes it): none is added after the first round
+  for round = 2, 4 do
+    assert.is_true(after[round] <= after[1], "descriptors after each round: " .. table.concat(after, ", "))
+  end
   -- and no page is left on its way: the client's next call is answered at once
   assert(tv.models.candidate:get(1))
 end, { plain_only = true })

@@ -266,8 +266,9 @@ describe("a fleet on one Redis", function()
       return { base_url = sb.url, auth = sb:password_auth(), redis_url = srv:url(), job = prefix,
         lease = 1.5, count = count, prefix = prefix, concurrency = 4, out = dir .. "/" .. name .. ".jsonl" }
     end
-    -- each create answers a little late, so that kills land while requests are in flight
-    sb:fault { kind = "slow", delay = 0.01, times = -1, method = "POST", path = "/models/candidate" }
+    -- each create answers late enough that the job outlasts the kills (about 4 s for 12 in
+    -- flight), so that they land while requests are in flight
+    sb:fault { kind = "slow", delay = 0.1, times = -1, method = "POST", path = "/models/candidate" }
     math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 1000)
     -- the victim starts first, so that it holds items when it is killed; the others follow
     local kills = 0
@@ -278,7 +279,7 @@ describe("a fleet on one Redis", function()
         start_job(dir, "a", cfg("a"))
         start_job(dir, "b", cfg("b"))
       end
-      socket.sleep(0.2 + math.random() * 0.6)
+      socket.sleep(0.1 + math.random() * 0.4)
       if running(pid) then
         sys.run("kill -9 " .. pid)
         kills = kills + 1
@@ -298,7 +299,7 @@ describe("a fleet on one Redis", function()
       for line in sys.read(path):gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(line) end
       outs[name] = lines
     end
-    assert.is_true(kills >= 2, "the victim was killed " .. kills .. " times")
+    assert.is_true(kills >= 2, "the victim was killed " .. kills .. " times: " .. (sys.read(dir .. "/victim.log") or ""))
     -- server-side: every candidate exactly once
     local by_email = {}
     for _, c in ipairs(sb:state("candidate")) do
