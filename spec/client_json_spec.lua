@@ -5,7 +5,9 @@
 
 local sandbox = require("support.sandbox")
 local nginx = require("support.nginx")
+local sys = require("support.sys")
 local talview = require("assesskit.talview")
+local client = require("assesskit.client")
 
 local math_type = math.type
 
@@ -69,6 +71,42 @@ describe("JSON numbers through the clients #luajit", function()
       assert.is_nil(v)
       assert.equal("decode", err.kind)
       assert.matches("^response body is not valid JSON: [^\n]* at [%w ]*%(?byte %d+%)?$", err.message)
+    end)
+  end)
+
+  describe("under a decimal-comma LC_NUMERIC set after the client loaded", function()
+    local srv
+    setup(function() srv = nginx.start({ locations = nginx.core_locations }) end)
+    teardown(function() if srv then srv:stop() end end)
+
+    it("still writes '.' as the decimal point in a request body ([0.5] is not [0,5])", function()
+      -- a subprocess: LOCPATH is read from the environment; the locale is set after the client
+      -- (and lua-cjson, which learns the decimal point when it loads) are loaded
+      local dir = sys.tmpdir("locale")
+      local ok, out = sys.run("localedef -i de_DE -f UTF-8 " .. sys.quote(dir .. "/de_DE.UTF-8"))
+      assert(ok or out:find("warnings", 1, true), out)
+      local interp = jit and "luajit" or "lua5.4"
+      local cpath = sys.repo .. (jit and "/build/luajit/?.so;;" or "/build/lua5.4/?.so;;")
+      local script = [[
+        local client = require("assesskit.client")
+        assert(os.setlocale("de_DE.UTF-8", "numeric"), "no de_DE locale")
+        local c = client.new({ base_url = ]] .. string.format("%q", srv:url("")) .. [[ })
+        local v = assert(c:request("POST", "/echo", { query = { raw = 1 }, body = { scores =
+          { 0.5, 2.5e-5, 1234567890123.5, 0.1 + 0.2, 7 }, ratio = 0.25, big = 1e300 } }))
+        io.write(v)
+      ]]
+      local code, stdout, stderr = sys.exec(interp .. " -", {
+        stdin = script,
+        env = { LOCPATH = dir, PATH = os.getenv("PATH"),
+          LUA_PATH = sys.repo .. "/lua/?.lua;" .. sys.repo .. "/lua/?/init.lua;;", LUA_CPATH = cpath },
+      })
+      sys.rmdir(dir)
+      assert.equal(0, code, stderr)
+      assert.is_nil(stdout:find(",5", 1, true), stdout)
+      local sent = client.json_decode(stdout)
+      assert.same({ 0.5, 2.5e-5, 1234567890123.5, 0.1 + 0.2, 7 }, sent.scores)
+      assert.equal(0.25, sent.ratio)
+      assert.equal(1e300, sent.big)
     end)
   end)
 

@@ -55,6 +55,12 @@ local next = next
 -- 1.2345678901234e+14) and an integral float as an integer (80.0 becomes 80); a request body
 -- and a journal's record must say every number as it was made.
 
+-- Whether the running json_encode finds cjson writing a decimal comma: cjson formats numbers
+-- with the C library and knows only the decimal point LC_NUMERIC had when it was loaded, so a
+-- program that sets a decimal-comma locale afterwards would have it write [0.5] as [0,5] (valid
+-- JSON: two numbers). Then every number cjson would write with a decimal point is written here.
+local cjson_comma = false
+
 -- The JSON text of a number that cjson's would not give back as it is; nil when cjson's does.
 local function exact_number(x)
   local integer = math_type and math_type(x) == "integer"
@@ -68,8 +74,12 @@ local function exact_number(x)
     s = string_format("%.17g", x) -- an integral float: written with a fraction, stays a float
     if not string_find(s, "[^%d%-]") then s = s .. ".0" end
   else
-    if tonumber(string_format("%.14g", x)) == x then return nil end
-    s = string_format("%.17g", x)
+    s = string_format("%.14g", x)
+    if tonumber(s) ~= x then
+      s = string_format("%.17g", x)
+    elseif not cjson_comma then
+      return nil
+    end
   end
   return (string_gsub(s, "[^%w%+%-]", ".")) -- the decimal point, whatever the C locale
 end
@@ -133,6 +143,7 @@ end
 
 -- The JSON text of a value, every number as it is. Raises as cjson does.
 local function json_encode(v)
+  cjson_comma = cjson_encode(0.5) ~= "0.5"
   if not inexact(v, 0, {}, {}) then return cjson_text(v) end
   local marks = {}
   local s = cjson_text(marked(v, marks))
