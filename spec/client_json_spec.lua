@@ -65,6 +65,19 @@ describe("JSON numbers through the clients #luajit", function()
       assert.matches('"middle_name":0%.30000000000000004[,}]', sent[1].body)
     end)
 
+    it("sends whole numbers of 15+ digits as integers, also LuaJIT's doubles (not 2e+14)", function()
+      local list = assert(tv.models.candidate:list({ pageSize = 1 }))
+      sb:clear_requests()
+      -- ids ending in zeros: cjson writes 2e+14 and 1.2345678901234e+14 for LuaJIT's doubles
+      assert(tv.models.candidate:update(list[1].id, { phone = 200000000000000,
+        middle_name = 123456789012340, last_name = 4611686018427387904 }))
+      local sent = sb:requests({ method = "PUT" })
+      assert.equal(1, #sent)
+      assert.matches('"phone":200000000000000[,}]', sent[1].body)
+      assert.matches('"middle_name":123456789012340[,}]', sent[1].body)
+      assert.matches('"last_name":4611686018427387904[,}]', sent[1].body)
+    end)
+
     it("reports a cut JSON body as a decode error naming the byte", function()
       sb:fault({ kind = "malformed_json", path = "/models/candidate" })
       local v, err = tv.models.candidate:list({ pageSize = 5 })

@@ -69,6 +69,11 @@ local function exact_number(x)
   end
   if integer then return string_format("%d", x) end
   if x ~= x or x == math_huge or x == -math_huge then return nil end -- cjson refuses these
+  if not math_type and x == math_floor(x) and x < 2 ^ 63 and x >= -2 ^ 63 then
+    -- LuaJIT: a whole double a Lua 5.4 integer could hold, written as that integer (cjson
+    -- writes 2e+14 and 1.2345678901234e+14, that a server reading an integer may refuse)
+    return string_format("%.0f", x)
+  end
   local s
   if math_type and x == math_floor(x) then
     s = string_format("%.17g", x) -- an integral float: written with a fraction, stays a float
@@ -1304,7 +1309,9 @@ end
 -- alone writes 14 significant digits (an id 123456789012345 would go out as
 -- 1.2345678901234e+14) and an integral float as an integer; here an integer is written in
 -- full, a float with the digits that read back as the same float (an integral one with
--- `.0`, so it stays a float on Lua 5.4). Request bodies and journal records use it.
+-- `.0`, so it stays a float on Lua 5.4; on LuaJIT a whole double within the range of a Lua 5.4
+-- integer is written as that integer), with `.` as the decimal point whatever `LC_NUMERIC`
+-- says. Request bodies and journal records use it.
 -- @function json_encode
 -- @param value a table, string, number, boolean or `client.null`
 -- @treturn string the JSON text
