@@ -337,6 +337,27 @@ describe("assesskit.redis store #luajit", function()
         "assesskit.talview.new: on_event must be a function")
       own:stop()
     end)
+
+    it("keeps a client's on_event hook as long as the client lives (a collection between)", function()
+      local own = redis.start()
+      local store = redis_store.new { url = own:url(), retry_interval = 0.05 }
+      local heard = {}
+      -- hooks written inline, as users write them: nothing but the client can keep them
+      local tv = sb:talview { store = store, on_event = function(e) heard[#heard + 1] = "tv " .. e.event end }
+      local im = sb:interviewmocha { store = store, on_event = function(e) heard[#heard + 1] = "im " .. e.event end }
+      collectgarbage()
+      collectgarbage()
+      assert(tv.user.me:get())
+      own:pause()
+      for _ = 1, 3 do
+        assert(tv.user.me:get())
+        assert(im.tests:links(114110))
+        socket.sleep(0.06)
+      end
+      own:stop()
+      table.sort(heard)
+      assert.same({ "im redis_down", "tv redis_down" }, heard)
+    end)
   end)
 
   describe("shared by InterviewMocha clients", function()

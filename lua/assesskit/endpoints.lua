@@ -133,7 +133,8 @@ end
 --- The store rule, one place for both API clients: the rate budget of credential `key` is the
 -- store's (`store:budget(key)`) when the store keeps budgets (nil: the client keeps its own),
 -- and the client's `on_event` hook hears the store's events (`store:watch(on_event)`, when the
--- store has events: the Redis store's `redis_down` and `redis_up`).
+-- store has events: the Redis store's `redis_down` and `redis_up`). The store holds the hook
+-- weakly: the API client keeps it (its `_on_event`), so that it lives as long as the client.
 -- @tparam[opt] table store the client's `store` option
 -- @tparam[opt] string key the credential's identity (never a secret)
 -- @tparam[opt] function on_event the client's `on_event` option

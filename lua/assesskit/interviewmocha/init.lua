@@ -644,6 +644,7 @@ function M.new(opts)
   end
   return setmetatable({
     _clients = clients, _compiled = compiled, _auth = auth, _has_key = key ~= nil,
+    _on_event = opts.on_event, -- the store holds the hook weakly (store:watch): kept here
   }, IM_MT)
 end
 
