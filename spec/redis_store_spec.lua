@@ -399,5 +399,25 @@ describe("assesskit.redis store #luajit", function()
       assert.has_error(function() sb:interviewmocha { stor = {} } end,
         "assesskit.interviewmocha.new: unknown option 'stor' (did you mean 'store'?)")
     end)
+
+    it("refuses a store without a budget, or a store's module, instead of ignoring it", function()
+      -- ignored, the key's budget would not be shared: every process its own, 429s for all
+      local kinds = "assesskit.store.new(), assesskit.ngx.token_cache.new{...}, assesskit.redis.new{...}"
+      local token_only = setmetatable({}, { __index = {
+        get = function() end, set = function() return true end, lock = function() return function() end end } })
+      assert.has_error(function() sb:interviewmocha { store = token_only } end,
+        "assesskit.interviewmocha.new: store must have a budget method (a store object: " .. kinds .. ")")
+      for _, mod in ipairs({ "assesskit.redis", "assesskit.store", "assesskit.ngx.token_cache" }) do
+        assert.has_error(function() sb:interviewmocha { store = require(mod) } end,
+          "assesskit.interviewmocha.new: store must be a store object, not a module (make one with its new: "
+          .. kinds .. ")")
+      end
+      assert.has_error(function() sb:talview { store = require("assesskit.ngx.token_cache") } end,
+        "assesskit.talview.new: store must be a store object, not a module (make one with its new: "
+        .. kinds .. ")")
+      -- a store of the right kind, and a Talview token store of one's own (no budget), still do
+      assert(sb:interviewmocha { store = require("assesskit.store").new() }.tests:links(114110))
+      assert(sb:talview { store = token_only })
+    end)
   end)
 end)
