@@ -5,7 +5,9 @@
 
 local sandbox = require("support.sandbox")
 local nginx = require("support.nginx")
+local sys = require("support.sys")
 local talview = require("assesskit.talview")
+local client = require("assesskit.client")
 
 local math_type = math.type
 
@@ -63,12 +65,61 @@ describe("JSON numbers through the clients #luajit", function()
       assert.matches('"middle_name":0%.30000000000000004[,}]', sent[1].body)
     end)
 
+    it("sends whole numbers of 15+ digits as integers, also LuaJIT's doubles (not 2e+14)", function()
+      local list = assert(tv.models.candidate:list({ pageSize = 1 }))
+      sb:clear_requests()
+      -- ids ending in zeros: cjson writes 2e+14 and 1.2345678901234e+14 for LuaJIT's doubles
+      assert(tv.models.candidate:update(list[1].id, { phone = 200000000000000,
+        middle_name = 123456789012340, last_name = 4611686018427387904 }))
+      local sent = sb:requests({ method = "PUT" })
+      assert.equal(1, #sent)
+      assert.matches('"phone":200000000000000[,}]', sent[1].body)
+      assert.matches('"middle_name":123456789012340[,}]', sent[1].body)
+      assert.matches('"last_name":4611686018427387904[,}]', sent[1].body)
+    end)
+
     it("reports a cut JSON body as a decode error naming the byte", function()
       sb:fault({ kind = "malformed_json", path = "/models/candidate" })
       local v, err = tv.models.candidate:list({ pageSize = 5 })
       assert.is_nil(v)
       assert.equal("decode", err.kind)
       assert.matches("^response body is not valid JSON: [^\n]* at [%w ]*%(?byte %d+%)?$", err.message)
+    end)
+  end)
+
+  describe("under a decimal-comma LC_NUMERIC set after the client loaded", function()
+    local srv
+    setup(function() srv = nginx.start({ locations = nginx.core_locations }) end)
+    teardown(function() if srv then srv:stop() end end)
+
+    it("still writes '.' as the decimal point in a request body ([0.5] is not [0,5])", function()
+      -- a subprocess: LOCPATH is read from the environment; the locale is set after the client
+      -- (and lua-cjson, which learns the decimal point when it loads) are loaded
+      local dir = sys.tmpdir("locale")
+      local ok, out = sys.run("localedef -i de_DE -f UTF-8 " .. sys.quote(dir .. "/de_DE.UTF-8"))
+      assert(ok or out:find("warnings", 1, true), out)
+      local interp = jit and "luajit" or "lua5.4"
+      local cpath = sys.repo .. (jit and "/build/luajit/?.so;;" or "/build/lua5.4/?.so;;")
+      local script = [[
+        local client = require("assesskit.client")
+        assert(os.setlocale("de_DE.UTF-8", "numeric"), "no de_DE locale")
+        local c = client.new({ base_url = ]] .. string.format("%q", srv:url("")) .. [[ })
+        local v = assert(c:request("POST", "/echo", { query = { raw = 1 }, body = { scores =
+          { 0.5, 2.5e-5, 1234567890123.5, 0.1 + 0.2, 7 }, ratio = 0.25, big = 1e300 } }))
+        io.write(v)
+      ]]
+      local code, stdout, stderr = sys.exec(interp .. " -", {
+        stdin = script,
+        env = { LOCPATH = dir, PATH = os.getenv("PATH"),
+          LUA_PATH = sys.repo .. "/lua/?.lua;" .. sys.repo .. "/lua/?/init.lua;;", LUA_CPATH = cpath },
+      })
+      sys.rmdir(dir)
+      assert.equal(0, code, stderr)
+      assert.is_nil(stdout:find(",5", 1, true), stdout)
+      local sent = client.json_decode(stdout)
+      assert.same({ 0.5, 2.5e-5, 1234567890123.5, 0.1 + 0.2, 7 }, sent.scores)
+      assert.equal(0.25, sent.ratio)
+      assert.equal(1e300, sent.big)
     end)
   end)
 

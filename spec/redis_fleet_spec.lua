@@ -299,7 +299,8 @@ describe("a fleet on one Redis", function()
       for line in sys.read(path):gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(line) end
       outs[name] = lines
     end
-    assert.is_true(kills >= 2, "the victim was killed " .. kills .. " times: " .. (sys.read(dir .. "/victim.log") or ""))
+    assert.is_true(kills >= 2,
+      "the victim was killed " .. kills .. " times: " .. (sys.read(dir .. "/victim.log") or ""))
     -- server-side: every candidate exactly once
     local by_email = {}
     for _, c in ipairs(sb:state("candidate")) do

@@ -337,6 +337,27 @@ describe("assesskit.redis store #luajit", function()
         "assesskit.talview.new: on_event must be a function")
       own:stop()
     end)
+
+    it("keeps a client's on_event hook as long as the client lives (a collection between)", function()
+      local own = redis.start()
+      local store = redis_store.new { url = own:url(), retry_interval = 0.05 }
+      local heard = {}
+      -- hooks written inline, as users write them: nothing but the client can keep them
+      local tv = sb:talview { store = store, on_event = function(e) heard[#heard + 1] = "tv " .. e.event end }
+      local im = sb:interviewmocha { store = store, on_event = function(e) heard[#heard + 1] = "im " .. e.event end }
+      collectgarbage()
+      collectgarbage()
+      assert(tv.user.me:get())
+      own:pause()
+      for _ = 1, 3 do
+        assert(tv.user.me:get())
+        assert(im.tests:links(114110))
+        socket.sleep(0.06)
+      end
+      own:stop()
+      table.sort(heard)
+      assert.same({ "im redis_down", "tv redis_down" }, heard)
+    end)
   end)
 
   describe("shared by InterviewMocha clients", function()
@@ -377,6 +398,26 @@ describe("assesskit.redis store #luajit", function()
         "assesskit.interviewmocha.new: store must be a store object")
       assert.has_error(function() sb:interviewmocha { stor = {} } end,
         "assesskit.interviewmocha.new: unknown option 'stor' (did you mean 'store'?)")
+    end)
+
+    it("refuses a store without a budget, or a store's module, instead of ignoring it", function()
+      -- ignored, the key's budget would not be shared: every process its own, 429s for all
+      local kinds = "assesskit.store.new(), assesskit.ngx.token_cache.new{...}, assesskit.redis.new{...}"
+      local token_only = setmetatable({}, { __index = {
+        get = function() end, set = function() return true end, lock = function() return function() end end } })
+      assert.has_error(function() sb:interviewmocha { store = token_only } end,
+        "assesskit.interviewmocha.new: store must have a budget method (a store object: " .. kinds .. ")")
+      for _, mod in ipairs({ "assesskit.redis", "assesskit.store", "assesskit.ngx.token_cache" }) do
+        assert.has_error(function() sb:interviewmocha { store = require(mod) } end,
+          "assesskit.interviewmocha.new: store must be a store object, not a module (make one with its new: "
+          .. kinds .. ")")
+      end
+      assert.has_error(function() sb:talview { store = require("assesskit.ngx.token_cache") } end,
+        "assesskit.talview.new: store must be a store object, not a module (make one with its new: "
+        .. kinds .. ")")
+      -- a store of the right kind, and a Talview token store of one's own (no budget), still do
+      assert(sb:interviewmocha { store = require("assesskit.store").new() }.tests:links(114110))
+      assert(sb:talview { store = token_only })
     end)
   end)
 end)

@@ -55,6 +55,12 @@ local next = next
 -- 1.2345678901234e+14) and an integral float as an integer (80.0 becomes 80); a request body
 -- and a journal's record must say every number as it was made.
 
+-- Whether the running json_encode finds cjson writing a decimal comma: cjson formats numbers
+-- with the C library and knows only the decimal point LC_NUMERIC had when it was loaded, so a
+-- program that sets a decimal-comma locale afterwards would have it write [0.5] as [0,5] (valid
+-- JSON: two numbers). Then every number cjson would write with a decimal point is written here.
+local cjson_comma = false
+
 -- The JSON text of a number that cjson's would not give back as it is; nil when cjson's does.
 local function exact_number(x)
   local integer = math_type and math_type(x) == "integer"
@@ -63,13 +69,22 @@ local function exact_number(x)
   end
   if integer then return string_format("%d", x) end
   if x ~= x or x == math_huge or x == -math_huge then return nil end -- cjson refuses these
+  if not math_type and x == math_floor(x) and x < 2 ^ 63 and x >= -2 ^ 63 then
+    -- LuaJIT: a whole double a Lua 5.4 integer could hold, written as that integer (cjson
+    -- writes 2e+14 and 1.2345678901234e+14, that a server reading an integer may refuse)
+    return string_format("%.0f", x)
+  end
   local s
   if math_type and x == math_floor(x) then
     s = string_format("%.17g", x) -- an integral float: written with a fraction, stays a float
     if not string_find(s, "[^%d%-]") then s = s .. ".0" end
   else
-    if tonumber(string_format("%.14g", x)) == x then return nil end
-    s = string_format("%.17g", x)
+    s = string_format("%.14g", x)
+    if tonumber(s) ~= x then
+      s = string_format("%.17g", x)
+    elseif not cjson_comma then
+      return nil
+    end
   end
   return (string_gsub(s, "[^%w%+%-]", ".")) -- the decimal point, whatever the C locale
 end
@@ -133,6 +148,7 @@ end
 
 -- The JSON text of a value, every number as it is. Raises as cjson does.
 local function json_encode(v)
+  cjson_comma = cjson_encode(0.5) ~= "0.5"
   if not inexact(v, 0, {}, {}) then return cjson_text(v) end
   local marks = {}
   local s = cjson_text(marked(v, marks))
@@ -1293,7 +1309,9 @@ end
 -- alone writes 14 significant digits (an id 123456789012345 would go out as
 -- 1.2345678901234e+14) and an integral float as an integer; here an integer is written in
 -- full, a float with the digits that read back as the same float (an integral one with
--- `.0`, so it stays a float on Lua 5.4). Request bodies and journal records use it.
+-- `.0`, so it stays a float on Lua 5.4; on LuaJIT a whole double within the range of a Lua 5.4
+-- integer is written as that integer), with `.` as the decimal point whatever `LC_NUMERIC`
+-- says. Request bodies and journal records use it.
 -- @function json_encode
 -- @param value a table, string, number, boolean or `client.null`
 -- @treturn string the JSON text

@@ -130,22 +130,39 @@ function M.client_options(opts)
   return copts
 end
 
+local STORE_KINDS = "assesskit.store.new(), assesskit.ngx.token_cache.new{...}, assesskit.redis.new{...}"
+
 --- The store rule, one place for both API clients: the rate budget of credential `key` is the
 -- store's (`store:budget(key)`) when the store keeps budgets (nil: the client keeps its own),
 -- and the client's `on_event` hook hears the store's events (`store:watch(on_event)`, when the
--- store has events: the Redis store's `redis_down` and `redis_up`).
+-- store has events: the Redis store's `redis_down` and `redis_up`). The store holds the hook
+-- weakly: the API client keeps it (its `_on_event`), so that it lives as long as the client.
 -- @tparam[opt] table store the client's `store` option
 -- @tparam[opt] string key the credential's identity (never a secret)
 -- @tparam[opt] function on_event the client's `on_event` option
 -- @tparam string where the caller named in errors (`assesskit.talview.new`)
+-- @tparam[opt] boolean need_budget the store is given for its budget alone (InterviewMocha's):
+--   one without `budget` is refused rather than ignored
 -- @treturn table|nil the budget
-function M.store_budget(store, key, on_event, where)
+-- @raise (at the API client's caller) on a wrong `on_event`, a `store` that is not a store
+--   object (a string, a store's module instead of a store made with its `new`) or, with
+--   `need_budget`, one without a `budget` method
+function M.store_budget(store, key, on_event, where, need_budget)
   if on_event ~= nil and type(on_event) ~= "function" then
     error(where .. ": on_event must be a function", 3)
   end
   if store == nil then return nil end
   if type(store) ~= "table" and type(store) ~= "userdata" then
     error(where .. ": store must be a store object", 3)
+  end
+  -- a module (a plain table with `new`) passed where one of its stores should be: its
+  -- functions would run with the module as the store (a budget of its own, every call)
+  if type(store) == "table" and getmetatable(store) == nil and type(rawget(store, "new")) == "function" then
+    error(where .. ": store must be a store object, not a module (make one with its new: "
+      .. STORE_KINDS .. ")", 3)
+  end
+  if need_budget and type(store.budget) ~= "function" then
+    error(where .. ": store must have a budget method (a store object: " .. STORE_KINDS .. ")", 3)
   end
   if on_event and type(store.watch) == "function" then store:watch(on_event) end
   if type(store.budget) == "function" and key then return store:budget(key) end

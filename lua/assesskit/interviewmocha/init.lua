@@ -586,7 +586,8 @@ end
 -- @tparam[opt] table opts.store where the rate budget of the key lives, shared by every client
 --   of the key given the same store (a 429 seen by one pauses all; `max_rate` is theirs
 --   together): `assesskit.store.new()`, `assesskit.ngx.token_cache` (the workers of one
---   nginx) or `assesskit.redis` (a fleet); keyed by a hash of the key, never the key
+--   nginx) or `assesskit.redis` (a fleet), each made with its `new`; keyed by a hash of the
+--   key, never the key; a store without a `budget` method is refused
 -- @tparam[opt] function opts.on_event hook `function(event)`: the store's events
 --   (`{event = "redis_down", message =}` once when Redis becomes unusable, `{event =
 --   "redis_up"}` when it is back); errors it raises are ignored
@@ -619,7 +620,7 @@ function M.new(opts)
   -- one rate budget for the key, whichever API a call goes to: the store's (every client of
   -- the key given the same store, a fleet on Redis) or this client's own
   local identity = key and ("interviewmocha|" .. core.b64url_encode(core.sha256(key)))
-  local budget = endpoints.store_budget(opts.store, identity, opts.on_event, NAME .. ".new")
+  local budget = endpoints.store_budget(opts.store, identity, opts.on_event, NAME .. ".new", true)
     or require("assesskit.store").budget()
   for _, api in ipairs({ "v3", "v2" }) do
     local copts = endpoints.client_options(opts)
@@ -644,6 +645,7 @@ function M.new(opts)
   end
   return setmetatable({
     _clients = clients, _compiled = compiled, _auth = auth, _has_key = key ~= nil,
+    _on_event = opts.on_event, -- the store holds the hook weakly (store:watch): kept here
   }, IM_MT)
 end
 

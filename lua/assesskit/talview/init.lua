@@ -648,7 +648,9 @@ function M.new(opts)
   if not ok then
     endpoints.reraise((string_gsub(tostring(c), "assesskit%.client%.new", "assesskit.talview.new")), 2)
   end
-  return setmetatable({ _client = c, _auth = auth, _compiled = compiled }, TV_MT)
+  -- _on_event: the store holds the hook weakly (store:watch); the client keeps it
+  return setmetatable({ _client = c, _auth = auth, _compiled = compiled,
+    _on_event = opts.on_event }, TV_MT)
 end
 
 --- Every endpoint, as `{name =, method =, path =, summary =, params =}` (`path` a template
