@@ -216,6 +216,7 @@ describe("a fleet on one Redis", function()
     local results = wait_results(paths, 30)
     for _, r in ipairs(results) do assert.equal(0, r.failed, table.concat(r.errors, "; ")) end
     local most, total = most_in_a_second(sb:requests { path = "/user/me" })
+    print(("\n  fleet max_rate 50: %d requests in the busiest second, %d in all"):format(most, total))
     assert.is_true(most <= 55, "at most 55 in a second, got " .. most)
     assert.is_true(total >= 120, "about 50/s over 3 s for the fleet, got " .. total)
   end)
